@@ -1,0 +1,390 @@
+"""Pure NumPy per-block kernels.
+
+Every function here takes plain NumPy arrays and returns plain NumPy arrays or
+small dictionaries of them. Nothing in this module knows about Dask: graph code
+in :mod:`daskmeans._lloyd` and :mod:`daskmeans._init` maps these functions over
+the blocks of a Dask array and combines their results.
+
+Centres may hold several *groups* stacked along the first axis, described by
+``bounds``: group ``g`` owns rows ``bounds[g]:bounds[g + 1]`` of ``centers``.
+Each sample is assigned, separately within every group, to the nearest centre
+of that group. Groups let ``n_init`` candidate solutions (or candidate values
+of k) share a single read of every block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "accumulate",
+    "assign",
+    "combine_partials",
+    "combine_moments",
+    "distances_block",
+    "lloyd_partial",
+    "moments",
+    "row_block_size",
+    "sq_norms",
+]
+
+#: Target size in bytes of one sub-block distance matrix (rows x centres).
+_DIST_BLOCK_BYTES = 1 << 21
+#: Largest k for which per-cluster sums use a one-hot matrix product.
+_ONEHOT_MAX_K = 64
+
+
+def row_block_size(n_centers: int, itemsize: int, n_rows: int) -> int:
+    """Rows per sub-block so that the distance matrix stays cache sized.
+
+    Parameters
+    ----------
+    n_centers : int
+        Number of centres (columns of the distance matrix).
+    itemsize : int
+        Bytes per element of the distance matrix.
+    n_rows : int
+        Rows in the block; the result never exceeds it.
+
+    Returns
+    -------
+    int
+        Sub-block length, at least 1.
+    """
+    rows = _DIST_BLOCK_BYTES // max(1, n_centers * itemsize)
+    rows = max(256, min(rows, 8192))
+    return max(1, min(rows, n_rows))
+
+
+def sq_norms(X: np.ndarray) -> np.ndarray:
+    """Squared Euclidean norm of every row of ``X``, in the dtype of ``X``."""
+    return np.einsum("ij,ij->i", X, X)
+
+
+def _as_bounds(bounds, n_centers: int) -> np.ndarray:
+    if bounds is None:
+        return np.array([0, n_centers], dtype=np.intp)
+    return np.asarray(bounds, dtype=np.intp)
+
+
+def distances_block(X: np.ndarray, centers: np.ndarray, c_sq: np.ndarray) -> np.ndarray:
+    """Squared distances between rows of ``X`` and ``centers`` by BLAS.
+
+    Uses ``||x||^2 - 2 x.c + ||c||^2``; the result is clipped at zero to remove
+    negative values produced by cancellation.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    centers : ndarray of shape (k, d), same dtype as ``X``
+    c_sq : ndarray of shape (k,)
+        ``sq_norms(centers)``.
+
+    Returns
+    -------
+    ndarray of shape (n, k), dtype of ``X``
+    """
+    D = X @ centers.T
+    D *= -2
+    D += c_sq
+    D += sq_norms(X)[:, None]
+    np.maximum(D, 0, out=D)
+    return D
+
+
+def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group argmin (as a global centre index) and minimum of ``D``.
+
+    ``D`` holds ``||c||^2 - 2 x.c`` (no row norm); returns labels of shape
+    (n_groups, n) and minima of shape (n_groups, n).
+    """
+    n = D.shape[0]
+    n_groups = len(bounds) - 1
+    labels = np.empty((n_groups, n), dtype=np.intp)
+    mins = np.empty((n_groups, n), dtype=D.dtype)
+    rows = np.arange(n)
+    for g in range(n_groups):
+        lo, hi = bounds[g], bounds[g + 1]
+        lab = np.argmin(D[:, lo:hi], axis=1)
+        mins[g] = D[rows, lab + lo]
+        labels[g] = lab + lo
+    return labels, mins
+
+
+def accumulate(
+    X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, n_centers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted per-centre sums of rows and weights.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    labels : ndarray of shape (n,), integer in ``[0, n_centers)``
+    weights : ndarray of shape (n,) or None
+    n_centers : int
+
+    Returns
+    -------
+    sums : ndarray of shape (n_centers, d), float64
+    counts : ndarray of shape (n_centers,), float64
+    """
+    n, d = X.shape
+    if weights is None:
+        counts = np.bincount(labels, minlength=n_centers).astype(np.float64)
+    else:
+        counts = np.bincount(labels, weights=weights, minlength=n_centers)
+    if n_centers <= _ONEHOT_MAX_K:
+        onehot = np.zeros((n_centers, n), dtype=X.dtype)
+        onehot[labels, np.arange(n)] = 1 if weights is None else weights
+        sums = (onehot @ X).astype(np.float64, copy=False)
+        return sums, counts
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels, minlength=n_centers)
+    present = np.flatnonzero(sizes)
+    starts = np.concatenate(([0], np.cumsum(sizes[present])[:-1]))
+    Xs = X[order]
+    if weights is not None:
+        Xs *= weights[order, None].astype(X.dtype, copy=False)
+    sums = np.zeros((n_centers, d), dtype=np.float64)
+    if len(present):
+        sums[present] = np.add.reduceat(Xs, starts, axis=0)
+    return sums, counts
+
+
+def lloyd_partial(
+    X: np.ndarray,
+    centers: np.ndarray,
+    weights: np.ndarray | None = None,
+    *,
+    bounds=None,
+    n_far: int = 0,
+    check_finite: bool = False,
+    with_moments: bool = False,
+) -> dict:
+    """One sweep of a block: partial sums, weights and inertia per centre.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d), float32 or float64
+        One block of rows.
+    centers : ndarray of shape (K, d), same dtype as ``X``
+        Centres of all groups, stacked.
+    weights : ndarray of shape (n,) or None
+        Sample weights; None means all ones.
+    bounds : sequence of int, optional
+        Group boundaries into ``centers`` (default: one group of all K).
+    n_far : int
+        Also return, per group, the ``n_far`` rows farthest from their centre
+        (used to relocate empty clusters). 0 disables it.
+    check_finite : bool
+        Raise ValueError if the block holds NaN or infinity.
+    with_moments : bool
+        Also return the unweighted count, mean and sum of squared deviations
+        of every feature (see :func:`moments`).
+
+    Returns
+    -------
+    dict
+        ``sums`` (K, d) float64, weighted sum of the rows assigned to each
+        centre; ``counts`` (K,) float64, their total weight; ``inertia``
+        (n_groups,) float64, weighted sum of squared distances to the nearest
+        centre of each group; optionally ``far`` (see :func:`_far_rows`) and
+        ``moments``.
+    """
+    if check_finite and not np.isfinite(X).all():
+        raise ValueError(
+            "Input X contains NaN or infinity; expected finite values in every row."
+        )
+    bounds = _as_bounds(bounds, centers.shape[0])
+    n, d = X.shape
+    K = centers.shape[0]
+    n_groups = len(bounds) - 1
+    c_sq = sq_norms(centers)
+    sums = np.zeros((K, d), dtype=np.float64)
+    counts = np.zeros(K, dtype=np.float64)
+    inertia = np.zeros(n_groups, dtype=np.float64)
+    far = _FarRows(n_groups, n_far, d, X.dtype) if n_far else None
+    step = row_block_size(K, X.itemsize, n)
+    for start in range(0, n, step):
+        Xs = X[start : start + step]
+        ws = None if weights is None else weights[start : start + step]
+        D = Xs @ centers.T
+        D *= -2
+        D += c_sq
+        labels, mins = _group_argmin(D, bounds)
+        mins += sq_norms(Xs)
+        np.maximum(mins, 0, out=mins)
+        if ws is None:
+            inertia += mins.sum(axis=1, dtype=np.float64)
+        else:
+            inertia += mins @ ws.astype(np.float64, copy=False)
+        for g in range(n_groups):
+            lo, hi = bounds[g], bounds[g + 1]
+            s, c = accumulate(Xs, labels[g] - lo, ws, hi - lo)
+            sums[lo:hi] += s
+            counts[lo:hi] += c
+        if far is not None:
+            far.update(Xs, ws, labels, mins)
+    out = {"sums": sums, "counts": counts, "inertia": inertia}
+    if far is not None:
+        out["far"] = far.result()
+    if with_moments:
+        out["moments"] = moments(X)
+    return out
+
+
+class _FarRows:
+    """Running selection of the rows farthest from their centre, per group."""
+
+    def __init__(self, n_groups: int, m: int, d: int, dtype) -> None:
+        self.m = m
+        self.dist = np.full((n_groups, 0), -np.inf)
+        self.rows = np.zeros((n_groups, 0, d), dtype=dtype)
+        self.labels = np.zeros((n_groups, 0), dtype=np.intp)
+        self.weights = np.zeros((n_groups, 0), dtype=np.float64)
+
+    def update(self, X, w, labels, mins) -> None:
+        n = X.shape[0]
+        take = min(self.m, n)
+        ws = np.ones(n) if w is None else w.astype(np.float64, copy=False)
+        idx = np.argpartition(mins, n - take, axis=1)[:, n - take :]
+        new_rows = X[idx]
+        dist = np.concatenate([self.dist, np.take_along_axis(mins, idx, 1)], axis=1)
+        rows = np.concatenate([self.rows, new_rows], axis=1)
+        lab = np.concatenate([self.labels, np.take_along_axis(labels, idx, 1)], axis=1)
+        wts = np.concatenate([self.weights, ws[idx]], axis=1)
+        self.dist, self.rows, self.labels, self.weights = _top_far(
+            dist, rows, lab, wts, self.m
+        )
+
+    def result(self) -> dict:
+        return {
+            "dist": self.dist,
+            "rows": self.rows,
+            "labels": self.labels,
+            "weights": self.weights,
+            "m": self.m,
+        }
+
+
+def _top_far(dist, rows, labels, weights, m):
+    """Keep the ``m`` largest distances per group, sorted in decreasing order."""
+    order = np.argsort(-dist, axis=1, kind="stable")[:, :m]
+    return (
+        np.take_along_axis(dist, order, 1),
+        np.take_along_axis(rows, order[:, :, None], 1),
+        np.take_along_axis(labels, order, 1),
+        np.take_along_axis(weights, order, 1),
+    )
+
+
+def moments(X: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Count, mean and sum of squared deviations of every column of ``X``.
+
+    Returns
+    -------
+    count : float
+    mean : ndarray of shape (d,), float64
+    m2 : ndarray of shape (d,), float64
+    """
+    n = X.shape[0]
+    if n == 0:
+        return 0.0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    mean = X.mean(axis=0, dtype=np.float64)
+    dev = X - mean.astype(X.dtype)
+    m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)
+    return float(n), mean, m2
+
+
+def combine_moments(parts) -> tuple[float, np.ndarray, np.ndarray]:
+    """Merge (count, mean, m2) triples by Chan et al.'s parallel formula."""
+    n, mean, m2 = parts[0]
+    for nb, meanb, m2b in parts[1:]:
+        if nb == 0:
+            continue
+        if n == 0:
+            n, mean, m2 = nb, meanb, m2b
+            continue
+        tot = n + nb
+        delta = meanb - mean
+        mean = mean + delta * (nb / tot)
+        m2 = m2 + m2b + delta**2 * (n * nb / tot)
+        n = tot
+    return n, mean, m2
+
+
+def combine_partials(parts: list[dict]) -> dict:
+    """Sum the outputs of :func:`lloyd_partial` (or of earlier combines)."""
+    first = parts[0]
+    out = {
+        "sums": np.sum([p["sums"] for p in parts], axis=0),
+        "counts": np.sum([p["counts"] for p in parts], axis=0),
+        "inertia": np.sum([p["inertia"] for p in parts], axis=0),
+    }
+    if "far" in first:
+        m = first["far"]["m"]
+        cat = {
+            key: np.concatenate([p["far"][key] for p in parts], axis=1)
+            for key in ("dist", "rows", "labels", "weights")
+        }
+        dist, rows, labels, weights = _top_far(
+            cat["dist"], cat["rows"], cat["labels"], cat["weights"], m
+        )
+        out["far"] = {
+            "dist": dist,
+            "rows": rows,
+            "labels": labels,
+            "weights": weights,
+            "m": m,
+        }
+    if "moments" in first:
+        out["moments"] = combine_moments([p["moments"] for p in parts])
+    return out
+
+
+def assign(
+    X: np.ndarray,
+    centers: np.ndarray,
+    *,
+    return_distances: bool = False,
+    check_finite: bool = False,
+):
+    """Labels-only sweep: index of the nearest centre for every row.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    centers : ndarray of shape (k, d), same dtype as ``X``
+    return_distances : bool
+        Also return the squared distance to the nearest centre (float64).
+    check_finite : bool
+        Raise ValueError if the block holds NaN or infinity.
+
+    Returns
+    -------
+    labels : ndarray of shape (n,), int64
+    sq_dist : ndarray of shape (n,), float64, only if ``return_distances``
+    """
+    if check_finite and not np.isfinite(X).all():
+        raise ValueError(
+            "Input X contains NaN or infinity; expected finite values in every row."
+        )
+    n = X.shape[0]
+    k = centers.shape[0]
+    c_sq = sq_norms(centers)
+    labels = np.empty(n, dtype=np.int64)
+    dist = np.empty(n, dtype=np.float64) if return_distances else None
+    step = row_block_size(k, X.itemsize, n)
+    for start in range(0, n, step):
+        Xs = X[start : start + step]
+        D = Xs @ centers.T
+        D *= -2
+        D += c_sq
+        lab = np.argmin(D, axis=1)
+        labels[start : start + step] = lab
+        if return_distances:
+            m = D[np.arange(len(lab)), lab] + sq_norms(Xs)
+            dist[start : start + step] = np.maximum(m, 0)
+    if return_distances:
+        return labels, dist
+    return labels
