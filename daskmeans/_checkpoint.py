@@ -1,0 +1,355 @@
+"""Durable, atomic checkpoints of the Lloyd state, and atomic output helpers.
+
+A checkpoint is one JSON file, ``checkpoint.json``, in the checkpoint
+directory. It holds a format version, the *fingerprint* of the run (what
+identifies the data and the parameters) and every field of
+:class:`daskmeans._lloyd.LloydState`. Arrays are stored as base64 of their
+little-endian bytes together with dtype and shape, so that float32 and float64
+values round trip bit for bit and nothing is ever unpickled.
+
+Every file is written under a temporary name in its final directory, flushed
+to disk with ``fsync`` and renamed over the target with :func:`os.replace`, so
+a reader (or a run resumed after ``SIGKILL``) sees the old file or the new one,
+never a mixture.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "Checkpoint",
+    "CheckpointMismatchError",
+    "atomic_directory",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "decode",
+    "encode",
+]
+
+#: Version of the checkpoint file layout; bumped on incompatible changes.
+CHECKPOINT_FORMAT = 1
+#: Name of the checkpoint file inside the checkpoint directory.
+CHECKPOINT_FILE = "checkpoint.json"
+
+
+class CheckpointMismatchError(ValueError):
+    """The saved checkpoint belongs to other data or other parameters."""
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def _fsync_directory(path: Path) -> None:
+    """Flush a directory entry to disk where the platform allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically.
+
+    The bytes go to a temporary file in the same directory, are flushed with
+    ``fsync`` and the file is renamed over ``path`` with :func:`os.replace`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination; its directory must exist.
+    data : bytes
+        Full content of the file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build a directory under a temporary name, then rename it to ``path``.
+
+    Yields the temporary path (``.<name>.tmp-<random>`` next to ``path``, not
+    yet created). When the block succeeds the temporary directory is renamed
+    to ``path``; when it fails it is removed. An existing ``path`` is replaced
+    only with ``overwrite=True``: it is first renamed aside, so at every moment
+    ``path`` is either absent or complete.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Final location.
+    overwrite : bool, default=False
+        Replace an existing ``path``; otherwise raise :class:`FileExistsError`.
+
+    Yields
+    ------
+    pathlib.Path
+        Temporary location to write to.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists")
+    token = uuid.uuid4().hex[:12]
+    tmp = path.parent / f".{path.name}.tmp-{token}"
+    try:
+        yield tmp
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{token}"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+        _fsync_directory(path.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode(value: Any) -> Any:
+    """Encode a value for exact JSON storage (arrays as base64 bytes, no pickle).
+
+    Supports ``None``, bool, int, float (``nan`` and infinities included), str,
+    NumPy scalars and arrays of numeric or bool dtype, lists, tuples and dicts
+    with string keys.
+    """
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return {"__float__": repr(value)}
+    if isinstance(value, (np.ndarray, np.generic)):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"cannot store arrays of dtype {arr.dtype} in a checkpoint")
+        little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        return {
+            "__ndarray__": base64.b64encode(np.ascontiguousarray(little).tobytes()).decode(),
+            "dtype": little.dtype.str,
+            "shape": list(arr.shape),
+            "scalar": isinstance(value, np.generic),
+        }
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("only dicts with string keys can be stored in a checkpoint")
+        return {"__dict__": {k: encode(v) for k, v in value.items()}}
+    raise TypeError(f"cannot store a value of type {type(value).__name__} in a checkpoint")
+
+
+def decode(value: Any) -> Any:
+    """Inverse of :func:`encode`."""
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__float__" in value:
+        return float(value["__float__"])
+    if "__dict__" in value:
+        return {k: decode(v) for k, v in value["__dict__"].items()}
+    if "__ndarray__" in value:
+        dtype = np.dtype(value["dtype"])
+        if dtype.kind not in "biuf":
+            raise ValueError(f"unexpected dtype {dtype} in checkpoint")
+        raw = base64.b64decode(value["__ndarray__"], validate=True)
+        arr = np.frombuffer(raw, dtype=dtype).reshape(value["shape"])
+        arr = arr.astype(dtype.newbyteorder("="), copy=True)
+        return arr[()] if value.get("scalar") else arr
+    raise ValueError("unexpected object in checkpoint")
+
+
+def _normalise(obj: Any) -> Any:
+    """Canonical JSON form of ``obj`` for comparisons (tuples become lists, etc.)."""
+    return json.loads(json.dumps(encode(obj), sort_keys=True))
+
+
+def _describe(value: Any, limit: int = 60) -> str:
+    text = json.dumps(decode(value), default=lambda v: np.asarray(v).tolist())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+def _library_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("daskmeans")
+    except Exception:  # pragma: no cover - not installed
+        return "unknown"
+
+
+def _state_class() -> type:
+    from daskmeans._lloyd import LloydState
+
+    return LloydState
+
+
+class Checkpoint:
+    """Save and restore the Lloyd state of one fit in a directory.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Where ``checkpoint.json`` lives; created on the first :meth:`save`.
+    fingerprint : dict
+        Identifies the data and the parameters of the run (JSON-able values,
+        NumPy scalars and arrays allowed). :meth:`load` refuses a checkpoint
+        saved under a different fingerprint.
+
+    Examples
+    --------
+    >>> ckpt = Checkpoint("ckpt", {"n_clusters": 8, "data": "token"})  # doctest: +SKIP
+    >>> state = ckpt.load()            # None the first time  # doctest: +SKIP
+    >>> ckpt.save(state)               # atomic  # doctest: +SKIP
+    """
+
+    def __init__(self, directory: str | os.PathLike, fingerprint: dict) -> None:
+        if not isinstance(fingerprint, dict):
+            raise TypeError(f"fingerprint must be a dict, got {type(fingerprint).__name__}")
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self._fingerprint_json = _normalise(fingerprint)
+
+    @property
+    def path(self) -> Path:
+        """Path of the checkpoint file."""
+        return self.directory / CHECKPOINT_FILE
+
+    def read(self) -> dict | None:
+        """Return the raw saved document, or ``None`` when nothing was saved.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a checkpoint of a known format.
+        """
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{self.path} is not a valid checkpoint file: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("kind") != "daskmeans-checkpoint":
+            raise ValueError(f"{self.path} is not a daskmeans checkpoint")
+        if doc.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"{self.path} has checkpoint format {doc.get('format')!r}; this version of "
+                f"daskmeans reads format {CHECKPOINT_FORMAT}"
+            )
+        return doc
+
+    def _check_fingerprint(self, saved: dict) -> None:
+        given = self._fingerprint_json
+        if saved == given:
+            return
+        saved_inner, given_inner = saved.get("__dict__", {}), given.get("__dict__", {})
+        diffs = []
+        for key in sorted(set(saved_inner) | set(given_inner)):
+            if saved_inner.get(key) != given_inner.get(key):
+                old = _describe(saved_inner[key]) if key in saved_inner else "(absent)"
+                new = _describe(given_inner[key]) if key in given_inner else "(absent)"
+                diffs.append(f"{key}: saved {old}, now {new}")
+        detail = "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
+        raise CheckpointMismatchError(
+            f"checkpoint in {self.directory} was made with different data or parameters "
+            f"({detail}); remove it or use another checkpoint directory"
+        )
+
+    def load(self) -> Any:
+        """Return the saved :class:`~daskmeans._lloyd.LloydState`, or ``None``.
+
+        Raises
+        ------
+        CheckpointMismatchError
+            (a :class:`ValueError`) if the checkpoint was saved with another
+            fingerprint: different data or parameters.
+        ValueError
+            If the file is damaged or of an unknown format.
+        """
+        doc = self.read()
+        if doc is None:
+            return None
+        self._check_fingerprint(doc.get("fingerprint"))
+        cls = _state_class()
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = decode(doc["state"])
+        if set(fields) != names:
+            raise ValueError(
+                f"{self.path} holds a state with fields {sorted(fields)}, expected "
+                f"{sorted(names)}; it was written by an incompatible version"
+            )
+        return cls(**fields)
+
+    def save(self, state: Any) -> None:
+        """Write ``state`` atomically (temporary file, ``fsync``, :func:`os.replace`).
+
+        Parameters
+        ----------
+        state : daskmeans._lloyd.LloydState
+            The dataclass to store; every field is saved.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fields = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+        doc = {
+            "kind": "daskmeans-checkpoint",
+            "format": CHECKPOINT_FORMAT,
+            "daskmeans_version": _library_version(),
+            "fingerprint": self._fingerprint_json,
+            "state": encode(fields),
+        }
+        atomic_write_bytes(self.path, (json.dumps(doc) + "\n").encode("utf-8"))
+
+    def clear(self) -> None:
+        """Remove the checkpoint file if there is one."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def __repr__(self) -> str:
+        return f"Checkpoint({str(self.directory)!r})"
