@@ -24,6 +24,7 @@ __all__ = [
     "distances_block",
     "lloyd_partial",
     "moments",
+    "nearest",
     "row_block_size",
     "sq_norms",
 ]
@@ -90,6 +91,43 @@ def distances_block(X: np.ndarray, centers: np.ndarray, c_sq: np.ndarray) -> np.
     D += sq_norms(X)[:, None]
     np.maximum(D, 0, out=D)
     return D
+
+
+def nearest(X: np.ndarray, centers: np.ndarray, bounds=None) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre of every group for every row, by sub-blocks.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    centers : ndarray of shape (K, d), same dtype as ``X``
+    bounds : sequence of int, optional
+        Group boundaries (default: one group).
+
+    Returns
+    -------
+    labels : ndarray of shape (n_groups, n), intp
+        Global index (into ``centers``) of the nearest centre in each group.
+    sq_dist : ndarray of shape (n_groups, n), float64
+        Squared distance to it.
+    """
+    bounds = _as_bounds(bounds, centers.shape[0])
+    n = X.shape[0]
+    n_groups = len(bounds) - 1
+    labels = np.empty((n_groups, n), dtype=np.intp)
+    dist = np.empty((n_groups, n), dtype=np.float64)
+    c_sq = sq_norms(centers)
+    step = row_block_size(centers.shape[0], X.itemsize, n)
+    for start in range(0, n, step):
+        Xs = X[start : start + step]
+        D = Xs @ centers.T
+        D *= -2
+        D += c_sq
+        lab, mins = _group_argmin(D, bounds)
+        mins += sq_norms(Xs)
+        np.maximum(mins, 0, out=mins)
+        labels[:, start : start + step] = lab
+        dist[:, start : start + step] = mins
+    return labels, dist
 
 
 def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +285,9 @@ class _FarRows:
         n = X.shape[0]
         take = min(self.m, n)
         ws = np.ones(n) if w is None else w.astype(np.float64, copy=False)
+        if w is not None:
+            # zero-weight rows are absent from the data: never relocate to them
+            mins = np.where(ws > 0, mins, -np.inf)
         idx = np.argpartition(mins, n - take, axis=1)[:, n - take :]
         new_rows = X[idx]
         dist = np.concatenate([self.dist, np.take_along_axis(mins, idx, 1)], axis=1)

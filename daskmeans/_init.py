@@ -1,0 +1,375 @@
+"""Initial centres: k-means|| (Bahmani et al., 2012), k-means++ and random.
+
+Each method reads the data in whole passes built by
+:func:`daskmeans._graph.block_reduce`; per-row state is recomputed block by
+block instead of being kept, so memory stays bounded by the block size. All
+``n_candidates`` initialisations (for ``n_init``) share the same passes: their
+centres are stacked as groups.
+
+Randomness comes from :func:`daskmeans._rng.block_rng`, keyed by the method,
+the round and the block index, never by the worker that runs a block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+
+import dask.array as da
+import numpy as np
+
+from . import _kernels
+from ._graph import block_reduce, compute_passes
+from ._lloyd import check_block, lloyd_numpy, partial_pass
+from ._rng import block_rng, purpose_key
+
+__all__ = ["init_centers", "kmeans_plusplus", "kmeans_parallel", "random_rows", "sample_rows"]
+
+_RANDOM = purpose_key("random")
+_SAMPLE = purpose_key("sample")
+_PARALLEL = purpose_key("kmeans||")
+_FIRST = purpose_key("first-center")
+_LOCAL = purpose_key("local")
+
+
+# --------------------------------------------------------------------------- #
+# In-memory k-means++ (used on samples and on k-means|| candidates)
+# --------------------------------------------------------------------------- #
+def kmeans_plusplus(
+    X: np.ndarray,
+    weights: np.ndarray | None,
+    n_clusters: int,
+    rng: np.random.Generator,
+    n_local_trials: int | None = None,
+) -> np.ndarray:
+    """Greedy weighted k-means++ seeding on an in-memory array.
+
+    At every step ``2 + log(k)`` candidates are drawn with probability
+    proportional to weight times squared distance to the chosen centres, and
+    the one that lowers the weighted potential most is kept (the greedy
+    variant scikit-learn uses).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    weights : ndarray of shape (n,) or None
+    n_clusters : int
+    rng : numpy.random.Generator
+    n_local_trials : int, optional
+
+    Returns
+    -------
+    ndarray of shape (n_clusters, d), dtype of ``X``
+    """
+    n, d = X.shape
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if n_local_trials is None:
+        n_local_trials = 2 + int(math.log(n_clusters))
+    centers = np.empty((n_clusters, d), dtype=X.dtype)
+    x_sq = _kernels.sq_norms(X).astype(np.float64)
+    first = rng.choice(n, p=w / w.sum())
+    centers[0] = X[first]
+    closest = _sq_dist_to(X, x_sq, X[first : first + 1])[0]
+    pot = float(closest @ w)
+    for c in range(1, n_clusters):
+        if pot <= 0:
+            # fewer distinct (weighted) points than clusters: repeat a point
+            idx = rng.choice(np.flatnonzero(w > 0))
+            centers[c] = X[idx]
+            continue
+        cum = np.cumsum(closest * w)
+        picks = np.searchsorted(cum, rng.random(n_local_trials) * cum[-1], side="right")
+        picks = np.minimum(picks, n - 1)
+        dist = _sq_dist_to(X, x_sq, X[picks])
+        np.minimum(dist, closest, out=dist)
+        pots = dist @ w
+        best = int(np.argmin(pots))
+        centers[c] = X[picks[best]]
+        closest = dist[best]
+        pot = float(pots[best])
+    return centers
+
+
+def _sq_dist_to(X, x_sq, C) -> np.ndarray:
+    """Squared distances (len(C), n) in float64, clipped at 0."""
+    D = (C @ X.T).astype(np.float64)
+    D *= -2
+    D += x_sq
+    D += _kernels.sq_norms(C).astype(np.float64)[:, None]
+    np.maximum(D, 0, out=D)
+    return D
+
+
+# --------------------------------------------------------------------------- #
+# Per-block selections
+# --------------------------------------------------------------------------- #
+def _top_rows(keys: np.ndarray, X: np.ndarray, m: int):
+    """Rows with the ``m`` largest keys in every group: (keys (g, m'), rows (g, m', d))."""
+    n = X.shape[0]
+    take = min(m, n)
+    if take == 0:
+        return keys[:, :0], np.zeros((keys.shape[0], 0, X.shape[1]), X.dtype)
+    idx = np.argpartition(keys, n - take, axis=1)[:, n - take :]
+    return np.take_along_axis(keys, idx, 1), X[idx]
+
+
+def _merge_top(parts: list, m: int):
+    keys = np.concatenate([p[0] for p in parts], axis=1)
+    rows = np.concatenate([p[1] for p in parts], axis=1)
+    order = np.argsort(-keys, axis=1, kind="stable")[:, :m]
+    return np.take_along_axis(keys, order, 1), np.take_along_axis(rows, order[:, :, None], 1)
+
+
+def _race_keys(rng, w, n_groups, n):
+    """Exponential-race keys: the top-m keys form a weighted sample without replacement."""
+    u = rng.random((n_groups, n))
+    with np.errstate(divide="ignore"):
+        logu = np.log1p(-u)  # in (-inf, 0]
+        wts = np.ones(n) if w is None else w
+        return np.where(wts > 0, logu / np.where(wts > 0, wts, 1), -np.inf)
+
+
+def _random_chunk(X, w, index, *, seq, n_groups, m, check):
+    if check:
+        check_block(X, w)
+    keys = _race_keys(block_rng(seq, _RANDOM, index), w, n_groups, X.shape[0])
+    return _top_rows(keys, X, m)
+
+
+def random_rows(X: da.Array, weights, n_rows: int, n_groups: int, seq, *, check=False,
+                split_every=None):
+    """One pass: ``n_groups`` independent weighted samples of ``n_rows`` distinct rows."""
+    graph = block_reduce(
+        X, weights, _random_chunk, partial(_merge_top, m=n_rows), name="kmeans-init-random",
+        split_every=split_every,
+        consts={"seq": seq, "n_groups": n_groups, "m": n_rows, "check": check},
+    )
+    (res,) = compute_passes(graph)
+    return res[1]
+
+
+def _sample_chunk(X, w, index, *, seq, p, check):
+    if check:
+        check_block(X, w)
+    rng = block_rng(seq, _SAMPLE, index)
+    keep = rng.random(X.shape[0]) < p
+    ws = np.ones(int(keep.sum())) if w is None else w[keep].astype(np.float64)
+    return X[keep], ws
+
+
+def _sample_combine(parts):
+    return (
+        np.concatenate([p[0] for p in parts], axis=0),
+        np.concatenate([p[1] for p in parts], axis=0),
+    )
+
+
+def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_every=None):
+    """One pass: a uniform Bernoulli sample of about ``size`` rows and their weights."""
+    p = min(1.0, size / X.shape[0])
+    graph = block_reduce(
+        X, weights, _sample_chunk, _sample_combine, name="kmeans-init-sample",
+        split_every=split_every, consts={"seq": seq, "p": p, "check": check},
+    )
+    (res,) = compute_passes(graph)
+    return res
+
+
+# --------------------------------------------------------------------------- #
+# k-means||
+# --------------------------------------------------------------------------- #
+def _parallel_chunk(X, w, index, *, seq, rnd, cands, bounds, m, check):
+    if check:
+        check_block(X, w)
+    _, mins = _kernels.nearest(X, cands, bounds)
+    if w is not None:
+        mins = mins * w
+    cost = mins.sum(axis=1)
+    rng = block_rng(seq, _PARALLEL, rnd, index)
+    u = rng.random(mins.shape)
+    keys = mins / (1.0 - u)  # 1 - u lies in (0, 1]
+    top_keys, rows = _top_rows(keys, X, m)
+    return cost, top_keys, rows
+
+
+def _parallel_combine(parts, m):
+    keys, rows = _merge_top([(p[1], p[2]) for p in parts], m)
+    return np.sum([p[0] for p in parts], axis=0), keys, rows
+
+
+def _first_centers(X: da.Array, weights, n_groups: int, seq) -> list:
+    """One row per group, drawn with probability proportional to its weight."""
+    n = X.shape[0]
+    bounds = np.concatenate(([0], np.cumsum(X.chunks[0])))
+    rng = block_rng(seq, _FIRST)
+    if weights is None:
+        rows = rng.integers(0, n, size=n_groups)
+        picks = []
+        for r in rows:
+            b = int(np.searchsorted(bounds, r, side="right") - 1)
+            picks.append((b, int(r - bounds[b])))
+    else:
+        sums = weights.map_blocks(lambda b: np.atleast_1d(b.sum()), chunks=(1,)).compute()
+        picks = []
+        for _ in range(n_groups):
+            b = int(rng.choice(len(sums), p=sums / sums.sum()))
+            wb = np.asarray(weights.blocks[b].compute())
+            picks.append((b, int(rng.choice(len(wb), p=wb / wb.sum()))))
+    blocks = sorted({b for b, _ in picks})
+    fetched = dict(zip(blocks, da.compute(*[X.blocks[b] for b in blocks]), strict=True))
+    return [fetched[b][i : i + 1].copy() for b, i in picks]
+
+
+def kmeans_parallel(
+    X: da.Array,
+    weights,
+    n_clusters: int,
+    n_groups: int,
+    seq,
+    *,
+    oversampling_factor: float = 2.0,
+    init_rounds: int = 5,
+    check: bool = False,
+    split_every=None,
+    callback: Callable[[dict], None] | None = None,
+    verbose: int = 0,
+) -> tuple[list, int, tuple]:
+    """k-means|| (Bahmani et al., 2012) for ``n_groups`` independent candidates.
+
+    One pass per round: every block computes the weighted squared distance of
+    its rows to the current candidate set, the round's cost phi, and keeps its
+    rows with the largest keys ``w d^2 / u`` (u uniform); after the pass a row
+    is selected when ``l w d^2 / phi > u``, i.e. with probability
+    ``min(1, l w d^2 / phi)`` as in the paper, where ``l = oversampling_factor
+    * n_clusters``. A final pass weights every candidate by the total weight of
+    the rows nearest to it (and measures the variance used by ``tol``); the
+    weighted candidates are reduced to ``n_clusters`` centres by weighted
+    k-means++ and weighted Lloyd, in memory.
+
+    Returns
+    -------
+    centers : list of ndarray of shape (n_clusters, d)
+    n_passes : int
+        Full passes over the data made (``init_rounds + 1``).
+    moments : tuple
+        (count, mean, m2) of the data, from the weighting pass.
+    """
+    ell = oversampling_factor * n_clusters
+    # rows kept per block and group: enough that truncation has negligible probability
+    m = int(math.ceil(2 * ell + 8 * math.sqrt(ell) + 16))
+    cands = _first_centers(X, weights, n_groups, seq)
+    n_passes = 0
+    for rnd in range(init_rounds):
+        stacked = np.concatenate(cands, axis=0)
+        bounds = np.concatenate(([0], np.cumsum([len(c) for c in cands]))).astype(np.intp)
+        graph = block_reduce(
+            X, weights, _parallel_chunk, partial(_parallel_combine, m=m),
+            name="kmeans-init-round", split_every=split_every,
+            consts={"seq": seq, "rnd": rnd, "cands": stacked, "bounds": bounds, "m": m,
+                    "check": check and rnd == 0},
+        )
+        (res,) = compute_passes(graph)
+        n_passes += 1
+        cost, keys, rows = res
+        for g in range(n_groups):
+            chosen = keys[g] * ell > cost[g]
+            if rnd == init_rounds - 1 and len(cands[g]) + chosen.sum() < n_clusters:
+                # tiny data: top up with the heaviest remaining rows
+                need = n_clusters - len(cands[g])
+                chosen = np.zeros_like(chosen)
+                chosen[: min(need, np.count_nonzero(keys[g] > 0))] = True
+            if chosen.any():
+                cands[g] = np.concatenate([cands[g], rows[g][chosen]], axis=0)
+        if verbose:
+            print(
+                f"[daskmeans] k-means|| round {rnd + 1}/{init_rounds}: cost {cost.min():.6g}, "
+                f"{min(len(c) for c in cands)} candidates"
+            )
+        if callback is not None:
+            callback({"phase": "init", "iteration": rnd + 1, "max_iter": init_rounds,
+                      "inertia": float(cost.min()), "shift": None, "n_passes": n_passes})
+    # weight the candidates: one pass, which also measures the variance for tol
+    graph = partial_pass(X, weights, cands, with_moments=True, split_every=split_every,
+                         name="kmeans-init-weights")
+    (res,) = compute_passes(graph)
+    n_passes += 1
+    centers = []
+    offset = 0
+    for g, cand in enumerate(cands):
+        wts = res["counts"][offset : offset + len(cand)]
+        offset += len(cand)
+        keep = wts > 0
+        cand, wts = cand[keep], wts[keep]
+        rng = block_rng(seq, _LOCAL, g)
+        if len(cand) <= n_clusters:
+            C = _pad_centers(cand, n_clusters, rng)
+        else:
+            C0 = kmeans_plusplus(cand, wts, n_clusters, rng)
+            C, _, _ = lloyd_numpy(cand, wts, C0, max_iter=100, tol_abs=0.0)
+        centers.append(C)
+    return centers, n_passes, res["moments"]
+
+
+def _pad_centers(cand: np.ndarray, n_clusters: int, rng) -> np.ndarray:
+    """Use every candidate; repeat some when there are fewer than k of them."""
+    if len(cand) == n_clusters:
+        return cand.copy()
+    extra = rng.choice(len(cand), n_clusters - len(cand))
+    return np.concatenate([cand, cand[extra]], axis=0)
+
+
+# --------------------------------------------------------------------------- #
+# Dispatcher
+# --------------------------------------------------------------------------- #
+def init_centers(
+    X: da.Array,
+    weights,
+    n_clusters: int,
+    method,
+    seq,
+    n_groups: int,
+    *,
+    oversampling_factor: float = 2.0,
+    init_rounds: int = 5,
+    sample_size: int | None = None,
+    check: bool = False,
+    split_every=None,
+    callback=None,
+    verbose: int = 0,
+) -> tuple[list, int, tuple | None]:
+    """Initial centres for ``n_groups`` candidates.
+
+    Returns
+    -------
+    centers : list of ndarray of shape (n_clusters, d)
+    n_passes : int
+    moments : tuple or None
+        (count, mean, m2) when a pass measured them, else None.
+    """
+    if method == "k-means||":
+        return kmeans_parallel(
+            X, weights, n_clusters, n_groups, seq,
+            oversampling_factor=oversampling_factor, init_rounds=init_rounds, check=check,
+            split_every=split_every, callback=callback, verbose=verbose,
+        )
+    if method == "random":
+        rows = random_rows(X, weights, n_clusters, n_groups, seq, check=check,
+                           split_every=split_every)
+        return [rows[g].copy() for g in range(n_groups)], 1, None
+    if method == "k-means++":
+        size = sample_size or max(10_000, 50 * n_clusters)
+        sample, wts = sample_rows(X, weights, size, seq, check=check, split_every=split_every)
+        keep = wts > 0
+        sample, wts = sample[keep], wts[keep]
+        if len(sample) < n_clusters:
+            # tiny or heavily zero-weighted data: sample every row instead
+            sample, wts = sample_rows(X, weights, X.shape[0], seq, split_every=split_every)
+            keep = wts > 0
+            sample, wts = sample[keep], wts[keep]
+        centers = [
+            kmeans_plusplus(sample, wts, n_clusters, block_rng(seq, _LOCAL, g))
+            for g in range(n_groups)
+        ]
+        return centers, 1, None
+    raise ValueError(f"internal: unknown init method {method!r}")

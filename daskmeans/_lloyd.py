@@ -1,0 +1,377 @@
+"""The Lloyd iteration on Dask arrays: one pass over the data per iteration.
+
+Each iteration builds one :func:`daskmeans._graph.block_reduce` graph: every
+row block goes through :func:`daskmeans._kernels.lloyd_partial` (the
+``kmeans-partial`` tasks), the partial sums, weights and inertia are combined
+by a tree (``kmeans-combine``), and the client receives only k x d numbers per
+group of centres. Several groups of centres (``n_init`` candidates, or
+different values of k) iterate in the same passes; a group that has converged
+leaves the stack.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dask.array as da
+import numpy as np
+
+from . import _kernels
+from ._graph import block_reduce, compute_passes
+
+__all__ = ["LloydState", "check_block", "lloyd", "lloyd_numpy", "stats_pass", "update_centers"]
+
+
+@dataclass
+class LloydState:
+    """Everything needed to continue (or resume) a Lloyd run.
+
+    Attributes
+    ----------
+    centers : list of ndarray of shape (k_g, d)
+        Current centres of every group, in the working dtype of X.
+    n_iter : ndarray of shape (n_groups,), int64
+        Iterations done by every group.
+    active : ndarray of shape (n_groups,), bool
+        Groups still iterating.
+    strict : ndarray of shape (n_groups,), bool
+        Groups whose centres stopped moving exactly (their last inertia is final).
+    inertia : ndarray of shape (n_groups,), float64
+        Inertia of the centres used in the last pass of every group.
+    history : list of list of float
+        Per group, the inertia of every iteration's centres.
+    tol_abs : float or None
+        Absolute tolerance on the squared centre shift, once known.
+    n_passes : int
+        Passes over the data made so far (initialisation included).
+    sizes : list of ndarray of shape (k_g,)
+        Total weight per cluster in the last pass of every group.
+    """
+
+    centers: list
+    n_iter: np.ndarray
+    active: np.ndarray
+    strict: np.ndarray
+    inertia: np.ndarray
+    history: list
+    tol_abs: float | None = None
+    n_passes: int = 0
+    sizes: list = field(default_factory=list)
+
+    @classmethod
+    def start(cls, centers: list, *, tol_abs: float | None = None, n_passes: int = 0):
+        """A fresh state at iteration 0 from initial centres."""
+        g = len(centers)
+        return cls(
+            centers=[np.array(c, copy=True) for c in centers],
+            n_iter=np.zeros(g, dtype=np.int64),
+            active=np.ones(g, dtype=bool),
+            strict=np.zeros(g, dtype=bool),
+            inertia=np.full(g, np.nan),
+            history=[[] for _ in range(g)],
+            tol_abs=tol_abs,
+            n_passes=n_passes,
+            sizes=[np.zeros(len(c)) for c in centers],
+        )
+
+
+def check_block(X: np.ndarray, w: np.ndarray | None) -> None:
+    """Raise ValueError if a block has non-finite data or invalid weights."""
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinity; expected finite values in every row.")
+    if w is not None:
+        if not np.isfinite(w).all():
+            raise ValueError("sample_weight contains NaN or infinity; expected finite values.")
+        if (w < 0).any():
+            raise ValueError("sample_weight must be >= 0; found negative values.")
+
+
+def _lloyd_chunk(X, w, index, *, centers, bounds, n_far, check, with_moments):
+    if check:
+        check_block(X, w)
+    return _kernels.lloyd_partial(
+        X, centers, w, bounds=bounds, n_far=n_far, with_moments=with_moments
+    )
+
+
+def _stats_chunk(X, w, index, *, check):
+    if check:
+        check_block(X, w)
+    wsum = 0.0 if w is None else float(w.sum())
+    return {"moments": _kernels.moments(X), "wsum": wsum}
+
+
+def _stats_combine(parts):
+    return {
+        "moments": _kernels.combine_moments([p["moments"] for p in parts]),
+        "wsum": sum(p["wsum"] for p in parts),
+    }
+
+
+def stats_pass(X: da.Array, weights, *, check: bool, split_every=None):
+    """A pass computing the per-feature variance (and total weight) only."""
+    return block_reduce(
+        X, weights, _stats_chunk, _stats_combine, name="kmeans-stats",
+        split_every=split_every, consts={"check": check},
+    )
+
+
+def partial_pass(
+    X: da.Array,
+    weights,
+    centers: list,
+    *,
+    n_far: int = 0,
+    check: bool = False,
+    with_moments: bool = False,
+    split_every=None,
+    name: str = "kmeans",
+):
+    """The graph of one Lloyd pass for a list of groups of centres."""
+    stacked = np.concatenate(centers, axis=0) if len(centers) > 1 else centers[0]
+    bounds = np.concatenate(([0], np.cumsum([len(c) for c in centers]))).astype(np.intp)
+    return block_reduce(
+        X,
+        weights,
+        _lloyd_chunk,
+        _kernels.combine_partials,
+        name=name,
+        split_every=split_every,
+        consts={
+            "centers": np.ascontiguousarray(stacked),
+            "bounds": bounds,
+            "n_far": n_far,
+            "check": check,
+            "with_moments": with_moments,
+        },
+    )
+
+
+def update_centers(
+    old: np.ndarray, sums: np.ndarray, counts: np.ndarray, far: dict | None, group: int,
+    offset: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """New centres from partial sums, relocating empty clusters.
+
+    Empty clusters move to the rows farthest from their centres (as in
+    scikit-learn), taking those rows out of their previous clusters.
+
+    Parameters
+    ----------
+    old : ndarray of shape (k, d)
+        Centres used in the pass.
+    sums : ndarray of shape (k, d), float64
+    counts : ndarray of shape (k,), float64
+    far : dict or None
+        The ``far`` entry of the combined pass (rows sorted by decreasing
+        distance, labels as global indices).
+    group : int
+        Index of this group in ``far``.
+    offset : int
+        Global index of this group's first centre.
+
+    Returns
+    -------
+    centers : ndarray of shape (k, d), dtype of ``old``
+    counts : ndarray of shape (k,), weights after relocation
+    n_empty : int
+        Clusters that stayed empty (fewer distinct points than clusters).
+    """
+    sums = sums.copy()
+    counts = counts.copy()
+    empty = np.flatnonzero(counts == 0)
+    if len(empty) and far is not None:
+        dist = far["dist"][group]
+        usable = int(np.count_nonzero(dist > 0))
+        for j, new_id in enumerate(empty[:usable]):
+            row = far["rows"][group, j].astype(np.float64)
+            wt = far["weights"][group, j]
+            old_id = far["labels"][group, j] - offset
+            sums[old_id] -= row * wt
+            counts[old_id] -= wt
+            sums[new_id] = row * wt
+            counts[new_id] = wt
+    nonempty = counts > 0
+    new = old.astype(np.float64, copy=True)
+    new[nonempty] = sums[nonempty] / counts[nonempty, None]
+    return new.astype(old.dtype), counts, int(np.count_nonzero(~nonempty))
+
+
+def _tol_from_moments(mom, tol: float) -> float:
+    n, _, m2 = mom
+    if tol == 0 or n == 0:
+        return 0.0
+    return float(np.mean(m2 / n) * tol)
+
+
+def lloyd(
+    X: da.Array,
+    weights,
+    state: LloydState,
+    *,
+    max_iter: int,
+    tol: float,
+    split_every=None,
+    check_first: bool = False,
+    callback: Callable[[dict], None] | None = None,
+    on_iteration: Callable[[LloydState], None] | None = None,
+    verbose: int = 0,
+) -> LloydState:
+    """Run Lloyd iterations from ``state`` until every group has converged.
+
+    Convergence follows scikit-learn: a group stops when the total squared
+    shift of its centres is at most ``tol`` times the mean per-feature
+    variance of X, or after ``max_iter`` iterations. The variance comes from
+    the first pass (shared with its Lloyd work) unless ``state.tol_abs`` is
+    already known. A group whose centres did not move at all has converged
+    strictly: its last inertia is final. Other groups get one more pass at
+    the end to compute the inertia of their final centres.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n, d)
+    weights : dask.array.Array of shape (n,) or None
+    state : LloydState
+        Modified in place and returned.
+    max_iter, tol : int, float
+    split_every : int, optional
+    check_first : bool
+        Validate data and weights in the first pass (for lazy inputs).
+    callback : callable, optional
+        Called with an event dict after every iteration.
+    on_iteration : callable, optional
+        Called with the state after every iteration (checkpoints).
+    verbose : int
+
+    Returns
+    -------
+    LloydState
+    """
+    check = check_first
+    while state.active.any():
+        idx = np.flatnonzero(state.active)
+        centers = [state.centers[g] for g in idx]
+        need_moments = state.tol_abs is None
+        n_far = max(len(c) for c in centers)
+        graph = partial_pass(
+            X, weights, centers, n_far=n_far, check=check, with_moments=need_moments,
+            split_every=split_every,
+        )
+        (res,) = compute_passes(graph)
+        check = False
+        state.n_passes += 1
+        if need_moments:
+            state.tol_abs = _tol_from_moments(res["moments"], tol)
+        offset = 0
+        shifts = []
+        for j, g in enumerate(idx):
+            k = len(state.centers[g])
+            sl = slice(offset, offset + k)
+            new, sizes, _ = update_centers(
+                state.centers[g], res["sums"][sl], res["counts"][sl], res.get("far"), j, offset
+            )
+            shift = float(((new.astype(np.float64) - state.centers[g]) ** 2).sum())
+            shifts.append(shift)
+            state.inertia[g] = res["inertia"][j]
+            state.history[g].append(float(res["inertia"][j]))
+            state.sizes[g] = sizes
+            state.n_iter[g] += 1
+            state.centers[g] = new
+            if shift == 0.0:
+                state.strict[g] = True
+                state.active[g] = False
+            elif shift <= state.tol_abs or state.n_iter[g] >= max_iter:
+                state.active[g] = False
+            offset += k
+        it = int(state.n_iter[idx].max())
+        best = int(idx[np.argmin(state.inertia[idx])])
+        if verbose:
+            print(
+                f"[daskmeans] iteration {it}: inertia {state.inertia[best]:.6g}, "
+                f"shift {max(shifts):.3g} (tol {state.tol_abs:.3g}), "
+                f"{int(state.active.sum())} of {len(state.active)} candidate(s) active"
+            )
+        if on_iteration is not None:
+            on_iteration(state)
+        if callback is not None:
+            callback(
+                {
+                    "phase": "lloyd",
+                    "iteration": it,
+                    "max_iter": max_iter,
+                    "inertia": float(state.inertia[best]),
+                    "shift": float(max(shifts)),
+                    "n_passes": state.n_passes,
+                }
+            )
+    return state
+
+
+def finalize(X: da.Array, weights, state: LloydState, *, split_every=None) -> LloydState:
+    """One more pass for the groups whose last inertia is not that of their final centres."""
+    todo = np.flatnonzero(~state.strict)
+    if len(todo) == 0:
+        return state
+    graph = partial_pass(X, weights, [state.centers[g] for g in todo], split_every=split_every,
+                         name="kmeans-inertia")
+    (res,) = compute_passes(graph)
+    state.n_passes += 1
+    offset = 0
+    for j, g in enumerate(todo):
+        k = len(state.centers[g])
+        state.inertia[g] = res["inertia"][j]
+        state.sizes[g] = res["counts"][offset : offset + k]
+        offset += k
+    return state
+
+
+def lloyd_numpy(
+    X: np.ndarray,
+    weights: np.ndarray | None,
+    centers: np.ndarray,
+    *,
+    max_iter: int = 300,
+    tol_abs: float = 0.0,
+) -> tuple[np.ndarray, float, int]:
+    """Weighted Lloyd on an in-memory array (used on k-means|| candidates).
+
+    Returns
+    -------
+    centers : ndarray of shape (k, d)
+    inertia : float
+    n_iter : int
+    """
+    C = centers
+    strict = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007
+        res = _kernels.lloyd_partial(X, C, weights, n_far=len(C))
+        new, _, _ = update_centers(C, res["sums"], res["counts"], res["far"], 0, 0)
+        shift = float(((new.astype(np.float64) - C) ** 2).sum())
+        C = new
+        if shift == 0.0:
+            strict = True
+            break
+        if shift <= tol_abs:
+            break
+    if strict:
+        inertia = float(res["inertia"][0])
+    else:
+        inertia = float(_kernels.lloyd_partial(X, C, weights)["inertia"][0])
+    return C, inertia, n_iter
+
+
+def warn_if_degenerate(sizes: np.ndarray, n_clusters: int) -> None:
+    """Warn like scikit-learn when fewer than k clusters are non-empty."""
+    distinct = int(np.count_nonzero(sizes > 0))
+    if distinct < n_clusters:
+        from ._compat import ConvergenceWarning
+
+        warnings.warn(
+            f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+            f"({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,215 @@
+"""Parameter and input checks shared by the estimators and the command line.
+
+Every check raises ``TypeError`` or ``ValueError`` naming the parameter, the
+value received and what is expected, before any pass over the data starts.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import dask.array as da
+import numpy as np
+
+from ._io import is_path_like, open_zarr
+
+__all__ = [
+    "as_float_dtype",
+    "check_array_input",
+    "check_centers",
+    "check_int",
+    "check_real",
+    "check_sample_weight",
+    "default_row_chunks",
+]
+
+#: Target bytes per block when the estimator chunks a NumPy array itself.
+TARGET_BLOCK_BYTES = 16 * 2**20
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
+    """Check that ``value`` is an integer (not bool) within ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}.")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {rng}, got {value}.")
+    return value
+
+
+def check_real(
+    name: str, value, *, low: float | None = None, low_inclusive: bool = True
+) -> float:
+    """Check that ``value`` is a finite real number above ``low``."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}.")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}.")
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value}.")
+    return value
+
+
+def as_float_dtype(dtype) -> np.dtype:
+    """The working dtype for data of ``dtype``: float32 stays, float16 becomes
+    float32, every other real numeric dtype becomes float64."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32 or dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype == np.float64:
+        return np.dtype(np.float64)
+    if dtype.kind in "biu" or dtype.kind == "f":
+        return np.dtype(np.float64)
+    raise TypeError(
+        f"X must hold real numbers (integer or floating point), got dtype {dtype}."
+    )
+
+
+def default_row_chunks(n_rows: int, n_features: int, itemsize: int) -> int:
+    """Rows per block for arrays the library chunks itself (about 16 MiB blocks)."""
+    rows = TARGET_BLOCK_BYTES // max(1, n_features * itemsize)
+    return int(max(1024, min(rows, n_rows)))
+
+
+def check_array_input(
+    X,
+    *,
+    name: str = "X",
+    storage_options: dict | None = None,
+    dtype=None,
+) -> tuple[da.Array, bool]:
+    """Validate data and return it as a 2-D float Dask array with one column block.
+
+    Parameters
+    ----------
+    X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
+        NumPy arrays and lists are wrapped (not copied when already float);
+        strings and paths are opened as Zarr arrays, lazily.
+    name : str
+        Parameter name used in error messages.
+    storage_options : dict, optional
+        fsspec options used when ``X`` is a URL.
+    dtype : numpy dtype, optional
+        Force the working dtype (used by predict to match the fitted centres).
+
+    Returns
+    -------
+    X : dask.array.Array
+        Shape (n_samples, n_features), float32 or float64, chunked along rows.
+    in_memory : bool
+        True when the input was a NumPy array (results are returned as NumPy).
+    """
+    in_memory = False
+    if is_path_like(X):
+        X = open_zarr(X, storage_options=storage_options)
+    elif _is_zarr_array(X):
+        X = open_zarr(X)
+    elif isinstance(X, da.Array):
+        pass
+    else:
+        if hasattr(X, "dtype") and hasattr(X, "shape") and not isinstance(X, np.ndarray):
+            # array-likes such as pandas objects
+            X = np.asarray(X)
+        if not isinstance(X, np.ndarray):
+            try:
+                X = np.asarray(X)
+            except Exception as exc:  # pragma: no cover - numpy's message is kept
+                raise TypeError(f"{name} could not be converted to an array: {exc}") from exc
+        in_memory = True
+        if X.dtype == object:
+            raise TypeError(f"{name} must hold real numbers, got an array of dtype object.")
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), got an array of shape {X.shape}."
+        )
+    work = as_float_dtype(X.dtype) if dtype is None else np.dtype(dtype)
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
+    n, d = X.shape
+    if isinstance(n, float) and math.isnan(n):
+        raise ValueError(
+            f"{name} has unknown chunk sizes; call X.compute_chunk_sizes() first."
+        )
+    if n < 1:
+        raise ValueError(f"{name} must have at least one sample (row), got shape {X.shape}.")
+    if d < 1:
+        raise ValueError(f"{name} must have at least one feature (column), got shape {X.shape}.")
+    if in_memory:
+        if X.dtype != work:
+            X = X.astype(work)
+        if not np.isfinite(X).all():
+            raise ValueError(f"{name} contains NaN or infinity; expected finite values.")
+        rows = default_row_chunks(n, d, work.itemsize)
+        X = da.from_array(X, chunks=(rows, d))
+    else:
+        if X.dtype != work:
+            X = X.astype(work)
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})
+    return X, in_memory
+
+
+def _is_zarr_array(obj) -> bool:
+    mod = type(obj).__module__ or ""
+    return mod.startswith("zarr") and hasattr(obj, "shape") and hasattr(obj, "chunks")
+
+
+def check_sample_weight(sample_weight, X: da.Array, *, in_memory: bool) -> da.Array | None:
+    """Validate ``sample_weight`` and chunk it like the rows of ``X``.
+
+    Returns None for ``None`` (all ones). Negative, NaN or infinite weights,
+    a wrong length, or weights that are all zero raise ValueError.
+    """
+    if sample_weight is None:
+        return None
+    n = X.shape[0]
+    if isinstance(sample_weight, Real) and not isinstance(sample_weight, bool):
+        w = float(sample_weight)
+        if not math.isfinite(w) or w <= 0:
+            raise ValueError(f"sample_weight must be a positive finite number, got {w}.")
+        return da.full(n, w, chunks=(X.chunks[0],), dtype=np.float64)
+    if is_path_like(sample_weight) or _is_zarr_array(sample_weight):
+        sample_weight = open_zarr(sample_weight)
+    if isinstance(sample_weight, da.Array):
+        if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
+            raise ValueError(
+                f"sample_weight must have shape ({n},) to match X, got {sample_weight.shape}."
+            )
+        if sample_weight.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be numeric, got dtype {sample_weight.dtype}.")
+        return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got dtype {w.dtype}.")
+    w = w.astype(np.float64)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},) to match X, got {w.shape}.")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight contains NaN or infinity; expected finite values >= 0.")
+    if (w < 0).any():
+        raise ValueError(
+            f"sample_weight must be >= 0, got {int((w < 0).sum())} negative value(s) "
+            f"(minimum {w.min()})."
+        )
+    if not (w > 0).any():
+        raise ValueError("sample_weight must have at least one positive value; all are 0.")
+    return da.from_array(w, chunks=(X.chunks[0],))
+
+
+def check_centers(name: str, centers, n_clusters: int, n_features: int, dtype) -> np.ndarray:
+    """Validate an explicit array of initial centres of shape (n_clusters, n_features)."""
+    C = np.asarray(centers)
+    if C.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {C.dtype}.")
+    if C.shape != (n_clusters, n_features):
+        raise ValueError(
+            f"{name} must have shape (n_clusters, n_features) = ({n_clusters}, {n_features}), "
+            f"got {C.shape}."
+        )
+    if not np.isfinite(C).all():
+        raise ValueError(f"{name} contains NaN or infinity; expected finite values.")
+    return np.ascontiguousarray(C, dtype=dtype)

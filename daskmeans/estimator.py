@@ -1,0 +1,476 @@
+"""The scikit-learn compatible :class:`KMeans` estimator."""
+
+from __future__ import annotations
+
+import json
+import time
+from numbers import Integral
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+
+from . import _kernels
+from ._compat import BaseEstimator, ClusterMixin, TransformerMixin
+from ._graph import compute_passes
+from ._init import init_centers
+from ._io import write_json
+from ._lloyd import LloydState, check_block, finalize, lloyd, partial_pass, warn_if_degenerate
+from ._rng import as_seed_sequence
+from ._validation import (
+    check_array_input,
+    check_centers,
+    check_int,
+    check_real,
+    check_sample_weight,
+)
+
+__all__ = ["KMeans"]
+
+_INIT_METHODS = ("k-means||", "k-means++", "random")
+MODEL_FORMAT = "daskmeans.KMeans"
+MODEL_VERSION = 1
+
+
+def _predict_block(X, centers, check):
+    if check:
+        check_block(X, None)
+    return _kernels.assign(X, centers)
+
+
+def _transform_block(X, centers, check):
+    if check:
+        check_block(X, None)
+    D = _kernels.distances_block(X, centers, _kernels.sq_norms(centers))
+    return np.sqrt(D, out=D)
+
+
+class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """K-means clustering for NumPy, Dask and Zarr data, one pass per iteration.
+
+    Every Lloyd iteration reads the data once: a NumPy kernel turns each row
+    block into per-centre sums, weights and inertia, and a tree reduction
+    with fan-in ``split_every`` combines them into the new centres. Data given
+    as a Zarr path or URL is streamed block by block and never gathered.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters k.
+    init : {"k-means||", "k-means++", "random"}, array of shape (k, d) or callable, \
+default="k-means||"
+        ``"k-means||"``: scalable k-means++ (Bahmani et al., 2012), with
+        ``init_rounds`` passes that each sample about ``oversampling_factor * k``
+        candidates, one pass weighting the candidates, then weighted
+        k-means++ and Lloyd on the candidates in memory.
+        ``"k-means++"``: greedy k-means++ on a uniform sample of
+        ``max(10_000, 50 k)`` rows (all rows when the data is smaller), drawn
+        in one pass. ``"random"``: k distinct rows drawn in one pass with
+        probability proportional to their weight. A callable is called as
+        ``init(X, n_clusters, random_state)`` with the (Dask) array and a
+        ``numpy.random.RandomState``.
+    n_init : "auto" or int, default="auto"
+        Number of initialisations; the one with the lowest inertia is kept.
+        All of them iterate in the same passes over the data. ``"auto"`` is 1,
+        except 10 for ``"random"`` and callables, as in scikit-learn.
+    max_iter : int, default=300
+        Maximum Lloyd iterations per initialisation.
+    tol : float, default=1e-4
+        Convergence when the total squared centre shift is at most ``tol``
+        times the mean per-feature variance of X.
+    oversampling_factor : float, default=2.0
+        k-means|| samples about ``oversampling_factor * n_clusters`` points per round.
+    init_rounds : int, default=5
+        Rounds (passes) of k-means||.
+    verbose : int, default=0
+        Print one line per initialisation round and Lloyd iteration.
+    random_state : int, RandomState, Generator, SeedSequence or None, default=None
+        Seed of every random draw. Draws are keyed by block index, so the
+        result does not depend on the scheduler or the number of workers.
+    split_every : int, optional
+        Fan-in of the reduction tree (default: dask's config or 8).
+    callback : callable, optional
+        Called after every initialisation round and Lloyd iteration with a
+        dict: ``phase``, ``iteration``, ``max_iter``, ``inertia``, ``shift``,
+        ``n_passes``.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        In float32 for float32 (or float16) data, float64 otherwise.
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+        NumPy for NumPy input; lazy Dask array otherwise.
+    inertia_ : float
+        Weighted sum of squared distances to the closest final centre.
+    n_iter_ : int
+        Lloyd iterations of the kept initialisation.
+    inertia_history_ : list of float
+        Inertia of the centres used in each iteration.
+    n_features_in_ : int
+    n_passes_ : int
+        Passes over the data made by ``fit``, initialisation included.
+    cluster_sizes_ : ndarray of shape (n_clusters,)
+        Total sample weight of every final cluster.
+    timings_ : dict
+        Seconds spent in "init", "lloyd" and "finalize".
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from daskmeans import KMeans
+    >>> X = np.array([[1.0, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means||",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        oversampling_factor=2.0,
+        init_rounds=5,
+        verbose=0,
+        random_state=None,
+        split_every=None,
+        callback=None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.oversampling_factor = oversampling_factor
+        self.init_rounds = init_rounds
+        self.verbose = verbose
+        self.random_state = random_state
+        self.split_every = split_every
+        self.callback = callback
+
+    # ------------------------------------------------------------------ #
+    # validation
+    # ------------------------------------------------------------------ #
+    def _check_params(self) -> None:
+        """Validate constructor parameters; store resolved values in ``_*``."""
+        check_int("n_clusters", self.n_clusters, low=1)
+        init = self.init
+        if isinstance(init, str):
+            if init not in _INIT_METHODS:
+                raise ValueError(
+                    f"init must be one of {list(_INIT_METHODS)}, an array of shape "
+                    f"(n_clusters, n_features) or a callable; got {init!r}."
+                )
+        elif not callable(init) and not hasattr(init, "__array__") and not isinstance(
+            init, list | tuple
+        ):
+            raise TypeError(
+                f"init must be a string, an array or a callable; got {type(init).__name__}."
+            )
+        if isinstance(self.n_init, str):
+            if self.n_init != "auto":
+                raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {self.n_init!r}.")
+            self._n_init = 10 if (init == "random" or callable(init)) else 1
+        else:
+            self._n_init = check_int("n_init", self.n_init, low=1)
+        if not isinstance(init, str) and not callable(init) and self._n_init != 1:
+            import warnings
+
+            warnings.warn(
+                f"Explicit initial centres passed as init: running one initialisation "
+                f"instead of n_init={self.n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._n_init = 1
+        check_int("max_iter", self.max_iter, low=1)
+        self._tol = check_real("tol", self.tol, low=0.0)
+        check_real("oversampling_factor", self.oversampling_factor, low=0.0, low_inclusive=False)
+        check_int("init_rounds", self.init_rounds, low=1)
+        if not isinstance(self.verbose, bool | Integral) or self.verbose < 0:
+            raise ValueError(f"verbose must be a non-negative integer, got {self.verbose!r}.")
+        if self.split_every is not None:
+            check_int("split_every", self.split_every, low=2)
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable or None, got {self.callback!r}.")
+        as_seed_sequence(self.random_state)  # type and range check only
+
+    def _fingerprint(self, X: da.Array, weights) -> dict:
+        params = {
+            k: v for k, v in self.get_params().items() if k not in ("verbose", "callback")
+        }
+        params = {k: _jsonable(v) for k, v in params.items()}
+        return {
+            "params": params,
+            "data": {
+                "name": X.name,
+                "shape": list(X.shape),
+                "dtype": str(X.dtype),
+                "row_chunks": list(X.chunks[0]),
+                "weights": None if weights is None else weights.name,
+            },
+        }
+
+    # ------------------------------------------------------------------ #
+    # fitting
+    # ------------------------------------------------------------------ #
+    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None):
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike of shape \
+(n_samples, n_features)
+            Training data; a string or path is opened as a Zarr array.
+        y : ignored
+        sample_weight : array-like or dask.array.Array of shape (n_samples,), optional
+            Non-negative weights; a weight w acts like w copies of the row.
+        checkpoint : str or os.PathLike, optional
+            Directory where the fit state is saved after initialisation and
+            after every Lloyd iteration; a later fit with the same data and
+            parameters resumes from it and gives a bitwise identical result.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        Xd, in_memory = check_array_input(X)
+        n, d = Xd.shape
+        k = self.n_clusters
+        if k > n:
+            raise ValueError(f"n_clusters={k} must be <= n_samples={n}.")
+        weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
+        init = self.init
+        init_array = None
+        if not isinstance(init, str) and not callable(init):
+            init_array = check_centers("init", init, k, d, Xd.dtype)
+        lazy_check = not in_memory
+        seq = as_seed_sequence(self.random_state)
+        timings = {"init": 0.0, "lloyd": 0.0, "finalize": 0.0}
+
+        ckpt = None
+        state = None
+        if checkpoint is not None:
+            from ._checkpoint import Checkpoint
+
+            ckpt = Checkpoint(checkpoint, self._fingerprint(Xd, weights))
+            state = ckpt.load()
+        t0 = time.perf_counter()
+        if state is None:
+            state = self._initial_state(Xd, weights, seq, init_array, lazy_check)
+            if ckpt is not None:
+                ckpt.save(state)
+            lazy_check = lazy_check and state.n_passes == 0
+        else:
+            lazy_check = False
+        timings["init"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        state = lloyd(
+            Xd, weights, state, max_iter=self.max_iter, tol=self._tol,
+            split_every=self.split_every, check_first=lazy_check, callback=self.callback,
+            on_iteration=None if ckpt is None else ckpt.save, verbose=self.verbose,
+        )
+        timings["lloyd"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state = finalize(Xd, weights, state, split_every=self.split_every)
+        best = int(np.argmin(state.inertia))
+        self.cluster_centers_ = state.centers[best]
+        self.inertia_ = float(state.inertia[best])
+        self.n_iter_ = int(state.n_iter[best])
+        self.inertia_history_ = list(state.history[best])
+        self.cluster_sizes_ = np.asarray(state.sizes[best], dtype=np.float64)
+        self.n_features_in_ = d
+        self.n_passes_ = int(state.n_passes)
+        warn_if_degenerate(self.cluster_sizes_, k)
+        labels = self._predict_dask(Xd, check=False)
+        self.labels_ = labels.compute() if in_memory else labels
+        timings["finalize"] = time.perf_counter() - t0
+        self.timings_ = timings
+        return self
+
+    def _initial_state(self, Xd, weights, seq, init_array, check) -> LloydState:
+        k = self.n_clusters
+        g = self._n_init
+        if init_array is not None:
+            return LloydState.start([init_array])
+        if callable(self.init):
+            rs = np.random.RandomState(seq.generate_state(1)[0])
+            Xin = Xd
+            centers = []
+            for _ in range(g):
+                C = self.init(Xin, k, rs)
+                centers.append(check_centers("init (callable result)", C, k, Xd.shape[1],
+                                             Xd.dtype))
+            return LloydState.start(centers)
+        centers, n_passes, moments = init_centers(
+            Xd, weights, k, self.init, seq, g,
+            oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
+            check=check, split_every=self.split_every, callback=self.callback,
+            verbose=self.verbose,
+        )
+        tol_abs = None
+        if moments is not None:
+            count, _, m2 = moments
+            tol_abs = float(np.mean(m2 / count) * self._tol) if count else 0.0
+        centers = [np.ascontiguousarray(c, dtype=Xd.dtype) for c in centers]
+        return LloydState.start(centers, tol_abs=tol_abs, n_passes=n_passes)
+
+    # ------------------------------------------------------------------ #
+    # prediction
+    # ------------------------------------------------------------------ #
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "cluster_centers_"):
+            raise ValueError(
+                f"This {type(self).__name__} instance is not fitted yet; call fit before "
+                "predict, transform or score."
+            )
+
+    def _check_input(self, X):
+        self._check_fitted()
+        Xd, in_memory = check_array_input(X, dtype=self.cluster_centers_.dtype)
+        if Xd.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {Xd.shape[1]} features, but {type(self).__name__} was fitted with "
+                f"{self.n_features_in_} features."
+            )
+        return Xd, in_memory
+
+    def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
+        return Xd.map_blocks(
+            _predict_block, self.cluster_centers_, check, dtype=np.int64, drop_axis=1,
+            name="kmeans-predict",
+        )
+
+    def predict(self, X):
+        """Index of the closest centre for every row.
+
+        Returns
+        -------
+        labels : ndarray (NumPy input) or lazy dask.array.Array of int64, shape (n_samples,)
+        """
+        Xd, in_memory = self._check_input(X)
+        labels = self._predict_dask(Xd, check=not in_memory)
+        return labels.compute() if in_memory else labels
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X):
+        """Euclidean distance of every row to every centre.
+
+        Returns
+        -------
+        ndarray or dask.array.Array of shape (n_samples, n_clusters)
+        """
+        Xd, in_memory = self._check_input(X)
+        out = Xd.map_blocks(
+            _transform_block, self.cluster_centers_, not in_memory,
+            dtype=self.cluster_centers_.dtype,
+            chunks=(Xd.chunks[0], (self.cluster_centers_.shape[0],)), name="kmeans-transform",
+        )
+        return out.compute() if in_memory else out
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return distances to the centres."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of X with respect to the fitted centres (one pass)."""
+        Xd, in_memory = self._check_input(X)
+        weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
+        graph = partial_pass(Xd, weights, [self.cluster_centers_], check=not in_memory,
+                             split_every=self.split_every, name="kmeans-score")
+        (res,) = compute_passes(graph)
+        return -float(res["inertia"][0])
+
+    # ------------------------------------------------------------------ #
+    # persistence
+    # ------------------------------------------------------------------ #
+    def to_dict(self) -> dict:
+        """A JSON-serialisable description of the model (parameters and fitted state)."""
+        self._check_fitted()
+        from . import __version__
+
+        params = {k: _jsonable(v) for k, v in self.get_params().items() if k != "callback"}
+        if not isinstance(params["random_state"], int | None):
+            params["random_state"] = None
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_VERSION,
+            "library_version": __version__,
+            "params": params,
+            "fitted": {
+                "dtype": str(self.cluster_centers_.dtype),
+                "cluster_centers_": self.cluster_centers_.astype(np.float64).tolist(),
+                "inertia_": self.inertia_,
+                "n_iter_": self.n_iter_,
+                "n_features_in_": self.n_features_in_,
+                "inertia_history_": list(self.inertia_history_),
+                "cluster_sizes_": np.asarray(self.cluster_sizes_).tolist(),
+                "n_passes_": getattr(self, "n_passes_", None),
+            },
+        }
+
+    def save(self, path) -> None:
+        """Write the fitted model as plain, versioned JSON (atomically)."""
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> KMeans:
+        """Rebuild a model written by :meth:`to_dict`."""
+        if doc.get("format") != MODEL_FORMAT:
+            raise ValueError(
+                f"model: expected format {MODEL_FORMAT!r}, got {doc.get('format')!r}."
+            )
+        if doc.get("format_version", 0) > MODEL_VERSION:
+            raise ValueError(
+                f"model: format_version {doc.get('format_version')} is newer than this "
+                f"library understands ({MODEL_VERSION}); upgrade daskmeans."
+            )
+        params = dict(doc["params"])
+        if isinstance(params.get("init"), list):
+            params["init"] = np.asarray(params["init"])
+        model = cls(**params)
+        fit = doc["fitted"]
+        model.cluster_centers_ = np.asarray(fit["cluster_centers_"], dtype=np.float64).astype(
+            fit["dtype"]
+        )
+        model.inertia_ = float(fit["inertia_"])
+        model.n_iter_ = int(fit["n_iter_"])
+        model.n_features_in_ = int(fit["n_features_in_"])
+        model.inertia_history_ = [float(v) for v in fit["inertia_history_"]]
+        model.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
+        if fit.get("n_passes_") is not None:
+            model.n_passes_ = int(fit["n_passes_"])
+        return model
+
+    @classmethod
+    def load(cls, path) -> KMeans:
+        """Read a model written by :meth:`save`."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise ValueError(f"model: no file at {str(path)!r}.") from exc
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"model: {str(path)!r} is not valid JSON ({exc}).") from exc
+        return cls.from_dict(doc)
+
+
+def _jsonable(value):
+    """Parameters as JSON values (arrays become lists; other objects their repr)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if hasattr(value, "__array__"):
+        return np.asarray(value).tolist()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return repr(value)
