@@ -1,4 +1,4 @@
-"""Durable, atomic checkpoints of the Lloyd state, and atomic output helpers.
+"""Durable, atomic checkpoints of the Lloyd state of a fit.
 
 A checkpoint is one JSON file, ``checkpoint.json``, in the checkpoint
 directory. It holds a format version, the *fingerprint* of the run (what
@@ -7,10 +7,10 @@ identifies the data and the parameters) and every field of
 little-endian bytes together with dtype and shape, so that float32 and float64
 values round trip bit for bit and nothing is ever unpickled.
 
-Every file is written under a temporary name in its final directory, flushed
-to disk with ``fsync`` and renamed over the target with :func:`os.replace`, so
-a reader (or a run resumed after ``SIGKILL``) sees the old file or the new one,
-never a mixture.
+The file is written under a temporary name in its directory, flushed to disk
+with ``fsync`` and renamed over the previous one with :func:`os.replace`
+(:func:`daskmeans._io.atomic_write_text`), so a run resumed after ``SIGKILL``
+sees the previous checkpoint or the new one, never a mixture.
 """
 
 from __future__ import annotations
@@ -21,25 +21,14 @@ import dataclasses
 import json
 import math
 import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "CHECKPOINT_FORMAT",
-    "Checkpoint",
-    "CheckpointMismatchError",
-    "atomic_directory",
-    "atomic_write_bytes",
-    "atomic_write_json",
-    "decode",
-    "encode",
-]
+from daskmeans._io import atomic_write_text
+
+__all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointMismatchError", "decode", "encode"]
 
 #: Version of the checkpoint file layout; bumped on incompatible changes.
 CHECKPOINT_FORMAT = 1
@@ -49,99 +38,6 @@ CHECKPOINT_FILE = "checkpoint.json"
 
 class CheckpointMismatchError(ValueError):
     """The saved checkpoint belongs to other data or other parameters."""
-
-
-# --------------------------------------------------------------------------- atomic files
-
-
-def _fsync_directory(path: Path) -> None:
-    """Flush a directory entry to disk where the platform allows it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically.
-
-    The bytes go to a temporary file in the same directory, are flushed with
-    ``fsync`` and the file is renamed over ``path`` with :func:`os.replace`.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Destination; its directory must exist.
-    data : bytes
-        Full content of the file.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
-    """Build a directory under a temporary name, then rename it to ``path``.
-
-    Yields the temporary path (``.<name>.tmp-<random>`` next to ``path``, not
-    yet created). When the block succeeds the temporary directory is renamed
-    to ``path``; when it fails it is removed. An existing ``path`` is replaced
-    only with ``overwrite=True``: it is first renamed aside, so at every moment
-    ``path`` is either absent or complete.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Final location.
-    overwrite : bool, default=False
-        Replace an existing ``path``; otherwise raise :class:`FileExistsError`.
-
-    Yields
-    ------
-    pathlib.Path
-        Temporary location to write to.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists")
-    token = uuid.uuid4().hex[:12]
-    tmp = path.parent / f".{path.name}.tmp-{token}"
-    try:
-        yield tmp
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{token}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-        _fsync_directory(path.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -344,7 +240,7 @@ class Checkpoint:
             "fingerprint": self._fingerprint_json,
             "state": encode(fields),
         }
-        atomic_write_bytes(self.path, (json.dumps(doc) + "\n").encode("utf-8"))
+        atomic_write_text(self.path, json.dumps(doc) + "\n")
 
     def clear(self) -> None:
         """Remove the checkpoint file if there is one."""

@@ -25,7 +25,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from daskmeans._checkpoint import atomic_directory
+from daskmeans._io import atomic_dir
 
 __all__ = ["make_blobs", "write_blobs"]
 
@@ -315,10 +315,10 @@ def write_blobs(
         "uniform": bool(uniform),
     }
     with contextlib.ExitStack() as stack:
-        x_tmp = stack.enter_context(atomic_directory(out, overwrite=overwrite))
+        x_tmp = stack.enter_context(atomic_dir(out))
         arrays, stores = [X], [_create_zarr(X, x_tmp, attrs)]
         if labels_out is not None:
-            y_tmp = stack.enter_context(atomic_directory(labels_out, overwrite=overwrite))
+            y_tmp = stack.enter_context(atomic_dir(labels_out))
             arrays.append(y)
             stores.append(_create_zarr(y, y_tmp, attrs))
         # One computation: every block is generated once and written to both arrays.
