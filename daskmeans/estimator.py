@@ -173,7 +173,7 @@ default="k-means||"
         if isinstance(self.n_init, str):
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {self.n_init!r}.")
-            self._n_init = 10 if (init == "random" or callable(init)) else 1
+            self._n_init = 10 if (isinstance(init, str) and init == "random") or callable(init) else 1
         else:
             self._n_init = check_int("n_init", self.n_init, low=1)
         if not isinstance(init, str) and not callable(init) and self._n_init != 1:

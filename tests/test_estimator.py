@@ -1,0 +1,257 @@
+"""KMeans against scikit-learn's Lloyd from the same starting centres."""
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from sklearn.base import clone
+from sklearn.cluster import KMeans as SKKMeans
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from daskmeans import KMeans
+
+from daskmeans.testing import counting_dask
+
+
+def tols(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
+
+
+def sk_reference(X, C0, sample_weight=None, tol=1e-4, max_iter=300):
+    return SKKMeans(
+        n_clusters=len(C0), init=C0, n_init=1, algorithm="lloyd", tol=tol, max_iter=max_iter
+    ).fit(X, sample_weight=sample_weight)
+
+
+def as_container(X, kind, tmp_path, rows):
+    if kind == "numpy":
+        return X
+    if kind == "dask":
+        return da.from_array(X, chunks=(rows, X.shape[1]))
+    path = tmp_path / "X.zarr"
+    z = zarr.create_array(store=str(path), shape=X.shape, chunks=(rows, X.shape[1]), dtype=X.dtype)
+    z[:] = X
+    return str(path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["numpy", "dask", "zarr"])
+@pytest.mark.parametrize("rows,split_every", [(400, 2), (1000, 8), (3000, None)])
+def test_matches_sklearn_lloyd_from_same_centres(blobs, dtype, kind, rows, split_every, tmp_path):
+    X, _, _ = blobs
+    X = X.astype(dtype)
+    C0 = X[[0, 1, 2, 3, 4]].copy()
+    ref = sk_reference(X, C0)
+    km = KMeans(5, init=C0, n_init=1, split_every=split_every)
+    km.fit(as_container(X, kind, tmp_path, rows))
+    assert km.cluster_centers_.dtype == dtype
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, **tols(dtype))
+    assert km.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=1e-5 if dtype == np.float32 else 1e-10)
+    labels = np.asarray(km.labels_)
+    assert isinstance(km.labels_, np.ndarray) == (kind == "numpy")
+    np.testing.assert_array_equal(labels, ref.labels_)
+    np.testing.assert_array_equal(np.asarray(km.predict(X)), ref.predict(X))
+
+
+def test_many_iterations_and_max_iter_match_sklearn():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(4000, 4))  # no cluster structure: many iterations
+    C0 = X[:12].copy()
+    for max_iter in (3, 300):
+        ref = sk_reference(X, C0, tol=0.0, max_iter=max_iter)
+        km = KMeans(12, init=C0, tol=0.0, max_iter=max_iter).fit(
+            da.from_array(X, chunks=(700, 4)))
+        assert km.n_iter_ == ref.n_iter_
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=1e-10)
+
+
+def test_one_pass_per_lloyd_iteration():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(5000, 3))
+    Xd, counter = counting_dask(X, 500)
+    km = KMeans(6, init=X[:6].copy(), tol=0.0, max_iter=7).fit(Xd)
+    nb = Xd.numblocks[0]
+    assert counter.reads % nb == 0
+    passes = counter.reads // nb
+    # max_iter passes, plus one for the final inertia unless converged strictly
+    assert passes == km.n_passes_
+    assert passes in (km.n_iter_, km.n_iter_ + 1)
+    assert km.n_iter_ == 7 or passes == km.n_iter_
+
+
+def test_default_fit_quality_and_passes():
+    """k-means|| then Lloyd: within 1% of scikit-learn's best of 10 k-means++ runs."""
+    rng = np.random.default_rng(0)
+    k = 25
+    centers = rng.uniform(-20, 20, size=(k, 2))
+    y = rng.integers(0, k, size=20000)
+    X = centers[y] + rng.normal(size=(20000, 2))
+    ref = SKKMeans(k, n_init=10, random_state=0).fit(X)
+    Xd, counter = counting_dask(X, 2500)
+    km = KMeans(k, random_state=0, init_rounds=5).fit(Xd)
+    assert km.inertia_ <= 1.01 * ref.inertia_
+    # k-means|| reads the data at most init_rounds + 2 times, Lloyd once per iteration
+    nb = Xd.numblocks[0]
+    lloyd_passes = km.n_iter_ + 1  # at most one extra pass for the final inertia
+    init_reads = counter.reads - (km.n_passes_ - (5 + 1)) * nb
+    assert init_reads <= (5 + 2) * nb
+    assert km.n_passes_ <= 5 + 1 + lloyd_passes
+
+
+def test_n_init_candidates_share_passes():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 2))
+    Xd, counter = counting_dask(X, 300)
+    km1 = KMeans(4, init="random", n_init=1, random_state=1, max_iter=20).fit(Xd)
+    one = counter.reads
+    counter.reads = 0
+    km5 = KMeans(4, init="random", n_init=5, random_state=1, max_iter=20).fit(Xd)
+    nb = Xd.numblocks[0]
+    # five candidates cost at most the passes of the slowest one, not five times the reads
+    assert counter.reads <= (1 + 20 + 1) * nb
+    assert counter.reads < 5 * one
+    assert km5.inertia_ <= km1.inertia_ + 1e-9
+
+
+def test_sample_weight_like_repeated_rows(blobs):
+    X, _, _ = blobs
+    rng = np.random.default_rng(0)
+    w = rng.integers(0, 4, size=len(X))
+    X_rep = np.repeat(X, w, axis=0)
+    C0 = X[w > 0][:5].copy()
+    a = KMeans(5, init=C0).fit(da.from_array(X, chunks=(700, 3)), sample_weight=w)
+    b = KMeans(5, init=C0).fit(X_rep)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-9)
+    np.testing.assert_allclose(a.inertia_, b.inertia_, rtol=1e-9)
+    assert a.n_iter_ == b.n_iter_
+    # zero weights behave like removed rows
+    keep = w > 0
+    c = KMeans(5, init=C0).fit(X[keep], sample_weight=w[keep])
+    np.testing.assert_allclose(a.cluster_centers_, c.cluster_centers_, rtol=1e-9)
+    ref = sk_reference(X, C0, sample_weight=w.astype(float))
+    np.testing.assert_allclose(a.cluster_centers_, ref.cluster_centers_, rtol=1e-9)
+
+
+def test_empty_cluster_is_relocated_to_farthest_point():
+    X = np.array([[0.0, 0], [0.1, 0], [0.2, 0], [10, 0], [10.1, 0], [50, 0]])
+    C0 = np.array([[0.1, 0], [10.05, 0], [1000.0, 0]])  # third centre gets no point
+    ref = sk_reference(X, C0)
+    km = KMeans(3, init=C0).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_)
+    assert len(np.unique(km.labels_)) == 3
+
+
+def test_fewer_distinct_points_than_clusters_warns():
+    X = np.array([[1.0, 1.0]] * 5 + [[2.0, 2.0]] * 5)
+    with pytest.warns(Warning, match="Number of distinct clusters"):
+        KMeans(3, init="random", random_state=0).fit(X)
+
+
+def test_integer_input_becomes_float64_and_float32_stays():
+    rng = np.random.default_rng(0)
+    Xi = rng.integers(0, 100, size=(500, 3))
+    assert KMeans(3, random_state=0).fit(Xi).cluster_centers_.dtype == np.float64
+    X32 = Xi.astype(np.float32)
+    km = KMeans(3, random_state=0).fit(da.from_array(X32, chunks=100))
+    assert km.cluster_centers_.dtype == np.float32
+    assert km.transform(X32).dtype == np.float32
+
+
+def test_predict_transform_score_are_consistent(blobs):
+    X, _, _ = blobs
+    km = KMeans(5, random_state=0).fit(X)
+    Xd = da.from_array(X, chunks=(1000, 3))
+    lab = km.predict(Xd)
+    assert isinstance(lab, da.Array)
+    np.testing.assert_array_equal(lab.compute(), km.labels_)
+    dist = km.transform(Xd).compute()
+    ref = np.sqrt(((X[:, None] - km.cluster_centers_[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(dist, ref, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(-km.score(Xd), (ref.min(1) ** 2).sum(), rtol=1e-9)
+    np.testing.assert_allclose(km.inertia_, (ref.min(1) ** 2).sum(), rtol=1e-9)
+    np.testing.assert_array_equal(km.fit_predict(X), km.labels_)
+
+
+def test_same_random_state_same_result_any_chunk_schedule(blobs):
+    X, _, _ = blobs
+    Xd = da.from_array(X, chunks=(500, 3))
+    a = KMeans(5, random_state=3).fit(Xd)
+    b = KMeans(5, random_state=3).fit(Xd)
+    import dask
+
+    with dask.config.set(scheduler="sync"):
+        c = KMeans(5, random_state=3).fit(Xd)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.cluster_centers_, c.cluster_centers_)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_every_init_finds_well_separated_blobs(blobs, init):
+    X, y, centers = blobs
+    km = KMeans(5, init=init, n_init=3, random_state=0).fit(da.from_array(X, chunks=(600, 3)))
+    # each true centre has a fitted centre close to it
+    d = np.sqrt(((centers[:, None] - km.cluster_centers_[None]) ** 2).sum(-1)).min(1)
+    assert d.max() < 0.3
+
+
+def test_callable_init(blobs):
+    X, _, _ = blobs
+    calls = []
+
+    def my_init(X, k, random_state):
+        calls.append(k)
+        return np.asarray(X[:k])
+
+    km = KMeans(5, init=my_init, n_init=1).fit(X)
+    ref = sk_reference(X, X[:5].copy())
+    assert calls == [5]
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-9)
+
+
+def test_sklearn_clone_pipeline_and_grid_search(blobs):
+    X, _, _ = blobs
+    km = KMeans(4, random_state=0, max_iter=50)
+    c = clone(km)
+    assert c.get_params() == km.get_params()
+    pipe = make_pipeline(StandardScaler(), KMeans(5, random_state=0)).fit(X)
+    assert pipe.predict(X).shape == (len(X),)
+    gs = GridSearchCV(KMeans(random_state=0), {"n_clusters": [2, 5]}, cv=2).fit(X)
+    assert gs.best_params_["n_clusters"] == 5
+
+
+def test_save_and_load_round_trip(blobs, tmp_path):
+    X, _, _ = blobs
+    for dtype in (np.float32, np.float64):
+        km = KMeans(5, random_state=0).fit(X.astype(dtype))
+        km.save(tmp_path / "m.json")
+        km2 = KMeans.load(tmp_path / "m.json")
+        assert km2.cluster_centers_.dtype == dtype
+        np.testing.assert_array_equal(km2.cluster_centers_, km.cluster_centers_)
+        assert km2.get_params() == {**km.get_params()}
+        np.testing.assert_array_equal(km2.predict(X.astype(dtype)), km.labels_)
+        assert km2.inertia_history_ == km.inertia_history_
+    text = (tmp_path / "m.json").read_text()
+    assert '"format_version": 1' in text
+
+
+def test_verbose_and_callback(blobs, capsys):
+    X, _, _ = blobs
+    events = []
+    KMeans(5, random_state=0, verbose=1, callback=events.append).fit(X)
+    phases = [e["phase"] for e in events]
+    assert phases.count("init") == 5 and "lloyd" in phases
+    assert all(e["n_passes"] >= 1 for e in events)
+    assert "iteration" in capsys.readouterr().out
+
+
+def test_no_warnings_on_plain_fit(blobs):
+    X, _, _ = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KMeans(5, random_state=0).fit(da.from_array(X, chunks=(500, 3)))
