@@ -1,0 +1,67 @@
+"""The one-pass tree reduction: shape of the graph, names, and results."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from dask.utils import key_split
+
+from daskmeans._graph import block_reduce, resolve_split_every
+
+
+def _chunk(block, w, index, *, offset):
+    return float(block.sum()) + offset
+
+
+def _combine(parts):
+    return sum(parts)
+
+
+def _graph_of(delayed):
+    return dict(delayed.__dask_graph__())
+
+
+@pytest.mark.parametrize("split_every", [2, 3, 8, 100])
+def test_tree_fan_in_is_bounded(split_every):
+    X = da.ones((1000, 2), chunks=(10, 2))
+    d = block_reduce(X, None, _chunk, _combine, name="kmeans", split_every=split_every,
+                     consts={"offset": 0.0})
+    assert dask.compute(d)[0] == 2000.0
+    dsk = _graph_of(d)
+    combines = [k for k in dsk if key_split(k) == "kmeans-combine"]
+    assert combines
+    for key in combines:
+        deps = dsk[key].dependencies if hasattr(dsk[key], "dependencies") else None
+        if deps is not None:
+            assert len([dk for dk in deps if "kmeans" in key_split(dk)]) <= split_every
+    depth = max(k[1] for k in combines if isinstance(k, tuple)) + 1
+    assert depth == int(np.ceil(np.log(100) / np.log(min(split_every, 100)) - 1e-9))
+
+
+def test_task_names_are_meaningful():
+    X = da.ones((100, 2), chunks=(10, 2))
+    d = block_reduce(X, None, _chunk, _combine, name="kmeans", split_every=4,
+                     consts={"offset": 1.0})
+    prefixes = {key_split(k) for k in _graph_of(d)}
+    assert {"kmeans-partial", "kmeans-combine", "kmeans-result"} <= prefixes
+    assert dask.compute(d)[0] == 200.0 + 10
+
+
+def test_same_result_for_every_split_every():
+    rng = np.random.default_rng(0)
+    X = da.from_array(rng.normal(size=(777, 3)), chunks=(50, 3))
+    results = {
+        s: dask.compute(block_reduce(X, None, _chunk, _combine, name="t", split_every=s,
+                                     consts={"offset": 0.0}))[0]
+        for s in (2, 5, 16)
+    }
+    ref = float(X.sum().compute())
+    for value in results.values():
+        assert value == pytest.approx(ref, rel=1e-12)
+
+
+def test_split_every_resolution():
+    assert resolve_split_every(4) == 4
+    assert resolve_split_every(None) == 8
+    with dask.config.set(split_every=5):
+        assert resolve_split_every(None) == 5

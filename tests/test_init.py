@@ -1,0 +1,83 @@
+"""Initialisation: k-means++, k-means|| (weighted candidates), random."""
+
+import dask.array as da
+import numpy as np
+
+from daskmeans import _init
+from daskmeans._rng import as_seed_sequence, block_rng
+from daskmeans.testing import counting_dask
+
+
+def _blobs(k=8, n=4000, d=2, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-30, 30, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    return centers[y] + rng.normal(size=(n, d)), centers
+
+
+def _cover(found, centers):
+    return np.sqrt(((centers[:, None] - found[None]) ** 2).sum(-1)).min(1).max()
+
+
+def test_kmeans_plusplus_picks_data_points_and_spreads_out():
+    X, centers = _blobs()
+    C = _init.kmeans_plusplus(X, None, 8, np.random.default_rng(0))
+    assert all((X == c).all(1).any() for c in C)
+    assert _cover(C, centers) < 4.0  # one seed in every blob
+
+
+def test_kmeans_plusplus_respects_weights():
+    X = np.array([[0.0], [1.0], [100.0]])
+    w = np.array([1.0, 1.0, 0.0])
+    for seed in range(20):
+        C = _init.kmeans_plusplus(X, w, 2, np.random.default_rng(seed))
+        assert 100.0 not in C
+
+
+def test_kmeans_parallel_passes_and_quality():
+    X, centers = _blobs(k=10)
+    Xd, counter = counting_dask(X, 500)
+    seq = as_seed_sequence(0)
+    out, n_passes, moments = _init.kmeans_parallel(Xd, None, 10, 2, seq, init_rounds=4)
+    assert n_passes == 4 + 1
+    # the first centre reads one block per candidate; everything else is whole passes
+    assert counter.reads <= (4 + 1) * Xd.numblocks[0] + 2
+    assert len(out) == 2 and all(c.shape == (10, 2) for c in out)
+    assert all(_cover(c, centers) < 2.0 for c in out)
+    n, mean, m2 = moments
+    np.testing.assert_allclose(m2 / n, X.var(0))
+
+
+def test_kmeans_parallel_uses_candidate_weights(monkeypatch):
+    """The local k-means++ must receive the candidates' weights, not ones."""
+    X, _ = _blobs(k=4)
+    seen = []
+    real = _init.kmeans_plusplus
+
+    def spy(cand, wts, k, rng, n_local_trials=None):
+        seen.append(np.asarray(wts))
+        return real(cand, wts, k, rng)
+
+    monkeypatch.setattr(_init, "kmeans_plusplus", spy)
+    _init.kmeans_parallel(da.from_array(X, chunks=(500, 2)), None, 4, 1, as_seed_sequence(1))
+    assert seen and seen[0].sum() == len(X)
+    assert len(np.unique(seen[0])) > 1
+
+
+def test_random_init_is_weighted_and_distinct():
+    X = np.arange(40.0).reshape(20, 2)
+    w = np.zeros(20)
+    w[[3, 7, 11]] = 1.0
+    rows = _init.random_rows(da.from_array(X, chunks=(6, 2)), da.from_array(w, chunks=6), 3, 4,
+                             as_seed_sequence(0))
+    for g in range(4):
+        assert sorted(rows[g][:, 0].tolist()) == [6.0, 14.0, 22.0]
+
+
+def test_block_rng_is_keyed_not_stateful():
+    seq = as_seed_sequence(5)
+    a = block_rng(seq, 1, 2, 3).random(4)
+    b = block_rng(seq, 1, 2, 3).random(4)
+    c = block_rng(seq, 1, 2, 4).random(4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)

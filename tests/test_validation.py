@@ -1,0 +1,120 @@
+"""Bad input gets a clear error naming the parameter, before any pass over the data."""
+
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+from daskmeans import KMeans
+from daskmeans.testing import counting_dask
+
+X = np.random.default_rng(0).normal(size=(50, 3))
+
+
+@pytest.mark.parametrize(
+    "params,exc,match",
+    [
+        ({"n_clusters": 0}, ValueError, "n_clusters"),
+        ({"n_clusters": 2.5}, TypeError, "n_clusters"),
+        ({"n_clusters": True}, TypeError, "n_clusters"),
+        ({"n_clusters": 51}, ValueError, "n_clusters=51 must be <= n_samples=50"),
+        ({"init": "kmeans"}, ValueError, "init must be one of"),
+        ({"init": 3}, TypeError, "init"),
+        ({"init": np.zeros((3, 2))}, ValueError, r"init must have shape"),
+        ({"init": np.full((8, 3), np.nan)}, ValueError, "init contains NaN"),
+        ({"n_init": 0}, ValueError, "n_init"),
+        ({"n_init": "many"}, ValueError, "n_init"),
+        ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"max_iter": 1.5}, TypeError, "max_iter"),
+        ({"tol": -1.0}, ValueError, "tol"),
+        ({"tol": "small"}, TypeError, "tol"),
+        ({"oversampling_factor": 0}, ValueError, "oversampling_factor"),
+        ({"init_rounds": 0}, ValueError, "init_rounds"),
+        ({"random_state": -3}, ValueError, "random_state"),
+        ({"random_state": "seed"}, TypeError, "random_state"),
+        ({"split_every": 1}, ValueError, "split_every"),
+        ({"callback": 5}, TypeError, "callback"),
+    ],
+)
+def test_bad_parameters(params, exc, match):
+    Xd, counter = counting_dask(X, 10)
+    with pytest.raises(exc, match=match):
+        KMeans(**params).fit(Xd)
+    assert counter.reads == 0  # raised before any work started
+
+
+@pytest.mark.parametrize(
+    "data,exc,match",
+    [
+        (np.zeros(10), ValueError, "2-D"),
+        (np.zeros((2, 3, 4)), ValueError, "2-D"),
+        (np.zeros((0, 3)), ValueError, "at least one sample"),
+        (np.zeros((5, 0)), ValueError, "at least one feature"),
+        (np.array([["a", "b"]] * 9), TypeError, "real numbers"),
+        (np.array([[1 + 1j, 2]] * 9), TypeError, "real numbers"),
+        (np.array([[np.nan, 1.0]] * 9), ValueError, "NaN or infinity"),
+        (np.array([[np.inf, 1.0]] * 9), ValueError, "NaN or infinity"),
+    ],
+)
+def test_bad_data(data, exc, match):
+    with pytest.raises(exc, match=match):
+        KMeans(2).fit(data)
+
+
+def test_nan_in_dask_data_detected_before_returning():
+    bad = X.copy()
+    bad[33, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KMeans(2, random_state=0).fit(da.from_array(bad, chunks=10))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        KMeans(2, init=X[:2]).fit(da.from_array(bad, chunks=10))
+
+
+@pytest.mark.parametrize(
+    "w,exc,match",
+    [
+        (np.ones(7), ValueError, r"sample_weight must have shape \(50,\)"),
+        (-np.ones(50), ValueError, "sample_weight must be >= 0"),
+        (np.full(50, np.nan), ValueError, "sample_weight contains NaN"),
+        (np.zeros(50), ValueError, "at least one positive"),
+        (np.array(["x"] * 50), TypeError, "sample_weight must be numeric"),
+    ],
+)
+def test_bad_sample_weight(w, exc, match):
+    with pytest.raises(exc, match=match):
+        KMeans(2).fit(X, sample_weight=w)
+
+
+def test_negative_dask_weight_detected_in_first_pass():
+    w = np.ones(50)
+    w[40] = -1
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        KMeans(2, random_state=0).fit(da.from_array(X, chunks=10), sample_weight=da.from_array(w, 10))
+
+
+def test_predict_before_fit_and_wrong_features():
+    with pytest.raises(ValueError, match="not fitted yet"):
+        KMeans(2).predict(X)
+    km = KMeans(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X has 2 features, but KMeans was fitted with 3"):
+        km.predict(X[:, :2])
+    with pytest.raises(ValueError, match="X has 2 features"):
+        km.transform(X[:, :2])
+
+
+def test_zarr_path_errors(tmp_path):
+    with pytest.raises(ValueError, match="no Zarr array found"):
+        KMeans(2).fit(str(tmp_path / "missing.zarr"))
+    g = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    g.create_array("x", shape=(5, 2), dtype="f8")
+    with pytest.raises(ValueError, match="is a Zarr group"):
+        KMeans(2).fit(str(tmp_path / "g.zarr"))
+
+
+def test_load_rejects_other_files(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="expected format"):
+        KMeans.load(p)
+    with pytest.raises(ValueError, match="no file"):
+        KMeans.load(tmp_path / "none.json")
