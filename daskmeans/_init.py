@@ -23,6 +23,7 @@ from . import _kernels
 from ._graph import block_reduce, compute_passes
 from ._lloyd import check_block, lloyd_numpy, partial_pass
 from ._rng import block_rng, purpose_key
+from ._validation import has_unknown_rows
 
 __all__ = ["init_centers", "kmeans_plusplus", "kmeans_parallel", "random_rows", "sample_rows"]
 
@@ -165,8 +166,44 @@ def _sample_combine(parts):
     )
 
 
+def _uniform_top_chunk(X, w, index, *, seq, m, check):
+    if check:
+        check_block(X, w)
+    n = X.shape[0]
+    keys = block_rng(seq, _SAMPLE, index).random(n)
+    if w is not None:
+        keys[w <= 0] = -np.inf
+    take = min(m, n)
+    idx = np.argpartition(keys, n - take)[n - take :] if take else np.zeros(0, np.intp)
+    ws = np.ones(take) if w is None else w[idx].astype(np.float64)
+    return keys[idx], X[idx], ws
+
+
+def _uniform_top_combine(parts, m):
+    keys = np.concatenate([p[0] for p in parts])
+    order = np.argsort(-keys, kind="stable")[:m]
+    rows = np.concatenate([p[1] for p in parts], axis=0)
+    ws = np.concatenate([p[2] for p in parts])
+    return keys[order], rows[order], ws[order]
+
+
 def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_every=None):
-    """One pass: a uniform Bernoulli sample of about ``size`` rows and their weights."""
+    """One pass: a uniform Bernoulli sample of about ``size`` rows and their weights.
+
+    When the row count is unknown (a Dask DataFrame), the sample is instead the
+    ``size`` rows with the largest uniform random keys: a uniform sample without
+    replacement of ``min(size, n)`` rows, still in one pass.
+    """
+    if has_unknown_rows(X):
+        graph = block_reduce(
+            X, weights, _uniform_top_chunk, partial(_uniform_top_combine, m=size),
+            name="kmeans-init-sample", split_every=split_every,
+            consts={"seq": seq, "m": size, "check": check},
+        )
+        (res,) = compute_passes(graph)
+        keys, rows, ws = res
+        keep = np.isfinite(keys)
+        return rows[keep], ws[keep]
     p = min(1.0, size / X.shape[0])
     graph = block_reduce(
         X, weights, _sample_chunk, _sample_combine, name="kmeans-init-sample",
@@ -196,6 +233,44 @@ def _parallel_chunk(X, w, index, *, seq, rnd, cands, bounds, m, check):
 def _parallel_combine(parts, m):
     keys, rows = _merge_top([(p[1], p[2]) for p in parts], m)
     return np.sum([p[0] for p in parts], axis=0), keys, rows
+
+
+def _race_first_chunk(X, w, index, *, seq, n_groups, check):
+    if check:
+        check_block(X, w)
+    keys = _race_keys(block_rng(seq, _FIRST, index), w, n_groups, X.shape[0])
+    top_keys, rows = _top_rows(keys, X, 1)
+    return top_keys, rows, X.shape[0]
+
+
+def _race_first_combine(parts):
+    keys, rows = _merge_top([(p[0], p[1]) for p in parts], 1)
+    return keys, rows, sum(p[2] for p in parts)
+
+
+def _first_centers_race(X: da.Array, weights, n_groups: int, seq, *, check=False,
+                        split_every=None) -> tuple[list, int]:
+    """One row per group drawn proportionally to its weight, in one pass, without
+    knowing the block lengths (exponential race: the row with the largest
+    ``log(u) / w`` wins). Also returns the number of rows seen."""
+    graph = block_reduce(
+        X, weights, _race_first_chunk, _race_first_combine, name="kmeans-init-first",
+        split_every=split_every, consts={"seq": seq, "n_groups": n_groups, "check": check},
+    )
+    (res,) = compute_passes(graph)
+    keys, rows, n_rows = res
+    if n_rows < 1 or not np.isfinite(keys).all():
+        raise ValueError(
+            f"X must have at least one sample with positive weight, got {n_rows} row(s)."
+        )
+    return [rows[g].copy() for g in range(n_groups)], int(n_rows)
+
+
+def check_n_samples(n_clusters: int, n_samples: int) -> None:
+    """Raise when there are fewer rows than clusters (known only after a pass when the
+    row count of X is unknown)."""
+    if n_clusters > n_samples:
+        raise ValueError(f"n_clusters={n_clusters} must be <= n_samples={n_samples}.")
 
 
 def _first_centers(X: da.Array, weights, n_groups: int, seq) -> list:
@@ -258,8 +333,14 @@ def kmeans_parallel(
     ell = oversampling_factor * n_clusters
     # rows kept per block and group: enough that truncation has negligible probability
     m = int(math.ceil(2 * ell + 8 * math.sqrt(ell) + 16))
-    cands = _first_centers(X, weights, n_groups, seq)
-    n_passes = 0
+    if has_unknown_rows(X):
+        cands, n_rows = _first_centers_race(X, weights, n_groups, seq, check=check,
+                                            split_every=split_every)
+        check_n_samples(n_clusters, n_rows)
+        n_passes = 1
+    else:
+        cands = _first_centers(X, weights, n_groups, seq)
+        n_passes = 0
     for rnd in range(init_rounds):
         stacked = np.concatenate(cands, axis=0)
         bounds = np.concatenate(([0], np.cumsum([len(c) for c in cands]))).astype(np.intp)
@@ -356,6 +437,8 @@ def init_centers(
     if method == "random":
         rows = random_rows(X, weights, n_clusters, n_groups, seq, check=check,
                            split_every=split_every)
+        if rows.shape[1] < n_clusters:  # only possible when the row count was unknown
+            check_n_samples(n_clusters, rows.shape[1])
         return [rows[g].copy() for g in range(n_groups)], 1, None
     if method == "k-means++":
         size = sample_size or max(10_000, 50 * n_clusters)
@@ -364,6 +447,8 @@ def init_centers(
         sample, wts = sample[keep], wts[keep]
         if len(sample) < n_clusters:
             # tiny or heavily zero-weighted data: sample every row instead
+            if has_unknown_rows(X):  # the sample already holds every row
+                check_n_samples(n_clusters, len(sample))
             sample, wts = sample_rows(X, weights, X.shape[0], seq, split_every=split_every)
             keep = wts > 0
             sample, wts = sample[keep], wts[keep]

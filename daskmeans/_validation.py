@@ -22,6 +22,7 @@ __all__ = [
     "check_real",
     "check_sample_weight",
     "default_row_chunks",
+    "has_unknown_rows",
 ]
 
 #: Target bytes per block when the estimator chunks a NumPy array itself.
@@ -110,6 +111,10 @@ def check_array_input(
         X = open_zarr(X)
     elif isinstance(X, da.Array):
         pass
+    elif _is_dask_frame(X):
+        from ._tables import frame_to_array
+
+        X = frame_to_array(X, name=name)
     else:
         if hasattr(X, "dtype") and hasattr(X, "shape") and not isinstance(X, np.ndarray):
             # array-likes such as pandas objects
@@ -130,10 +135,8 @@ def check_array_input(
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
     n, d = X.shape
-    if isinstance(n, float) and math.isnan(n):
-        raise ValueError(
-            f"{name} has unknown chunk sizes; call X.compute_chunk_sizes() first."
-        )
+    # unknown row chunk sizes (n is NaN, as from a Dask DataFrame) are fine: nothing
+    # below needs them, and checks that need n_samples use the first pass's counts
     if n < 1:
         raise ValueError(f"{name} must have at least one sample (row), got shape {X.shape}.")
     if d < 1:
@@ -151,6 +154,16 @@ def check_array_input(
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
     return X, in_memory
+
+
+def has_unknown_rows(X: da.Array) -> bool:
+    """True when the row chunk sizes of ``X`` are unknown (NaN)."""
+    return any(math.isnan(c) for c in X.chunks[0])
+
+
+def _is_dask_frame(obj) -> bool:
+    mod = type(obj).__module__ or ""
+    return mod.startswith("dask.dataframe") and hasattr(obj, "to_dask_array")
 
 
 def _is_zarr_array(obj) -> bool:
@@ -171,9 +184,28 @@ def check_sample_weight(sample_weight, X: da.Array, *, in_memory: bool) -> da.Ar
         w = float(sample_weight)
         if not math.isfinite(w) or w <= 0:
             raise ValueError(f"sample_weight must be a positive finite number, got {w}.")
+        if has_unknown_rows(X):
+            return X[:, 0].map_blocks(np.full_like, w, dtype=np.float64)
         return da.full(n, w, chunks=(X.chunks[0],), dtype=np.float64)
     if is_path_like(sample_weight) or _is_zarr_array(sample_weight):
         sample_weight = open_zarr(sample_weight)
+    if _is_dask_frame(sample_weight) or hasattr(sample_weight, "to_dask_array"):
+        sample_weight = sample_weight.to_dask_array()
+    if isinstance(sample_weight, da.Array) and has_unknown_rows(X):
+        if sample_weight.ndim != 1 or sample_weight.numblocks[0] != X.numblocks[0]:
+            raise ValueError(
+                f"sample_weight must be a 1-D Dask array or Series partitioned like X "
+                f"({X.numblocks[0]} blocks of unknown size), got shape {sample_weight.shape} "
+                f"in {sample_weight.numblocks} blocks."
+            )
+        if sample_weight.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be numeric, got dtype {sample_weight.dtype}.")
+        return sample_weight.astype(np.float64)
+    if has_unknown_rows(X):
+        raise ValueError(
+            "sample_weight must be a Dask array or Series partitioned like X when X has "
+            "unknown chunk sizes (as from a Dask DataFrame)."
+        )
     if isinstance(sample_weight, da.Array):
         if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
             raise ValueError(

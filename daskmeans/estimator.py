@@ -241,7 +241,7 @@ default="k-means||"
         Xd, in_memory = check_array_input(X)
         n, d = Xd.shape
         k = self.n_clusters
-        if k > n:
+        if k > n:  # False when n is unknown (NaN): init checks it from its first pass
             raise ValueError(f"n_clusters={k} must be <= n_samples={n}.")
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
         init = self.init
@@ -288,7 +288,7 @@ default="k-means||"
         self.n_passes_ = int(state.n_passes)
         warn_if_degenerate(self.cluster_sizes_, k)
         labels = self._predict_dask(Xd, check=False)
-        self.labels_ = labels.compute() if in_memory else labels
+        self.labels_ = labels.compute() if in_memory else _as_frame_labels(X, labels)
         timings["finalize"] = time.perf_counter() - t0
         self.timings_ = timings
         return self
@@ -355,7 +355,7 @@ default="k-means||"
         """
         Xd, in_memory = self._check_input(X)
         labels = self._predict_dask(Xd, check=not in_memory)
-        return labels.compute() if in_memory else labels
+        return labels.compute() if in_memory else _as_frame_labels(X, labels)
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return ``labels_``."""
@@ -461,6 +461,13 @@ default="k-means||"
         except json.JSONDecodeError as exc:
             raise ValueError(f"model: {str(path)!r} is not valid JSON ({exc}).") from exc
         return cls.from_dict(doc)
+
+
+def _as_frame_labels(X, labels):
+    """Labels of a Dask DataFrame as a Dask Series on its index; others unchanged."""
+    from ._tables import frame_labels, is_dask_frame
+
+    return frame_labels(X, labels) if is_dask_frame(X) else labels
 
 
 def _jsonable(value):
