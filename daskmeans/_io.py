@@ -13,13 +13,25 @@ from pathlib import Path
 import dask.array as da
 
 __all__ = [
+    "active_client",
     "atomic_dir",
     "atomic_write_text",
+    "is_local_path",
     "is_path_like",
     "open_zarr",
     "open_zarr_array",
+    "persist_inputs",
+    "resolve_persist",
+    "wait_persisted",
     "write_json",
+    "write_labels",
 ]
+
+#: ``persist="auto"`` persists when the data takes at most this share of the
+#: cluster's total worker memory limit (distributed starts spilling at 60 %).
+AUTO_PERSIST_CLUSTER_FRACTION = 0.4
+#: Without a distributed client, the share of the memory available on this machine.
+AUTO_PERSIST_LOCAL_FRACTION = 0.25
 
 
 def is_path_like(obj) -> bool:
@@ -169,3 +181,189 @@ def atomic_dir(path):
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+def is_local_path(url) -> bool:
+    """True for a plain path or a ``file://`` URL (where a rename is atomic)."""
+    url = os.fspath(url)
+    return "://" not in url or url.startswith("file://")
+
+
+def _local(url) -> Path:
+    url = os.fspath(url)
+    return Path(url[len("file://"):] if url.startswith("file://") else url)
+
+
+def active_client():
+    """The active ``distributed.Client``, or None (threaded scheduler)."""
+    try:
+        from distributed import get_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def _memory_budget() -> tuple[float, str]:
+    """Bytes that persisted data may take under ``persist="auto"``, and where."""
+    import psutil
+
+    client = active_client()
+    if client is None:
+        avail = psutil.virtual_memory().available
+        return AUTO_PERSIST_LOCAL_FRACTION * avail, "local memory"
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    host = psutil.virtual_memory().total
+    total = sum((w.get("memory_limit") or host) for w in workers.values())
+    return AUTO_PERSIST_CLUSTER_FRACTION * total, "cluster memory"
+
+
+def resolve_persist(persist, nbytes: int, *, in_memory: bool) -> bool:
+    """Decide whether ``fit`` persists its input before the passes.
+
+    Parameters
+    ----------
+    persist : bool or "auto"
+        The estimator parameter.
+    nbytes : int
+        Bytes of the (working dtype) data and weights.
+    in_memory : bool
+        The input was a NumPy array. It is persisted (shipped to the workers
+        once instead of with every pass's graph) only on a distributed
+        cluster; on the local scheduler it already is in memory.
+
+    Returns
+    -------
+    bool
+    """
+    if persist is False:
+        return False
+    if in_memory and active_client() is None:
+        return False
+    if persist is True:
+        return True
+    budget, _ = _memory_budget()
+    return nbytes <= budget
+
+
+def persist_inputs(X: da.Array, weights):
+    """Persist ``X`` (and the weights) on the active scheduler; one read of the data.
+
+    The returned arrays keep the names of the originals, so graphs built on
+    them read the persisted blocks. Dropping the returned arrays releases the
+    memory.
+    """
+    import dask
+
+    if weights is None:
+        (X,) = dask.persist(X)
+        return X, None
+    return dask.persist(X, weights)
+
+
+def wait_persisted(*arrays) -> None:
+    """Block until persisted arrays are in (cluster) memory, so timings are honest."""
+    client = active_client()
+    if client is None:
+        return
+    from distributed import wait
+
+    wait([a for a in arrays if a is not None])
+
+
+def _zarr_format_of(X) -> int | None:
+    """The Zarr format (2 or 3) of a store path/URL or zarr.Array, if known."""
+    try:
+        import zarr
+
+        arr = X if hasattr(X, "metadata") else None
+        if arr is None and is_path_like(X):
+            arr = zarr.open_array(store=os.fspath(X), mode="r")
+        return int(arr.metadata.zarr_format) if arr is not None else None
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
+
+
+def write_labels(
+    model,
+    X,
+    out_url,
+    *,
+    storage_options: dict | None = None,
+    overwrite: bool = False,
+    zarr_format: int | None = None,
+) -> str:
+    """Write the label of every row of ``X`` to a Zarr array, chunk by chunk.
+
+    Labels are computed lazily, one task per row block of ``X``, and written
+    as they are produced: no more than a few blocks are in memory at once,
+    on the client or on any worker. The output has the row chunking of ``X``
+    (regular chunks, as Zarr needs), dtype int64, and the Zarr format of the
+    input when it is a Zarr store.
+
+    Local destinations are written under a temporary sibling name and renamed
+    into place when complete, so ``out_url`` holds either the complete labels
+    or what was there before. Object stores have no rename: remote outputs
+    are written in place.
+
+    Parameters
+    ----------
+    model : KMeans
+        A fitted estimator.
+    X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
+        The data (path or fsspec URL of a Zarr array, or an array).
+    out_url : str or os.PathLike
+        Path or fsspec URL of the Zarr array to create.
+    storage_options : dict, optional
+        fsspec options used for both ``X`` and ``out_url`` when they are URLs.
+    overwrite : bool, default=False
+        Replace an existing array at ``out_url``; otherwise raise
+        ``FileExistsError``.
+    zarr_format : {2, 3}, optional
+        Default: that of ``X`` when it is a Zarr store, else 3.
+
+    Returns
+    -------
+    str
+        ``out_url``.
+
+    Examples
+    --------
+    >>> km = daskmeans.KMeans(8).fit("data.zarr")  # doctest: +SKIP
+    >>> daskmeans.write_labels(km, "data.zarr", "labels.zarr")  # doctest: +SKIP
+    """
+    if not hasattr(model, "cluster_centers_"):
+        raise ValueError("write_labels: the model is not fitted yet; call fit first.")
+    Xd, _ = model._check_input(X, storage_options=storage_options)
+    labels = model._predict_dask(Xd, check=True)
+    rows = labels.chunks[0]
+    if len(rows) > 1 and (len(set(rows[:-1])) > 1 or rows[-1] > rows[0]):
+        labels = labels.rechunk((max(rows),))
+    if zarr_format is None:
+        zarr_format = _zarr_format_of(X) or 3
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
+    out_url = os.fspath(out_url)
+    kwargs = {"zarr_format": zarr_format}
+    if is_local_path(out_url):
+        path = _local(out_url)
+        if path.exists() and not overwrite:
+            raise FileExistsError(
+                f"write_labels: {out_url!r} already exists; pass overwrite=True to replace it."
+            )
+        with atomic_dir(path) as tmp:
+            labels.to_zarr(str(tmp), **kwargs)
+        return out_url
+    import fsspec
+
+    fs, _, (root,) = fsspec.get_fs_token_paths(out_url, storage_options=storage_options or {})
+    if fs.exists(root) and fs.ls(root):
+        if not overwrite:
+            raise FileExistsError(
+                f"write_labels: {out_url!r} already exists; pass overwrite=True to replace it."
+            )
+        fs.rm(root, recursive=True)
+    labels.to_zarr(out_url, storage_options=storage_options, **kwargs)
+    return out_url
