@@ -4,9 +4,9 @@ The public API mirrors scikit-learn's :class:`~sklearn.cluster.KMeans`; data
 may be a NumPy array, a Dask array, a Zarr array, or the path or URL of one.
 """
 
-from ._io import open_zarr
+from ._io import open_zarr, write_labels
 from .estimator import KMeans
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "__version__", "open_zarr"]
+__all__ = ["KMeans", "__version__", "open_zarr", "write_labels"]

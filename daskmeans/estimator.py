@@ -14,7 +14,7 @@ from . import _kernels
 from ._compat import BaseEstimator, ClusterMixin, TransformerMixin
 from ._graph import compute_passes
 from ._init import init_centers
-from ._io import write_json
+from ._io import persist_inputs, resolve_persist, wait_persisted, write_json
 from ._lloyd import LloydState, check_block, finalize, lloyd, partial_pass, warn_if_degenerate
 from ._rng import as_seed_sequence
 from ._validation import (
@@ -93,6 +93,12 @@ default="k-means||"
         Called after every initialisation round and Lloyd iteration with a
         dict: ``phase``, ``iteration``, ``max_iter``, ``inertia``, ``shift``,
         ``n_passes``.
+    persist : bool or "auto", default=False
+        Load the data into the memory of the cluster (or of this process when
+        no ``distributed.Client`` is active) once, before the passes, instead
+        of reading it from storage in every pass. ``"auto"`` persists when the
+        data takes at most 40 % of the workers' total memory limit (25 % of the
+        available memory without a client). The result does not change.
 
     Attributes
     ----------
@@ -138,6 +144,7 @@ default="k-means||"
         random_state=None,
         split_every=None,
         callback=None,
+        persist=False,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -150,6 +157,7 @@ default="k-means||"
         self.random_state = random_state
         self.split_every = split_every
         self.callback = callback
+        self.persist = persist
 
     # ------------------------------------------------------------------ #
     # validation
@@ -196,11 +204,13 @@ default="k-means||"
             check_int("split_every", self.split_every, low=2)
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable or None, got {self.callback!r}.")
+        if not (self.persist is True or self.persist is False or self.persist == "auto"):
+            raise ValueError(f"persist must be True, False or 'auto'; got {self.persist!r}.")
         as_seed_sequence(self.random_state)  # type and range check only
 
     def _fingerprint(self, X: da.Array, weights) -> dict:
         params = {
-            k: v for k, v in self.get_params().items() if k not in ("verbose", "callback")
+            k: v for k, v in self.get_params().items() if k not in ("verbose", "callback", "persist")
         }
         params = {k: _jsonable(v) for k, v in params.items()}
         return {
@@ -217,7 +227,7 @@ default="k-means||"
     # ------------------------------------------------------------------ #
     # fitting
     # ------------------------------------------------------------------ #
-    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None):
+    def fit(self, X, y=None, sample_weight=None, *, checkpoint=None, storage_options=None):
         """Compute k-means clustering.
 
         Parameters
@@ -232,13 +242,18 @@ default="k-means||"
             Directory where the fit state is saved after initialisation and
             after every Lloyd iteration; a later fit with the same data and
             parameters resumes from it and gives a bitwise identical result.
+        storage_options : dict, optional
+            fsspec options (credentials, ``endpoint_url``, ...) used when X is
+            a URL. Given to ``fit`` rather than to the constructor: they
+            describe where the data lives, not the model, and stay out of
+            ``get_params``, ``clone`` and saved models.
 
         Returns
         -------
         self
         """
         self._check_params()
-        Xd, in_memory = check_array_input(X)
+        Xd, in_memory = check_array_input(X, storage_options=storage_options)
         n, d = Xd.shape
         k = self.n_clusters
         if k > n:  # False when n is unknown (NaN): init checks it from its first pass
@@ -250,7 +265,14 @@ default="k-means||"
             init_array = check_centers("init", init, k, d, Xd.dtype)
         lazy_check = not in_memory
         seq = as_seed_sequence(self.random_state)
-        timings = {"init": 0.0, "lloyd": 0.0, "finalize": 0.0}
+        timings = {"init": 0.0, "lloyd": 0.0, "finalize": 0.0, "persist": 0.0}
+        Xp, wp = Xd, weights  # what the passes read (persisted blocks when asked for)
+        nbytes = Xd.nbytes + (0 if weights is None else weights.nbytes)
+        if resolve_persist(self.persist, nbytes, in_memory=in_memory):
+            t0 = time.perf_counter()
+            Xp, wp = persist_inputs(Xd, weights)
+            wait_persisted(Xp, wp)
+            timings["persist"] = time.perf_counter() - t0
 
         ckpt = None
         state = None
@@ -261,7 +283,7 @@ default="k-means||"
             state = ckpt.load()
         t0 = time.perf_counter()
         if state is None:
-            state = self._initial_state(Xd, weights, seq, init_array, lazy_check)
+            state = self._initial_state(Xp, wp, seq, init_array, lazy_check)
             if ckpt is not None:
                 ckpt.save(state)
             lazy_check = lazy_check and state.n_passes == 0
@@ -271,13 +293,14 @@ default="k-means||"
 
         t0 = time.perf_counter()
         state = lloyd(
-            Xd, weights, state, max_iter=self.max_iter, tol=self._tol,
+            Xp, wp, state, max_iter=self.max_iter, tol=self._tol,
             split_every=self.split_every, check_first=lazy_check, callback=self.callback,
             on_iteration=None if ckpt is None else ckpt.save, verbose=self.verbose,
         )
         timings["lloyd"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        state = finalize(Xd, weights, state, split_every=self.split_every)
+        state = finalize(Xp, wp, state, split_every=self.split_every)
+        del Xp, wp  # releases persisted blocks; labels_ below reads from the source
         best = int(np.argmin(state.inertia))
         self.cluster_centers_ = state.centers[best]
         self.inertia_ = float(state.inertia[best])
@@ -330,9 +353,10 @@ default="k-means||"
                 "predict, transform or score."
             )
 
-    def _check_input(self, X):
+    def _check_input(self, X, storage_options=None):
         self._check_fitted()
-        Xd, in_memory = check_array_input(X, dtype=self.cluster_centers_.dtype)
+        Xd, in_memory = check_array_input(X, dtype=self.cluster_centers_.dtype,
+                                          storage_options=storage_options)
         if Xd.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {Xd.shape[1]} features, but {type(self).__name__} was fitted with "
@@ -343,46 +367,65 @@ default="k-means||"
     def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
         return Xd.map_blocks(
             _predict_block, self.cluster_centers_, check, dtype=np.int64, drop_axis=1,
-            name="kmeans-predict",
+            token="kmeans-predict",
         )
 
-    def predict(self, X):
+    def predict(self, X, *, storage_options=None):
         """Index of the closest centre for every row.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
+        storage_options : dict, optional
+            fsspec options used when X is a URL.
 
         Returns
         -------
         labels : ndarray (NumPy input) or lazy dask.array.Array of int64, shape (n_samples,)
+            Lazy labels are computed block by block, e.g. by
+            ``km.predict(url).to_zarr(out)``.
         """
-        Xd, in_memory = self._check_input(X)
+        Xd, in_memory = self._check_input(X, storage_options)
         labels = self._predict_dask(Xd, check=not in_memory)
         return labels.compute() if in_memory else _as_frame_labels(X, labels)
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X, y=None, sample_weight=None, *, storage_options=None):
         """Fit, then return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
+        return self.fit(X, sample_weight=sample_weight, storage_options=storage_options).labels_
 
-    def transform(self, X):
+    def transform(self, X, *, storage_options=None):
         """Euclidean distance of every row to every centre.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
+        storage_options : dict, optional
+            fsspec options used when X is a URL.
 
         Returns
         -------
         ndarray or dask.array.Array of shape (n_samples, n_clusters)
         """
-        Xd, in_memory = self._check_input(X)
+        Xd, in_memory = self._check_input(X, storage_options)
         out = Xd.map_blocks(
             _transform_block, self.cluster_centers_, not in_memory,
             dtype=self.cluster_centers_.dtype,
-            chunks=(Xd.chunks[0], (self.cluster_centers_.shape[0],)), name="kmeans-transform",
+            chunks=(Xd.chunks[0], (self.cluster_centers_.shape[0],)), token="kmeans-transform",
         )
         return out.compute() if in_memory else out
 
-    def fit_transform(self, X, y=None, sample_weight=None):
+    def fit_transform(self, X, y=None, sample_weight=None, *, storage_options=None):
         """Fit, then return distances to the centres."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
+        return self.fit(X, sample_weight=sample_weight, storage_options=storage_options).transform(
+            X, storage_options=storage_options
+        )
 
-    def score(self, X, y=None, sample_weight=None):
-        """Opposite of the inertia of X with respect to the fitted centres (one pass)."""
-        Xd, in_memory = self._check_input(X)
+    def score(self, X, y=None, sample_weight=None, *, storage_options=None):
+        """Opposite of the inertia of X with respect to the fitted centres (one pass).
+
+        ``storage_options`` are fsspec options used when X is a URL.
+        """
+        Xd, in_memory = self._check_input(X, storage_options)
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
         graph = partial_pass(Xd, weights, [self.cluster_centers_], check=not in_memory,
                              split_every=self.split_every, name="kmeans-score")
