@@ -96,12 +96,13 @@ def test_default_fit_quality_and_passes():
     Xd, counter = counting_dask(X, 2500)
     km = KMeans(k, random_state=0, init_rounds=5).fit(Xd)
     assert km.inertia_ <= 1.01 * ref.inertia_
-    # k-means|| reads the data at most init_rounds + 2 times, Lloyd once per iteration
+    # every read is part of a whole pass, except one block read for the first centre
     nb = Xd.numblocks[0]
-    lloyd_passes = km.n_iter_ + 1  # at most one extra pass for the final inertia
-    init_reads = counter.reads - (km.n_passes_ - (5 + 1)) * nb
-    assert init_reads <= (5 + 2) * nb
-    assert km.n_passes_ <= 5 + 1 + lloyd_passes
+    assert counter.reads == km.n_passes_ * nb + 1
+    # Lloyd: one pass per iteration, plus at most one for the final inertia
+    init_passes = km.n_passes_ - km.n_iter_
+    assert init_passes in (5 + 1, 5 + 2)
+    assert init_passes * nb + 1 <= (5 + 2) * nb
 
 
 def test_n_init_candidates_share_passes():
