@@ -97,13 +97,30 @@ def decode(value: Any) -> Any:
     raise ValueError("unexpected object in checkpoint")
 
 
-def _normalise(obj: Any) -> Any:
-    """Canonical JSON form of ``obj`` for comparisons (tuples become lists, etc.)."""
-    return json.loads(json.dumps(encode(obj), sort_keys=True))
+def _canonical(obj: Any) -> Any:
+    """Plain JSON form of a fingerprint, for storage and comparison.
+
+    NumPy scalars and arrays become Python numbers and lists, tuples become
+    lists and non-finite floats become strings, so equal fingerprints compare
+    equal however they were spelled.
+    """
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    elif isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return repr(obj)
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in obj.items()}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot use a value of type {type(obj).__name__} in a fingerprint")
 
 
 def _describe(value: Any, limit: int = 60) -> str:
-    text = json.dumps(decode(value), default=lambda v: np.asarray(v).tolist())
+    text = json.dumps(value, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -149,7 +166,7 @@ class Checkpoint:
             raise TypeError(f"fingerprint must be a dict, got {type(fingerprint).__name__}")
         self.directory = Path(directory)
         self.fingerprint = fingerprint
-        self._fingerprint_json = _normalise(fingerprint)
+        self._fingerprint_json = _canonical(fingerprint)
 
     @property
     def path(self) -> Path:
@@ -185,7 +202,8 @@ class Checkpoint:
         given = self._fingerprint_json
         if saved == given:
             return
-        saved_inner, given_inner = saved.get("__dict__", {}), given.get("__dict__", {})
+        saved_inner = saved if isinstance(saved, dict) else {}
+        given_inner = given
         diffs = []
         for key in sorted(set(saved_inner) | set(given_inner)):
             if saved_inner.get(key) != given_inner.get(key):
