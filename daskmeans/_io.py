@@ -286,6 +286,24 @@ def _zarr_format_of(X) -> int | None:
         return None
 
 
+def _remove_late(path: Path, quiet: float = 0.3, limit: float = 10.0) -> None:
+    """Remove a temporary directory that tasks still in flight after a failure may
+    recreate: remove it until it has stayed absent for ``quiet`` seconds."""
+    import time
+
+    start = time.monotonic()
+    absent_since = None
+    while time.monotonic() - start < limit:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            absent_since = None
+        elif absent_since is None:
+            absent_since = time.monotonic()
+        elif time.monotonic() - absent_since >= quiet:
+            return
+        time.sleep(0.05)
+
+
 def write_labels(
     model,
     X,
@@ -353,8 +371,15 @@ def write_labels(
             raise FileExistsError(
                 f"write_labels: {out_url!r} already exists; pass overwrite=True to replace it."
             )
-        with atomic_dir(path) as tmp:
-            labels.to_zarr(str(tmp), **kwargs)
+        where = []
+        try:
+            with atomic_dir(path) as tmp:
+                where.append(tmp)
+                labels.to_zarr(str(tmp), **kwargs)
+        except BaseException:
+            if where:
+                _remove_late(where[0])
+            raise
         return out_url
     import fsspec
 
