@@ -273,14 +273,12 @@ def wait_persisted(*arrays) -> None:
     wait([a for a in arrays if a is not None])
 
 
-def _zarr_format_of(X) -> int | None:
+def _zarr_format_of(X, storage_options: dict | None = None) -> int | None:
     """The Zarr format (2 or 3) of a store path/URL or zarr.Array, if known."""
     try:
-        import zarr
-
         arr = X if hasattr(X, "metadata") else None
         if arr is None and is_path_like(X):
-            arr = zarr.open_array(store=os.fspath(X), mode="r")
+            arr = open_zarr_array(X, storage_options=storage_options)
         return int(arr.metadata.zarr_format) if arr is not None else None
     except Exception:  # noqa: BLE001 - a hint only
         return None
@@ -360,7 +358,7 @@ def write_labels(
     if len(rows) > 1 and (len(set(rows[:-1])) > 1 or rows[-1] > rows[0]):
         labels = labels.rechunk((max(rows),))
     if zarr_format is None:
-        zarr_format = _zarr_format_of(X) or 3
+        zarr_format = _zarr_format_of(X, storage_options) or 3
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
     out_url = os.fspath(out_url)
