@@ -120,8 +120,24 @@ def _canonical(obj: Any) -> Any:
 
 
 def _describe(value: Any, limit: int = 60) -> str:
-    text = json.dumps(value, sort_keys=True)
+    text = "(absent)" if value is _ABSENT else json.dumps(value, sort_keys=True)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_ABSENT = object()
+
+
+def _differences(saved: Any, given: Any, prefix: str = "") -> list[str]:
+    """Human-readable list of the leaves that differ between two canonical fingerprints."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        out: list[str] = []
+        for key in sorted(set(saved) | set(given)):
+            a, b = saved.get(key, _ABSENT), given.get(key, _ABSENT)
+            if a != b:
+                out += _differences(a, b, f"{prefix}{key}.")
+        return out
+    return [f"{prefix.rstrip('.') or 'fingerprint'}: saved {_describe(saved)}, "
+            f"now {_describe(given)}"]
 
 
 # --------------------------------------------------------------------------- checkpoint
@@ -198,18 +214,10 @@ class Checkpoint:
             )
         return doc
 
-    def _check_fingerprint(self, saved: dict) -> None:
-        given = self._fingerprint_json
-        if saved == given:
+    def _check_fingerprint(self, saved: Any) -> None:
+        if saved == self._fingerprint_json:
             return
-        saved_inner = saved if isinstance(saved, dict) else {}
-        given_inner = given
-        diffs = []
-        for key in sorted(set(saved_inner) | set(given_inner)):
-            if saved_inner.get(key) != given_inner.get(key):
-                old = _describe(saved_inner[key]) if key in saved_inner else "(absent)"
-                new = _describe(given_inner[key]) if key in given_inner else "(absent)"
-                diffs.append(f"{key}: saved {old}, now {new}")
+        diffs = _differences(saved, self._fingerprint_json)
         detail = "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
         raise CheckpointMismatchError(
             f"checkpoint in {self.directory} was made with different data or parameters "

@@ -36,6 +36,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
+from . import _cli_tables
+
 __all__ = ["main", "build_parser"]
 
 PROG = "daskmeans"
@@ -227,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="save the fit state there after every iteration; running the same "
                           "command again resumes from it with a bitwise identical result")
     _scheduler_options(fit)
+    _cli_tables.add_arguments(fit)
     fit.set_defaults(handler=_cmd_fit)
 
     pred = sub.add_parser(
@@ -240,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--out", required=True, metavar="LABELS",
                       help="path of the Zarr array of labels to write")
     _scheduler_options(pred)
+    _cli_tables.add_arguments(pred)
     pred.set_defaults(handler=_cmd_predict)
 
     info = sub.add_parser(
@@ -503,6 +507,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from daskmeans._io import write_json
     from daskmeans._progress import Progress
 
+    if _cli_tables.handles(args):  # xarray Zarr group or Parquet table
+        return _cli_tables.cmd_fit(args)
     started = datetime.now().astimezone()
     t_start = time.perf_counter()
     X = _open_array(args.input, "INPUT", ndim=2)
@@ -526,13 +532,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         resumed_from = None
         if args.checkpoint is not None:
             resumed_from = _prepare_checkpoint(args.checkpoint, seed)
-            if resumed_from is not None:
-                _message(args, f"resuming from checkpoint {args.checkpoint} "
-                               f"(iteration {resumed_from})")
         progress = Progress(sys.stderr, mode="off" if args.quiet else "auto")
         model = KMeans(
             n_clusters=args.k, init=args.init, n_init=args.n_init, max_iter=args.max_iter,
             tol=args.tol, random_state=seed, callback=progress,
+            **_cli_tables.model_options(args),
         )
         with warnings.catch_warnings(record=True) as caught, progress:
             warnings.simplefilter("always")
@@ -573,9 +577,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         "versions": _versions(),
     }
     write_json(out / "report.json", report)
+    resumed = "" if resumed_from is None else f", resumed from iteration {resumed_from}"
     _message(args, f"wrote {args.out}: k={args.k}, {report['n_iter']} iterations, "
                    f"{report['n_passes']} passes, inertia {report['inertia']:.6e}, "
-                   f"{timings['total']:.1f}s")
+                   f"{timings['total']:.1f}s{resumed}")
     if args.json:
         _emit_json(report)
     return EXIT_OK
@@ -601,6 +606,8 @@ def _load_model(text: str):
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    if _cli_tables.handles(args):  # xarray Zarr group or Parquet table
+        return _cli_tables.cmd_predict(args)
     model = _load_model(args.model)
     X = _open_array(args.input, "INPUT", ndim=2)
     if X.shape[1] != model.n_features_in_:
