@@ -1,0 +1,333 @@
+"""MiniBatchKMeans: update rule vs scikit-learn and a NumPy reference, the fold on Dask."""
+
+import json
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from dask.core import get_dependencies
+from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
+
+import daskmeans.minibatch as mb
+from daskmeans import KMeans, MiniBatchKMeans
+from daskmeans.testing import counting_dask
+
+
+@pytest.fixture
+def big_blobs():
+    """12 overlapping blobs in 4-D, 24,000 rows."""
+    rng = np.random.default_rng(7)
+    k, d, n = 12, 4, 24_000
+    centers = rng.normal(size=(k, d)) * 3
+    y = rng.integers(0, k, size=n)
+    X = centers[y] + rng.normal(size=(n, d)) * rng.uniform(0.5, 1.5, size=k)[y, None]
+    return X
+
+
+def reference_step(X, w, C, counts):
+    """The documented update rule, written out row by row (no reassignment)."""
+    C = C.astype(np.float64).copy()
+    counts = counts.astype(np.float64).copy()
+    w = np.ones(len(X)) if w is None else w
+    d2 = ((X[:, None, :] - C[None]) ** 2).sum(-1)
+    labels = d2.argmin(1)
+    inertia = float((d2[np.arange(len(X)), labels] * w).sum())
+    sums = np.zeros_like(C)
+    got = np.zeros(len(C))
+    for i, lab in enumerate(labels):
+        sums[lab] += w[i] * X[i]
+        got[lab] += w[i]
+    for j in range(len(C)):
+        if got[j] > 0:
+            C[j] = (C[j] * counts[j] + sums[j]) / (counts[j] + got[j])
+    return C, counts + got, inertia
+
+
+def test_step_matches_numpy_reference_with_weights():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    w = rng.uniform(0, 2, size=300)
+    C = X[:5].copy()
+    counts = np.array([0.0, 3.0, 10.0, 0.5, 7.0])
+    state = mb.FoldState(C.copy(), counts.copy())
+    params = mb.FoldParams(seq=np.random.SeedSequence(0), batch_size=None, reassignment_ratio=0.0)
+    inertia, _ = mb.minibatch_step(X, w, state, params)
+    C_ref, counts_ref, inertia_ref = reference_step(X, w, C, counts)
+    np.testing.assert_allclose(state.centers, C_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(state.counts, counts_ref, rtol=1e-12)
+    np.testing.assert_allclose(inertia, inertia_ref, rtol=1e-12)
+    assert state.n_steps == 1
+
+
+def test_reassignment_moves_light_centres_to_batch_rows():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 2))
+    C = np.array([[0.0, 0.0], [100.0, 100.0], [-100.0, 100.0]])  # two far centres get nothing
+    counts = np.array([1000.0, 1.0, 2.0])
+    state = mb.FoldState(C.copy(), counts.copy(), n_since_reassign=29)  # 29 + 50 >= 10 k
+    params = mb.FoldParams(seq=np.random.SeedSequence(3), batch_size=None,
+                           reassignment_ratio=0.01)
+    mb.minibatch_step(X, None, state, params)
+    assert state.n_since_reassign == 0
+    # centre 0 follows the update rule; 1 and 2 sit on distinct rows of the batch
+    C_ref, _, _ = reference_step(X, None, C, counts)
+    np.testing.assert_allclose(state.centers[0], C_ref[0], rtol=1e-12)
+    for j in (1, 2):
+        assert np.any(np.all(X == state.centers[j], axis=1))
+    assert not np.array_equal(state.centers[1], state.centers[2])
+    np.testing.assert_array_equal(state.counts, [1050.0, 1050.0, 1050.0])
+    # below the check interval nothing is reassigned
+    state = mb.FoldState(C.copy(), counts.copy(), n_since_reassign=0)
+    mb.minibatch_step(X[:20], None, state, params)
+    np.testing.assert_array_equal(state.centers[1:], C[1:])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_partial_fit_matches_sklearn_from_same_centres(big_blobs, dtype):
+    X = big_blobs[:6000].astype(dtype)
+    C0 = X[:12].copy()
+    ours = MiniBatchKMeans(12, init=C0, batch_size=500, reassignment_ratio=0.0)
+    ref = SKMiniBatchKMeans(12, init=C0, n_init=1, batch_size=500, reassignment_ratio=0.0)
+    for start in range(0, 6000, 500):
+        ours.partial_fit(X[start : start + 500])
+        ref.partial_fit(X[start : start + 500])
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    assert ours.cluster_centers_.dtype == dtype
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, **tol)
+    np.testing.assert_allclose(ours.counts_, ref._counts, rtol=1e-6)
+    assert ours.n_steps_ == ref.n_steps_ == 12
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X.astype(dtype)))
+
+
+@pytest.mark.parametrize("rows", [700, 2500, 6000])
+def test_partial_fit_dask_folds_block_by_block(big_blobs, rows, tmp_path):
+    X = big_blobs[:6000]
+    C0 = X[-12:].copy()
+    seq_model = MiniBatchKMeans(12, init=C0, random_state=3)
+    for start in range(0, 6000, rows):
+        seq_model.partial_fit(X[start : start + rows])
+    lazy = MiniBatchKMeans(12, init=C0, random_state=3)
+    lazy.partial_fit(da.from_array(X, chunks=(rows, 4)))
+    np.testing.assert_array_equal(lazy.cluster_centers_, seq_model.cluster_centers_)
+    np.testing.assert_array_equal(lazy.counts_, seq_model.counts_)
+    assert lazy.n_steps_ == seq_model.n_steps_ == -(-6000 // rows)
+    path = tmp_path / "X.zarr"
+    z = zarr.create_array(store=str(path), shape=X.shape, chunks=(rows, 4), dtype=X.dtype)
+    z[:] = X
+    from_zarr = MiniBatchKMeans(12, init=C0, random_state=3).partial_fit(str(path))
+    np.testing.assert_array_equal(from_zarr.cluster_centers_, seq_model.cluster_centers_)
+
+
+def test_partial_fit_weights_equal_repeated_rows(big_blobs):
+    X = big_blobs[:2000]
+    w = np.random.default_rng(0).integers(0, 3, size=2000)
+    C0 = X[:12].copy()
+    a = MiniBatchKMeans(12, init=C0, reassignment_ratio=0.0).partial_fit(X, sample_weight=w)
+    b = MiniBatchKMeans(12, init=C0, reassignment_ratio=0.0).partial_fit(np.repeat(X, w, axis=0))
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-10)
+    np.testing.assert_allclose(a.counts_, b.counts_)
+
+
+def test_fit_numpy_equals_dask_with_same_chunks_and_any_scheduler(big_blobs):
+    X = big_blobs
+    params = dict(n_clusters=12, batch_size=256, random_state=11, max_iter=2,
+                  max_no_improvement=None)
+    from_numpy = MiniBatchKMeans(**params).fit(X)
+    Xd = da.from_array(X, chunks=(5000, 4))
+    lazy = MiniBatchKMeans(**params).fit(Xd)
+    with dask.config.set(scheduler="sync"):
+        sync = MiniBatchKMeans(**params).fit(Xd)
+    np.testing.assert_array_equal(lazy.cluster_centers_, sync.cluster_centers_)
+    np.testing.assert_array_equal(lazy.counts_, sync.counts_)
+    assert lazy.n_steps_ == sync.n_steps_ == 2 * (4 * 20 + 16)  # 4 blocks of 5000 rows, 1 of 4000
+    # the default chunking of NumPy input is one block here: a different fold
+    assert from_numpy.n_steps_ > 0 and np.isfinite(from_numpy.inertia_)
+    np.testing.assert_array_equal(
+        MiniBatchKMeans(**params).fit(da.from_array(X, chunks=(24_000, 4))).cluster_centers_,
+        from_numpy.cluster_centers_,
+    )
+
+
+@pytest.mark.parametrize("rows", [400, 1000, 3000])
+def test_fit_quality_close_to_kmeans(blobs, rows):
+    X, _, _ = blobs
+    X = da.from_array(X, chunks=(rows, 3))
+    exact = KMeans(5, random_state=0).fit(X)
+    model = MiniBatchKMeans(5, batch_size=100, random_state=0).fit(X)
+    assert model.inertia_ <= 1.01 * exact.inertia_
+    # inertia_ is the exact inertia of the final centres, labels_ are lazy
+    assert model.inertia_ == pytest.approx(-model.score(X), rel=1e-10)
+    assert isinstance(model.labels_, da.Array)
+    np.testing.assert_array_equal(model.labels_.compute(), model.predict(blobs[0]))
+    assert model.cluster_sizes_.sum() == pytest.approx(3000)
+    assert 1 <= model.n_iter_ <= 100 and model.n_passes_ == model.n_iter_ + 1
+
+
+def test_reads_one_block_per_fold_task_and_one_final_pass(big_blobs):
+    Xd, counter = counting_dask(big_blobs, 3000)
+    model = MiniBatchKMeans(12, batch_size=1000, max_iter=2, max_no_improvement=None,
+                            random_state=0).fit(Xd)
+    assert model.n_iter_ == 2
+    assert counter.reads == 8 * 3  # two fold passes (init sample included) + the inertia pass
+
+
+def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
+    """Block j is read only after the fold of block j - LOOKAHEAD is done."""
+    log = []
+    real_fold = mb.fold_block
+
+    def logged_fold(state, block, params):
+        out = real_fold(state, block, params)
+        log.append("fold")
+        return out
+
+    def load(block):
+        log.append("read")
+        return block
+
+    monkeypatch.setattr(mb, "fold_block", logged_fold)
+    Xd = da.from_array(big_blobs, chunks=(1000, 4)).map_blocks(
+        load, dtype=np.float64, meta=np.empty((0, 4)))
+    log.clear()
+    MiniBatchKMeans(12, batch_size=500, max_iter=1, random_state=0).fit(Xd)
+    folds_before = []
+    done = 0
+    for event in log:
+        if event == "fold":
+            done += 1
+        else:
+            folds_before.append(done)
+    n_blocks = 24
+    assert len(folds_before) >= n_blocks
+    first = folds_before[:n_blocks]  # the fold pass (the inertia pass follows)
+    n_init = mb._leading_blocks([1000] * n_blocks, list(range(n_blocks)), 3 * 500 * 2)
+    for j, done_then in enumerate(sorted(first)):
+        if j >= max(mb.LOOKAHEAD, n_init):
+            assert done_then >= j - mb.LOOKAHEAD
+    # the graph: fold j depends on fold j - 1 and read j; read j on fold j - LOOKAHEAD
+    readers = [mb.BlockReader(Xd, None, b) for b in range(n_blocks)]
+    params = mb.FoldParams(seq=np.random.SeedSequence(0), batch_size=500, reassignment_ratio=0.01)
+    start = mb.FoldState(big_blobs[:12].copy(), np.zeros(12))
+    graph = dict(mb.fold_graph(readers, range(n_blocks), start, params).__dask_graph__())
+    deps = {k: get_dependencies(graph, k) for k in graph if isinstance(k, tuple)}
+    fold = next(k[0] for k in deps if "fold" in k[0])
+    read = next(k[0] for k in deps if "read" in k[0])
+    assert deps[(fold, 5)] == {(fold, 4), (read, 5)}
+    assert deps[(read, 5)] == {(fold, 5 - mb.LOOKAHEAD)}
+    assert deps[(read, 0)] == set()
+
+
+def test_early_stopping_and_max_iter(big_blobs):
+    Xd = da.from_array(big_blobs, chunks=(6000, 4))
+    stops = MiniBatchKMeans(12, batch_size=256, max_iter=50, random_state=0).fit(Xd)
+    assert stops.n_iter_ < 50
+    runs = MiniBatchKMeans(12, batch_size=4096, max_iter=3, max_no_improvement=None,
+                           random_state=0).fit(Xd)
+    assert runs.n_iter_ == 3
+    assert runs.n_steps_ == 3 * 4 * 2  # 4 blocks of 6000 rows, 2 batches each, 3 passes
+    assert len(runs.inertia_history_) == 3
+
+
+def test_save_load_update_equals_update_without_round_trip(big_blobs, tmp_path):
+    X = big_blobs
+    model = MiniBatchKMeans(12, batch_size=300, max_iter=1, random_state=None,
+                            reassignment_ratio=0.2)
+    model.fit(X[:12_000])
+    path = tmp_path / "model.json"
+    model.save(path)
+    doc = json.loads(path.read_text())
+    assert doc["format"] == "daskmeans.MiniBatchKMeans" and len(doc["fitted"]["counts_"]) == 12
+    loaded = MiniBatchKMeans.load(path)
+    np.testing.assert_array_equal(loaded.counts_, model.counts_)
+    today = da.from_array(X[12_000:], chunks=(500, 4))  # 24 steps, reassignment checks fire
+    model.partial_fit(today)
+    loaded.partial_fit(today)
+    np.testing.assert_array_equal(loaded.cluster_centers_, model.cluster_centers_)
+    np.testing.assert_array_equal(loaded.counts_, model.counts_)
+    assert loaded.n_steps_ == model.n_steps_
+    # and again through a second round trip, with a NumPy batch
+    loaded.save(path)
+    again = MiniBatchKMeans.load(path).partial_fit(X[:100])
+    model.partial_fit(X[:100])
+    np.testing.assert_array_equal(again.cluster_centers_, model.cluster_centers_)
+    assert not hasattr(model, "labels_") and not hasattr(model, "inertia_")
+
+
+def test_float32_input_and_predict_transform_score(big_blobs):
+    X = big_blobs.astype(np.float32)
+    model = MiniBatchKMeans(12, random_state=0).fit(X)
+    assert model.cluster_centers_.dtype == np.float32
+    dist = model.transform(X)
+    np.testing.assert_array_equal(dist.argmin(1), model.predict(X))
+    np.testing.assert_allclose(-model.score(X), model.inertia_, rtol=1e-6)
+    np.testing.assert_array_equal(model.labels_, model.predict(X))
+
+
+def test_parameter_validation():
+    X = np.zeros((20, 2))
+    with pytest.raises(ValueError, match="batch_size"):
+        MiniBatchKMeans(2, batch_size=0).fit(X)
+    with pytest.raises(ValueError, match="reassignment_ratio"):
+        MiniBatchKMeans(2, reassignment_ratio=-1).fit(X)
+    with pytest.raises(ValueError, match="init must be one of"):
+        MiniBatchKMeans(2, init="k-means||").fit(X)
+    with pytest.raises(ValueError, match="n_clusters=30"):
+        MiniBatchKMeans(30).fit(X)
+    model = MiniBatchKMeans(2, random_state=0).partial_fit(np.random.default_rng(0).normal(
+        size=(20, 2)))
+    with pytest.raises(ValueError, match="3 features"):
+        model.partial_fit(np.zeros((5, 3)))
+
+
+def test_overlapping_clusters_quality(big_blobs):
+    """More passes lower the inertia; overlapping clusters end within a few % of exact k-means."""
+    exact = KMeans(12, random_state=0, n_init=3).fit(big_blobs).inertia_
+    runs = {}
+    for passes in (1, 6):
+        runs[passes] = [
+            MiniBatchKMeans(12, batch_size=2048, max_iter=passes, max_no_improvement=None,
+                            random_state=s).fit(big_blobs).inertia_
+            for s in range(3)
+        ]
+    assert all(b < a for a, b in zip(runs[1], runs[6], strict=True))
+    assert np.mean(runs[6]) <= 1.06 * exact
+    default = [MiniBatchKMeans(12, random_state=s).fit(big_blobs).inertia_ for s in range(3)]
+    assert np.mean(default) <= 1.10 * exact
+
+
+@pytest.mark.parametrize("init", ["random", "k-means++"])
+def test_n_init_keeps_the_best_candidate_on_the_validation_rows(big_blobs, init):
+    pool = big_blobs[:3000]
+    parts = [(pool, np.ones(3000))]
+    wins = []
+    for seed in range(5):
+        seq = np.random.SeedSequence(seed)
+        spec = dict(init=init, n_clusters=12, n_init=1, init_size=1000, seq=seq, tol=0.0,
+                    dtype=np.float64)
+        one = mb.init_state(parts, spec).centers  # candidate 0
+        best = mb.init_state(parts, dict(spec, n_init=6)).centers
+        # the validation rows drawn by init_state
+        rows = pool[np.sort(mb.block_rng(seq, mb._VALIDATION).choice(3000, 1000, replace=False))]
+
+        def inertia(C, rows=rows):
+            return ((rows[:, None] - C[None]) ** 2).sum(-1).min(1).sum()
+
+        assert inertia(best) <= inertia(one)
+        wins.append(inertia(best) < inertia(one))
+    assert any(wins)
+    model = MiniBatchKMeans(12, init=init, n_init=3, random_state=0).fit(big_blobs)
+    assert model.cluster_centers_.shape == (12, 4) and np.isfinite(model.inertia_)
+
+
+def test_distributed_client_gives_the_same_result(big_blobs):
+    distributed = pytest.importorskip("distributed")
+    Xd = da.from_array(big_blobs, chunks=(4000, 4))
+    params = dict(n_clusters=12, batch_size=512, max_iter=2, random_state=5)
+    local = MiniBatchKMeans(**params).fit(Xd)
+    with distributed.Client(processes=False, n_workers=2, threads_per_worker=1,
+                            dashboard_address=None):
+        remote = MiniBatchKMeans(**params).fit(Xd)
+    np.testing.assert_array_equal(remote.cluster_centers_, local.cluster_centers_)
+    assert remote.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
