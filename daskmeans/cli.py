@@ -383,7 +383,7 @@ def _scheduler(args: argparse.Namespace) -> Iterator[str]:
 
     if args.workers is not None:
         kwargs: dict[str, Any] = {"n_workers": args.workers, "processes": True,
-                                  "dashboard_address": None}
+                                  "dashboard_address": ":0"}
         if args.threads_per_worker is not None:
             kwargs["threads_per_worker"] = args.threads_per_worker
         if args.memory_limit is not None:
