@@ -211,40 +211,40 @@ def _write_label_cube(labels, path: Path) -> None:
         ds.to_zarr(str(tmp), mode="w", consolidated=True)
 
 
-def _label_partition(part, centers, features, id_column, omit):
+def _table_piece(part, labels, distances, id_column):
     import pandas as pd
 
-    from . import _kernels
-
-    X = part[features].to_numpy(dtype=centers.dtype, na_value=np.nan)
-    bad = np.isnan(X).any(axis=1)
-    if np.isinf(X).any():
-        raise ValueError("INPUT contains infinity; expected finite values or NaN.")
-    if bad.any() and not omit:
-        raise ValueError("INPUT contains NaN; pass --nan-policy omit to skip those rows.")
-    labels = np.full(len(X), -1, dtype=np.int64)
-    dist = np.full(len(X), np.nan)
-    if (~bad).any():
-        lab, sq = _kernels.assign(np.ascontiguousarray(X[~bad]), centers, return_distances=True)
-        labels[~bad] = lab
-        dist[~bad] = np.sqrt(sq)
+    labels = np.asarray(labels, dtype=np.int64)
+    dist = np.full(len(labels), np.nan)
+    ok = labels >= 0
+    dist[ok] = np.asarray(distances)[np.flatnonzero(ok), labels[ok]]
     out = {} if id_column is None else {id_column: part[id_column].to_numpy()}
     out["label"] = labels
     out["distance"] = dist
-    return pd.DataFrame(out, index=part.index)
+    return pd.DataFrame(out)
 
 
-def _table_labels(df, model, features, id_column, omit):
+def _table_labels(df, X, model, id_column):
+    """One row per input row: id, label (-1 where omitted) and distance to the centre.
+
+    ``X`` is ``frame_to_array(df, ...)``: its blocks, the labels and the
+    distances line up with the partitions of ``df`` and share their reads.
+    """
+    import dask.dataframe as dd
     import pandas as pd
+    from dask import delayed
 
-    meta = {} if id_column is None else {id_column: df._meta[id_column]}
-    meta = pd.DataFrame({**{k: v.iloc[:0] for k, v in meta.items()},
-                         "label": pd.Series([], dtype=np.int64),
-                         "distance": pd.Series([], dtype=np.float64)})
-    return df.map_partitions(
-        _label_partition, np.asarray(model.cluster_centers_), features, id_column, omit,
-        meta=meta,
-    )
+    from ._tables import frame_partitions
+
+    parts = frame_partitions(df)
+    labels = model.predict(X).to_delayed().ravel()
+    dists = model.transform(X).to_delayed().ravel()
+    meta = {} if id_column is None else {id_column: df._meta[id_column].to_numpy()}
+    meta = pd.DataFrame({**meta, "label": np.zeros(0, np.int64),
+                         "distance": np.zeros(0, np.float64)})
+    pieces = [delayed(_table_piece, pure=True)(p, lab, dist, id_column)
+              for p, lab, dist in zip(parts, labels, dists, strict=True)]
+    return dd.from_delayed(pieces, meta=meta, verify_meta=False)
 
 
 def _write_label_table(labels, path: Path) -> None:
@@ -335,13 +335,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 data = _cube_summary(args, obj, feature_dim)
                 outputs = {"labels": "labels.zarr"}
             else:
-                X = df[features]
-                model.fit(X, checkpoint=None)
-                model.feature_names_in_ = np.asarray(features, dtype=object)
+                from ._tables import frame_to_array
+
+                X = frame_to_array(df, columns=features)
+                model.fit(X)
                 t0 = time.perf_counter()
                 out.mkdir(parents=True, exist_ok=True)
-                table = _table_labels(df, model, features, args.id_column,
-                                      args.nan_policy == "omit")
+                table = _table_labels(df, X, model, args.id_column)
                 _write_label_table(table, out / "labels.parquet")
                 data = {"input": args.input, "kind": "parquet", "columns": features,
                         "id_column": args.id_column, "n_partitions": int(df.npartitions)}
@@ -467,8 +467,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
             _write_label_cube(dkx.predict(model, obj, feature_dim=feature_dim), out)
         else:
-            table = _table_labels(df, model, features, args.id_column,
-                                  args.nan_policy == "omit")
+            from ._tables import frame_to_array
+
+            table = _table_labels(df, frame_to_array(df, columns=features), model,
+                                  args.id_column)
             _write_label_table(table, out)
             messages = _table_checks(args, out, data)
     for line in messages:

@@ -87,9 +87,28 @@ def check_columns(columns_available, dtypes, columns: Sequence[str] | None, *,
     return columns
 
 
-def _partition_to_numpy(part, dtype):
+def _partition_to_numpy(part, columns, dtype):
     # pandas nullable dtypes: missing values (pd.NA) become NaN
-    return part.to_numpy(dtype=dtype, na_value=np.nan)
+    return part[columns].to_numpy(dtype=dtype, na_value=np.nan)
+
+
+def work_dtype(dtypes) -> np.dtype:
+    """float32 when every feature column is float32 (or float16), else float64."""
+    kinds = [np.dtype(getattr(t, "numpy_dtype", t)) for t in dtypes]
+    small = all(k in (np.float16, np.float32) for k in kinds)
+    return np.dtype(np.float32) if small else np.dtype(np.float64)
+
+
+def frame_partitions(df) -> list:
+    """The partitions of ``df`` as Delayed objects, after dask's optimisation.
+
+    Calling this twice on the same DataFrame gives the same task keys, so arrays
+    and label Series built from it share their reads (one read per partition
+    and pass), and their blocks match one to one: dask may fuse or split
+    partitions when it optimises a projection, so ``df.index`` and
+    ``df.to_dask_array()`` do not always have the same number of blocks.
+    """
+    return list(df.to_delayed(optimize_graph=True))
 
 
 def frame_to_array(df, *, name: str = "X", columns: Sequence[str] | None = None):
@@ -103,40 +122,61 @@ def frame_to_array(df, *, name: str = "X", columns: Sequence[str] | None = None)
     name : str
         Name used in error messages.
     columns : sequence of str, optional
-        Feature columns (default: all; every one must be numeric).
+        Feature columns (default: all; every one must be numeric). Other
+        columns of ``df`` (an id) are read with the partition but not used.
 
     Returns
     -------
     dask.array.Array of shape (nan, n_features), float32 or float64
+        Block ``i`` is partition ``i`` of :func:`frame_partitions` (df).
     """
+    import dask.array as da
+    from dask import delayed
+
     cols = check_columns(list(df.columns), dict(df.dtypes.items()), columns, name=name)
-    sub = df[cols]
-    dtypes = [np.dtype(getattr(t, "numpy_dtype", t)) for t in sub.dtypes]
-    work = np.result_type(*dtypes)
-    work = np.dtype(np.float32) if work in (np.float16, np.float32) else np.dtype(np.float64)
-    if any(t != work for t in dtypes):
-        sub = sub.astype(work)
-    return sub.to_dask_array(lengths=None)
+    work = work_dtype([df.dtypes[c] for c in cols])
+    parts = [
+        da.from_delayed(delayed(_partition_to_numpy, pure=True)(p, cols, work),
+                        shape=(np.nan, len(cols)), dtype=work)
+        for p in frame_partitions(df)
+    ]
+    return da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+def _label_series(part, labels):
+    import pandas as pd
+
+    return pd.Series(np.asarray(labels, dtype=np.int64), index=part.index, name="label")
 
 
 def frame_labels(df, labels):
-    """Labels (a Dask array with one block per partition) as a Series on ``df``'s index.
+    """Labels (a Dask array blocked like :func:`frame_to_array` (df)) as a Dask Series.
 
     Parameters
     ----------
     df : dask.dataframe.DataFrame
         The table the labels were computed from.
     labels : dask.array.Array of shape (n,), int64
-        One block per partition of ``df``.
+        One block per partition of ``frame_partitions(df)``.
 
     Returns
     -------
     dask.dataframe.Series
-        Named ``"label"``, aligned with ``df.index``.
+        Named ``"label"``, on the index of ``df``, partition by partition.
     """
     import dask.dataframe as dd
+    import pandas as pd
+    from dask import delayed
 
-    return dd.from_dask_array(labels, columns="label", index=df.index)
+    parts = frame_partitions(df)
+    blocks = labels.to_delayed().ravel()
+    if len(blocks) != len(parts):
+        raise ValueError(
+            f"internal: {len(blocks)} label blocks for {len(parts)} partitions"
+        )
+    meta = pd.Series([], dtype=np.int64, name="label", index=df._meta.index[:0])
+    pieces = [delayed(_label_series, pure=True)(p, b) for p, b in zip(parts, blocks, strict=True)]
+    return dd.from_delayed(pieces, meta=meta, verify_meta=False)
 
 
 def read_parquet_table(path, *, columns: Sequence[str] | None, id_column: str | None = None,
