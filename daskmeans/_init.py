@@ -21,7 +21,8 @@ import numpy as np
 
 from . import _kernels
 from ._graph import block_reduce, compute_passes
-from ._lloyd import check_block, lloyd_numpy, partial_pass
+from ._lloyd import check_block, lloyd_numpy, partial_pass, prepare_block
+from ._prep import apply_prep
 from ._rng import block_rng, purpose_key
 from ._validation import has_unknown_rows
 
@@ -131,31 +132,60 @@ def _race_keys(rng, w, n_groups, n):
         return np.where(wts > 0, logu / np.where(wts > 0, wts, 1), -np.inf)
 
 
-def _random_chunk(X, w, index, *, seq, n_groups, m, check):
-    if check:
-        check_block(X, w)
+def _prep_consts(consts: dict, prep, with_moments: bool) -> dict:
+    """Add the row preprocessing (only when there is one) to a chunk's constants."""
+    if prep is not None:
+        consts["prep"] = prep
+    if with_moments:
+        consts["with_moments"] = True
+    return consts
+
+
+def _block_moments(X, valid):
+    return _kernels.moments(X if valid is None else X[valid])
+
+
+def _combine_with_moments(parts, combine):
+    """Combine tuples whose last item is (count, mean, m2) moments."""
+    out = combine([p[:-1] for p in parts])
+    return (*out, _kernels.combine_moments([p[-1] for p in parts]))
+
+
+def _random_chunk(X, w, index, *, seq, n_groups, m, check, prep=None, with_moments=False):
+    X, w, valid = prepare_block(X, w, prep, check)
     keys = _race_keys(block_rng(seq, _RANDOM, index), w, n_groups, X.shape[0])
-    return _top_rows(keys, X, m)
+    out = _top_rows(keys, X, m)
+    return (*out, _block_moments(X, valid)) if with_moments else out
 
 
 def random_rows(X: da.Array, weights, n_rows: int, n_groups: int, seq, *, check=False,
-                split_every=None):
-    """One pass: ``n_groups`` independent weighted samples of ``n_rows`` distinct rows."""
+                split_every=None, prep=None, with_moments=False):
+    """One pass: ``n_groups`` independent weighted samples of ``n_rows`` distinct rows.
+
+    With ``prep``, rows are preprocessed (omitted rows have weight 0); with
+    ``with_moments``, returns ``(rows, moments)`` where moments are the
+    (count, mean, m2) of the preprocessed, non-omitted rows.
+    """
+    combine = partial(_merge_top, m=n_rows)
+    if with_moments:
+        combine = partial(_combine_with_moments, combine=combine)
     graph = block_reduce(
-        X, weights, _random_chunk, partial(_merge_top, m=n_rows), name="kmeans-init-random",
+        X, weights, _random_chunk, combine, name="kmeans-init-random",
         split_every=split_every,
-        consts={"seq": seq, "n_groups": n_groups, "m": n_rows, "check": check},
+        consts=_prep_consts({"seq": seq, "n_groups": n_groups, "m": n_rows, "check": check},
+                            prep, with_moments),
     )
     (res,) = compute_passes(graph)
-    return res[1]
+    return (res[1], res[2]) if with_moments else res[1]
 
 
-def _sample_chunk(X, w, index, *, seq, p, check):
-    if check:
-        check_block(X, w)
+def _sample_chunk(X, w, index, *, seq, p, check, prep=None, with_moments=False):
+    X, w, valid = prepare_block(X, w, prep, check)
     rng = block_rng(seq, _SAMPLE, index)
     keep = rng.random(X.shape[0]) < p
     ws = np.ones(int(keep.sum())) if w is None else w[keep].astype(np.float64)
+    if with_moments:
+        return X[keep], ws, _block_moments(X, valid)
     return X[keep], ws
 
 
@@ -166,9 +196,8 @@ def _sample_combine(parts):
     )
 
 
-def _uniform_top_chunk(X, w, index, *, seq, m, check):
-    if check:
-        check_block(X, w)
+def _uniform_top_chunk(X, w, index, *, seq, m, check, prep=None, with_moments=False):
+    X, w, valid = prepare_block(X, w, prep, check)
     n = X.shape[0]
     keys = block_rng(seq, _SAMPLE, index).random(n)
     if w is not None:
@@ -176,6 +205,8 @@ def _uniform_top_chunk(X, w, index, *, seq, m, check):
     take = min(m, n)
     idx = np.argpartition(keys, n - take)[n - take :] if take else np.zeros(0, np.intp)
     ws = np.ones(take) if w is None else w[idx].astype(np.float64)
+    if with_moments:
+        return keys[idx], X[idx], ws, _block_moments(X, valid)
     return keys[idx], X[idx], ws
 
 
@@ -187,27 +218,41 @@ def _uniform_top_combine(parts, m):
     return keys[order], rows[order], ws[order]
 
 
-def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_every=None):
+def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_every=None,
+                prep=None, with_moments=False):
     """One pass: a uniform Bernoulli sample of about ``size`` rows and their weights.
 
     When the row count is unknown (a Dask DataFrame), the sample is instead the
     ``size`` rows with the largest uniform random keys: a uniform sample without
     replacement of ``min(size, n)`` rows, still in one pass.
+
+    With ``prep``, rows are preprocessed (omitted rows come with weight 0);
+    with ``with_moments``, returns ``(rows, weights, moments)``, the moments
+    being those of the preprocessed, non-omitted rows.
     """
     if has_unknown_rows(X):
+        combine = partial(_uniform_top_combine, m=size)
+        if with_moments:
+            combine = partial(_combine_with_moments, combine=combine)
         graph = block_reduce(
-            X, weights, _uniform_top_chunk, partial(_uniform_top_combine, m=size),
+            X, weights, _uniform_top_chunk, combine,
             name="kmeans-init-sample", split_every=split_every,
-            consts={"seq": seq, "m": size, "check": check},
+            consts=_prep_consts({"seq": seq, "m": size, "check": check}, prep, with_moments),
         )
         (res,) = compute_passes(graph)
-        keys, rows, ws = res
+        keys, rows, ws = res[:3]
         keep = np.isfinite(keys)
+        if with_moments:
+            return rows[keep], ws[keep], res[3]
         return rows[keep], ws[keep]
     p = min(1.0, size / X.shape[0])
+    combine = _sample_combine
+    if with_moments:
+        combine = partial(_combine_with_moments, combine=_sample_combine)
     graph = block_reduce(
-        X, weights, _sample_chunk, _sample_combine, name="kmeans-init-sample",
-        split_every=split_every, consts={"seq": seq, "p": p, "check": check},
+        X, weights, _sample_chunk, combine, name="kmeans-init-sample",
+        split_every=split_every,
+        consts=_prep_consts({"seq": seq, "p": p, "check": check}, prep, with_moments),
     )
     (res,) = compute_passes(graph)
     return res
@@ -216,9 +261,8 @@ def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_ever
 # --------------------------------------------------------------------------- #
 # k-means||
 # --------------------------------------------------------------------------- #
-def _parallel_chunk(X, w, index, *, seq, rnd, cands, bounds, m, check):
-    if check:
-        check_block(X, w)
+def _parallel_chunk(X, w, index, *, seq, rnd, cands, bounds, m, check, prep=None):
+    X, w, _ = prepare_block(X, w, prep, check)
     _, mins = _kernels.nearest(X, cands, bounds)
     if w is not None:
         mins = mins * w
@@ -235,9 +279,8 @@ def _parallel_combine(parts, m):
     return np.sum([p[0] for p in parts], axis=0), keys, rows
 
 
-def _race_first_chunk(X, w, index, *, seq, n_groups, check):
-    if check:
-        check_block(X, w)
+def _race_first_chunk(X, w, index, *, seq, n_groups, check, prep=None):
+    X, w, _ = prepare_block(X, w, prep, check)
     keys = _race_keys(block_rng(seq, _FIRST, index), w, n_groups, X.shape[0])
     top_keys, rows = _top_rows(keys, X, 1)
     return top_keys, rows, X.shape[0]
@@ -249,13 +292,14 @@ def _race_first_combine(parts):
 
 
 def _first_centers_race(X: da.Array, weights, n_groups: int, seq, *, check=False,
-                        split_every=None) -> tuple[list, int]:
+                        split_every=None, prep=None) -> tuple[list, int]:
     """One row per group drawn proportionally to its weight, in one pass, without
     knowing the block lengths (exponential race: the row with the largest
     ``log(u) / w`` wins). Also returns the number of rows seen."""
     graph = block_reduce(
         X, weights, _race_first_chunk, _race_first_combine, name="kmeans-init-first",
-        split_every=split_every, consts={"seq": seq, "n_groups": n_groups, "check": check},
+        split_every=split_every,
+        consts=_prep_consts({"seq": seq, "n_groups": n_groups, "check": check}, prep, False),
     )
     (res,) = compute_passes(graph)
     keys, rows, n_rows = res
@@ -273,8 +317,15 @@ def check_n_samples(n_clusters: int, n_samples: int) -> None:
         raise ValueError(f"n_clusters={n_clusters} must be <= n_samples={n_samples}.")
 
 
-def _first_centers(X: da.Array, weights, n_groups: int, seq) -> list:
-    """One row per group, drawn with probability proportional to its weight."""
+def _first_centers(X: da.Array, weights, n_groups: int, seq, prep=None) -> list:
+    """One row per group, drawn with probability proportional to its weight.
+
+    With ``prep`` the rows are preprocessed; a drawn row that is omitted (NaN)
+    is replaced by a row of the same block drawn among the kept ones (by
+    weight), or of another block when the whole block is omitted. This reads
+    a few blocks, not the data, at the price of a slight bias towards kept
+    rows of blocks with many omitted ones.
+    """
     n = X.shape[0]
     bounds = np.concatenate(([0], np.cumsum(X.chunks[0])))
     rng = block_rng(seq, _FIRST)
@@ -293,7 +344,26 @@ def _first_centers(X: da.Array, weights, n_groups: int, seq) -> list:
             picks.append((b, int(rng.choice(len(wb), p=wb / wb.sum()))))
     blocks = sorted({b for b, _ in picks})
     fetched = dict(zip(blocks, da.compute(*[X.blocks[b] for b in blocks]), strict=True))
-    return [fetched[b][i : i + 1].copy() for b, i in picks]
+    if prep is None:
+        return [fetched[b][i : i + 1].copy() for b, i in picks]
+    return [_first_kept_row(X, weights, fetched, b, i, prep, rng) for b, i in picks]
+
+
+def _first_kept_row(X, weights, fetched, b, i, prep, rng) -> np.ndarray:
+    """Row ``i`` of block ``b`` after ``prep``, or a kept row near it (see _first_centers)."""
+    order = [b] + [int(o) for o in rng.permutation(X.numblocks[0]) if o != b]
+    for blk in order:
+        if blk not in fetched:
+            fetched[blk] = np.asarray(X.blocks[blk].compute())
+        wb = None if weights is None else np.asarray(weights.blocks[blk].compute())
+        Xb, wb, valid = apply_prep(prep, fetched[blk], wb)
+        wts = np.ones(len(Xb)) if wb is None else np.asarray(wb, dtype=np.float64)
+        if blk == b and (valid is None or valid[i]) and wts[i] > 0:
+            return Xb[i : i + 1].copy()
+        if wts.sum() > 0:
+            j = int(rng.choice(len(wts), p=wts / wts.sum()))
+            return Xb[j : j + 1].copy()
+    raise ValueError("X has no usable rows: every row was omitted or has zero weight.")
 
 
 def kmeans_parallel(
@@ -309,8 +379,13 @@ def kmeans_parallel(
     split_every=None,
     callback: Callable[[dict], None] | None = None,
     verbose: int = 0,
+    prep=None,
 ) -> tuple[list, int, tuple]:
     """k-means|| (Bahmani et al., 2012) for ``n_groups`` independent candidates.
+
+    With ``prep`` every pass works on preprocessed rows (omitted rows weigh
+    0; for cosine the local Lloyd steps renormalise their centres). ``prep``
+    must not be pending: the rounds need the final distances from the first.
 
     One pass per round: every block computes the weighted squared distance of
     its rows to the current candidate set, the round's cost phi, and keeps its
@@ -335,11 +410,11 @@ def kmeans_parallel(
     m = int(math.ceil(2 * ell + 8 * math.sqrt(ell) + 16))
     if has_unknown_rows(X):
         cands, n_rows = _first_centers_race(X, weights, n_groups, seq, check=check,
-                                            split_every=split_every)
+                                            split_every=split_every, prep=prep)
         check_n_samples(n_clusters, n_rows)
         n_passes = 1
     else:
-        cands = _first_centers(X, weights, n_groups, seq)
+        cands = _first_centers(X, weights, n_groups, seq, prep=prep)
         n_passes = 0
     for rnd in range(init_rounds):
         stacked = np.concatenate(cands, axis=0)
@@ -347,8 +422,8 @@ def kmeans_parallel(
         graph = block_reduce(
             X, weights, _parallel_chunk, partial(_parallel_combine, m=m),
             name="kmeans-init-round", split_every=split_every,
-            consts={"seq": seq, "rnd": rnd, "cands": stacked, "bounds": bounds, "m": m,
-                    "check": check and rnd == 0},
+            consts=_prep_consts({"seq": seq, "rnd": rnd, "cands": stacked, "bounds": bounds,
+                                 "m": m, "check": check and rnd == 0}, prep, False),
         )
         (res,) = compute_passes(graph)
         n_passes += 1
@@ -372,7 +447,7 @@ def kmeans_parallel(
                       "inertia": float(cost.min()), "shift": None, "n_passes": n_passes})
     # weight the candidates: one pass, which also measures the variance for tol
     graph = partial_pass(X, weights, cands, with_moments=True, split_every=split_every,
-                         name="kmeans-init-weights")
+                         name="kmeans-init-weights", prep=prep)
     (res,) = compute_passes(graph)
     n_passes += 1
     centers = []
@@ -387,7 +462,8 @@ def kmeans_parallel(
             C = _pad_centers(cand, n_clusters, rng)
         else:
             C0 = kmeans_plusplus(cand, wts, n_clusters, rng)
-            C, _, _ = lloyd_numpy(cand, wts, C0, max_iter=100, tol_abs=0.0)
+            C, _, _ = lloyd_numpy(cand, wts, C0, max_iter=100, tol_abs=0.0,
+                                  normalize=prep is not None and prep.normalize)
         centers.append(C)
     return centers, n_passes, res["moments"]
 
@@ -418,43 +494,67 @@ def init_centers(
     split_every=None,
     callback=None,
     verbose: int = 0,
+    prep=None,
 ) -> tuple[list, int, tuple | None]:
     """Initial centres for ``n_groups`` candidates.
+
+    ``prep`` (a :class:`daskmeans._prep.Prep`) is applied to every block.
+    A *pending* prep (``standardize`` whose statistics are not known yet) is
+    accepted by ``"random"`` and ``"k-means++"``: their one sampling pass
+    does not depend on the scale, so it also measures the raw moments, from
+    which the prep is resolved and the sampled rows are mapped.
 
     Returns
     -------
     centers : list of ndarray of shape (n_clusters, d)
+        In the preprocessed space (the resolved one for a pending prep).
     n_passes : int
     moments : tuple or None
-        (count, mean, m2) when a pass measured them, else None.
+        (count, mean, m2) of the preprocessed rows when a pass measured
+        them, else None; for a pending prep, those of the raw (non-omitted)
+        rows, from which the caller resolves the same prep.
     """
+    pending = prep is not None and prep.pending
     if method == "k-means||":
+        if pending:
+            raise ValueError("internal: k-means|| needs the standardisation statistics first")
         return kmeans_parallel(
             X, weights, n_clusters, n_groups, seq,
             oversampling_factor=oversampling_factor, init_rounds=init_rounds, check=check,
-            split_every=split_every, callback=callback, verbose=verbose,
+            split_every=split_every, callback=callback, verbose=verbose, prep=prep,
         )
     if method == "random":
         rows = random_rows(X, weights, n_clusters, n_groups, seq, check=check,
-                           split_every=split_every)
+                           split_every=split_every, prep=prep, with_moments=pending)
+        moments = None
+        if pending:
+            rows, moments = rows
+            work = prep.resolve(moments)
+            rows = np.stack([work.to_work(r, what="X") for r in rows])
         if rows.shape[1] < n_clusters:  # only possible when the row count was unknown
             check_n_samples(n_clusters, rows.shape[1])
-        return [rows[g].copy() for g in range(n_groups)], 1, None
+        return [rows[g].copy() for g in range(n_groups)], 1, moments
     if method == "k-means++":
         size = sample_size or max(10_000, 50 * n_clusters)
-        sample, wts = sample_rows(X, weights, size, seq, check=check, split_every=split_every)
+        res = sample_rows(X, weights, size, seq, check=check, split_every=split_every,
+                          prep=prep, with_moments=pending)
+        sample, wts = res[:2]
+        moments = res[2] if pending else None
         keep = wts > 0
         sample, wts = sample[keep], wts[keep]
         if len(sample) < n_clusters:
             # tiny or heavily zero-weighted data: sample every row instead
             if has_unknown_rows(X):  # the sample already holds every row
                 check_n_samples(n_clusters, len(sample))
-            sample, wts = sample_rows(X, weights, X.shape[0], seq, split_every=split_every)
+            sample, wts = sample_rows(X, weights, X.shape[0], seq, split_every=split_every,
+                                      prep=prep)
             keep = wts > 0
             sample, wts = sample[keep], wts[keep]
+        if pending:
+            sample = prep.resolve(moments).to_work(sample, what="X")
         centers = [
             kmeans_plusplus(sample, wts, n_clusters, block_rng(seq, _LOCAL, g))
             for g in range(n_groups)
         ]
-        return centers, 1, None
+        return centers, 1, moments
     raise ValueError(f"internal: unknown init method {method!r}")

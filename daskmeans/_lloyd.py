@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _kernels
 from ._graph import block_reduce, compute_passes
+from ._prep import apply_prep, normalize_rows
 
 __all__ = ["LloydState", "check_block", "lloyd", "lloyd_numpy", "stats_pass", "update_centers"]
 
@@ -48,6 +49,11 @@ class LloydState:
         Passes over the data made so far (initialisation included).
     sizes : list of ndarray of shape (k_g,)
         Total weight per cluster in the last pass of every group.
+    n_omitted : int
+        Rows skipped for holding NaN (``nan_policy="omit"``) in the last pass.
+    prep_stats : dict or None
+        ``{"mean": (d,), "scale": (d,)}`` of ``standardize=True``, so that a
+        resumed fit works in the same units.
     """
 
     centers: list
@@ -59,6 +65,8 @@ class LloydState:
     tol_abs: float | None = None
     n_passes: int = 0
     sizes: list = field(default_factory=list)
+    n_omitted: int = 0
+    prep_stats: dict | None = None
 
     @classmethod
     def start(cls, centers: list, *, tol_abs: float | None = None, n_passes: int = 0):
@@ -77,9 +85,17 @@ class LloydState:
         )
 
 
-def check_block(X: np.ndarray, w: np.ndarray | None) -> None:
-    """Raise ValueError if a block has non-finite data or invalid weights."""
-    if not np.isfinite(X).all():
+def check_block(X: np.ndarray, w: np.ndarray | None, *, allow_nan: bool = False) -> None:
+    """Raise ValueError if a block has non-finite data or invalid weights.
+
+    With ``allow_nan`` (``nan_policy="omit"``) NaN passes but infinity does not.
+    """
+    if allow_nan:
+        if np.isinf(X).any():
+            raise ValueError(
+                "X contains infinity; expected finite values or NaN (nan_policy='omit')."
+            )
+    elif not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity; expected finite values in every row.")
     if w is not None:
         if not np.isfinite(w).all():
@@ -88,33 +104,67 @@ def check_block(X: np.ndarray, w: np.ndarray | None) -> None:
             raise ValueError("sample_weight must be >= 0; found negative values.")
 
 
-def _lloyd_chunk(X, w, index, *, centers, bounds, n_far, check, with_moments):
+def prepare_block(X, w, prep, check):
+    """Check a block (first pass of lazy input) and apply the row preprocessing.
+
+    Returns ``(X, w, valid)`` as :func:`daskmeans._prep.apply_prep`.
+    """
     if check:
-        check_block(X, w)
-    return _kernels.lloyd_partial(
-        X, centers, w, bounds=bounds, n_far=n_far, with_moments=with_moments
+        check_block(X, w, allow_nan=prep is not None and prep.mask_nan)
+    return apply_prep(prep, X, w)
+
+
+def _lloyd_chunk(X, w, index, *, centers, bounds, n_far, check, with_moments, prep=None):
+    X, w, valid = prepare_block(X, w, prep, check)
+    out = _kernels.lloyd_partial(
+        X, centers, w, bounds=bounds, n_far=n_far,
+        with_moments=with_moments and valid is None,
     )
+    if prep is not None:
+        if with_moments and valid is not None:
+            out["moments"] = _kernels.moments(X[valid])
+        if prep.normalize:
+            # unit rows and centres: ||x - c||^2 / 2 = 1 - cos(x, c)
+            out["inertia"] = out["inertia"] * 0.5
+        out["n_omitted"] = 0 if valid is None else int(np.count_nonzero(~valid))
+    return out
 
 
-def _stats_chunk(X, w, index, *, check):
-    if check:
-        check_block(X, w)
+def _combine_partials(parts):
+    out = _kernels.combine_partials(parts)
+    if "n_omitted" in parts[0]:
+        out["n_omitted"] = sum(p["n_omitted"] for p in parts)
+    return out
+
+
+def _stats_chunk(X, w, index, *, check, prep=None):
+    X, w, valid = prepare_block(X, w, prep, check)
     wsum = 0.0 if w is None else float(w.sum())
-    return {"moments": _kernels.moments(X), "wsum": wsum}
+    mom = _kernels.moments(X if valid is None else X[valid])
+    n_omitted = 0 if valid is None else int(np.count_nonzero(~valid))
+    return {"moments": mom, "wsum": wsum, "n_omitted": n_omitted}
 
 
 def _stats_combine(parts):
     return {
         "moments": _kernels.combine_moments([p["moments"] for p in parts]),
         "wsum": sum(p["wsum"] for p in parts),
+        "n_omitted": sum(p.get("n_omitted", 0) for p in parts),
     }
 
 
-def stats_pass(X: da.Array, weights, *, check: bool, split_every=None):
-    """A pass computing the per-feature variance (and total weight) only."""
+def stats_pass(X: da.Array, weights, *, check: bool, split_every=None, prep=None):
+    """A pass computing the per-feature variance (and total weight) only.
+
+    With ``prep``, the moments are those of the preprocessed rows that are
+    not omitted.
+    """
+    consts = {"check": check}
+    if prep is not None:
+        consts["prep"] = prep
     return block_reduce(
         X, weights, _stats_chunk, _stats_combine, name="kmeans-stats",
-        split_every=split_every, consts={"check": check},
+        split_every=split_every, consts=consts,
     )
 
 
@@ -128,24 +178,34 @@ def partial_pass(
     with_moments: bool = False,
     split_every=None,
     name: str = "kmeans",
+    prep=None,
 ):
-    """The graph of one Lloyd pass for a list of groups of centres."""
+    """The graph of one Lloyd pass for a list of groups of centres.
+
+    With ``prep`` (a :class:`daskmeans._prep.Prep`), every block is
+    preprocessed before the kernel and ``centers`` live in the preprocessed
+    space; the result also holds ``n_omitted``, and for cosine the inertia is
+    the sum of ``1 - cos``.
+    """
     stacked = np.concatenate(centers, axis=0) if len(centers) > 1 else centers[0]
     bounds = np.concatenate(([0], np.cumsum([len(c) for c in centers]))).astype(np.intp)
+    consts = {
+        "centers": np.ascontiguousarray(stacked),
+        "bounds": bounds,
+        "n_far": n_far,
+        "check": check,
+        "with_moments": with_moments,
+    }
+    if prep is not None:
+        consts["prep"] = prep
     return block_reduce(
         X,
         weights,
         _lloyd_chunk,
-        _kernels.combine_partials,
+        _kernels.combine_partials if prep is None else _combine_partials,
         name=name,
         split_every=split_every,
-        consts={
-            "centers": np.ascontiguousarray(stacked),
-            "bounds": bounds,
-            "n_far": n_far,
-            "check": check,
-            "with_moments": with_moments,
-        },
+        consts=consts,
     )
 
 
@@ -218,6 +278,7 @@ def lloyd(
     callback: Callable[[dict], None] | None = None,
     on_iteration: Callable[[LloydState], None] | None = None,
     verbose: int = 0,
+    prep=None,
 ) -> LloydState:
     """Run Lloyd iterations from ``state`` until every group has converged.
 
@@ -244,6 +305,9 @@ def lloyd(
     on_iteration : callable, optional
         Called with the state after every iteration (checkpoints).
     verbose : int
+    prep : daskmeans._prep.Prep, optional
+        Row preprocessing applied to every block; with ``prep.normalize``
+        (cosine) the centres are renormalised after every update.
 
     Returns
     -------
@@ -257,13 +321,14 @@ def lloyd(
         n_far = max(len(c) for c in centers)
         graph = partial_pass(
             X, weights, centers, n_far=n_far, check=check, with_moments=need_moments,
-            split_every=split_every,
+            split_every=split_every, prep=prep,
         )
         (res,) = compute_passes(graph)
         check = False
         state.n_passes += 1
         if need_moments:
             state.tol_abs = _tol_from_moments(res["moments"], tol)
+        state.n_omitted = int(res.get("n_omitted", 0))
         offset = 0
         shifts = []
         for j, g in enumerate(idx):
@@ -272,6 +337,8 @@ def lloyd(
             new, sizes, _ = update_centers(
                 state.centers[g], res["sums"][sl], res["counts"][sl], res.get("far"), j, offset
             )
+            if prep is not None and prep.normalize:
+                new = normalize_rows(new, old=state.centers[g])
             shift = float(((new.astype(np.float64) - state.centers[g]) ** 2).sum())
             shifts.append(shift)
             state.inertia[g] = res["inertia"][j]
@@ -309,15 +376,17 @@ def lloyd(
     return state
 
 
-def finalize(X: da.Array, weights, state: LloydState, *, split_every=None) -> LloydState:
+def finalize(X: da.Array, weights, state: LloydState, *, split_every=None,
+             prep=None) -> LloydState:
     """One more pass for the groups whose last inertia is not that of their final centres."""
     todo = np.flatnonzero(~state.strict)
     if len(todo) == 0:
         return state
     graph = partial_pass(X, weights, [state.centers[g] for g in todo], split_every=split_every,
-                         name="kmeans-inertia")
+                         name="kmeans-inertia", prep=prep)
     (res,) = compute_passes(graph)
     state.n_passes += 1
+    state.n_omitted = int(res.get("n_omitted", state.n_omitted))
     offset = 0
     for j, g in enumerate(todo):
         k = len(state.centers[g])
@@ -334,8 +403,13 @@ def lloyd_numpy(
     *,
     max_iter: int = 300,
     tol_abs: float = 0.0,
+    normalize: bool = False,
 ) -> tuple[np.ndarray, float, int]:
     """Weighted Lloyd on an in-memory array (used on k-means|| candidates).
+
+    With ``normalize`` (cosine), centres are renormalised after every update
+    (rows of ``X`` must already have unit norm); the inertia stays the
+    squared Euclidean one.
 
     Returns
     -------
@@ -349,6 +423,8 @@ def lloyd_numpy(
     for n_iter in range(1, max_iter + 1):  # noqa: B007
         res = _kernels.lloyd_partial(X, C, weights, n_far=len(C))
         new, _, _ = update_centers(C, res["sums"], res["counts"], res["far"], 0, 0)
+        if normalize:
+            new = normalize_rows(new, old=C)
         shift = float(((new.astype(np.float64) - C) ** 2).sum())
         C = new
         if shift == 0.0:

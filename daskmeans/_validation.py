@@ -82,6 +82,7 @@ def check_array_input(
     name: str = "X",
     storage_options: dict | None = None,
     dtype=None,
+    allow_nan: bool = False,
 ) -> tuple[da.Array, bool]:
     """Validate data and return it as a 2-D float Dask array with one column block.
 
@@ -96,6 +97,10 @@ def check_array_input(
         fsspec options used when ``X`` is a URL.
     dtype : numpy dtype, optional
         Force the working dtype (used by predict to match the fitted centres).
+        Dask and Zarr input is cast lazily, block by block (float16 becomes
+        float32 per block, never as a whole copy).
+    allow_nan : bool
+        Accept NaN (``nan_policy="omit"``); infinity is still an error.
 
     Returns
     -------
@@ -144,7 +149,13 @@ def check_array_input(
     if in_memory:
         if X.dtype != work:
             X = X.astype(work)
-        if not np.isfinite(X).all():
+        if allow_nan:
+            if np.isinf(X).any():
+                raise ValueError(
+                    f"{name} contains infinity; expected finite values or NaN "
+                    "(nan_policy='omit')."
+                )
+        elif not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or infinity; expected finite values.")
         rows = default_row_chunks(n, d, work.itemsize)
         X = da.from_array(X, chunks=(rows, d))

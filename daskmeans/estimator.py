@@ -16,6 +16,9 @@ from ._graph import compute_passes
 from ._init import init_centers
 from ._io import persist_inputs, resolve_persist, wait_persisted, write_json
 from ._lloyd import LloydState, check_block, finalize, lloyd, partial_pass, warn_if_degenerate
+from ._lloyd import prepare_block
+from ._prep import ZeroRowsError, check_prep_params, make_prep
+from ._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
 from ._rng import as_seed_sequence
 from ._validation import (
     check_array_input,
@@ -32,17 +35,33 @@ MODEL_FORMAT = "daskmeans.KMeans"
 MODEL_VERSION = 1
 
 
-def _predict_block(X, centers, check):
-    if check:
-        check_block(X, None)
-    return _kernels.assign(X, centers)
+def _predict_block(X, centers, check, prep=None):
+    if prep is None:
+        if check:
+            check_block(X, None)
+        return _kernels.assign(X, centers)
+    X, _, valid = prepare_block(X, None, prep, check)
+    labels = _kernels.assign(X, centers)
+    if valid is not None:
+        labels[~valid] = -1
+    return labels
 
 
-def _transform_block(X, centers, check):
-    if check:
-        check_block(X, None)
+def _transform_block(X, centers, check, prep=None):
+    if prep is None:
+        if check:
+            check_block(X, None)
+        D = _kernels.distances_block(X, centers, _kernels.sq_norms(centers))
+        return np.sqrt(D, out=D)
+    X, _, valid = prepare_block(X, None, prep, check)
     D = _kernels.distances_block(X, centers, _kernels.sq_norms(centers))
-    return np.sqrt(D, out=D)
+    if prep.normalize:
+        D *= 0.5  # unit rows and centres: ||x - c||^2 / 2 = 1 - cos(x, c)
+    else:
+        np.sqrt(D, out=D)
+    if valid is not None:
+        D[~valid] = np.nan
+    return D
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -93,6 +112,28 @@ default="k-means||"
         Called after every initialisation round and Lloyd iteration with a
         dict: ``phase``, ``iteration``, ``max_iter``, ``inertia``, ``shift``,
         ``n_passes``.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"``: spherical k-means. Rows are L2-normalised block by
+        block as they are read (never stored), centres are renormalised to
+        unit length after every update (k-means|| included), labels maximise
+        the cosine similarity, ``inertia_`` is the weighted sum of
+        ``1 - cos`` and ``transform`` returns ``1 - cos``. Rows of zeros are
+        an error; an ``init`` array is normalised first.
+    standardize : bool, default=False
+        Centre every feature and divide it by its standard deviation, block
+        by block inside the passes (no scaled copy). Clustering happens in
+        the standardised space (``inertia_`` and ``transform`` are measured
+        there); ``cluster_centers_``, an ``init`` array and the data given to
+        ``predict``/``transform`` are in the original units. Constant
+        features get scale 1. The statistics come from the sampling pass of
+        ``init="random"`` or ``"k-means++"``; k-means||, an ``init`` array
+        and a callable need them before their first pass, so one statistics
+        pass is added (counted in ``n_passes_``).
+    nan_policy : {"raise", "omit"}, default="raise"
+        ``"omit"``: rows holding a NaN are skipped in every pass (weight 0:
+        initialisation, Lloyd, inertia and the variance behind ``tol``);
+        their label is -1 and their distances NaN. Infinity stays an error.
+        No extra pass and no filtered copy.
     persist : bool or "auto", default=False
         Load the data into the memory of the cluster (or of this process when
         no ``distributed.Client`` is active) once, before the passes, instead
@@ -119,6 +160,11 @@ default="k-means||"
         Total sample weight of every final cluster.
     timings_ : dict
         Seconds spent in "init", "lloyd" and "finalize".
+    mean_, scale_ : ndarray of shape (n_features,)
+        With ``standardize=True``: the mean and standard deviation (1 for
+        constant features) of the non-omitted rows, unweighted.
+    n_omitted_ : int
+        Rows skipped for holding NaN (``nan_policy="omit"``), else 0.
 
     Examples
     --------
@@ -144,6 +190,9 @@ default="k-means||"
         random_state=None,
         split_every=None,
         callback=None,
+        metric="euclidean",
+        standardize=False,
+        nan_policy="raise",
         persist=False,
     ):
         self.n_clusters = n_clusters
@@ -157,6 +206,9 @@ default="k-means||"
         self.random_state = random_state
         self.split_every = split_every
         self.callback = callback
+        self.metric = metric
+        self.standardize = standardize
+        self.nan_policy = nan_policy
         self.persist = persist
 
     # ------------------------------------------------------------------ #
@@ -207,6 +259,8 @@ default="k-means||"
         if not (self.persist is True or self.persist is False or self.persist == "auto"):
             raise ValueError(f"persist must be True, False or 'auto'; got {self.persist!r}.")
         as_seed_sequence(self.random_state)  # type and range check only
+        check_prep_params(self.metric, self.standardize, self.nan_policy)
+        self._nan_omit = self.nan_policy == "omit"
 
     def _fingerprint(self, X: da.Array, weights) -> dict:
         params = {
@@ -253,7 +307,7 @@ default="k-means||"
         self
         """
         self._check_params()
-        Xd, in_memory = check_array_input(X, storage_options=storage_options)
+        Xd, in_memory = check_array_input(X, allow_nan=self._nan_omit, storage_options=storage_options)
         n, d = Xd.shape
         k = self.n_clusters
         if k > n:  # False when n is unknown (NaN): init checks it from its first pass
@@ -265,6 +319,10 @@ default="k-means||"
             init_array = check_centers("init", init, k, d, Xd.dtype)
         lazy_check = not in_memory
         seq = as_seed_sequence(self.random_state)
+        self._prep_fit = make_prep(
+            Xd.dtype, metric=self.metric, standardize=self.standardize,
+            nan_policy=self.nan_policy,
+        )
         timings = {"init": 0.0, "lloyd": 0.0, "finalize": 0.0, "persist": 0.0}
         Xp, wp = Xd, weights  # what the passes read (persisted blocks when asked for)
         nbytes = Xd.nbytes + (0 if weights is None else weights.nbytes)
@@ -290,19 +348,21 @@ default="k-means||"
         else:
             lazy_check = False
         timings["init"] = time.perf_counter() - t0
+        prep = self._prep_fit = fitted_prep(self._prep_fit, state)
 
         t0 = time.perf_counter()
-        state = lloyd(
+        state = self._guard_zero_rows(Xd, lloyd)(
             Xp, wp, state, max_iter=self.max_iter, tol=self._tol,
             split_every=self.split_every, check_first=lazy_check, callback=self.callback,
             on_iteration=None if ckpt is None else ckpt.save, verbose=self.verbose,
+            prep=prep,
         )
         timings["lloyd"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        state = finalize(Xp, wp, state, split_every=self.split_every)
+        state = finalize(Xp, wp, state, split_every=self.split_every, prep=prep)
         del Xp, wp  # releases persisted blocks; labels_ below reads from the source
         best = int(np.argmin(state.inertia))
-        self.cluster_centers_ = state.centers[best]
+        self._set_prep_fitted(state.centers[best], prep, state)
         self.inertia_ = float(state.inertia[best])
         self.n_iter_ = int(state.n_iter[best])
         self.inertia_history_ = list(state.history[best])
@@ -317,31 +377,104 @@ default="k-means||"
         return self
 
     def _initial_state(self, Xd, weights, seq, init_array, check) -> LloydState:
+        prep = getattr(self, "_prep_fit", None)
+        if prep is None:
+            return self._initial_state_core(Xd, weights, seq, init_array, check, None)
+        return self._guard_zero_rows(Xd, self._initial_state_core)(
+            Xd, weights, seq, init_array, check, prep
+        )
+
+    def _initial_state_core(self, Xd, weights, seq, init_array, check, prep) -> LloydState:
         k = self.n_clusters
         g = self._n_init
+        # standardize: resolve the statistics first when the initialisation needs them
+        prep, n_stats, tol_abs = resolve_initial_prep(
+            prep, Xd, weights, self.init, check=check, split_every=self.split_every,
+            tol=self._tol,
+        )
+        check = check and n_stats == 0
         if init_array is not None:
-            return LloydState.start([init_array])
+            C = init_array if prep is None else prep.to_work(init_array, what="init")
+            return _start_state([C], prep, tol_abs, n_stats)
         if callable(self.init):
             rs = np.random.RandomState(seq.generate_state(1)[0])
             Xin = Xd
             centers = []
             for _ in range(g):
                 C = self.init(Xin, k, rs)
-                centers.append(check_centers("init (callable result)", C, k, Xd.shape[1],
-                                             Xd.dtype))
-            return LloydState.start(centers)
+                C = check_centers("init (callable result)", C, k, Xd.shape[1], Xd.dtype)
+                centers.append(C if prep is None else prep.to_work(C, what="init"))
+            return _start_state(centers, prep, tol_abs, n_stats)
+        pending = prep is not None and prep.pending
         centers, n_passes, moments = init_centers(
             Xd, weights, k, self.init, seq, g,
             oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
             check=check, split_every=self.split_every, callback=self.callback,
-            verbose=self.verbose,
+            verbose=self.verbose, prep=prep,
         )
-        tol_abs = None
+        if pending:
+            # the sampling pass measured the raw statistics: same prep, same units
+            prep = prep.resolve(moments)
+            moments = None if prep.normalize else prep.scaled_moments(moments)
         if moments is not None:
             count, _, m2 = moments
             tol_abs = float(np.mean(m2 / count) * self._tol) if count else 0.0
         centers = [np.ascontiguousarray(c, dtype=Xd.dtype) for c in centers]
-        return LloydState.start(centers, tol_abs=tol_abs, n_passes=n_passes)
+        return _start_state(centers, prep, tol_abs, n_stats + n_passes)
+
+    def _guard_zero_rows(self, Xd, func):
+        """``func`` with a block's zero-row error replaced by one naming the total count."""
+        prep = getattr(self, "_prep_fit", None)
+        if prep is None or not prep.normalize:
+            return func
+
+        def run(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except ZeroRowsError:
+                n_zero = count_zero_rows(Xd, self._prep_fit)
+            raise ValueError(
+                f"X contains {n_zero} row(s) of zeros (after centring, with standardize); "
+                "metric='cosine' needs rows with a non-zero norm. Remove them, or set them "
+                "to NaN with nan_policy='omit'."
+                if self.standardize else
+                f"X contains {n_zero} row(s) of zeros; metric='cosine' needs rows with a "
+                "non-zero norm. Remove them, or set them to NaN with nan_policy='omit'."
+            )
+
+        return run
+
+    def _set_prep_fitted(self, centers, prep, state) -> None:
+        """Fitted centres in original units, and the preprocessing attributes."""
+        self.n_omitted_ = int(state.n_omitted)
+        if prep is None or prep.scale is None:
+            self.cluster_centers_ = centers
+            self.__dict__.pop("_cluster_centers_work", None)
+            for name in ("mean_", "scale_"):
+                self.__dict__.pop(name, None)
+            return
+        self._cluster_centers_work = centers
+        self.cluster_centers_ = prep.to_original(centers)
+        self.mean_ = np.asarray(prep.center, dtype=np.float64)
+        self.scale_ = np.asarray(prep.scale, dtype=np.float64)
+
+    def _predict_prep(self):
+        """The row preprocessing of the fitted model (None when there is none)."""
+        return make_prep(
+            self.cluster_centers_.dtype, metric=getattr(self, "metric", "euclidean"),
+            nan_policy=getattr(self, "nan_policy", "raise"),
+            standardize=hasattr(self, "scale_"),
+            stats=(getattr(self, "mean_", None), getattr(self, "scale_", None)),
+        )
+
+    def _centers_work(self) -> np.ndarray:
+        """Centres in the space the distances are measured in."""
+        work = getattr(self, "_cluster_centers_work", None)
+        if work is not None:
+            return work
+        if hasattr(self, "scale_"):
+            return self._predict_prep().to_work(self.cluster_centers_, what="init")
+        return self.cluster_centers_
 
     # ------------------------------------------------------------------ #
     # prediction
@@ -356,6 +489,7 @@ default="k-means||"
     def _check_input(self, X, storage_options=None):
         self._check_fitted()
         Xd, in_memory = check_array_input(X, dtype=self.cluster_centers_.dtype,
+                                          allow_nan=getattr(self, "nan_policy", "") == "omit",
                                           storage_options=storage_options)
         if Xd.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -366,7 +500,8 @@ default="k-means||"
 
     def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
         return Xd.map_blocks(
-            _predict_block, self.cluster_centers_, check, dtype=np.int64, drop_axis=1,
+            _predict_block, self._centers_work(), check, dtype=np.int64, drop_axis=1,
+            prep=self._predict_prep(),
             token="kmeans-predict",
         )
 
@@ -408,7 +543,7 @@ default="k-means||"
         """
         Xd, in_memory = self._check_input(X, storage_options)
         out = Xd.map_blocks(
-            _transform_block, self.cluster_centers_, not in_memory,
+            _transform_block, self._centers_work(), not in_memory, prep=self._predict_prep(),
             dtype=self.cluster_centers_.dtype,
             chunks=(Xd.chunks[0], (self.cluster_centers_.shape[0],)), token="kmeans-transform",
         )
@@ -427,7 +562,8 @@ default="k-means||"
         """
         Xd, in_memory = self._check_input(X, storage_options)
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
-        graph = partial_pass(Xd, weights, [self.cluster_centers_], check=not in_memory,
+        graph = partial_pass(Xd, weights, [self._centers_work()], check=not in_memory,
+                             prep=self._predict_prep(),
                              split_every=self.split_every, name="kmeans-score")
         (res,) = compute_passes(graph)
         return -float(res["inertia"][0])
@@ -457,6 +593,7 @@ default="k-means||"
                 "inertia_history_": list(self.inertia_history_),
                 "cluster_sizes_": np.asarray(self.cluster_sizes_).tolist(),
                 "n_passes_": getattr(self, "n_passes_", None),
+                **_prep_to_dict(self),
             },
         }
 
@@ -491,6 +628,7 @@ default="k-means||"
         model.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
         if fit.get("n_passes_") is not None:
             model.n_passes_ = int(fit["n_passes_"])
+        _prep_from_dict(model, fit)
         return model
 
     @classmethod
@@ -511,6 +649,33 @@ def _as_frame_labels(X, labels):
     from ._tables import frame_labels, is_dask_frame
 
     return frame_labels(X, labels) if is_dask_frame(X) else labels
+
+
+def _start_state(centers, prep, tol_abs, n_passes) -> LloydState:
+    state = LloydState.start(centers, tol_abs=tol_abs, n_passes=n_passes)
+    if prep is not None and prep.scale is not None:
+        state.prep_stats = {"mean": prep.center, "scale": prep.scale}
+    return state
+
+
+def _prep_to_dict(model) -> dict:
+    """Fitted attributes of the row preprocessing, as JSON values."""
+    out = {"n_omitted_": int(getattr(model, "n_omitted_", 0))}
+    if hasattr(model, "scale_"):
+        out["mean_"] = np.asarray(model.mean_).tolist()
+        out["scale_"] = np.asarray(model.scale_).tolist()
+        out["cluster_centers_work"] = np.asarray(model._centers_work(), np.float64).tolist()
+    return out
+
+
+def _prep_from_dict(model, fit: dict) -> None:
+    model.n_omitted_ = int(fit.get("n_omitted_", 0))
+    if fit.get("scale_") is not None:
+        model.mean_ = np.asarray(fit["mean_"], dtype=np.float64)
+        model.scale_ = np.asarray(fit["scale_"], dtype=np.float64)
+        model._cluster_centers_work = np.asarray(
+            fit["cluster_centers_work"], dtype=np.float64
+        ).astype(model.cluster_centers_.dtype)
 
 
 def _jsonable(value):
