@@ -101,3 +101,32 @@ def test_animate_writes_a_gif(tmp_path):
     png = tmp_path / "last.png"
     fig.savefig(png)
     check_png(png)
+
+
+def test_cli_plot(model, tmp_path):
+    import subprocess
+    import sys
+
+    import zarr
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 0.2, (500, 5)) for c in np.eye(5)[:4] * 3])
+    zarr.create_array(store=str(tmp_path / "X.zarr"), data=X, chunks=(500, 5))
+    km = KMeans(4, random_state=0).fit(X)
+    km.save(tmp_path / "model.json")
+    out = tmp_path / "plot.png"
+    proc = subprocess.run(
+        [sys.executable, "-m", "daskmeans", "plot", str(tmp_path / "model.json"),
+         str(tmp_path / "X.zarr"), "--out", str(out), "--sample", "1000", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    check_png(out)
+    wrong = tmp_path / "W.zarr"
+    zarr.create_array(store=str(wrong), data=X[:, :3], chunks=(500, 3))
+    proc = subprocess.run(
+        [sys.executable, "-m", "daskmeans", "plot", str(tmp_path / "model.json"), str(wrong),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "features" in proc.stderr

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import dask.array as da
 import numpy as np
 import pytest
 
-import daskmeans.select_k as sk
 from daskmeans import KMeans
 from daskmeans.datasets import make_blobs
 from daskmeans.select_k import elbow_index, fk_scores, gap_choice, select_k
+
+# the package attribute daskmeans.select_k is the function; this is the module
+sk = importlib.import_module("daskmeans.select_k")
 
 
 def separated_centres(k: int, d: int, seed: int, sep: float = 3.0) -> np.ndarray:
@@ -161,3 +164,34 @@ def test_gap_and_fk_find_the_true_k(k_true):
     # ten values of k (and f(K)'s k - 1) fitted in the passes of about one fit
     assert res.n_passes_ <= 40
     print(f"k={k_true}: {res.n_passes_} data passes, {res.n_ref_passes_} reference passes")
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_scan_k(tmp_path):
+    import subprocess
+    import sys
+
+    from daskmeans.datasets import write_blobs
+
+    C = separated_centres(3, 3, seed=7)
+    write_blobs(tmp_path / "X.zarr", 6000, 3, C, cluster_std=[0.3] * 3, chunk_rows=1500,
+                random_state=0)
+    out = tmp_path / "scan"
+    proc = subprocess.run(
+        [sys.executable, "-m", "daskmeans", "scan-k", str(tmp_path / "X.zarr"), "--k-min", "2",
+         "--k-max", "6", "--methods", "gap,fk,elbow", "--n-refs", "2", "--ref-size", "2000",
+         "--out", str(out), "--json", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((out / "scores.json").read_text())
+    assert doc["ks"] == [2, 3, 4, 5, 6]
+    assert doc["best_k"] == {"gap": 3, "fk": 3, "elbow": 3}
+    assert json.loads(proc.stdout)["n_passes"] == doc["n_passes"]
+    assert (out / "k_selection.png").stat().st_size > 5000
+    bad = subprocess.run(
+        [sys.executable, "-m", "daskmeans", "scan-k", str(tmp_path / "X.zarr"), "--k-max", "3",
+         "--methods", "gap,nope", "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "nope" in bad.stderr
