@@ -305,13 +305,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     kind = input_kind(args)
     if args.sample_weight is not None:
         raise UsageError("--sample-weight is not supported with Zarr groups or Parquet input")
+    if args.checkpoint is not None:
+        raise UsageError("--checkpoint is not supported with Zarr groups or Parquet input")
     if kind == "xarray":
         obj, feature_dim = _open_cube(args)
     else:
         df, features = _open_table(args)
-        if args.checkpoint is not None:
-            raise UsageError("--checkpoint is not supported with Parquet input (unknown "
-                             "partition lengths)")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {args.out!r} exists and is not a directory")
