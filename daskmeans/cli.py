@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import _cli_tables
+from . import _cli_minibatch, _cli_tables
 
 __all__ = ["main", "build_parser"]
 
@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "command again resumes from it with a bitwise identical result")
     _scheduler_options(fit)
     _cli_tables.add_arguments(fit)
+    _cli_minibatch.add_fit_options(fit)
     fit.set_defaults(handler=_cmd_fit)
 
     pred = sub.add_parser(
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("target", metavar="INPUT|MODEL", help="Zarr array or model.json")
     info.set_defaults(handler=_cmd_info)
+    _cli_minibatch.add_parsers(sub, common)  # update
     return parser
 
 
@@ -509,6 +511,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     if _cli_tables.handles(args):  # xarray Zarr group or Parquet table
         return _cli_tables.cmd_fit(args)
+    if _cli_minibatch.handles(args):  # --algorithm minibatch
+        return _cli_minibatch.cmd_fit(args)
     started = datetime.now().astimezone()
     t_start = time.perf_counter()
     X = _open_array(args.input, "INPUT", ndim=2)

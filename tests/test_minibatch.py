@@ -331,3 +331,42 @@ def test_distributed_client_gives_the_same_result(big_blobs):
         remote = MiniBatchKMeans(**params).fit(Xd)
     np.testing.assert_array_equal(remote.cluster_centers_, local.cluster_centers_)
     assert remote.inertia_ == pytest.approx(local.inertia_, rel=1e-12)
+
+
+def _run_cli(*argv):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "daskmeans", *argv], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_fit_minibatch_then_update(big_blobs, tmp_path):
+    X = big_blobs.astype(np.float32)
+    for name, part in (("day1.zarr", X[:12_000]), ("day2.zarr", X[12_000:])):
+        z = zarr.create_array(store=str(tmp_path / name), shape=part.shape, chunks=(3000, 4),
+                              dtype=part.dtype)
+        z[:] = part
+    fit = _run_cli("fit", str(tmp_path / "day1.zarr"), "--k", "12", "--algorithm", "minibatch",
+                   "--batch-size", "500", "--seed", "3", "--tol", "0", "--max-iter", "2",
+                   "--out", str(tmp_path / "m1"), "--json", "--quiet")
+    assert fit.returncode == 0, fit.stderr
+    report = json.loads(fit.stdout)
+    assert report["algorithm"] == "minibatch" and report["n_passes"] == report["n_iter"] + 1
+    model = MiniBatchKMeans.load(tmp_path / "m1" / "model.json")
+    labels = zarr.open_array(str(tmp_path / "m1" / "labels.zarr"), mode="r")[:]
+    np.testing.assert_array_equal(labels, model.predict(X[:12_000]))
+    assert report["inertia"] == pytest.approx(-model.score(X[:12_000]), rel=1e-6)
+
+    upd = _run_cli("update", str(tmp_path / "m1" / "model.json"), str(tmp_path / "day2.zarr"),
+                   "--out", str(tmp_path / "m2"), "--json", "--quiet")
+    assert upd.returncode == 0, upd.stderr
+    updated = MiniBatchKMeans.load(tmp_path / "m2" / "model.json")
+    model.partial_fit(da.from_array(X[12_000:], chunks=(3000, 4)))
+    np.testing.assert_array_equal(updated.cluster_centers_, model.cluster_centers_)
+    assert json.loads(upd.stdout)["n_steps"] == model.n_steps_
+
+    bad = _run_cli("update", str(tmp_path / "m1" / "report.json"), str(tmp_path / "day2.zarr"),
+                   "--out", str(tmp_path / "m3"))
+    assert bad.returncode == 2 and "not a daskmeans mini-batch model" in bad.stderr
+    assert not (tmp_path / "m3").exists()
