@@ -1,0 +1,256 @@
+"""On a Dask cluster: work placement, task names, traffic, determinism, worker loss,
+concurrent fits, and a fit under a memory limit smaller than the data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import dask
+import numpy as np
+import pytest
+import zarr
+
+distributed = pytest.importorskip("distributed")
+from distributed import Client, LocalCluster  # noqa: E402
+from distributed.diagnostics.plugin import SchedulerPlugin  # noqa: E402
+
+from daskmeans import KMeans, open_zarr  # noqa: E402
+
+CLUSTER = {"dashboard_address": None, "silence_logs": 40}
+
+
+def _blobs(seed, n, d, k, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    centers = rng.uniform(-10, 10, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    return (centers[y] + rng.normal(scale=1.0, size=(n, d))).astype(dtype)
+
+
+def _write(path, X, rows):
+    z = zarr.create_array(store=str(path), shape=X.shape, chunks=(rows, X.shape[1]),
+                          dtype=X.dtype)
+    z[:] = X
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def zarr_data(tmp_path_factory):
+    X = _blobs(0, 24_000, 6, 5)
+    return _write(tmp_path_factory.mktemp("dist") / "x.zarr", X, 2000), X
+
+
+@pytest.fixture(scope="module")
+def _module_client():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, **CLUSTER) as cl, \
+            Client(cl) as client:
+        yield client
+
+
+@pytest.fixture
+def thread_client(_module_client):
+    """A client on in-process workers, the default scheduler for the test (conftest's
+    autouse fixture selects the threaded scheduler after a module-scoped client starts)."""
+    with dask.config.set(scheduler="dask.distributed"):
+        yield _module_client
+
+
+class _Recorder(SchedulerPlugin):
+    """Records, on the scheduler, every task that finished and the bytes of its result."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.done: list[tuple[str, int, bool]] = []
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        if finish == "memory":
+            ts = self.scheduler.tasks.get(key)
+            if ts is not None:
+                wanted = bool(ts.who_wants)
+                self.done.append((ts.prefix.name, ts.get_nbytes(), wanted))
+
+
+def _no_local_scheduler(*args, **kwargs):
+    raise AssertionError("work ran on a local scheduler while a distributed Client is active")
+
+
+def test_all_work_on_cluster_named_tasks_small_traffic(thread_client, zarr_data, monkeypatch):
+    url, X = zarr_data
+    rec = _Recorder(thread_client.cluster.scheduler)
+    thread_client.cluster.scheduler.add_plugin(rec, name="daskmeans-recorder")
+    for name in list(dask.base.named_schedulers):
+        monkeypatch.setitem(dask.base.named_schedulers, name, _no_local_scheduler)
+    try:
+        km = KMeans(5, random_state=0, n_init=2).fit(url)
+        score = km.score(url)
+        fit_and_score = len(rec.done)
+        labels = km.predict(url).compute()
+    finally:
+        thread_client.cluster.scheduler.remove_plugin(name="daskmeans-recorder")
+    prefixes = {p for p, _, _ in rec.done}
+    for name in ("kmeans-partial", "kmeans-combine", "kmeans-result", "kmeans-init-round-partial",
+                 "kmeans-init-weights-partial", "kmeans-score-partial",
+                 "kmeans-predict"):
+        assert name in prefixes, (name, sorted(prefixes))
+    n_blocks = open_zarr(url).numblocks[0]
+    n_partial = sum(p.endswith("-partial") for p, _, _ in rec.done)
+    assert n_partial == (km.n_passes_ + 1) * n_blocks  # every pass (and score) ran on the cluster
+    block_bytes = 2000 * 6 * 8
+    k_d = 5 * 6
+    partial_bytes = [b for p, b, _ in rec.done if p.endswith(("-partial", "-combine"))]
+    # what travels to the reduction: k x d numbers (sums, far rows) and k counts per block
+    assert max(partial_bytes) < 64 * k_d * 8 < block_bytes
+    assert labels.shape == (X.shape[0],)
+    to_client = [(p, b) for p, b, wanted in rec.done[:fit_and_score] if wanted]
+    big = [(p, b) for p, b in to_client if b > 16_384]
+    # only the k-means|| first-centre reads (one block per candidate) hand a block to the client
+    assert len(big) <= 2 and all(b <= block_bytes for _, b in big), big
+    small = [b for _, b in to_client if b <= 16_384]
+    assert sum(small) <= (km.n_passes_ + 1) * 8192  # a few kB per pass, whatever n is
+    assert score == pytest.approx(-km.inertia_)
+
+
+def _fit(url, **kw):
+    params = {"n_clusters": 5, "random_state": 7, "n_init": 2, "max_iter": 30}
+    params.update(kw)
+    return KMeans(**params).fit(url)
+
+
+def test_bitwise_identical_across_schedulers(zarr_data):
+    url, _ = zarr_data
+    with dask.config.set(scheduler="sync"):
+        ref = _fit(url)
+    with dask.config.set(scheduler="threads"):
+        threads = _fit(url)
+    np.testing.assert_array_equal(threads.cluster_centers_, ref.cluster_centers_)
+    for n_workers in (1, 3):
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                          **CLUSTER) as cl, Client(cl):
+            km = _fit(url)
+        assert km.cluster_centers_.tobytes() == ref.cluster_centers_.tobytes(), n_workers
+        assert km.inertia_ == ref.inertia_ and km.n_iter_ == ref.n_iter_
+
+
+def test_worker_killed_mid_fit(tmp_path):
+    X = np.random.default_rng(1).normal(size=(30_000, 8))  # no clusters: many iterations
+    url = _write(tmp_path / "x.zarr", X, 2000)
+    params = {"n_clusters": 6, "random_state": 3, "tol": 0.0, "max_iter": 12}
+    with dask.config.set(scheduler="sync"):
+        ref = KMeans(**params).fit(url)
+    killed = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, **CLUSTER) as cl, \
+            Client(cl) as client:
+        pids = client.run(os.getpid)
+        victim = sorted(pids.values())[0]
+
+        def kill():
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+        def callback(event):
+            # after Lloyd iteration 2, kill a worker while iteration 3's pass is running
+            if event["phase"] == "lloyd" and event["iteration"] == 2:
+                threading.Timer(0.05, kill).start()
+
+        km = KMeans(**params, callback=callback).fit(url)
+    # the process really died
+    with pytest.raises(ProcessLookupError):
+        os.kill(victim, 0)
+    assert killed == [victim]
+    assert km.n_iter_ == ref.n_iter_ > 3
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    assert km.inertia_ == ref.inertia_
+
+
+def test_concurrent_fits_do_not_interfere(thread_client, tmp_path):
+    jobs = []
+    for i, (k, d) in enumerate([(3, 4), (5, 6), (7, 3), (4, 8)]):
+        X = _blobs(10 + i, 6000 + 1000 * i, d, k, np.float32 if i % 2 else np.float64)
+        url = _write(tmp_path / f"x{i}.zarr", X, 1500)
+        jobs.append((url, k, i))
+    solo = [KMeans(k, random_state=i, n_init=2).fit(url) for url, k, i in jobs]
+    results: list = [None] * len(jobs)
+    errors: list = []
+    barrier = threading.Barrier(len(jobs))
+
+    def run(j):
+        url, k, i = jobs[j]
+        try:
+            barrier.wait()
+            km = KMeans(k, random_state=i, n_init=2).fit(url)
+            results[j] = (km, km.predict(url).compute())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for (km, labels), ref in zip(results, solo, strict=True):
+        np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+        np.testing.assert_array_equal(labels, ref.labels_.compute())
+        assert km.inertia_ == ref.inertia_
+
+
+def test_persist_on_cluster_same_result(thread_client, zarr_data):
+    url, _ = zarr_data
+    lazy = _fit(url, persist=False)
+    cached = _fit(url, persist=True)
+    auto = _fit(url, persist="auto")  # 1 MB on a cluster with GiBs: persisted
+    np.testing.assert_array_equal(cached.cluster_centers_, lazy.cluster_centers_)
+    np.testing.assert_array_equal(auto.cluster_centers_, lazy.cluster_centers_)
+    assert cached.timings_["persist"] > 0 and auto.timings_["persist"] > 0
+    # nothing stays pinned in cluster memory after the fit
+    time.sleep(0.2)
+    assert not thread_client.cluster.scheduler.tasks or all(
+        not ts.who_wants for ts in thread_client.cluster.scheduler.tasks.values()
+    )
+
+
+def test_fit_under_cluster_memory_limit(tmp_path):
+    """Data larger than the cluster's total memory limit: no pause, restart or kill."""
+    rows, d = 144 * 32_768, 64  # float32: 1.2 GB, stored uncompressed in blocks of 8 MiB
+    X = _blobs(5, 32_768 * 4, d, 8, np.float32)
+    z = zarr.create_array(store=str(tmp_path / "big.zarr"), shape=(rows, d),
+                          chunks=(32_768, d), dtype=np.float32, compressors=None)
+    for i in range(0, rows, len(X)):
+        z[i : i + len(X)] = X
+    # a worker process idles at about 280 MiB here (imports) and pauses at 80 % of its limit
+    limit = 512 * 2**20  # per worker; 2 workers: 1 GiB < 1.2 GB of data
+    data_bytes = rows * d * 4
+    with dask.config.set({"distributed.worker.memory.spill": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                         memory_limit=limit, **CLUSTER) as cl, Client(cl) as client:
+        assert 2 * limit < data_bytes
+        sched = cl.scheduler
+        before = dict(client.run(os.getpid))
+        seen = {"paused": False, "removed": 0, "workers": set(sched.workers)}
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                for ws in list(sched.workers.values()):
+                    if ws.status.name != "running":
+                        seen["paused"] = True
+                if set(sched.workers) != seen["workers"]:
+                    seen["removed"] += 1
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            km = KMeans(8, init="random", n_init=1, random_state=0, max_iter=2).fit(
+                str(tmp_path / "big.zarr"))
+        finally:
+            stop.set()
+            watcher.join()
+        after = dict(client.run(os.getpid))
+        peak = client.run(lambda dask_worker: dask_worker.monitor.get_process_memory())
+    assert not seen["paused"] and seen["removed"] == 0
+    assert after == before  # same workers, same processes: none restarted or killed
+    assert km.n_passes_ >= 3 and km.cluster_centers_.shape == (8, d)
+    assert all(v < limit for v in peak.values()), peak
