@@ -1,0 +1,135 @@
+"""MiniBatchKMeans on a Zarr array: wall time in read passes and inertia vs a converged fit.
+
+Data: 6,000,000 x 32 float32 rows from 64 overlapping Gaussian clusters
+(centres drawn N(0, 1), per-cluster spreads uniform in [0.5, 1.5]), written
+block by block to a Zarr array (125,000-row chunks, Zarr's default codec).
+
+Reported, all on dask's threaded scheduler with 2 threads:
+
+* the read pass: ``X.sum()`` over the Zarr array (the unit of wall time);
+* daskmeans.MiniBatchKMeans with 1 and 3 passes (early stopping off): wall
+  time of the fold, and of the whole ``fit`` (the fold plus the pass that
+  computes the exact ``inertia_``), and the inertia relative to the converged
+  exact fit;
+* scikit-learn's MiniBatchKMeans.partial_fit over the same chunks, 1 and 3
+  passes (its inertia is measured afterwards, not timed);
+* the converged exact fit: daskmeans.KMeans (k-means||, tol=1e-5, at most 150 iterations).
+
+Usage::
+
+    python benchmarks/bench_minibatch.py [--dir DIR] [--rows N] [--batch-size B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import tempfile
+import time
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+from threadpoolctl import threadpool_info
+
+import daskmeans
+from daskmeans import KMeans, MiniBatchKMeans
+
+K, D, CHUNK = 64, 32, 125_000
+print = functools.partial(print, flush=True)  # noqa: A001 - progress of a long run
+
+
+def write_data(path: str, n: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(K, D)).astype(np.float32)
+    spreads = rng.uniform(0.5, 1.5, size=K).astype(np.float32)
+    z = zarr.create_array(store=path, shape=(n, D), chunks=(CHUNK, D), dtype="float32",
+                          overwrite=True)
+    for start in range(0, n, CHUNK):
+        m = min(CHUNK, n - start)
+        r = np.random.default_rng([seed, start])
+        y = r.integers(0, K, size=m)
+        block = centers[y] + r.standard_normal((m, D), dtype=np.float32) * spreads[y, None]
+        z[start : start + m] = block
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", default=None, help="where to write the Zarr array (default: temp)")
+    ap.add_argument("--rows", type=int, default=6_000_000)
+    ap.add_argument("--batch-size", type=int, default=CHUNK)
+    ap.add_argument("--init-size", type=int, default=50_000)
+    args = ap.parse_args()
+    tmp = args.dir or tempfile.mkdtemp(prefix="bench-minibatch-")
+    path = os.path.join(tmp, "X.zarr")
+    if not os.path.exists(path):
+        _, t = timed(lambda: write_data(path, args.rows))
+        print(f"wrote {path} in {t:.1f}s")
+    blas = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads"))
+            for i in threadpool_info()]
+    print(f"daskmeans {daskmeans.__version__}, dask {dask.__version__}, BLAS {blas}")
+    with dask.config.set(scheduler="threads", num_workers=2):
+        X = daskmeans.open_zarr(path)
+        print(f"X: {X.shape} {X.dtype}, chunks {X.chunks[0][0]} rows, {X.numblocks[0]} blocks")
+        reads = [timed(lambda: X.sum().compute())[1] for _ in range(3)]
+        read = min(reads)
+        print(f"read pass (X.sum): {read:.2f}s (min of {[round(r, 2) for r in reads]})")
+
+        exact, t_exact = timed(lambda: KMeans(K, tol=1e-5, max_iter=150, random_state=0).fit(X))
+        ref = exact.inertia_
+        print(f"exact KMeans: inertia {ref:.6e}, {exact.n_iter_} iterations, {t_exact:.0f}s")
+
+        rows = []
+        for passes in (1, 3):
+            model = MiniBatchKMeans(K, batch_size=args.batch_size, init_size=args.init_size,
+                                    max_iter=passes, max_no_improvement=None, random_state=0)
+            _, t = timed(lambda model=model: model.fit(X))
+            fold = model.timings_["fold"]
+            rows.append((f"daskmeans MiniBatchKMeans, {passes} pass(es)", fold, t,
+                         model.inertia_))
+        for passes in (1, 3):
+            from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
+
+            sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=0,
+                                   compute_labels=False)
+            zarr_arr = zarr.open_array(path, mode="r")
+
+            def run(sk=sk, zarr_arr=zarr_arr, passes=passes):
+                for _ in range(passes):
+                    for start in range(0, zarr_arr.shape[0], CHUNK):
+                        sk.partial_fit(zarr_arr[start : start + CHUNK])
+
+            _, t = timed(run)
+            inertia = -_frozen(sk.cluster_centers_).score(X)
+            rows.append((f"scikit-learn partial_fit over chunks, {passes} pass(es)", t, None,
+                         inertia))
+
+    print()
+    print("| method | fold / loop (read passes) | whole fit incl. exact inertia pass "
+          "(read passes) | inertia vs converged |")
+    print("|---|---|---|---|")
+    for name, t_loop, t_fit, inertia in rows:
+        fit = "-" if t_fit is None else f"{t_fit:.2f}s ({t_fit / read:.2f})"
+        print(f"| {name} | {t_loop:.2f}s ({t_loop / read:.2f}) | {fit} | "
+              f"{100 * (inertia / ref - 1):+.2f}% |")
+    print(f"\nread pass {read:.2f}s; exact KMeans {exact.n_iter_} iterations, {t_exact:.0f}s")
+
+
+def _frozen(centers):
+    """A KMeans carrying given centres, to score them with one pass."""
+    km = KMeans(len(centers))
+    km.cluster_centers_ = np.asarray(centers)
+    km.n_features_in_ = centers.shape[1]
+    return km
+
+
+if __name__ == "__main__":
+    main()
