@@ -29,7 +29,6 @@ import tempfile
 import time
 
 import dask
-import dask.array as da
 import numpy as np
 import zarr
 from threadpoolctl import threadpool_info
