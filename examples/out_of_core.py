@@ -7,8 +7,8 @@
 5. Draw the clusters (a uniform sample, projected on its principal axes) and
    the convergence curve.
 
-Run ``python examples/out_of_core.py [OUTPUT_DIR]`` (about 320 MB of data
-against a 300 MB worker; under a minute on 2 cores).
+Run ``python examples/out_of_core.py [OUTPUT_DIR]`` (about 540 MB of data
+against one 500 MB worker; about a minute on 2 cores).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from daskmeans import KMeans, plot
 from daskmeans.datasets import write_blobs
 
 
-def main(out="ooc-output", *, n_samples: int = 2_500_000, n_features: int = 16,
-         n_clusters: int = 8, memory_limit: str = "300MB", n_workers: int = 1,
+def main(out="ooc-output", *, n_samples: int = 4_200_000, n_features: int = 16,
+         n_clusters: int = 8, memory_limit: str = "500MB", n_workers: int = 1,
          chunk_rows: int = 100_000, seed: int = 0) -> dict:
     """Generate, fit, label and plot; return the numbers it prints."""
     from distributed import Client, LocalCluster
