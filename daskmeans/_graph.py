@@ -9,14 +9,18 @@ happens here; the functions passed in do it.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import dask
 import dask.array as da
+import dask.threaded
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from dask.system import CPU_COUNT
 
 __all__ = ["DEFAULT_SPLIT_EVERY", "block_reduce", "compute_passes", "resolve_split_every"]
 
@@ -120,6 +124,68 @@ def compute_passes(*passes: Delayed) -> tuple:
     """Compute several one-pass reductions together (they share the reads).
 
     Uses the active ``distributed.Client`` when there is one, dask's
-    configured scheduler otherwise (threads by default).
+    configured scheduler otherwise (threads by default). Under the local
+    threaded scheduler BLAS is limited to one thread for the duration of the
+    compute (see :func:`_blas_limit`).
     """
-    return dask.compute(*passes)
+    with _blas_limit(passes):
+        return dask.compute(*passes)
+
+
+def _n_partial_tasks(passes) -> int:
+    n = 0
+    for p in passes:
+        layer = p.__dask_graph__().layers.get(p.key) if hasattr(p, "key") else None
+        if layer is None:
+            return 1 << 30  # unknown: assume many
+        n += sum(1 for k in layer if isinstance(k, tuple) and "-partial-" in k[0])
+    return n
+
+
+def _blas_limit(passes):
+    """One BLAS thread per task while the local threaded scheduler runs the passes.
+
+    Dask's threads already use every core; letting each task's matrix product
+    start its own BLAS threads oversubscribes them. The limit is set once around
+    the whole compute, never inside tasks (BLAS pools are process-wide). It is
+    skipped for other schedulers (distributed workers set their own limits),
+    for a single worker thread and for a pass of a single block, where BLAS
+    threads are the only parallelism.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    try:
+        scheduler = dask.base.get_scheduler(collections=list(passes))
+    except Exception:  # pragma: no cover - be conservative
+        return contextlib.nullcontext()
+    if scheduler is not dask.threaded.get:
+        return contextlib.nullcontext()
+    n_workers = dask.config.get("num_workers", None) or CPU_COUNT
+    if n_workers < 2 or _n_partial_tasks(passes) < 2:
+        return contextlib.nullcontext()
+    return _shared_blas_limit(threadpool_limits)
+
+
+_LIMIT_LOCK = threading.Lock()
+_LIMIT_STATE: dict = {"depth": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def _shared_blas_limit(threadpool_limits):
+    """Reference-counted BLAS limit: fits running in several threads at once
+    share one limit, set by the first to enter and restored by the last to
+    leave (nested limits restored out of order would leave BLAS limited)."""
+    with _LIMIT_LOCK:
+        if _LIMIT_STATE["depth"] == 0:
+            _LIMIT_STATE["limiter"] = threadpool_limits(limits=1, user_api="blas")
+        _LIMIT_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _LIMIT_LOCK:
+            _LIMIT_STATE["depth"] -= 1
+            if _LIMIT_STATE["depth"] == 0:
+                _LIMIT_STATE["limiter"].restore_original_limits()
+                _LIMIT_STATE["limiter"] = None

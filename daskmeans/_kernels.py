@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels_numba
+
 __all__ = [
     "accumulate",
     "assign",
@@ -33,6 +35,13 @@ __all__ = [
 _DIST_BLOCK_BYTES = 1 << 21
 #: Largest k for which per-cluster sums use a one-hot matrix product.
 _ONEHOT_MAX_K = 64
+#: Use the compiled (numba) loops when they are available; tests switch it off
+#: to compare with the NumPy path.
+_USE_NUMBA = _kernels_numba.AVAILABLE
+#: Target size in bytes of the transposed distance block of the compiled path.
+_NUMBA_DIST_BLOCK_BYTES = 1 << 20
+#: Target size in bytes of the rows of one sub-block of the compiled path.
+_NUMBA_ROW_BLOCK_BYTES = 1 << 19
 
 
 def row_block_size(n_centers: int, itemsize: int, n_rows: int) -> int:
@@ -115,6 +124,9 @@ def nearest(X: np.ndarray, centers: np.ndarray, bounds=None) -> tuple[np.ndarray
     n_groups = len(bounds) - 1
     labels = np.empty((n_groups, n), dtype=np.intp)
     dist = np.empty((n_groups, n), dtype=np.float64)
+    if _use_numba(X, centers):
+        _nearest_numba(X, centers, bounds, labels, dist)
+        return labels, dist
     c_sq = sq_norms(centers)
     step = row_block_size(centers.shape[0], X.itemsize, n)
     for start in range(0, n, step):
@@ -242,33 +254,131 @@ def lloyd_partial(
     counts = np.zeros(K, dtype=np.float64)
     inertia = np.zeros(n_groups, dtype=np.float64)
     far = _FarRows(n_groups, n_far, d, X.dtype) if n_far else None
-    step = row_block_size(K, X.itemsize, n)
-    for start in range(0, n, step):
-        Xs = X[start : start + step]
-        ws = None if weights is None else weights[start : start + step]
-        D = Xs @ centers.T
-        D *= -2
-        D += c_sq
-        labels, mins = _group_argmin(D, bounds)
-        mins += sq_norms(Xs)
-        np.maximum(mins, 0, out=mins)
-        if ws is None:
-            inertia += mins.sum(axis=1, dtype=np.float64)
-        else:
-            inertia += mins @ ws.astype(np.float64, copy=False)
-        for g in range(n_groups):
-            lo, hi = bounds[g], bounds[g + 1]
-            s, c = accumulate(Xs, labels[g] - lo, ws, hi - lo)
-            sums[lo:hi] += s
-            counts[lo:hi] += c
-        if far is not None:
-            far.update(Xs, ws, labels, mins)
+    # labels and distances of the whole block, kept only for the far rows
+    all_labels = np.empty((n_groups, n), dtype=np.intp) if far is not None else None
+    all_mins = np.empty((n_groups, n), dtype=X.dtype) if far is not None else None
+    if _use_numba(X, centers, weights):
+        _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, all_labels, all_mins)
+    else:
+        step = row_block_size(K, X.itemsize, n)
+        for start in range(0, n, step):
+            Xs = X[start : start + step]
+            ws = None if weights is None else weights[start : start + step]
+            D = Xs @ centers.T
+            D *= -2
+            D += c_sq
+            labels, mins = _group_argmin(D, bounds)
+            mins += sq_norms(Xs)
+            np.maximum(mins, 0, out=mins)
+            if ws is None:
+                inertia += mins.sum(axis=1, dtype=np.float64)
+            else:
+                inertia += mins @ ws.astype(np.float64, copy=False)
+            for g in range(n_groups):
+                lo, hi = bounds[g], bounds[g + 1]
+                s, c = accumulate(Xs, labels[g] - lo, ws, hi - lo)
+                sums[lo:hi] += s
+                counts[lo:hi] += c
+            if far is not None:
+                all_labels[:, start : start + step] = labels
+                all_mins[:, start : start + step] = mins
+    if far is not None:
+        far.update(X, weights, all_labels, all_mins)
     out = {"sums": sums, "counts": counts, "inertia": inertia}
     if far is not None:
         out["far"] = far.result()
     if with_moments:
         out["moments"] = moments(X)
     return out
+
+
+def _use_numba(X: np.ndarray, centers: np.ndarray, weights=None) -> bool:
+    """Whether the compiled loops apply to these arrays."""
+    return (
+        _USE_NUMBA
+        and X.ndim == 2
+        and X.dtype in (np.float32, np.float64)
+        and centers.dtype == X.dtype
+        and X.shape[0] > 0
+        and centers.shape[0] > 0
+        and (weights is None or weights.dtype.kind == "f")
+    )
+
+
+def _numba_step(n_centers: int, n_features: int, itemsize: int, n_rows: int) -> int:
+    """Rows per sub-block of the compiled path.
+
+    Both the transposed distance block and the rows (read twice: by BLAS,
+    then by the accumulation loop) should stay in the per-core cache.
+    """
+    rows = min(
+        _NUMBA_DIST_BLOCK_BYTES // max(1, n_centers * itemsize),
+        _NUMBA_ROW_BLOCK_BYTES // max(1, n_features * itemsize),
+    )
+    rows = max(128, min(rows, 8192))
+    return max(1, min(rows, n_rows))
+
+
+def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, all_labels, all_mins):
+    """Compiled body of :func:`lloyd_partial`: BLAS distances, then one loop.
+
+    Adds into ``sums``, ``counts`` and ``inertia`` in place; fills
+    ``all_labels`` and ``all_mins`` (n_groups, n) unless they are None.
+    """
+    n = X.shape[0]
+    K = centers.shape[0]
+    n_groups = len(bounds) - 1
+    cm2 = centers * X.dtype.type(-2)  # exact: scaling by a power of two
+    c_sq = sq_norms(centers)
+    w = np.empty(0, dtype=np.float64) if weights is None else weights
+    step = _numba_step(K, X.shape[1], X.itemsize, n)
+    buf = np.empty(K * step, dtype=X.dtype)
+    lab = np.empty((n_groups, step), dtype=np.intp)
+    best = np.empty((n_groups, step), dtype=X.dtype)
+    argmin_columns = _kernels_numba.argmin_columns
+    accumulate_rows = _kernels_numba.accumulate_rows
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        Xs = X[start:stop]
+        ws = w if weights is None else w[start:stop]
+        Dt = buf[: K * m].reshape(K, m)
+        np.matmul(cm2, Xs.T, out=Dt)
+        for g in range(n_groups):
+            lo, hi = int(bounds[g]), int(bounds[g + 1])
+            lab_g = lab[g, :m]
+            best_g = best[g, :m]
+            argmin_columns(Dt, c_sq, lo, hi, lab_g, best_g)
+            inertia[g] += accumulate_rows(Xs, ws, lab_g, best_g, sums, counts)
+        if all_labels is not None:
+            all_labels[:, start:stop] = lab[:, :m]
+            all_mins[:, start:stop] = best[:, :m]
+
+
+def _nearest_numba(X, centers, bounds, labels, dist):
+    """Compiled labels-only sweep: fill ``labels`` and ``dist`` (n_groups, n).
+
+    ``dist`` (float64) may be None when only labels are wanted.
+    """
+    n = X.shape[0]
+    K = centers.shape[0]
+    cm2 = centers * X.dtype.type(-2)
+    c_sq = sq_norms(centers)
+    step = _numba_step(K, X.shape[1], X.itemsize, n)
+    buf = np.empty(K * step, dtype=X.dtype)
+    best = np.empty(step, dtype=X.dtype)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        Xs = X[start:stop]
+        Dt = buf[: K * m].reshape(K, m)
+        np.matmul(cm2, Xs.T, out=Dt)
+        for g in range(len(bounds) - 1):
+            lab_g = labels[g, start:stop]
+            lo, hi = int(bounds[g]), int(bounds[g + 1])
+            _kernels_numba.argmin_columns(Dt, c_sq, lo, hi, lab_g, best[:m])
+            if dist is not None:
+                _kernels_numba.sq_dist_rows(Xs, best[:m], dist[g, start:stop])
 
 
 class _FarRows:
@@ -415,6 +525,10 @@ def assign(
     c_sq = sq_norms(centers)
     labels = np.empty(n, dtype=np.int64)
     dist = np.empty(n, dtype=np.float64) if return_distances else None
+    if _use_numba(X, centers):
+        dist2 = None if dist is None else dist[None, :]
+        _nearest_numba(X, centers, _as_bounds(None, k), labels[None, :], dist2)
+        return (labels, dist) if return_distances else labels
     step = row_block_size(k, X.itemsize, n)
     for start in range(0, n, step):
         Xs = X[start : start + step]

@@ -1,0 +1,109 @@
+"""Optional compiled loops for :mod:`daskmeans._kernels` (numba, ``nogil``).
+
+These loops replace the NumPy argmin and per-cluster accumulation of a
+sub-block once its distance matrix has been computed by BLAS. They release the
+GIL, so Dask's threads run them in parallel. When numba is not installed (or
+``DASKMEANS_NUMBA=0`` is set) :data:`AVAILABLE` is False and the NumPy code in
+:mod:`daskmeans._kernels` is used instead; both give the same labels, and sums
+equal up to floating-point rounding (these accumulate in float64).
+
+The distance matrix here is *transposed*, ``Dt = (-2 C) @ X.T`` of shape
+``(K, n)``, so that the running minimum over centres is an elementwise loop
+over rows, which the compiler vectorises.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["AVAILABLE", "accumulate_rows", "argmin_columns", "sq_dist_rows"]
+
+try:  # pragma: no cover - depends on the environment
+    if os.environ.get("DASKMEANS_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
+        raise ImportError("disabled by DASKMEANS_NUMBA")
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None
+
+#: True when the compiled loops can be used.
+AVAILABLE = numba is not None
+
+# Reassociation lets the compiler vectorise the row norms; no "nnan"/"ninf",
+# so comparisons with infinity and NaN keep their IEEE meaning.
+_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+def _argmin_columns(Dt, c_sq, lo, hi, labels, best):
+    """Per column ``i``: first ``j`` in ``[lo, hi)`` minimising ``Dt[j, i] + c_sq[j]``.
+
+    Writes the global index into ``labels[i]`` and the minimum into ``best[i]``.
+    Ties go to the smallest index, as :func:`numpy.argmin`.
+    """
+    n = Dt.shape[1]
+    c = c_sq[lo]
+    for i in range(n):
+        best[i] = Dt[lo, i] + c
+        labels[i] = lo
+    for j in range(lo + 1, hi):
+        c = c_sq[j]
+        for i in range(n):
+            v = Dt[j, i] + c
+            lt = v < best[i]
+            best[i] = v if lt else best[i]
+            labels[i] = j if lt else labels[i]
+
+
+def _accumulate_rows(X, w, labels, best, sums, counts):
+    """Add rows into ``sums[labels]``; turn ``best`` into squared distances.
+
+    ``best[i]`` holds ``||c||^2 - 2 x.c`` on entry and ``max(||x - c||^2, 0)``
+    on exit. ``w`` of length 0 means unit weights. Returns the weighted sum of
+    the squared distances (float64).
+    """
+    n, d = X.shape
+    has_w = w.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        a = labels[i]
+        xs = 0.0
+        if has_w:
+            wi = np.float64(w[i])
+            for f in range(d):
+                v = np.float64(X[i, f])
+                xs += v * v
+                sums[a, f] += wi * v
+        else:
+            wi = 1.0
+            for f in range(d):
+                v = np.float64(X[i, f])
+                xs += v * v
+                sums[a, f] += v
+        dist = np.float64(best[i]) + xs
+        if dist < 0.0:
+            dist = 0.0
+        best[i] = dist
+        counts[a] += wi
+        total += wi * dist
+    return total
+
+
+def _sq_dist_rows(X, best, out):
+    """``out[i] = max(best[i] + ||X[i]||^2, 0)`` in float64."""
+    n, d = X.shape
+    for i in range(n):
+        xs = 0.0
+        for f in range(d):
+            v = np.float64(X[i, f])
+            xs += v * v
+        dist = np.float64(best[i]) + xs
+        out[i] = dist if dist > 0.0 else 0.0
+
+
+if AVAILABLE:
+    argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
+    accumulate_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_rows)
+    sq_dist_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_rows)
+else:  # pragma: no cover
+    argmin_columns = accumulate_rows = sq_dist_rows = None

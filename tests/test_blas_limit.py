@@ -1,0 +1,72 @@
+"""compute_passes limits BLAS to one thread per task under the threaded scheduler only."""
+
+import threading
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from daskmeans import _graph
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def _blas_threads():
+    info = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    return max(info) if info else None
+
+
+def _pass(n_blocks, seen):
+    X = da.from_array(np.ones((10 * n_blocks, 2)), chunks=(10, 2))
+
+    def chunk(block, w, index):
+        seen.append(_blas_threads())
+        return block.sum()
+
+    return _graph.block_reduce(X, None, chunk, sum, name="t")
+
+
+def test_limit_is_one_thread_under_threads_and_restored():
+    if _blas_threads() is None:
+        pytest.skip("no BLAS found by threadpoolctl")
+    before = _blas_threads()
+    seen: list = []
+    with dask.config.set(scheduler="threads", num_workers=2):
+        (total,) = _graph.compute_passes(_pass(6, seen))
+    assert total == 120.0
+    assert set(seen) == {1}
+    assert _blas_threads() == before
+
+
+def test_no_limit_for_sync_scheduler_or_single_block():
+    if _blas_threads() is None:
+        pytest.skip("no BLAS found by threadpoolctl")
+    before = _blas_threads()
+    seen: list = []
+    with dask.config.set(scheduler="sync"):
+        _graph.compute_passes(_pass(6, seen))
+    with dask.config.set(scheduler="threads", num_workers=2):
+        _graph.compute_passes(_pass(1, seen))
+    assert set(seen) == {before}
+
+
+def test_concurrent_computes_restore_the_original_limit():
+    if _blas_threads() is None:
+        pytest.skip("no BLAS found by threadpoolctl")
+    before = _blas_threads()
+    seen: list = []
+    g = _pass(4, seen)
+
+    def work():
+        with dask.config.set(scheduler="threads", num_workers=2):
+            for _ in range(10):
+                _graph.compute_passes(g)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 4 * 10 * 4
+    assert _blas_threads() == before

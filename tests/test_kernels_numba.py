@@ -1,0 +1,101 @@
+"""The compiled (numba) path of the kernels against the NumPy path and brute force."""
+
+import numpy as np
+import pytest
+
+from daskmeans import _kernels, _kernels_numba
+
+pytestmark = pytest.mark.skipif(not _kernels_numba.AVAILABLE, reason="numba not installed")
+
+
+def brute(X, C, w=None):
+    D = ((X[:, None, :].astype(np.float64) - C[None, :, :].astype(np.float64)) ** 2).sum(-1)
+    lab = D.argmin(1)
+    dist = D[np.arange(len(X)), lab]
+    w = np.ones(len(X)) if w is None else w
+    sums = np.zeros(C.shape, dtype=np.float64)
+    np.add.at(sums, lab, X.astype(np.float64) * w[:, None])
+    counts = np.bincount(lab, weights=w, minlength=len(C))
+    return lab, dist, sums, counts, float(dist @ w)
+
+
+def tol_for(dtype):
+    return dict(rtol=1e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-8)
+
+
+def both_paths(monkeypatch, func, *args, **kwargs):
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
+    fast = func(*args, **kwargs)
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", False)
+    slow = func(*args, **kwargs)
+    return fast, slow
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 5, 300])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_numba_lloyd_partial_matches_numpy_and_brute_force(dtype, k, weighted, monkeypatch):
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(2100, 6)).astype(dtype)
+    C = X[rng.choice(len(X), k, replace=False)].copy()
+    w = rng.uniform(0, 3, size=len(X)) if weighted else None
+    # several sub-blocks of uneven length
+    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 333)
+    fast, slow = both_paths(monkeypatch, _kernels.lloyd_partial, X, C, w, n_far=4)
+    lab, dist, sums, counts, inertia = brute(X, C, w)
+    assert fast["sums"].dtype == np.float64 and fast["counts"].dtype == np.float64
+    # same labels: equal counts (weighted ones up to the order of the float64 sum)
+    np.testing.assert_allclose(fast["counts"], slow["counts"], rtol=1e-12)
+    np.testing.assert_allclose(fast["counts"], counts, **tol_for(dtype))
+    np.testing.assert_allclose(fast["sums"], sums, **tol_for(dtype))
+    np.testing.assert_allclose(fast["sums"], slow["sums"], **tol_for(dtype))
+    np.testing.assert_allclose(fast["inertia"][0], inertia, **tol_for(dtype))
+    np.testing.assert_array_equal(fast["far"]["labels"], slow["far"]["labels"])
+    np.testing.assert_allclose(fast["far"]["dist"], slow["far"]["dist"], **tol_for(dtype))
+
+
+def test_numba_groups_match_numpy(monkeypatch):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1000, 3)).astype(np.float32)
+    C = X[:20].copy()
+    bounds = [0, 4, 11, 20]
+    fast, slow = both_paths(monkeypatch, _kernels.lloyd_partial, X, C, bounds=bounds, n_far=3)
+    np.testing.assert_array_equal(fast["counts"], slow["counts"])
+    np.testing.assert_allclose(fast["sums"], slow["sums"], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(fast["inertia"], slow["inertia"], rtol=1e-5)
+    np.testing.assert_array_equal(fast["far"]["labels"], slow["far"]["labels"])
+
+
+def test_numba_ties_go_to_first_centre(monkeypatch):
+    X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
+    C = np.array([[1.0, 0.0], [1.0, 0.0], [3.0, 0.0]])  # centres 0 and 1 coincide
+    fast, slow = both_paths(monkeypatch, _kernels.lloyd_partial, X, C)
+    np.testing.assert_array_equal(fast["counts"], [3.0, 0.0, 0.0])
+    np.testing.assert_array_equal(fast["counts"], slow["counts"])
+    fast, slow = both_paths(monkeypatch, _kernels.assign, X, C, return_distances=True)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_allclose(fast[1], slow[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_assign_and_nearest_match_numpy(dtype, monkeypatch):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(1700, 5)).astype(dtype)
+    C = X[:40].copy()
+    fast, slow = both_paths(monkeypatch, _kernels.assign, X, C, return_distances=True)
+    assert fast[0].dtype == np.int64 and fast[1].dtype == np.float64
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_allclose(fast[1], slow[1], **tol_for(dtype))
+    fast, slow = both_paths(monkeypatch, _kernels.nearest, X, C, [0, 15, 40])
+    np.testing.assert_array_equal(fast[0], slow[0])
+    assert fast[1].dtype == np.float64
+    np.testing.assert_allclose(fast[1], slow[1], **tol_for(dtype))
+
+
+def test_numba_path_is_skipped_for_mixed_dtypes(monkeypatch):
+    X = np.ones((10, 2), dtype=np.float32)
+    C = np.zeros((2, 2), dtype=np.float64)
+    assert not _kernels._use_numba(X, C)
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
+    out = _kernels.lloyd_partial(X, C)
+    np.testing.assert_allclose(out["counts"], [10.0, 0.0])
