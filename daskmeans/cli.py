@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from . import _cli_minibatch, _cli_tables
+from . import _cli_extra, _cli_minibatch, _cli_tables
 
 __all__ = ["main", "build_parser"]
 
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("target", metavar="INPUT|MODEL", help="Zarr array or model.json")
     info.set_defaults(handler=_cmd_info)
+    _cli_extra.add_parsers(sub, common)  # scan-k, plot
     _cli_minibatch.add_parsers(sub, common)  # update
     return parser
 
