@@ -295,6 +295,11 @@ def _reference_block_mb(block, seq, ref, lo, hi, dtype, block_info=None):
 # --------------------------------------------------------------------------- #
 # select_k
 # --------------------------------------------------------------------------- #
+def _child_seq(seq: np.random.SeedSequence, *key: int) -> np.random.SeedSequence:
+    """A SeedSequence for one use (e.g. the k-means|| run of one k), keyed like block_rng."""
+    return np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, *key))
+
+
 def _check_ks(ks, n: int) -> np.ndarray:
     try:
         values = [int(k) for k in ks]
@@ -450,8 +455,7 @@ def select_k(
     elif method == "k-means||":
         for k in fit_ks:
             centers, passes, _ = init_centers(
-                Xd, None, k, "k-means||", np.random.SeedSequence(seq.entropy, spawn_key=(
-                    *seq.spawn_key, _SEED, k)), n_init,
+                Xd, None, k, "k-means||", _child_seq(seq, _SEED, k), n_init,
                 oversampling_factor=proto.oversampling_factor, init_rounds=proto.init_rounds,
                 split_every=split_every,
             )
