@@ -68,20 +68,22 @@ class PeakRSS:
         self._thread.join()
 
 
-def write_data(path: str, gb: float, d: int, k: int, chunk_rows: int, seed: int) -> tuple:
+def write_data(path: str, gb: float, d: int, k: int, chunk_rows: int, seed: int,
+               cluster_std: float) -> tuple:
     """Write the array block by block (never whole in memory) unless it already exists."""
     import zarr
 
     rows = int(gb * 1e9 / (4 * d)) // chunk_rows * chunk_rows
     if os.path.exists(path):
         z = zarr.open_array(path, mode="r")
-        if z.shape == (rows, d):
+        if z.shape == (rows, d) and z.attrs.get("bench_cluster_std") == cluster_std:
             return z.shape, z.nbytes
     from daskmeans.datasets import write_blobs
 
     write_blobs(path, rows, d, k, chunk_rows=chunk_rows, random_state=seed, dtype=np.float32,
-                cluster_std=1.0, overwrite=True)
-    z = zarr.open_array(path, mode="r")
+                cluster_std=cluster_std, overwrite=True)
+    z = zarr.open_array(path, mode="a")
+    z.attrs["bench_cluster_std"] = cluster_std
     return z.shape, z.nbytes
 
 
@@ -94,6 +96,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--chunk-rows", type=int, default=131_072)
     parser.add_argument("--memory-limit", default="1.5GiB", help="per worker (2 workers)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cluster-std", type=float, default=0.1,
+                        help="blob spread; centres lie in [-1, 1]^d, so 0.1 gives separated "
+                             "clusters and 1.0 heavily overlapping ones")
     parser.add_argument("--persist-compare", action="store_true")
     args = parser.parse_args(argv)
 
@@ -105,11 +110,11 @@ def main(argv=None) -> dict:
 
     t0 = time.perf_counter()
     shape, nbytes = write_data(args.path, args.gb, args.features, args.clusters,
-                               args.chunk_rows, args.seed)
+                               args.chunk_rows, args.seed, args.cluster_std)
     print(f"data: {shape} float32, {nbytes / 1e9:.2f} GB ({time.perf_counter() - t0:.1f} s "
           "to write or find)")
     limit = parse_bytes(args.memory_limit)
-    out: dict = {"shape": list(shape), "data_gb": nbytes / 1e9,
+    out: dict = {"shape": list(shape), "data_gb": nbytes / 1e9, "cluster_std": args.cluster_std,
                  "workers": 2, "memory_limit_per_worker_gib": limit / 2**30}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit=limit,
                       dashboard_address=None, silence_logs=40) as cluster, Client(cluster):
