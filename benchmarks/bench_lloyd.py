@@ -310,8 +310,23 @@ def main(argv=None) -> int:
     print()
     print(text)
     if args.out:
-        Path(args.out).write_text("# Benchmark results (bench_lloyd.py)\n\n" + text)
+        write_results(Path(args.out), text)
     return 0
+
+
+START, END = "<!-- bench_lloyd:start -->", "<!-- bench_lloyd:end -->"
+
+
+def write_results(path: Path, text: str) -> None:
+    """Replace the text between the markers of ``path`` (or write a new file)."""
+    block = f"{START}\n{text}\n{END}"
+    old = path.read_text() if path.exists() else ""
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        new = head + block + rest.split(END, 1)[1]
+    else:
+        new = "# Benchmark results (bench_lloyd.py)\n\n" + block + "\n"
+    path.write_text(new)
 
 
 if __name__ == "__main__":

@@ -441,6 +441,12 @@ def moments(X: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     n = X.shape[0]
     if n == 0:
         return 0.0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
+    if _USE_NUMBA and X.ndim == 2 and X.dtype in (np.float32, np.float64):
+        mean = np.zeros(X.shape[1])
+        m2 = np.zeros(X.shape[1])
+        step = max(64, _NUMBA_ROW_BLOCK_BYTES // max(1, X.shape[1] * X.itemsize))
+        _kernels_numba.moments_rows(X, step, mean, m2)
+        return float(n), mean, m2
     mean = X.mean(axis=0, dtype=np.float64)
     dev = X - mean.astype(X.dtype)
     m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "accumulate_rows", "argmin_columns", "sq_dist_rows"]
+__all__ = ["AVAILABLE", "accumulate_rows", "argmin_columns", "moments_rows", "sq_dist_rows"]
 
 try:  # pragma: no cover - depends on the environment
     if os.environ.get("DASKMEANS_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
@@ -101,9 +101,44 @@ def _sq_dist_rows(X, best, out):
         out[i] = dist if dist > 0.0 else 0.0
 
 
+def _moments_rows(X, step, mean, m2):
+    """Column mean and sum of squared deviations (float64), one read of ``X``.
+
+    Sub-blocks of ``step`` rows are read twice while in cache (mean, then
+    deviations) and merged by Chan et al.'s formula. Returns the row count.
+    """
+    n, d = X.shape
+    count = 0.0
+    sub_mean = np.empty(d)
+    sub_m2 = np.empty(d)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        for f in range(d):
+            sub_mean[f] = 0.0
+            sub_m2[f] = 0.0
+        for i in range(start, stop):
+            for f in range(d):
+                sub_mean[f] += np.float64(X[i, f])
+        for f in range(d):
+            sub_mean[f] /= m
+        for i in range(start, stop):
+            for f in range(d):
+                v = np.float64(X[i, f]) - sub_mean[f]
+                sub_m2[f] += v * v
+        tot = count + m
+        for f in range(d):
+            delta = sub_mean[f] - mean[f]
+            mean[f] += delta * (m / tot)
+            m2[f] += sub_m2[f] + delta * delta * (count * m / tot)
+        count = tot
+    return count
+
+
 if AVAILABLE:
+    moments_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_moments_rows)
     argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
     accumulate_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_rows)
     sq_dist_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_rows)
 else:  # pragma: no cover
-    argmin_columns = accumulate_rows = sq_dist_rows = None
+    argmin_columns = accumulate_rows = sq_dist_rows = moments_rows = None

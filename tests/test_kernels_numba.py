@@ -99,3 +99,16 @@ def test_numba_path_is_skipped_for_mixed_dtypes(monkeypatch):
     monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
     out = _kernels.lloyd_partial(X, C)
     np.testing.assert_allclose(out["counts"], [10.0, 0.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_moments_match_numpy(dtype, monkeypatch):
+    rng = np.random.default_rng(7)
+    X = (rng.normal(size=(70_001, 5)) * [1, 10, 0.1, 1e3, 1] + [0, 5, -3, 1e4, 0]).astype(dtype)
+    fast, slow = both_paths(monkeypatch, _kernels.moments, X)
+    assert fast[0] == slow[0] == 70_001.0
+    ref_mean = X.astype(np.float64).mean(0)
+    ref_m2 = ((X.astype(np.float64) - ref_mean) ** 2).sum(0)
+    np.testing.assert_allclose(fast[1], ref_mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast[2], ref_m2, rtol=1e-10)
+    np.testing.assert_allclose(slow[2], ref_m2, rtol=1e-4 if dtype == np.float32 else 1e-10)
