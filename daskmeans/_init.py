@@ -543,13 +543,22 @@ def init_centers(
         keep = wts > 0
         sample, wts = sample[keep], wts[keep]
         if len(sample) < n_clusters:
-            # tiny or heavily zero-weighted data: sample every row instead
-            if has_unknown_rows(X):  # the sample already holds every row
-                check_n_samples(n_clusters, len(sample))
-            sample, wts = sample_rows(X, weights, X.shape[0], seq, split_every=split_every,
-                                      prep=prep)
-            keep = wts > 0
-            sample, wts = sample[keep], wts[keep]
+            if has_unknown_rows(X) or size >= X.shape[0]:
+                # the sample already held every row: fewer usable rows than clusters
+                if weights is None and prep is None:
+                    check_n_samples(n_clusters, len(sample))
+                raise ValueError(
+                    f"n_clusters={n_clusters} must be <= the number of rows with positive "
+                    f"sample_weight (and no NaN), got {len(sample)}."
+                )
+            # rows of positive weight are too rare for a sample of this size: draw
+            # n_clusters distinct rows by weight instead (one more pass, bounded memory)
+            rows = random_rows(X, weights, n_clusters, n_groups, seq, split_every=split_every,
+                               prep=prep)
+            if pending:
+                work = prep.resolve(moments)
+                rows = np.stack([work.to_work(r, what="X") for r in rows])
+            return [rows[g].copy() for g in range(n_groups)], 2, moments
         if pending:
             sample = prep.resolve(moments).to_work(sample, what="X")
         centers = [
