@@ -548,8 +548,8 @@ def init_centers(
                 if weights is None and prep is None:
                     check_n_samples(n_clusters, len(sample))
                 raise ValueError(
-                    f"n_clusters={n_clusters} must be <= the number of rows with positive "
-                    f"sample_weight (and no NaN), got {len(sample)}."
+                    f"n_clusters={n_clusters} must be <= the number of rows not omitted "
+                    f"and with positive sample_weight, got {len(sample)}."
                 )
             # rows of positive weight are too rare for a sample of this size: draw
             # n_clusters distinct rows by weight instead (one more pass, bounded memory)
