@@ -12,6 +12,10 @@ from pathlib import Path
 
 import dask.array as da
 
+# the process umask, read once (os.umask can only be read by setting it)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 __all__ = [
     "active_client",
     "atomic_dir",
@@ -147,6 +151,7 @@ def atomic_write_text(path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

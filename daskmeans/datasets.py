@@ -26,6 +26,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from daskmeans._io import atomic_dir
+from daskmeans._rng import as_seed_sequence, block_rng
 
 __all__ = ["make_blobs", "write_blobs"]
 
@@ -35,30 +36,6 @@ _DEFAULT_BLOCK_BYTES = 64 * 2**20
 # spawn_key prefixes: one stream for the cluster layout, one per row block.
 _KEY_LAYOUT = 0
 _KEY_BLOCK = 1
-
-
-def _seed_sequence(random_state: Any) -> np.random.SeedSequence:
-    """Turn ``None``, an int, a SeedSequence or a Generator into a SeedSequence."""
-    if isinstance(random_state, np.random.SeedSequence):
-        return random_state
-    if isinstance(random_state, np.random.Generator):
-        return np.random.SeedSequence(int(random_state.integers(2**63)))
-    if random_state is None:
-        return np.random.SeedSequence()
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state must be non-negative, got {random_state}")
-        return np.random.SeedSequence(int(random_state))
-    raise TypeError(
-        "random_state must be None, an int, a numpy SeedSequence or Generator, "
-        f"got {type(random_state).__name__}"
-    )
-
-
-def _child(seq: np.random.SeedSequence, *key: int) -> np.random.Generator:
-    """Generator for the stream ``key`` under ``seq`` (independent of spawn order)."""
-    child = np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + key)
-    return np.random.default_rng(child)
 
 
 def _check_positive_int(name: str, value: Any) -> int:
@@ -93,7 +70,7 @@ def _layout(
     cluster_std: float | Sequence[float],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster centres (k, d) and per-cluster standard deviations (k,), float64."""
-    rng = _child(seq, _KEY_LAYOUT)
+    rng = block_rng(seq, _KEY_LAYOUT)
     if isinstance(centers, (int, np.integer)) and not isinstance(centers, bool):
         k = _check_positive_int("centers", centers)
         if n_features is None:
@@ -208,7 +185,7 @@ def make_blobs(
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"dtype must be a floating point type, got {dtype}")
-    seq = _seed_sequence(random_state)
+    seq = as_seed_sequence(random_state)
     means, stds = _layout(seq, centers, n_features, cluster_std)
     d = means.shape[1]
     if chunk_rows is None:
@@ -292,7 +269,7 @@ def write_blobs(
     >>> from daskmeans.datasets import write_blobs
     >>> info = write_blobs("blobs.zarr", 10_000, 4, 5, random_state=0)  # doctest: +SKIP
     """
-    seq = _seed_sequence(random_state)
+    seq = as_seed_sequence(random_state)
     X, y, means = make_blobs(
         n_samples,
         n_features,
