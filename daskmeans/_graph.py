@@ -89,7 +89,8 @@ def block_reduce(
         raise ValueError("internal: X must have one block along the features axis")
     fan_in = resolve_split_every(split_every)
     consts = consts or {}
-    token = tokenize(X.name, None if weights is None else weights.name, chunk, combine, consts, fan_in, finalize)
+    wname = None if weights is None else weights.name
+    token = tokenize(X.name, wname, chunk, combine, consts, fan_in, finalize)
     const_key = f"{name}-consts-{token}"
     part = f"{name}-partial-{token}"
     dsk: dict = {const_key: consts}

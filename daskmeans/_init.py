@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _kernels
 from ._graph import block_reduce, compute_passes
-from ._lloyd import check_block, lloyd_numpy, partial_pass, prepare_block
+from ._lloyd import lloyd_numpy, partial_pass, prepare_block
 from ._prep import apply_prep
 from ._rng import block_rng, purpose_key
 from ._validation import has_unknown_rows

@@ -314,6 +314,8 @@ def lloyd(
     LloydState
     """
     check = check_first
+    if state.tol_abs is None and tol == 0:
+        state.tol_abs = 0.0  # no variance needed: keep the first pass as light as the others
     while state.active.any():
         idx = np.flatnonzero(state.active)
         centers = [state.centers[g] for g in idx]

@@ -64,5 +64,6 @@ def block_rng(seq: np.random.SeedSequence, *key: int) -> np.random.Generator:
     *key : int
         Non-negative integers naming the use; equal keys give equal streams.
     """
-    child = np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + tuple(int(k) for k in key))
+    spawn_key = tuple(seq.spawn_key) + tuple(int(k) for k in key)
+    child = np.random.SeedSequence(seq.entropy, spawn_key=spawn_key)
     return np.random.default_rng(child)

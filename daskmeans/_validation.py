@@ -71,9 +71,18 @@ def as_float_dtype(dtype) -> np.dtype:
 
 
 def default_row_chunks(n_rows: int, n_features: int, itemsize: int) -> int:
-    """Rows per block for arrays the library chunks itself (about 16 MiB blocks)."""
-    rows = TARGET_BLOCK_BYTES // max(1, n_features * itemsize)
-    return int(max(1024, min(rows, n_rows)))
+    """Rows per block for arrays the library chunks itself.
+
+    Blocks of at most about 16 MiB, at least 8 of them when there are enough
+    rows (so that threads have work to share), an even number, and all of
+    (nearly) the same length so that no thread waits on a short last block.
+    The rule depends only on the shape, so results do not depend on the machine.
+    """
+    nbytes = n_rows * n_features * itemsize
+    blocks = max(math.ceil(nbytes / TARGET_BLOCK_BYTES), min(8, math.ceil(n_rows / 4096)), 1)
+    if blocks > 1:
+        blocks += blocks % 2
+    return max(1, math.ceil(n_rows / blocks))
 
 
 def check_array_input(

@@ -15,8 +15,15 @@ from ._compat import BaseEstimator, ClusterMixin, TransformerMixin
 from ._graph import compute_passes
 from ._init import init_centers
 from ._io import persist_inputs, resolve_persist, wait_persisted, write_json
-from ._lloyd import LloydState, check_block, finalize, lloyd, partial_pass, warn_if_degenerate
-from ._lloyd import prepare_block
+from ._lloyd import (
+    LloydState,
+    check_block,
+    finalize,
+    lloyd,
+    partial_pass,
+    prepare_block,
+    warn_if_degenerate,
+)
 from ._prep import ZeroRowsError, check_prep_params, make_prep
 from ._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
 from ._rng import as_seed_sequence
@@ -233,7 +240,8 @@ default="k-means||"
         if isinstance(self.n_init, str):
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {self.n_init!r}.")
-            self._n_init = 10 if (isinstance(init, str) and init == "random") or callable(init) else 1
+            many = (isinstance(init, str) and init == "random") or callable(init)
+            self._n_init = 10 if many else 1
         else:
             self._n_init = check_int("n_init", self.n_init, low=1)
         if not isinstance(init, str) and not callable(init) and self._n_init != 1:
@@ -264,7 +272,9 @@ default="k-means||"
 
     def _fingerprint(self, X: da.Array, weights) -> dict:
         params = {
-            k: v for k, v in self.get_params().items() if k not in ("verbose", "callback", "persist")
+            k: v
+            for k, v in self.get_params().items()
+            if k not in ("verbose", "callback", "persist")
         }
         params = {k: _jsonable(v) for k, v in params.items()}
         return {
@@ -307,7 +317,9 @@ default="k-means||"
         self
         """
         self._check_params()
-        Xd, in_memory = check_array_input(X, allow_nan=self._nan_omit, storage_options=storage_options)
+        Xd, in_memory = check_array_input(
+            X, allow_nan=self._nan_omit, storage_options=storage_options
+        )
         n, d = Xd.shape
         k = self.n_clusters
         if k > n:  # False when n is unknown (NaN): init checks it from its first pass

@@ -788,6 +788,10 @@ class MiniBatchKMeans(KMeans):
         if first:
             self._check_params()
         Xd, weights, in_memory = self._prepare(X, sample_weight)
+        if in_memory and Xd.numblocks[0] > 1:
+            # a NumPy batch is one mini-batch step, however the library would chunk it
+            Xd = Xd.rechunk({0: -1})
+            weights = None if weights is None else weights.rechunk(-1)
         n, d = Xd.shape
         if first:
             if self.n_clusters > n:

@@ -10,8 +10,7 @@ import zarr
 from dask.sizeof import sizeof
 
 import daskmeans
-from daskmeans import KMeans, open_zarr, write_labels
-from daskmeans import _io
+from daskmeans import KMeans, _io, open_zarr, write_labels
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
 import daskmeans.minibatch as mb
 from daskmeans import KMeans, MiniBatchKMeans
+from daskmeans._validation import default_row_chunks
 from daskmeans.testing import counting_dask
 
 
@@ -142,10 +143,12 @@ def test_fit_numpy_equals_dask_with_same_chunks_and_any_scheduler(big_blobs):
     np.testing.assert_array_equal(lazy.cluster_centers_, sync.cluster_centers_)
     np.testing.assert_array_equal(lazy.counts_, sync.counts_)
     assert lazy.n_steps_ == sync.n_steps_ == 2 * (4 * 20 + 16)  # 4 blocks of 5000 rows, 1 of 4000
-    # the default chunking of NumPy input is one block here: a different fold
+    # NumPy input is chunked by the library's default rule: the same fold as Dask input
+    # with those chunks
     assert from_numpy.n_steps_ > 0 and np.isfinite(from_numpy.inertia_)
+    rows = default_row_chunks(X.shape[0], X.shape[1], X.itemsize)
     np.testing.assert_array_equal(
-        MiniBatchKMeans(**params).fit(da.from_array(X, chunks=(24_000, 4))).cluster_centers_,
+        MiniBatchKMeans(**params).fit(da.from_array(X, chunks=(rows, 4))).cluster_centers_,
         from_numpy.cluster_centers_,
     )
 

@@ -89,7 +89,9 @@ def test_negative_dask_weight_detected_in_first_pass():
     w = np.ones(50)
     w[40] = -1
     with pytest.raises(ValueError, match="sample_weight must be >= 0"):
-        KMeans(2, random_state=0).fit(da.from_array(X, chunks=10), sample_weight=da.from_array(w, 10))
+        KMeans(2, random_state=0).fit(
+            da.from_array(X, chunks=10), sample_weight=da.from_array(w, 10)
+        )
 
 
 def test_predict_before_fit_and_wrong_features():
