@@ -614,16 +614,21 @@ default="k-means||"
         write_json(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, doc: dict) -> KMeans:
-        """Rebuild a model written by :meth:`to_dict`."""
-        if doc.get("format") != MODEL_FORMAT:
-            raise ValueError(
-                f"model: expected format {MODEL_FORMAT!r}, got {doc.get('format')!r}."
-            )
-        if doc.get("format_version", 0) > MODEL_VERSION:
+    def _model_from_doc(cls, doc: dict, fmt: str, version: int) -> tuple:
+        """Check a saved model's format and version; rebuild its parameters and centres.
+
+        Returns
+        -------
+        model : an instance of ``cls`` with ``cluster_centers_`` set
+        fitted : dict
+            The document's ``"fitted"`` section, for the caller's other attributes.
+        """
+        if doc.get("format") != fmt:
+            raise ValueError(f"model: expected format {fmt!r}, got {doc.get('format')!r}.")
+        if doc.get("format_version", 0) > version:
             raise ValueError(
                 f"model: format_version {doc.get('format_version')} is newer than this "
-                f"library understands ({MODEL_VERSION}); upgrade daskmeans."
+                f"library understands ({version}); upgrade daskmeans."
             )
         params = dict(doc["params"])
         if isinstance(params.get("init"), list):
@@ -633,6 +638,12 @@ default="k-means||"
         model.cluster_centers_ = np.asarray(fit["cluster_centers_"], dtype=np.float64).astype(
             fit["dtype"]
         )
+        return model, fit
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> KMeans:
+        """Rebuild a model written by :meth:`to_dict`."""
+        model, fit = cls._model_from_doc(doc, MODEL_FORMAT, MODEL_VERSION)
         model.inertia_ = float(fit["inertia_"])
         model.n_iter_ = int(fit["n_iter_"])
         model.n_features_in_ = int(fit["n_features_in_"])

@@ -866,23 +866,7 @@ class MiniBatchKMeans(KMeans):
     @classmethod
     def from_dict(cls, doc: dict) -> MiniBatchKMeans:
         """Rebuild a model written by :meth:`to_dict`."""
-        if doc.get("format") != MODEL_FORMAT:
-            raise ValueError(
-                f"model: expected format {MODEL_FORMAT!r}, got {doc.get('format')!r}."
-            )
-        if doc.get("format_version", 0) > MODEL_VERSION:
-            raise ValueError(
-                f"model: format_version {doc.get('format_version')} is newer than this "
-                f"library understands ({MODEL_VERSION}); upgrade daskmeans."
-            )
-        params = dict(doc["params"])
-        if isinstance(params.get("init"), list):
-            params["init"] = np.asarray(params["init"])
-        model = cls(**params)
-        fit = doc["fitted"]
-        model.cluster_centers_ = np.asarray(fit["cluster_centers_"], dtype=np.float64).astype(
-            fit["dtype"]
-        )
+        model, fit = cls._model_from_doc(doc, MODEL_FORMAT, MODEL_VERSION)
         model.counts_ = np.asarray(fit["counts_"], dtype=np.float64)
         model.n_steps_ = int(fit["n_steps_"])
         model._n_since_reassign = int(fit["n_since_reassign"])
