@@ -40,6 +40,7 @@ from ._graph import compute_passes
 from ._init import kmeans_plusplus
 from ._io import write_json
 from ._lloyd import check_block, partial_pass, warn_if_degenerate
+from ._prep import check_prep_params, make_prep
 from ._rng import as_seed_sequence, block_rng, purpose_key
 from ._validation import (
     check_array_input,
@@ -126,6 +127,7 @@ class FoldParams:
     max_no_improvement: int | None = None
     n_samples: int = 0  # rows of the whole data (smoothing factor of the ewa)
     check: bool = False
+    omit_nan: bool = False  # nan_policy="omit": rows holding NaN are dropped per block
 
 
 # --------------------------------------------------------------------------- #
@@ -241,7 +243,7 @@ def fold_block(state: FoldState, block, params: FoldParams) -> FoldState:
     its rows are shuffled and split into ``ceil(n / batch_size)`` batches of
     nearly equal size.
     """
-    if state.stopped or block is None:
+    if state.stopped or block is None or block[0].shape[0] == 0:
         return state
     X, w = block
     if params.check:
@@ -364,8 +366,11 @@ class BlockReader:
     A gate whose state has stopped skips the read.
     """
 
-    def __init__(self, X: da.Array, weights: da.Array | None, index: int) -> None:
+    def __init__(
+        self, X: da.Array, weights: da.Array | None, index: int, omit_nan: bool = False
+    ) -> None:
         self.index = index
+        self.omit_nan = omit_nan
         self.x = _block_graph(X, index)
         self.w = None if weights is None else _block_graph(weights, index)
 
@@ -376,7 +381,20 @@ class BlockReader:
 
         X = np.ascontiguousarray(get_sync(*self.x))
         w = None if self.w is None else np.asarray(get_sync(*self.w), dtype=np.float64)
+        return drop_nan_rows(X, w, self.omit_nan)
+
+
+def drop_nan_rows(X: np.ndarray, w, omit: bool) -> tuple:
+    """``(X, w)`` without the rows holding a NaN when ``omit`` (``nan_policy="omit"``).
+
+    A per-block copy only; the data as a whole is never filtered or copied.
+    """
+    if not omit:
         return X, w
+    valid = ~np.isnan(X).any(axis=1)
+    if valid.all():
+        return X, w
+    return X[valid], (None if w is None else w[valid])
 
 
 def _block_graph(arr: da.Array, index: int) -> tuple[dict, object]:
@@ -525,6 +543,11 @@ class MiniBatchKMeans(KMeans):
     random_state : int, RandomState, Generator, SeedSequence or None, default=None
     verbose : int, default=0
         Print one line per pass.
+    nan_policy : {"raise", "omit"}, default="raise"
+        ``"omit"``: rows holding a NaN are dropped block by block before the
+        mini-batches are cut (never a filtered copy of the data); they get
+        label -1 and distance NaN in ``predict``/``transform``, and
+        ``n_omitted_`` counts them after ``fit``.
 
     Attributes
     ----------
@@ -578,6 +601,7 @@ class MiniBatchKMeans(KMeans):
         reassignment_ratio=0.01,
         random_state=None,
         verbose=0,
+        nan_policy="raise",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -590,6 +614,7 @@ class MiniBatchKMeans(KMeans):
         self.reassignment_ratio = reassignment_ratio
         self.random_state = random_state
         self.verbose = verbose
+        self.nan_policy = nan_policy
 
     # ------------------------------------------------------------------ #
     # validation
@@ -649,9 +674,10 @@ class MiniBatchKMeans(KMeans):
         if not isinstance(self.verbose, bool | Integral) or self.verbose < 0:
             raise ValueError(f"verbose must be a non-negative integer, got {self.verbose!r}.")
         as_seed_sequence(self.random_state)
+        check_prep_params("euclidean", False, self.nan_policy)
 
     def _prepare(self, X, sample_weight):
-        Xd, in_memory = check_array_input(X)
+        Xd, in_memory = check_array_input(X, allow_nan=self.nan_policy == "omit")
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
         return Xd, weights, in_memory
 
@@ -681,14 +707,15 @@ class MiniBatchKMeans(KMeans):
         def read(b):
             x = Xd.blocks[b].compute(scheduler="sync")
             w = None if weights is None else weights.blocks[b].compute(scheduler="sync")
-            return np.ascontiguousarray(x), w
+            return drop_nan_rows(np.ascontiguousarray(x), w, params.omit_nan)
 
         return fold_local(read, order, start, params, init_spec)
 
     def _readers(self, Xd, weights, in_memory):
         if in_memory:
             return None
-        return [BlockReader(Xd, weights, b) for b in range(Xd.numblocks[0])]
+        omit = self.nan_policy == "omit"
+        return [BlockReader(Xd, weights, b, omit) for b in range(Xd.numblocks[0])]
 
     # ------------------------------------------------------------------ #
     # fitting
@@ -717,6 +744,7 @@ class MiniBatchKMeans(KMeans):
         self._seed = seq
         readers = self._readers(Xd, weights, in_memory)
         params = FoldParams(
+            omit_nan=self.nan_policy == "omit",
             seq=seq, batch_size=min(self.batch_size, n),
             reassignment_ratio=float(self.reassignment_ratio), early_stop=True,
             max_no_improvement=self.max_no_improvement, n_samples=n, check=not in_memory,
@@ -745,8 +773,10 @@ class MiniBatchKMeans(KMeans):
         t_fold = time.perf_counter() - t0
         t0 = time.perf_counter()
         self._set_state(state, d)
-        graph = partial_pass(Xd, weights, [self.cluster_centers_], name="minibatch-inertia")
+        graph = partial_pass(Xd, weights, [self.cluster_centers_], name="minibatch-inertia",
+                             prep=make_prep(Xd.dtype, nan_policy=self.nan_policy))
         (res,) = compute_passes(graph)
+        self.n_omitted_ = int(res.get("n_omitted", 0))
         self.inertia_ = float(res["inertia"][0])
         self.cluster_sizes_ = np.asarray(res["counts"], dtype=np.float64)
         self.n_iter_ = n_iter
@@ -807,6 +837,7 @@ class MiniBatchKMeans(KMeans):
         elif Xd.dtype != self.cluster_centers_.dtype:
             Xd = Xd.astype(self.cluster_centers_.dtype)
         params = FoldParams(
+            omit_nan=self.nan_policy == "omit",
             seq=self._seed, batch_size=None, reassignment_ratio=float(self.reassignment_ratio),
             check=not in_memory,
         )

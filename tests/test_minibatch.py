@@ -373,3 +373,28 @@ def test_cli_fit_minibatch_then_update(big_blobs, tmp_path):
                    "--out", str(tmp_path / "m3"))
     assert bad.returncode == 2 and "not a daskmeans mini-batch model" in bad.stderr
     assert not (tmp_path / "m3").exists()
+
+
+def test_nan_policy_omit_drops_rows_block_by_block(big_blobs):
+    X = big_blobs[:3000].copy()
+    C0 = X[:12].copy()
+    bad = X.copy()
+    bad[[5, 700, 2999], 1] = np.nan
+    lazy = MiniBatchKMeans(12, init=C0, random_state=0, nan_policy="omit")
+    lazy.partial_fit(da.from_array(bad, chunks=(1000, X.shape[1])))
+    ref = MiniBatchKMeans(12, init=C0, random_state=0)
+    for start in range(0, 3000, 1000):
+        blk = bad[start : start + 1000]
+        ref.partial_fit(blk[~np.isnan(blk).any(axis=1)])
+    np.testing.assert_array_equal(lazy.cluster_centers_, ref.cluster_centers_)
+    labels = lazy.predict(bad)
+    assert (labels[[5, 700, 2999]] == -1).all() and (labels >= 0).sum() == 2997
+    with pytest.raises(ValueError, match="NaN"):
+        MiniBatchKMeans(12, init=C0).fit(bad)
+    fitted = MiniBatchKMeans(12, random_state=0, nan_policy="omit", max_iter=2).fit(
+        da.from_array(bad, chunks=(1000, X.shape[1]))
+    )
+    assert fitted.n_omitted_ == 3
+    assert np.isfinite(fitted.cluster_centers_).all() and np.isfinite(fitted.inertia_)
+    with pytest.raises(ValueError, match="nan_policy"):
+        MiniBatchKMeans(12, nan_policy="drop").fit(X)
