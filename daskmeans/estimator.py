@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from numbers import Integral
 from pathlib import Path
 
@@ -183,6 +184,8 @@ default="k-means||"
     [[1.0, 2.0], [10.0, 2.0]]
     """
 
+    _init_methods = _INIT_METHODS
+
     def __init__(
         self,
         n_clusters=8,
@@ -221,14 +224,18 @@ default="k-means||"
     # ------------------------------------------------------------------ #
     # validation
     # ------------------------------------------------------------------ #
-    def _check_params(self) -> None:
-        """Validate constructor parameters; store resolved values in ``_*``."""
-        check_int("n_clusters", self.n_clusters, low=1)
+    def _check_init(self, *, auto_random: int) -> None:
+        """Validate ``init`` and ``n_init``; resolve ``n_init="auto"`` into ``_n_init``.
+
+        ``"auto"`` is ``auto_random`` for ``"random"`` and callables, 1 otherwise
+        (scikit-learn's rule: 10 for KMeans, 3 for MiniBatchKMeans). An explicit
+        array of centres always runs one initialisation.
+        """
         init = self.init
         if isinstance(init, str):
-            if init not in _INIT_METHODS:
+            if init not in self._init_methods:
                 raise ValueError(
-                    f"init must be one of {list(_INIT_METHODS)}, an array of shape "
+                    f"init must be one of {list(self._init_methods)}, an array of shape "
                     f"(n_clusters, n_features) or a callable; got {init!r}."
                 )
         elif not callable(init) and not hasattr(init, "__array__") and not isinstance(
@@ -241,19 +248,22 @@ default="k-means||"
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {self.n_init!r}.")
             many = (isinstance(init, str) and init == "random") or callable(init)
-            self._n_init = 10 if many else 1
+            self._n_init = auto_random if many else 1
         else:
             self._n_init = check_int("n_init", self.n_init, low=1)
         if not isinstance(init, str) and not callable(init) and self._n_init != 1:
-            import warnings
-
             warnings.warn(
                 f"Explicit initial centres passed as init: running one initialisation "
                 f"instead of n_init={self.n_init}.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
             self._n_init = 1
+
+    def _check_params(self) -> None:
+        """Validate constructor parameters; store resolved values in ``_*``."""
+        check_int("n_clusters", self.n_clusters, low=1)
+        self._check_init(auto_random=10)
         check_int("max_iter", self.max_iter, low=1)
         self._tol = check_real("tol", self.tol, low=0.0)
         check_real("oversampling_factor", self.oversampling_factor, low=0.0, low_inclusive=False)

@@ -587,6 +587,8 @@ class MiniBatchKMeans(KMeans):
     split_every = None
     persist = False
 
+    _init_methods = _INIT_METHODS
+
     def __init__(
         self,
         n_clusters=8,
@@ -621,36 +623,7 @@ class MiniBatchKMeans(KMeans):
     # ------------------------------------------------------------------ #
     def _check_params(self) -> None:
         k = check_int("n_clusters", self.n_clusters, low=1)
-        init = self.init
-        if isinstance(init, str):
-            if init not in _INIT_METHODS:
-                raise ValueError(
-                    f"init must be one of {list(_INIT_METHODS)}, an array of shape "
-                    f"(n_clusters, n_features) or a callable; got {init!r}."
-                )
-        elif not callable(init) and not hasattr(init, "__array__") and not isinstance(
-            init, list | tuple
-        ):
-            raise TypeError(
-                f"init must be a string, an array or a callable; got {type(init).__name__}."
-            )
-        if isinstance(self.n_init, str):
-            if self.n_init != "auto":
-                raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {self.n_init!r}.")
-            is_random = isinstance(init, str) and init == "random"
-            self._n_init = 3 if is_random or callable(init) else 1
-        else:
-            self._n_init = check_int("n_init", self.n_init, low=1)
-        if not isinstance(init, str) and not callable(init) and self._n_init != 1:
-            import warnings
-
-            warnings.warn(
-                f"Explicit initial centres passed as init: running one initialisation "
-                f"instead of n_init={self.n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            self._n_init = 1
+        self._check_init(auto_random=3)
         check_int("max_iter", self.max_iter, low=1)
         batch = check_int("batch_size", self.batch_size, low=1)
         self._tol = check_real("tol", self.tol, low=0.0)

@@ -4,18 +4,9 @@ import numpy as np
 import pytest
 
 from daskmeans import _kernels
+from daskmeans.testing import brute_force_lloyd
 
-
-def brute(X, C, w=None):
-    """Reference: labels, squared distances, sums, counts, inertia."""
-    D = ((X[:, None, :].astype(np.float64) - C[None, :, :].astype(np.float64)) ** 2).sum(-1)
-    lab = D.argmin(1)
-    dist = D[np.arange(len(X)), lab]
-    w = np.ones(len(X)) if w is None else w
-    sums = np.zeros(C.shape, dtype=np.float64)
-    np.add.at(sums, lab, X.astype(np.float64) * w[:, None])
-    counts = np.bincount(lab, weights=w, minlength=len(C))
-    return lab, dist, sums, counts, float(dist @ w)
+brute = brute_force_lloyd
 
 
 def tol_for(dtype):
