@@ -596,19 +596,7 @@ default="k-means||"
     def to_dict(self) -> dict:
         """A JSON-serialisable description of the model (parameters and fitted state)."""
         self._check_fitted()
-        from . import __version__
-
-        params = {k: _jsonable(v) for k, v in self.get_params().items() if k != "callback"}
-        if not isinstance(params["random_state"], int | None):
-            params["random_state"] = None
-        return {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_VERSION,
-            "library_version": __version__,
-            "params": params,
-            "fitted": {
-                "dtype": str(self.cluster_centers_.dtype),
-                "cluster_centers_": self.cluster_centers_.astype(np.float64).tolist(),
+        return self._model_to_doc(MODEL_FORMAT, MODEL_VERSION, {
                 "inertia_": self.inertia_,
                 "n_iter_": self.n_iter_,
                 "n_features_in_": self.n_features_in_,
@@ -616,6 +604,28 @@ default="k-means||"
                 "cluster_sizes_": np.asarray(self.cluster_sizes_).tolist(),
                 "n_passes_": getattr(self, "n_passes_", None),
                 **_prep_to_dict(self),
+        })
+
+    def _model_to_doc(self, fmt: str, version: int, fitted: dict) -> dict:
+        """The saved-model document: header, JSON parameters, centres and ``fitted``.
+
+        The counterpart of :meth:`_model_from_doc`. Parameters that JSON cannot
+        hold are dropped (``callback``) or reset (a non-integer ``random_state``).
+        """
+        from . import __version__
+
+        params = {k: _jsonable(v) for k, v in self.get_params().items() if k != "callback"}
+        if not isinstance(params["random_state"], int | None):
+            params["random_state"] = None
+        return {
+            "format": fmt,
+            "format_version": version,
+            "library_version": __version__,
+            "params": params,
+            "fitted": {
+                "dtype": str(self.cluster_centers_.dtype),
+                "cluster_centers_": self.cluster_centers_.astype(np.float64).tolist(),
+                **fitted,
             },
         }
 

@@ -49,7 +49,7 @@ from ._validation import (
     check_real,
     check_sample_weight,
 )
-from .estimator import KMeans, _jsonable
+from .estimator import KMeans
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -832,27 +832,14 @@ class MiniBatchKMeans(KMeans):
     def to_dict(self) -> dict:
         """A JSON-serialisable description of the model, counts and random state included."""
         self._check_fitted()
-        from . import __version__
 
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
-        if not isinstance(params["random_state"], int | None):
-            params["random_state"] = None
-        if callable(self.init):
-            params["init"] = "k-means++"
         seq = self._seed
         opt = {
             name: getattr(self, name, None)
             for name in ("inertia_", "n_iter_", "n_passes_", "inertia_history_")
         }
         sizes = getattr(self, "cluster_sizes_", None)
-        return {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_VERSION,
-            "library_version": __version__,
-            "params": params,
-            "fitted": {
-                "dtype": str(self.cluster_centers_.dtype),
-                "cluster_centers_": self.cluster_centers_.astype(np.float64).tolist(),
+        doc = self._model_to_doc(MODEL_FORMAT, MODEL_VERSION, {
                 "counts_": np.asarray(self.counts_, dtype=np.float64).tolist(),
                 "n_steps_": int(self.n_steps_),
                 "n_since_reassign": int(self._n_since_reassign),
@@ -860,8 +847,10 @@ class MiniBatchKMeans(KMeans):
                 "seed": {"entropy": str(seq.entropy), "spawn_key": list(seq.spawn_key)},
                 "cluster_sizes_": None if sizes is None else np.asarray(sizes).tolist(),
                 **opt,
-            },
-        }
+        })
+        if callable(self.init):
+            doc["params"]["init"] = "k-means++"  # a callable cannot be saved
+        return doc
 
     def save(self, path) -> None:
         """Write the model as plain, versioned JSON (atomically); ``load`` reads it back."""
