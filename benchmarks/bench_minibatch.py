@@ -15,15 +15,25 @@ Reported, all on dask's threaded scheduler with 2 threads:
   passes (its inertia is measured afterwards, not timed);
 * the converged exact fit: daskmeans.KMeans (k-means||, tol=1e-5, at most 150 iterations).
 
+The converged fit takes minutes: with ``--dir`` its inertia is cached in
+``DIR/reference.json`` (keyed by the data's shape and seed) and reused by
+later runs; ``--reference-inertia`` gives it directly. ``--methods`` runs a
+subset of the rows and ``--param NAME=VALUE`` passes extra constructor
+arguments to daskmeans' MiniBatchKMeans (for experiments).
+
 Usage::
 
     python benchmarks/bench_minibatch.py [--dir DIR] [--rows N] [--batch-size B]
+        [--reference-inertia R] [--methods ours:1,ours:3,sklearn:1,sklearn:3]
+        [--param NAME=VALUE ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import functools
+import json
 import os
 import tempfile
 import time
@@ -66,7 +76,23 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=6_000_000)
     ap.add_argument("--batch-size", type=int, default=CHUNK)
     ap.add_argument("--init-size", type=int, default=50_000)
+    ap.add_argument("--reference-inertia", type=float, default=None,
+                    help="inertia of the converged exact fit (skips computing it)")
+    ap.add_argument("--methods", default="ours:1,ours:3,sklearn:1,sklearn:3",
+                    help="comma-separated NAME:PASSES with NAME in ours, sklearn")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="extra MiniBatchKMeans argument (Python literal), repeatable")
     args = ap.parse_args()
+    methods = [(m.split(":")[0], int(m.split(":")[1])) for m in args.methods.split(",") if m]
+    extra = {}
+    for item in args.param:
+        name, value = item.split("=", 1)
+        try:
+            extra[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            extra[name] = value
+    if extra:
+        print(f"extra MiniBatchKMeans parameters: {extra}")
     tmp = args.dir or tempfile.mkdtemp(prefix="bench-minibatch-")
     path = os.path.join(tmp, "X.zarr")
     if not os.path.exists(path):
@@ -82,19 +108,25 @@ def main() -> None:
         read = min(reads)
         print(f"read pass (X.sum): {read:.2f}s (min of {[round(r, 2) for r in reads]})")
 
-        exact, t_exact = timed(lambda: KMeans(K, tol=1e-5, max_iter=150, random_state=0).fit(X))
-        ref = exact.inertia_
-        print(f"exact KMeans: inertia {ref:.6e}, {exact.n_iter_} iterations, {t_exact:.0f}s")
+        reference = _reference(tmp if args.dir else None, X, args.reference_inertia)
+        ref = reference["inertia"]
 
         rows = []
-        for passes in (1, 3):
+        for name, passes in methods:
+            if name != "ours":
+                continue
             model = MiniBatchKMeans(K, batch_size=args.batch_size, init_size=args.init_size,
-                                    max_iter=passes, max_no_improvement=None, random_state=0)
+                                    max_iter=passes, max_no_improvement=None, random_state=0,
+                                    **extra)
             _, t = timed(lambda model=model: model.fit(X))
             fold = model.timings_["fold"]
             rows.append((f"daskmeans MiniBatchKMeans, {passes} pass(es)", fold, t,
                          model.inertia_))
-        for passes in (1, 3):
+            print(f"{rows[-1][0]}: fold {fold:.2f}s, fit {t:.2f}s, "
+                  f"{100 * (model.inertia_ / ref - 1):+.2f}%")
+        for name, passes in methods:
+            if name != "sklearn":
+                continue
             from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
             sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=0,
@@ -119,7 +151,30 @@ def main() -> None:
         fit = "-" if t_fit is None else f"{t_fit:.2f}s ({t_fit / read:.2f})"
         print(f"| {name} | {t_loop:.2f}s ({t_loop / read:.2f}) | {fit} | "
               f"{100 * (inertia / ref - 1):+.2f}% |")
-    print(f"\nread pass {read:.2f}s; exact KMeans {exact.n_iter_} iterations, {t_exact:.0f}s")
+    print(f"\nread pass {read:.2f}s; reference: {reference['how']}")
+
+
+def _reference(cache_dir, X, given):
+    """Inertia of the converged exact fit: given, cached in ``cache_dir``, or computed."""
+    if given is not None:
+        return {"inertia": given, "how": f"given ({given:.6e})"}
+    key = {"shape": list(X.shape), "chunks": int(X.chunks[0][0]), "k": K, "data_seed": 0}
+    cache = None if cache_dir is None else os.path.join(cache_dir, "reference.json")
+    if cache is not None and os.path.exists(cache):
+        with open(cache) as f:
+            doc = json.load(f)
+        if doc.get("key") == key:
+            print(f"reference inertia from the cache: {doc['inertia']:.6e}")
+            return doc
+    exact, t = timed(lambda: KMeans(K, tol=1e-5, max_iter=150, random_state=0).fit(X))
+    print(f"exact KMeans: inertia {exact.inertia_:.6e}, {exact.n_iter_} iterations, {t:.0f}s")
+    doc = {"key": key, "inertia": float(exact.inertia_),
+           "how": f"KMeans(tol=1e-5, max_iter=150, random_state=0): {exact.n_iter_} "
+                  f"iterations, {t:.0f}s"}
+    if cache is not None:
+        with open(cache, "w") as f:
+            json.dump(doc, f)
+    return doc
 
 
 def _frozen(centers):
