@@ -398,3 +398,126 @@ def test_nan_policy_omit_drops_rows_block_by_block(big_blobs):
     assert np.isfinite(fitted.cluster_centers_).all() and np.isfinite(fitted.inertia_)
     with pytest.raises(ValueError, match="nan_policy"):
         MiniBatchKMeans(12, nan_policy="drop").fit(X)
+
+
+def _blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    info = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    return max(info) if info else None
+
+
+def test_fold_steps_run_with_one_blas_thread_under_threads(big_blobs, monkeypatch):
+    """The fold's steps share the cores with the reads: BLAS is limited, then restored."""
+    before = _blas_threads()
+    if before is None or before < 2:
+        pytest.skip("needs a BLAS with at least 2 threads")
+    seen = []
+    real_fold = mb.fold_block
+
+    def fold(state, block, params):
+        seen.append(_blas_threads())
+        return real_fold(state, block, params)
+
+    monkeypatch.setattr(mb, "fold_block", fold)
+    Xd = da.from_array(big_blobs, chunks=(4000, 4))
+    with dask.config.set(scheduler="threads", num_workers=2):
+        MiniBatchKMeans(12, batch_size=1000, max_iter=1, random_state=0).fit(Xd)
+    assert seen and set(seen) == {1}
+    assert _blas_threads() == before
+    seen.clear()
+    with dask.config.set(scheduler="threads", num_workers=1):  # BLAS is the only parallelism
+        MiniBatchKMeans(12, batch_size=1000, max_iter=1, random_state=0).fit(Xd)
+    assert seen and set(seen) == {before}
+
+
+@pytest.mark.parametrize("where", [0, 9_500, 23_999])
+def test_non_finite_rows_of_any_dask_block_are_rejected(big_blobs, where):
+    """Blocks are checked by their read tasks (init sample blocks and later ones)."""
+    X = big_blobs.copy()
+    X[where, 2] = np.inf
+    Xd = da.from_array(X, chunks=(1000, 4))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MiniBatchKMeans(12, batch_size=500, max_iter=1, random_state=0).fit(Xd)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MiniBatchKMeans(12, random_state=0).partial_fit(Xd)
+    w = np.ones(len(X))
+    w[where] = -1.0
+    with pytest.raises(ValueError, match="sample_weight"):
+        MiniBatchKMeans(12, batch_size=500, max_iter=1, random_state=0).fit(
+            da.from_array(big_blobs, chunks=(1000, 4)), sample_weight=da.from_array(w, 1000))
+
+
+def _numpy_lloyd(S, w, C, n_iter):
+    """Weighted Lloyd iterations by explicit differences (empty centres stay)."""
+    from daskmeans.testing import brute_force_lloyd
+
+    C = C.astype(np.float64)
+    for _ in range(n_iter):
+        _, _, sums, counts, _ = brute_force_lloyd(S, C, w)
+        new = C.copy()
+        new[counts > 0] = sums[counts > 0] / counts[counts > 0, None]
+        if np.array_equal(new, C):
+            break
+        C = new
+    return C
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_init_lloyd_iter_refines_each_candidate_on_its_sample(big_blobs, init):
+    pool = big_blobs[:3000]
+    wts = np.random.default_rng(2).uniform(0.5, 2.0, size=3000)
+    parts = [(pool[:1700], wts[:1700]), (pool[1700:], wts[1700:])]
+    seq = np.random.SeedSequence(4)
+    spec = dict(init=init, n_clusters=12, n_init=1, init_size=1000, seq=seq, tol=0.0,
+                dtype=np.float64)
+    seeds = mb.init_state(parts, spec).centers  # init_lloyd_iter absent: scikit-learn's seeding
+    np.testing.assert_array_equal(mb.init_state(parts, dict(spec, init_lloyd_iter=0)).centers,
+                                  seeds)
+    rows = np.sort(mb.block_rng(seq, mb._CANDIDATE, 0).choice(3000, 1000, replace=False))
+    for n_iter in (1, 4, 200):
+        got = mb.init_state(parts, dict(spec, init_lloyd_iter=n_iter))
+        ref = _numpy_lloyd(pool[rows], wts[rows], seeds, n_iter)
+        np.testing.assert_allclose(got.centers, ref, rtol=1e-10, atol=1e-10)
+        np.testing.assert_array_equal(got.counts, np.zeros(12))  # counts still start at zero
+    # with several candidates, each is refined before the comparison on the validation rows
+    best = mb.init_state(parts, dict(spec, n_init=3, init_lloyd_iter=5)).centers
+    valid = np.sort(mb.block_rng(seq, mb._VALIDATION).choice(3000, 1000, replace=False))
+    inertias = []
+    for g in range(3):
+        rng = mb.block_rng(seq, mb._CANDIDATE, g)
+        r = np.sort(rng.choice(3000, 1000, replace=False))  # the rows, as init_state draws them
+        sample, sw = pool[r], wts[r]
+        if init == "k-means++":
+            from daskmeans._init import kmeans_plusplus
+
+            C = kmeans_plusplus(sample, sw, 12, rng)
+        else:
+            C = sample[rng.choice(1000, 12, replace=False, p=sw / sw.sum())]
+        C = _numpy_lloyd(sample, sw, C, 5)
+        d2 = ((pool[valid][:, None] - C[None]) ** 2).sum(-1).min(1)
+        inertias.append(((d2 * wts[valid]).sum(), C))
+    np.testing.assert_allclose(best, min(inertias, key=lambda t: t[0])[1], rtol=1e-8, atol=1e-8)
+
+
+def test_init_lloyd_iter_on_the_estimator(big_blobs, tmp_path):
+    X = big_blobs
+    Xd = da.from_array(X, chunks=(5000, 4))
+    params = dict(n_clusters=12, batch_size=1000, max_iter=1, random_state=3)
+    plain = MiniBatchKMeans(**params).fit(Xd)
+    assert MiniBatchKMeans().init_lloyd_iter == 0
+    refined = MiniBatchKMeans(**params, init_lloyd_iter=20).fit(Xd)
+    assert not np.array_equal(refined.cluster_centers_, plain.cluster_centers_)
+    # the same fold on NumPy input with the same chunks, and on any scheduler
+    with dask.config.set(scheduler="sync"):
+        sync = MiniBatchKMeans(**params, init_lloyd_iter=20).fit(Xd)
+    np.testing.assert_array_equal(sync.cluster_centers_, refined.cluster_centers_)
+    # an explicit init array is used as given
+    C0 = X[:12].copy()
+    a = MiniBatchKMeans(12, init=C0, init_lloyd_iter=10).partial_fit(X[:500])
+    b = MiniBatchKMeans(12, init=C0).partial_fit(X[:500])
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    # kept by save / load
+    refined.save(tmp_path / "m.json")
+    assert MiniBatchKMeans.load(tmp_path / "m.json").init_lloyd_iter == 20
+    with pytest.raises(ValueError, match="init_lloyd_iter"):
+        MiniBatchKMeans(12, init_lloyd_iter=-1).fit(X)
