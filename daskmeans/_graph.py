@@ -10,6 +10,7 @@ happens here; the functions passed in do it.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -154,8 +155,8 @@ def _blas_limit(passes):
     threads are the only parallelism.
     """
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        import threadpoolctl  # noqa: F401
+    except ImportError:  # pragma: no cover - a base dependency, but be tolerant
         return contextlib.nullcontext()
     try:
         scheduler = dask.base.get_scheduler(collections=list(passes))
@@ -166,21 +167,37 @@ def _blas_limit(passes):
     n_workers = dask.config.get("num_workers", None) or CPU_COUNT
     if n_workers < 2 or _n_partial_tasks(passes) < 2:
         return contextlib.nullcontext()
-    return _shared_blas_limit(threadpool_limits)
+    return _shared_blas_limit()
 
 
 _LIMIT_LOCK = threading.Lock()
-_LIMIT_STATE: dict = {"depth": 0, "limiter": None}
+_LIMIT_STATE: dict = {"depth": 0, "limiter": None, "controller": None, "n_modules": -1}
+
+
+def _controller():
+    """A ``ThreadpoolController``, made again only when modules were imported.
+
+    Finding the loaded BLAS libraries costs a few milliseconds, paid on every
+    pass before; a new library can only arrive with a new (extension) module.
+    Call with ``_LIMIT_LOCK`` held.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    n_modules = len(sys.modules)
+    if _LIMIT_STATE["controller"] is None or _LIMIT_STATE["n_modules"] != n_modules:
+        _LIMIT_STATE["controller"] = ThreadpoolController()
+        _LIMIT_STATE["n_modules"] = n_modules
+    return _LIMIT_STATE["controller"]
 
 
 @contextlib.contextmanager
-def _shared_blas_limit(threadpool_limits):
+def _shared_blas_limit():
     """Reference-counted BLAS limit: fits running in several threads at once
     share one limit, set by the first to enter and restored by the last to
     leave (nested limits restored out of order would leave BLAS limited)."""
     with _LIMIT_LOCK:
         if _LIMIT_STATE["depth"] == 0:
-            _LIMIT_STATE["limiter"] = threadpool_limits(limits=1, user_api="blas")
+            _LIMIT_STATE["limiter"] = _controller().limit(limits=1, user_api="blas")
         _LIMIT_STATE["depth"] += 1
     try:
         yield

@@ -42,6 +42,9 @@ _USE_NUMBA = _kernels_numba.AVAILABLE
 _NUMBA_DIST_BLOCK_BYTES = 1 << 20
 #: Target size in bytes of the rows of one sub-block of the compiled path.
 _NUMBA_ROW_BLOCK_BYTES = 1 << 19
+#: Largest number of centres (all groups together) for which the compiled path
+#: computes row-major distances ``X @ C.T``; above it, transposed ``C @ X.T``.
+_ROWMAJOR_MAX_K = 64
 
 
 def row_block_size(n_centers: int, itemsize: int, n_rows: int) -> int:
@@ -253,13 +256,14 @@ def lloyd_partial(
     sums = np.zeros((K, d), dtype=np.float64)
     counts = np.zeros(K, dtype=np.float64)
     inertia = np.zeros(n_groups, dtype=np.float64)
-    far = _FarRows(n_groups, n_far, d, X.dtype) if n_far else None
-    # labels and distances of the whole block, kept only for the far rows
-    all_labels = np.empty((n_groups, n), dtype=np.intp) if far is not None else None
-    all_mins = np.empty((n_groups, n), dtype=X.dtype) if far is not None else None
+    far_out = None
     if _use_numba(X, centers, weights):
-        _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, all_labels, all_mins)
+        far_out = _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far)
     else:
+        far = _FarRows(n_groups, n_far, d, X.dtype) if n_far else None
+        # labels and distances of the whole block, kept only for the far rows
+        all_labels = np.empty((n_groups, n), dtype=np.intp) if far is not None else None
+        all_mins = np.empty((n_groups, n), dtype=X.dtype) if far is not None else None
         step = row_block_size(K, X.itemsize, n)
         for start in range(0, n, step):
             Xs = X[start : start + step]
@@ -282,11 +286,12 @@ def lloyd_partial(
             if far is not None:
                 all_labels[:, start : start + step] = labels
                 all_mins[:, start : start + step] = mins
-    if far is not None:
-        far.update(X, weights, all_labels, all_mins)
+        if far is not None:
+            far.update(X, weights, all_labels, all_mins)
+            far_out = far.result()
     out = {"sums": sums, "counts": counts, "inertia": inertia}
-    if far is not None:
-        out["far"] = far.result()
+    if far_out is not None:
+        out["far"] = far_out
     if with_moments:
         out["moments"] = moments(X)
     return out
@@ -308,8 +313,8 @@ def _use_numba(X: np.ndarray, centers: np.ndarray, weights=None) -> bool:
 def _numba_step(n_centers: int, n_features: int, itemsize: int, n_rows: int) -> int:
     """Rows per sub-block of the compiled path.
 
-    Both the transposed distance block and the rows (read twice: by BLAS,
-    then by the accumulation loop) should stay in the per-core cache.
+    Both the distance block and the rows (read twice: by BLAS, then by the
+    accumulation loop) should stay in the per-core cache.
     """
     rows = min(
         _NUMBA_DIST_BLOCK_BYTES // max(1, n_centers * itemsize),
@@ -319,40 +324,110 @@ def _numba_step(n_centers: int, n_features: int, itemsize: int, n_rows: int) -> 
     return max(1, min(rows, n_rows))
 
 
-def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, all_labels, all_mins):
+class _Distances:
+    """Sub-block distance products of the compiled path, in the faster layout.
+
+    ``block(Xs)`` returns ``(-2 C) . x`` for every row of ``Xs`` and every
+    centre: row-major ``(m, K)`` when ``K <= _ROWMAJOR_MAX_K`` (BLAS is much
+    faster with the long dimension on the output's rows), transposed ``(K, m)``
+    otherwise (the argmin then vectorises over rows). ``argmin`` fills labels
+    and minima of ``D + ||c||^2`` over a range of centres, in either layout.
+    """
+
+    def __init__(self, centers: np.ndarray, step: int) -> None:
+        K = centers.shape[0]
+        self.cm2 = centers * centers.dtype.type(-2)  # exact: scaling by a power of two
+        self.c_sq = sq_norms(centers)
+        self.rowmajor = K <= _ROWMAJOR_MAX_K
+        self.buf = np.empty(K * step, dtype=centers.dtype)
+        self.K = K
+
+    def block(self, Xs: np.ndarray) -> np.ndarray:
+        m = Xs.shape[0]
+        if self.rowmajor:
+            D = self.buf[: self.K * m].reshape(m, self.K)
+            np.matmul(Xs, self.cm2.T, out=D)
+        else:
+            D = self.buf[: self.K * m].reshape(self.K, m)
+            np.matmul(self.cm2, Xs.T, out=D)
+        return D
+
+    def argmin(self, D, lo: int, hi: int, labels, best) -> None:
+        if self.rowmajor:
+            _kernels_numba.argmin_rows(D, self.c_sq, lo, hi, labels, best)
+        else:
+            _kernels_numba.argmin_columns(D, self.c_sq, lo, hi, labels, best)
+
+
+class _FarBuffer:
+    """Compiled streaming selection of a block's ``m`` farthest rows, one group."""
+
+    def __init__(self, m: int) -> None:
+        cap = max(2 * m, m + 256)
+        self.m = m
+        self.dist = np.empty(cap, dtype=np.float64)
+        self.rows = np.empty(cap, dtype=np.intp)
+        self.labels = np.empty(cap, dtype=np.intp)
+        self.state = np.zeros(1, dtype=np.intp)
+        self.tau = np.full(1, -np.inf)
+
+    def push(self, best, labels, w, row0: int) -> None:
+        _kernels_numba.far_push(best, labels, w, row0, self.m, self.dist, self.rows,
+                                self.labels, self.state, self.tau)
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dist, rows, labels)`` of the kept rows, by decreasing distance."""
+        fill, _ = _kernels_numba.far_compact(self.dist, self.rows, self.labels,
+                                             int(self.state[0]), self.m)
+        return self.dist[:fill], self.rows[:fill], self.labels[:fill]
+
+
+def _far_result(X, weights, buffers, m) -> dict:
+    """The ``far`` entry of :func:`lloyd_partial` from the groups' buffers."""
+    picks = [b.take() for b in buffers]
+    width = min(len(p[0]) for p in picks)  # equal: every group sees the same rows
+    dist = np.stack([p[0][:width] for p in picks])
+    idx = np.stack([p[1][:width] for p in picks])
+    labels = np.stack([p[2][:width] for p in picks])
+    if weights is None:
+        wts = np.ones(idx.shape)
+    else:
+        wts = weights[idx].astype(np.float64, copy=False)
+    return {"dist": dist, "rows": X[idx], "labels": labels, "weights": wts, "m": m}
+
+
+def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far):
     """Compiled body of :func:`lloyd_partial`: BLAS distances, then one loop.
 
-    Adds into ``sums``, ``counts`` and ``inertia`` in place; fills
-    ``all_labels`` and ``all_mins`` (n_groups, n) unless they are None.
+    Adds into ``sums``, ``counts`` and ``inertia`` in place. Returns the
+    ``far`` entry (the ``n_far`` farthest rows of each group), or None when
+    ``n_far`` is 0.
     """
     n = X.shape[0]
     K = centers.shape[0]
     n_groups = len(bounds) - 1
-    cm2 = centers * X.dtype.type(-2)  # exact: scaling by a power of two
-    c_sq = sq_norms(centers)
     w = np.empty(0, dtype=np.float64) if weights is None else weights
     step = _numba_step(K, X.shape[1], X.itemsize, n)
-    buf = np.empty(K * step, dtype=X.dtype)
+    dists = _Distances(centers, step)
     lab = np.empty((n_groups, step), dtype=np.intp)
     best = np.empty((n_groups, step), dtype=X.dtype)
-    argmin_columns = _kernels_numba.argmin_columns
+    far = [_FarBuffer(n_far) for _ in range(n_groups)] if n_far else None
     accumulate_rows = _kernels_numba.accumulate_rows
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
         Xs = X[start:stop]
         ws = w if weights is None else w[start:stop]
-        Dt = buf[: K * m].reshape(K, m)
-        np.matmul(cm2, Xs.T, out=Dt)
+        D = dists.block(Xs)
         for g in range(n_groups):
             lo, hi = int(bounds[g]), int(bounds[g + 1])
             lab_g = lab[g, :m]
             best_g = best[g, :m]
-            argmin_columns(Dt, c_sq, lo, hi, lab_g, best_g)
+            dists.argmin(D, lo, hi, lab_g, best_g)
             inertia[g] += accumulate_rows(Xs, ws, lab_g, best_g, sums, counts)
-        if all_labels is not None:
-            all_labels[:, start:stop] = lab[:, :m]
-            all_mins[:, start:stop] = best[:, :m]
+            if far is not None:
+                far[g].push(best_g, lab_g, ws, start)
+    return None if far is None else _far_result(X, weights, far, n_far)
 
 
 def _nearest_numba(X, centers, bounds, labels, dist):
@@ -361,22 +436,17 @@ def _nearest_numba(X, centers, bounds, labels, dist):
     ``dist`` (float64) may be None when only labels are wanted.
     """
     n = X.shape[0]
-    K = centers.shape[0]
-    cm2 = centers * X.dtype.type(-2)
-    c_sq = sq_norms(centers)
-    step = _numba_step(K, X.shape[1], X.itemsize, n)
-    buf = np.empty(K * step, dtype=X.dtype)
+    step = _numba_step(centers.shape[0], X.shape[1], X.itemsize, n)
+    dists = _Distances(centers, step)
     best = np.empty(step, dtype=X.dtype)
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
         Xs = X[start:stop]
-        Dt = buf[: K * m].reshape(K, m)
-        np.matmul(cm2, Xs.T, out=Dt)
+        D = dists.block(Xs)
         for g in range(len(bounds) - 1):
             lab_g = labels[g, start:stop]
-            lo, hi = int(bounds[g]), int(bounds[g + 1])
-            _kernels_numba.argmin_columns(Dt, c_sq, lo, hi, lab_g, best[:m])
+            dists.argmin(D, int(bounds[g]), int(bounds[g + 1]), lab_g, best[:m])
             if dist is not None:
                 _kernels_numba.sq_dist_rows(Xs, best[:m], dist[g, start:stop])
 

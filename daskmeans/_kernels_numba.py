@@ -7,9 +7,19 @@ GIL, so Dask's threads run them in parallel. When numba is not installed (or
 :mod:`daskmeans._kernels` is used instead; both give the same labels, and sums
 equal up to floating-point rounding (these accumulate in float64).
 
-The distance matrix here is *transposed*, ``Dt = (-2 C) @ X.T`` of shape
-``(K, n)``, so that the running minimum over centres is an elementwise loop
-over rows, which the compiler vectorises.
+Two layouts of the distance matrix are supported. For few centres it is
+row-major, ``D = X @ (-2 C).T`` of shape ``(n, K)``: BLAS is about three times
+faster in that orientation when K is small (the long dimension is the rows of
+the output), and the argmin per row is short. For many centres it is
+*transposed*, ``Dt = (-2 C) @ X.T`` of shape ``(K, n)``, so that the running
+minimum over centres is an elementwise loop over rows, which the compiler
+vectorises.
+
+The farthest rows of a block (for relocating empty clusters) are selected
+while streaming: a row enters a small buffer only when it is farther than
+the ``m``-th farthest kept so far, and the buffer is compacted to ``m`` rows
+when full. For rows in random order this touches ``O(m log(n / m))`` rows
+instead of sorting or partitioning the whole block.
 """
 
 from __future__ import annotations
@@ -18,7 +28,16 @@ import os
 
 import numpy as np
 
-__all__ = ["AVAILABLE", "accumulate_rows", "argmin_columns", "moments_rows", "sq_dist_rows"]
+__all__ = [
+    "AVAILABLE",
+    "accumulate_rows",
+    "argmin_columns",
+    "argmin_rows",
+    "far_compact",
+    "far_push",
+    "moments_rows",
+    "sq_dist_rows",
+]
 
 try:  # pragma: no cover - depends on the environment
     if os.environ.get("DASKMEANS_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
@@ -53,6 +72,76 @@ def _argmin_columns(Dt, c_sq, lo, hi, labels, best):
             lt = v < best[i]
             best[i] = v if lt else best[i]
             labels[i] = j if lt else labels[i]
+
+
+def _argmin_rows(D, c_sq, lo, hi, labels, best):
+    """Per row ``i`` of a row-major ``D``: first ``j`` in ``[lo, hi)`` minimising
+    ``D[i, j] + c_sq[j]``.
+
+    Writes the global index into ``labels[i]`` and the minimum into ``best[i]``.
+    Ties go to the smallest index, as :func:`numpy.argmin`.
+    """
+    n = D.shape[0]
+    for i in range(n):
+        b = D[i, lo] + c_sq[lo]
+        a = lo
+        for j in range(lo + 1, hi):
+            v = D[i, j] + c_sq[j]
+            if v < b:
+                b = v
+                a = j
+        labels[i] = a
+        best[i] = b
+
+
+def _far_compact(dist, rows, labels, fill, m):
+    """Keep the ``m`` largest of ``dist[:fill]`` (ties: earlier entries first).
+
+    Reorders the first entries of the three buffers in place, by decreasing
+    distance. Returns ``(new_fill, threshold)``: the threshold is the smallest
+    kept distance once ``m`` are kept, else minus infinity.
+    """
+    order = np.argsort(-dist[:fill], kind="mergesort")
+    keep = min(m, fill)
+    d2 = dist[order[:keep]]
+    r2 = rows[order[:keep]]
+    l2 = labels[order[:keep]]
+    dist[:keep] = d2
+    rows[:keep] = r2
+    labels[:keep] = l2
+    tau = d2[keep - 1] if keep == m and keep > 0 else -np.inf
+    return keep, tau
+
+
+def _far_push(best, labels, w, row0, m, dist, rows, lab, state, tau):
+    """Offer the rows of a sub-block to the buffer of the farthest rows.
+
+    ``best`` holds the squared distances of the sub-block's rows to their
+    centres, ``labels`` their centres; ``row0`` is the index of the first row
+    in the block. Rows of weight zero are skipped (``w`` of length 0 means unit
+    weights). ``state[0]`` is the buffer fill and ``tau[0]`` the threshold;
+    both are updated.
+    """
+    n = best.shape[0]
+    has_w = w.shape[0] > 0
+    cap = dist.shape[0]
+    fill = state[0]
+    t = tau[0]
+    for i in range(n):
+        if has_w and not (w[i] > 0):
+            continue
+        v = np.float64(best[i])
+        if v > t:
+            if fill == cap:
+                fill, t = _far_compact(dist, rows, lab, fill, m)
+                if not v > t:
+                    continue
+            dist[fill] = v
+            rows[fill] = row0 + i
+            lab[fill] = labels[i]
+            fill += 1
+    state[0] = fill
+    tau[0] = t
 
 
 def _accumulate_rows(X, w, labels, best, sums, counts):
@@ -138,7 +227,13 @@ def _moments_rows(X, step, mean, m2):
 if AVAILABLE:
     moments_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_moments_rows)
     argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
+    argmin_rows = numba.njit(nogil=True, cache=True)(_argmin_rows)
+    far_compact = numba.njit(nogil=True, cache=True)(_far_compact)
+    # far_push calls far_compact: bind the compiled one into its globals
+    _far_compact = far_compact
+    far_push = numba.njit(nogil=True, cache=True)(_far_push)
     accumulate_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_rows)
     sq_dist_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_rows)
 else:  # pragma: no cover
-    argmin_columns = accumulate_rows = sq_dist_rows = moments_rows = None
+    argmin_columns = argmin_rows = accumulate_rows = sq_dist_rows = moments_rows = None
+    far_compact = far_push = None

@@ -105,3 +105,59 @@ def test_numba_moments_match_numpy(dtype, monkeypatch):
     np.testing.assert_allclose(fast[1], ref_mean, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(fast[2], ref_m2, rtol=1e-10)
     np.testing.assert_allclose(slow[2], ref_m2, rtol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def _far_reference(X, C, w, m):
+    """Brute force: the m positive-weight rows farthest from their nearest centre."""
+    lab, dist, *_ = brute(X, C, w)
+    ok = np.ones(len(X), bool) if w is None else w > 0
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(-dist[idx], kind="stable")[:m]]
+    return order, lab[order], dist[order]
+
+
+@pytest.mark.parametrize("layout_k", [0, 10**9])  # transposed, row-major distances
+@pytest.mark.parametrize("order", ["random", "increasing"])
+def test_streamed_far_rows_are_the_farthest(layout_k, order, monkeypatch):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(5000, 4)) * rng.uniform(0.1, 3, size=(5000, 1))
+    C = X[:7].copy()
+    w = rng.uniform(0, 2, size=len(X))
+    w[rng.random(len(X)) < 0.2] = 0.0  # zero weight: never a far row
+    if order == "increasing":  # every row farther than all before: the buffer refills often
+        _, dist, *_ = brute(X, C, None)
+        perm = np.argsort(dist, kind="stable")
+        X, w = X[perm], w[perm]
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
+    monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
+    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 97)
+    m = 6
+    out = _kernels.lloyd_partial(X, C, w, n_far=m)["far"]
+    idx, lab, dist = _far_reference(X, C, w, m)
+    np.testing.assert_array_equal(out["labels"][0], lab)
+    np.testing.assert_allclose(out["dist"][0], dist, rtol=1e-10)
+    np.testing.assert_array_equal(out["rows"][0], X[idx])
+    np.testing.assert_array_equal(out["weights"][0], w[idx])
+    assert out["m"] == m
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_major_and_transposed_layouts_agree(dtype, monkeypatch):
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(3000, 9)).astype(dtype)
+    C = X[rng.choice(len(X), 30, replace=False)].copy()
+    bounds = [0, 10, 30]
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
+    out = {}
+    for name, limit in (("rows", 10**9), ("cols", 0)):
+        monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", limit)
+        out[name] = (_kernels.lloyd_partial(X, C, bounds=bounds, n_far=3),
+                     _kernels.nearest(X, C, bounds))
+    a, b = out["rows"], out["cols"]
+    np.testing.assert_array_equal(a[0]["counts"], b[0]["counts"])
+    np.testing.assert_allclose(a[0]["sums"], b[0]["sums"], **tol_for(dtype))
+    np.testing.assert_allclose(a[0]["inertia"], b[0]["inertia"], **tol_for(dtype))
+    np.testing.assert_array_equal(a[0]["far"]["labels"], b[0]["far"]["labels"])
+    np.testing.assert_array_equal(a[1][0], b[1][0])
+    lab, *_ = brute(X.astype(np.float64), C[10:].astype(np.float64), None)
+    np.testing.assert_array_equal(a[1][0][1], lab + 10)
