@@ -24,22 +24,18 @@ model saved and loaded continues exactly as one that was not.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, replace
 from numbers import Integral
 
-import dask
 import dask.array as da
-import dask.threaded
 import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
-from dask.system import CPU_COUNT
 
-from . import _graph, _kernels
+from . import _kernels
 from ._graph import compute_passes
 from ._init import kmeans_plusplus
 from ._io import write_json
@@ -450,7 +446,7 @@ def fold_graph(
     """One pass of the fold over the blocks in ``order``, as a chain of tasks.
 
     Task ``<name>-fold, j`` depends on the state of task ``j - 1`` and on
-    ``<name>-read, j``, which reads block ``order[j]`` once task
+    ``<name>-partial-read, j``, which reads block ``order[j]`` once task
     ``j - LOOKAHEAD`` is done (the first blocks are read at once).
 
     Parameters
@@ -478,7 +474,9 @@ def fold_graph(
         None if start is None else (start.centers, start.counts, start.n_steps),
         None if init_spec is None else repr(sorted(init_spec.items(), key=lambda kv: kv[0])),
     )
-    read, fold = f"{name}-read-{token}", f"{name}-fold-{token}"
+    # "-partial-" marks the per-block tasks for compute_passes, which then limits BLAS
+    # to one thread under the threaded scheduler: the steps share the cores with the reads
+    read, fold = f"{name}-partial-read-{token}", f"{name}-fold-{token}"
     state0 = f"{name}-start-{token}"
     dsk: dict = {}
     n_init_blocks = 0
@@ -507,28 +505,6 @@ class _Opaque:
 
     def __init__(self, value) -> None:
         self.value = value
-
-
-def fold_blas_limit(graph):
-    """One BLAS thread per task while the local threaded scheduler runs a fold.
-
-    The fold is a chain (one step at a time) whose reads run on the other
-    worker threads; BLAS threads started by a step would compete with those
-    reads for the cores (measured: a one-pass fold of the README's benchmark
-    takes 2.0-2.3 s with BLAS free, 1.6 s limited). The limit is the one
-    :func:`daskmeans._graph.compute_passes` sets for the other passes (shared
-    and reference counted); it is skipped for other schedulers and for a
-    single worker thread, where BLAS threads are the only parallelism.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return contextlib.nullcontext()
-    if dask.base.get_scheduler(collections=[graph]) is not dask.threaded.get:
-        return contextlib.nullcontext()
-    if (dask.config.get("num_workers", None) or CPU_COUNT) < 2:
-        return contextlib.nullcontext()
-    return _graph._shared_blas_limit(threadpool_limits)
 
 
 def fold_local(read, order, start: FoldState | None, params: FoldParams,
@@ -743,8 +719,7 @@ class MiniBatchKMeans(KMeans):
     def _run_pass(Xd, weights, in_memory, readers, order, start, params, init_spec):
         if not in_memory:
             graph = fold_graph(readers, order, start, params, init_spec=init_spec)
-            with fold_blas_limit(graph):
-                (state,) = dask.compute(graph)
+            (state,) = compute_passes(graph)  # BLAS limited as for the other passes
             return state
 
         # NumPy data is already in this process: run the same functions in a loop
