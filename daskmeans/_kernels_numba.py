@@ -20,6 +20,13 @@ while streaming: a row enters a small buffer only when it is farther than
 the ``m``-th farthest kept so far, and the buffer is compacted to ``m`` rows
 when full. For rows in random order this touches ``O(m log(n / m))`` rows
 instead of sorting or partitioning the whole block.
+
+*Screened* float64 (see :mod:`daskmeans._kernels`): the distance product is
+computed in float32 on shifted rows, every row gets the best and second-best
+screened score and a rigorous bound on their error; a row whose gap exceeds
+twice the bound has its float32 label proven exact, any other row is decided
+again in float64 among the centres that could win. Sums, weights and
+distances are then computed in float64 from the original rows.
 """
 
 from __future__ import annotations
@@ -33,6 +40,12 @@ __all__ = [
     "accumulate_rows",
     "argmin_columns",
     "argmin_rows",
+    "accumulate_exact",
+    "refine_rows",
+    "shift_cast_rows",
+    "sq_dist_exact",
+    "top2_columns",
+    "top2_rows",
     "far_compact",
     "far_push",
     "moments_rows",
@@ -224,6 +237,137 @@ def _moments_rows(X, step, mean, m2):
     return count
 
 
+# --------------------------------------------------------------------------- #
+# Screened float64: float32 products, exact decisions
+# --------------------------------------------------------------------------- #
+def _shift_cast_rows(X, shift, out, norms):
+    """``out[i] = float32(X[i] - shift)``; ``norms[i]`` its Euclidean norm (float64)."""
+    n, d = X.shape
+    for i in range(n):
+        s = 0.0
+        for f in range(d):
+            v = np.float32(X[i, f] - shift[f])
+            out[i, f] = v
+            s += np.float64(v) * np.float64(v)
+        norms[i] = np.sqrt(s)
+
+
+def _top2_rows(D, c_sq, lo, hi, labels, best, second):
+    """Row-major ``D`` (float32): smallest and second-smallest ``D[i, j] + c_sq[j]``."""
+    n = D.shape[0]
+    for i in range(n):
+        b1 = D[i, lo] + c_sq[lo]
+        b2 = np.float32(np.inf)
+        a = lo
+        for j in range(lo + 1, hi):
+            v = D[i, j] + c_sq[j]
+            if v < b1:
+                b2 = b1
+                b1 = v
+                a = j
+            elif v < b2:
+                b2 = v
+        labels[i] = a
+        best[i] = b1
+        second[i] = b2
+
+
+def _top2_columns(Dt, c_sq, lo, hi, labels, best, second):
+    """Transposed ``Dt`` (float32): as :func:`_top2_rows`, vectorised over rows."""
+    n = Dt.shape[1]
+    c = c_sq[lo]
+    for i in range(n):
+        best[i] = Dt[lo, i] + c
+        second[i] = np.float32(np.inf)
+        labels[i] = lo
+    for j in range(lo + 1, hi):
+        c = c_sq[j]
+        for i in range(n):
+            v = Dt[j, i] + c
+            b1 = best[i]
+            lt = v < b1
+            second[i] = min(second[i], max(b1, v))
+            best[i] = v if lt else b1
+            labels[i] = j if lt else labels[i]
+
+
+def _refine_rows(X, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, labels,
+                 best, second):
+    """Prove or redo the screened labels of a sub-block; returns the rows redone.
+
+    The screened score of row ``i`` and centre ``j`` differs from the exact
+    ``||c'_j||^2 - 2 x'_i.c'_j`` (shifted coordinates) by at most
+    ``E_i = coef_x * norms[i] + coef_c``. When ``second - best > 2 E_i`` the
+    screened label is the exact argmin. Otherwise every centre whose screened
+    score is within ``2 E_i`` of the best is compared by its exact float64
+    squared distance (first index on ties). Non-finite scores always go
+    through the exact comparison.
+    """
+    n, d = X.shape
+    redone = 0
+    for i in range(n):
+        e = coef_x * norms[i] + coef_c
+        b1 = np.float64(best[i])
+        if np.float64(second[i]) - b1 > 2.0 * e:
+            continue
+        redone += 1
+        thr = b1 + 2.0 * e
+        if not (thr < np.inf):
+            thr = np.inf
+        lab = lo
+        bd = np.inf
+        for j in range(lo, hi):
+            v = np.float64(D[i, j]) if rowmajor else np.float64(D[j, i])
+            v += np.float64(c_sq[j])
+            if v > thr:
+                continue
+            acc = 0.0
+            for f in range(d):
+                t = X[i, f] - centers[j, f]
+                acc += t * t
+            if acc < bd:
+                bd = acc
+                lab = j
+        labels[i] = lab
+    return redone
+
+
+def _accumulate_exact(X, w, labels, centers, sums, counts, dist):
+    """Add rows into ``sums[labels]``; ``dist[i] = ||X[i] - centers[labels[i]]||^2``.
+
+    All in float64, directly from the differences (no cancellation). ``w`` of
+    length 0 means unit weights. Returns the weighted sum of the distances.
+    """
+    n, d = X.shape
+    has_w = w.shape[0] > 0
+    total = 0.0
+    for i in range(n):
+        a = labels[i]
+        wi = np.float64(w[i]) if has_w else 1.0
+        acc = 0.0
+        for f in range(d):
+            v = X[i, f]
+            t = v - centers[a, f]
+            acc += t * t
+            sums[a, f] += wi * v
+        dist[i] = acc
+        counts[a] += wi
+        total += wi * acc
+    return total
+
+
+def _sq_dist_exact(X, labels, centers, out):
+    """``out[i] = ||X[i] - centers[labels[i]]||^2`` in float64."""
+    n, d = X.shape
+    for i in range(n):
+        a = labels[i]
+        acc = 0.0
+        for f in range(d):
+            t = X[i, f] - centers[a, f]
+            acc += t * t
+        out[i] = acc
+
+
 if AVAILABLE:
     moments_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_moments_rows)
     argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
@@ -232,8 +376,16 @@ if AVAILABLE:
     # far_push calls far_compact: bind the compiled one into its globals
     _far_compact = far_compact
     far_push = numba.njit(nogil=True, cache=True)(_far_push)
+    shift_cast_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_shift_cast_rows)
+    top2_rows = numba.njit(nogil=True, cache=True)(_top2_rows)
+    top2_columns = numba.njit(nogil=True, cache=True)(_top2_columns)
+    refine_rows = numba.njit(nogil=True, cache=True)(_refine_rows)
+    accumulate_exact = numba.njit(nogil=True, cache=True)(_accumulate_exact)
+    sq_dist_exact = numba.njit(nogil=True, cache=True)(_sq_dist_exact)
     accumulate_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_rows)
     sq_dist_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_rows)
 else:  # pragma: no cover
     argmin_columns = argmin_rows = accumulate_rows = sq_dist_rows = moments_rows = None
     far_compact = far_push = None
+    shift_cast_rows = top2_rows = top2_columns = refine_rows = None
+    accumulate_exact = sq_dist_exact = None

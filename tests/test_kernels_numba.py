@@ -161,3 +161,46 @@ def test_row_major_and_transposed_layouts_agree(dtype, monkeypatch):
     np.testing.assert_array_equal(a[1][0], b[1][0])
     lab, *_ = brute(X.astype(np.float64), C[10:].astype(np.float64), None)
     np.testing.assert_array_equal(a[1][0][1], lab + 10)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+@pytest.mark.parametrize("layout_k", [0, 10**9])
+def test_screened_float64_gives_exact_labels(offset, layout_k, monkeypatch):
+    """float32 screening of float64 data: labels of exact distances, float64 sums.
+
+    Near-duplicate centres and rows rounded to a grid make many rows close to
+    a tie, so the float64 redo is exercised; far from the origin the plain
+    expansion ||x||^2 - 2 x.c + ||c||^2 cancels, the shifted screen does not.
+    """
+    rng = np.random.default_rng(13)
+    X = (rng.normal(size=(4000, 6)) * 2).round(1) + offset
+    C = X[rng.choice(len(X), 40, replace=False)].copy()
+    C[1] = C[0] + 1e-9
+    C[2] = C[3]
+    w = rng.uniform(0, 2, size=len(X))
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
+    monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
+    monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", 0)
+    redone = []
+    refine = _kernels_numba.refine_rows
+    monkeypatch.setattr(_kernels_numba, "refine_rows",
+                        lambda *a: redone.append(refine(*a)) or redone[-1])
+    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 512)
+    out = _kernels.lloyd_partial(X, C, w, n_far=3)
+    labels, dist = _kernels.nearest(X, C)
+    assert sum(redone) > 0
+    diff = X[:, None, :] - C[None, :, :]
+    exact = np.einsum("nkd,nkd->nk", diff, diff)
+    ref = np.argmin(exact, axis=1)
+    # ties (C[2] == C[3]; C[0] and C[1] 1e-9 apart) may go either way: every
+    # label is a minimum up to the rounding of a float64 sum
+    np.testing.assert_allclose(exact[np.arange(len(X)), labels[0]], exact.min(axis=1),
+                               rtol=1e-14)
+    assert np.mean(labels[0] == ref) > 0.99
+    lab = labels[0]
+    np.testing.assert_allclose(dist[0], exact.min(axis=1), rtol=1e-12, atol=1e-9)
+    sums = np.zeros_like(C)
+    np.add.at(sums, lab, X * w[:, None])
+    np.testing.assert_allclose(out["sums"], sums, rtol=1e-12)
+    np.testing.assert_allclose(out["counts"], np.bincount(lab, w, minlength=len(C)), rtol=1e-12)
+    np.testing.assert_allclose(out["inertia"][0], (w * exact.min(axis=1)).sum(), rtol=1e-12)
