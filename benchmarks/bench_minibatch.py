@@ -7,13 +7,22 @@ block by block to a Zarr array (125,000-row chunks, Zarr's default codec).
 Reported, all on dask's threaded scheduler with 2 threads:
 
 * the read pass: ``X.sum()`` over the Zarr array (the unit of wall time);
-* daskmeans.MiniBatchKMeans with 1 and 3 passes (early stopping off): wall
-  time of the fold, and of the whole ``fit`` (the fold plus the pass that
-  computes the exact ``inertia_``), and the inertia relative to the converged
-  exact fit;
+* daskmeans.MiniBatchKMeans with 1 and 3 passes (early stopping off) with the
+  initialisation given by ``--init-size``, ``--n-init`` and
+  ``--init-lloyd-iter`` (default: 10,000 rows, 3 candidates, 10 Lloyd
+  iterations on the sample), and with 1 pass and scikit-learn's
+  initialisation ("plain": one k-means++ candidate, no Lloyd iterations):
+  wall time of the fold, and of the whole ``fit`` (the fold plus the pass
+  that computes the exact ``inertia_``), and the inertia relative to the
+  converged exact fit;
 * scikit-learn's MiniBatchKMeans.partial_fit over the same chunks, 1 and 3
   passes (its inertia is measured afterwards, not timed);
 * the converged exact fit: daskmeans.KMeans (k-means||, tol=1e-5, at most 150 iterations).
+
+Every timed row (and the read pass) is run ``--repeat`` times (default 3)
+and the fastest run is reported, all runs printed: the machine this was
+written on is shared, and a single run can be slowed by other work. The fits
+are deterministic (same inertia every run).
 
 Before the timed runs, one small untimed MiniBatchKMeans fit on the first two
 chunks pays the one-off costs (loading the compiled kernels, starting thread
@@ -28,7 +37,8 @@ arguments to daskmeans' MiniBatchKMeans (for experiments).
 Usage::
 
     python benchmarks/bench_minibatch.py [--dir DIR] [--rows N] [--batch-size B]
-        [--reference-inertia R] [--methods ours:1,ours:3,sklearn:1,sklearn:3]
+        [--init-size S] [--n-init N] [--init-lloyd-iter I] [--repeat R]
+        [--reference-inertia R] [--methods ours:1,ours:3,plain:1,sklearn:1,sklearn:3]
         [--param NAME=VALUE ...]
 """
 
@@ -79,11 +89,17 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to write the Zarr array (default: temp)")
     ap.add_argument("--rows", type=int, default=6_000_000)
     ap.add_argument("--batch-size", type=int, default=CHUNK)
-    ap.add_argument("--init-size", type=int, default=50_000)
+    ap.add_argument("--init-size", type=int, default=10_000)
+    ap.add_argument("--n-init", type=int, default=3)
+    ap.add_argument("--init-lloyd-iter", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timed runs of every row; the table shows the fastest")
     ap.add_argument("--reference-inertia", type=float, default=None,
                     help="inertia of the converged exact fit (skips computing it)")
-    ap.add_argument("--methods", default="ours:1,ours:3,sklearn:1,sklearn:3",
-                    help="comma-separated NAME:PASSES with NAME in ours, sklearn")
+    ap.add_argument("--methods", default="ours:1,ours:3,plain:1,sklearn:1,sklearn:3",
+                    help="comma-separated NAME:PASSES with NAME in ours (--init-size, --n-init, "
+                         "--init-lloyd-iter), plain (scikit-learn's initialisation: "
+                         "--init-size, n_init=1, init_lloyd_iter=0), sklearn")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="extra MiniBatchKMeans argument (Python literal), repeatable")
     args = ap.parse_args()
@@ -108,7 +124,7 @@ def main() -> None:
     with dask.config.set(scheduler="threads", num_workers=2):
         X = daskmeans.open_zarr(path)
         print(f"X: {X.shape} {X.dtype}, chunks {X.chunks[0][0]} rows, {X.numblocks[0]} blocks")
-        reads = [timed(lambda: X.sum().compute())[1] for _ in range(3)]
+        reads = [timed(lambda: X.sum().compute())[1] for _ in range(max(3, args.repeat))]
         read = min(reads)
         print(f"read pass (X.sum): {read:.2f}s (min of {[round(r, 2) for r in reads]})")
 
@@ -121,36 +137,49 @@ def main() -> None:
         print(f"warm-up fit on {2 * CHUNK} rows (untimed in the table): {t_warm:.2f}s")
 
         rows = []
+        ours = {"init_size": args.init_size, "n_init": args.n_init,
+                "init_lloyd_iter": args.init_lloyd_iter}
+        plain = {"init_size": args.init_size, "n_init": 1, "init_lloyd_iter": 0}
         for name, passes in methods:
-            if name != "ours":
+            if name not in ("ours", "plain"):
                 continue
-            model = MiniBatchKMeans(K, batch_size=args.batch_size, init_size=args.init_size,
-                                    max_iter=passes, max_no_improvement=None, random_state=0,
-                                    **extra)
-            _, t = timed(lambda model=model: model.fit(X))
-            fold = model.timings_["fold"]
-            rows.append((f"daskmeans MiniBatchKMeans, {passes} pass(es)", fold, t,
-                         model.inertia_))
-            print(f"{rows[-1][0]}: fold {fold:.2f}s, fit {t:.2f}s, "
+            kw = dict(ours if name == "ours" else plain, **extra)
+            label = (f"daskmeans MiniBatchKMeans ({_fmt(kw)}), {passes} pass(es)")
+            folds, fits, inertias = [], [], set()
+            for _ in range(args.repeat):
+                model = MiniBatchKMeans(K, batch_size=args.batch_size, max_iter=passes,
+                                        max_no_improvement=None, random_state=0, **kw)
+                _, t = timed(lambda model=model: model.fit(X))
+                folds.append(model.timings_["fold"])
+                fits.append(t)
+                inertias.add(model.inertia_)
+            assert len(inertias) == 1, "the fit is deterministic"
+            rows.append((label, min(folds), min(fits), model.inertia_))
+            print(f"{label}: fold {_fmt_times(folds)}, fit {_fmt_times(fits)}, "
                   f"{100 * (model.inertia_ / ref - 1):+.2f}%")
         for name, passes in methods:
             if name != "sklearn":
                 continue
             from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
-            sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=0,
-                                   compute_labels=False)
             zarr_arr = zarr.open_array(path, mode="r")
 
-            def run(sk=sk, zarr_arr=zarr_arr, passes=passes):
+            def run(zarr_arr=zarr_arr, passes=passes):
+                sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=0,
+                                       compute_labels=False)
                 for _ in range(passes):
                     for start in range(0, zarr_arr.shape[0], CHUNK):
                         sk.partial_fit(zarr_arr[start : start + CHUNK])
+                return sk
 
-            _, t = timed(run)
+            times = []
+            for _ in range(args.repeat):
+                sk, t = timed(run)
+                times.append(t)
             inertia = -_frozen(sk.cluster_centers_).score(X)
-            rows.append((f"scikit-learn partial_fit over chunks, {passes} pass(es)", t, None,
-                         inertia))
+            label = f"scikit-learn partial_fit over chunks, {passes} pass(es)"
+            rows.append((label, min(times), None, inertia))
+            print(f"{label}: loop {_fmt_times(times)}, {100 * (inertia / ref - 1):+.2f}%")
 
     print()
     print("| method | fold / loop (read passes) | whole fit incl. exact inertia pass "
@@ -184,6 +213,14 @@ def _reference(cache_dir, X, given):
         with open(cache, "w") as f:
             json.dump(doc, f)
     return doc
+
+
+def _fmt(kw):
+    return ", ".join(f"{k}={v}" for k, v in kw.items())
+
+
+def _fmt_times(ts):
+    return f"{min(ts):.2f}s (runs: {', '.join(f'{t:.2f}' for t in ts)})"
 
 
 def _frozen(centers):
