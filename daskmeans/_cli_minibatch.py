@@ -22,7 +22,7 @@ __all__ = ["add_fit_options", "add_parsers", "cmd_fit", "cmd_update", "handles"]
 
 
 def add_fit_options(fit: argparse.ArgumentParser) -> None:
-    """Add ``--algorithm`` and ``--batch-size`` to the ``fit`` sub-command."""
+    """Add ``--algorithm``, ``--batch-size`` and ``--init-lloyd-iter`` to ``fit``."""
     from .cli import _positive_int
 
     group = fit.add_argument_group("algorithm")
@@ -35,6 +35,10 @@ def add_fit_options(fit: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--batch-size", type=_positive_int, default=1024, metavar="B",
                        help="rows per mini-batch with --algorithm minibatch (default: 1024)")
+    group.add_argument("--init-lloyd-iter", type=int, default=0, metavar="I",
+                       help="with --algorithm minibatch: Lloyd iterations that refine every "
+                            "initial candidate on the in-memory initial sample (default: 0, "
+                            "scikit-learn's initialisation)")
 
 
 def add_parsers(sub, common: argparse.ArgumentParser) -> None:
@@ -132,7 +136,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         model = MiniBatchKMeans(
             n_clusters=args.k, init=init, n_init=args.n_init, max_iter=args.max_iter,
             batch_size=args.batch_size, tol=args.tol, random_state=seed,
-            verbose=0 if args.quiet else 1,
+            verbose=0 if args.quiet else 1, init_lloyd_iter=args.init_lloyd_iter,
         )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -143,7 +147,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
             t_labels = time.perf_counter() - t0
         model.save(out / "model.json")
     params = cli._fit_parameters(args, seed, seed_source)
-    params.update(algorithm="minibatch", batch_size=args.batch_size, init=init)
+    params.update(algorithm="minibatch", batch_size=args.batch_size, init=init,
+                  init_lloyd_iter=args.init_lloyd_iter)
     extra = {
         "parameters": params,
         "seed": seed,

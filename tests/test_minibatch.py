@@ -533,3 +533,20 @@ def test_init_lloyd_iter_on_the_estimator(big_blobs, tmp_path):
     assert MiniBatchKMeans.load(tmp_path / "m.json").init_lloyd_iter == 20
     with pytest.raises(ValueError, match="init_lloyd_iter"):
         MiniBatchKMeans(12, init_lloyd_iter=-1).fit(X)
+
+
+def test_cli_fit_minibatch_init_lloyd_iter(big_blobs, tmp_path):
+    X = big_blobs.astype(np.float32)
+    z = zarr.create_array(store=str(tmp_path / "X.zarr"), shape=X.shape, chunks=(3000, 4),
+                          dtype=X.dtype)
+    z[:] = X
+    fit = _run_cli("fit", str(tmp_path / "X.zarr"), "--k", "12", "--algorithm", "minibatch",
+                   "--batch-size", "500", "--seed", "3", "--tol", "0", "--max-iter", "1",
+                   "--init-lloyd-iter", "7", "--out", str(tmp_path / "m"), "--json", "--quiet")
+    assert fit.returncode == 0, fit.stderr
+    assert json.loads(fit.stdout)["parameters"]["init_lloyd_iter"] == 7
+    model = MiniBatchKMeans.load(tmp_path / "m" / "model.json")
+    assert model.init_lloyd_iter == 7
+    ref = MiniBatchKMeans(12, batch_size=500, tol=0.0, max_iter=1, random_state=3,
+                          init_lloyd_iter=7).fit(da.from_array(X, chunks=(3000, 4)))
+    np.testing.assert_allclose(model.cluster_centers_, ref.cluster_centers_, rtol=1e-6)
