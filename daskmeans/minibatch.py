@@ -14,10 +14,8 @@ tasks in which task ``i`` takes block ``i`` and the state left by task
 block and hands the new state on. The chain runs on the workers; only the
 k x d state moves between tasks. Block ``i`` is read by a task that waits for
 task ``i - LOOKAHEAD`` of the chain, so reads of the next blocks overlap the
-fold while at most ``LOOKAHEAD + 1`` blocks are held in memory (in the first
-pass of ``fit``, whose first blocks also give the initial sample, reads run
-that many blocks further ahead, so that they go on during the
-initialisation).
+fold while at most ``LOOKAHEAD + 1`` blocks are held in memory (more while
+the initial sample is drawn from the first blocks of ``fit``).
 
 Randomness (block order, row order inside a block, reassignment) comes from
 :func:`daskmeans._rng.block_rng` keyed by the step counter carried in the
@@ -450,10 +448,8 @@ def fold_graph(
 
     Task ``<name>-fold, j`` depends on the state of task ``j - 1`` and on
     ``<name>-partial-read, j``, which reads block ``order[j]`` once task
-    ``j - LOOKAHEAD - m`` is done (the first blocks are read at once), where
-    ``m`` is the number of leading blocks the initial sample is drawn from
-    (0 without ``init_spec``): the reads go on while the initial centres are
-    computed, and at most ``LOOKAHEAD + m + 1`` blocks are held.
+    ``j - LOOKAHEAD`` is done (the first blocks are read at once, and so are
+    the leading blocks the initial sample is drawn from).
 
     Parameters
     ----------
@@ -495,11 +491,8 @@ def fold_graph(
         dsk[state0] = (init_state, [(pool, j) for j in range(n_init_blocks)], init_spec)
     else:
         dsk[state0] = (_start_task, _Opaque(start))
-    # reads run LOOKAHEAD blocks ahead of the fold, and across the initialisation: while the
-    # initial centres are computed from the first blocks, the next LOOKAHEAD are read
-    ahead = LOOKAHEAD + n_init_blocks
     for j, b in enumerate(order):
-        gate = (fold, j - ahead) if j >= ahead else None
+        gate = (fold, j - LOOKAHEAD) if j >= max(LOOKAHEAD, n_init_blocks) else None
         dsk[(read, j)] = (readers[b], gate, check)
         prev = state0 if j == 0 else (fold, j - 1)
         dsk[(fold, j)] = (fold_block, prev, (read, j), params)
