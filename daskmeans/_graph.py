@@ -10,6 +10,7 @@ happens here; the functions passed in do it.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import threading
 from collections.abc import Callable
@@ -17,13 +18,21 @@ from typing import Any
 
 import dask
 import dask.array as da
+import dask.local
 import dask.threaded
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from dask.system import CPU_COUNT
 
-__all__ = ["DEFAULT_SPLIT_EVERY", "block_reduce", "compute_passes", "resolve_split_every"]
+__all__ = [
+    "BATCH_BYTES",
+    "DEFAULT_SPLIT_EVERY",
+    "batch_size",
+    "block_reduce",
+    "compute_passes",
+    "resolve_split_every",
+]
 
 #: Fan-in of the combine tree when neither the caller nor dask's config sets one.
 DEFAULT_SPLIT_EVERY = 8
@@ -42,8 +51,56 @@ def _call_chunk(func, block, weights, index, consts):
     return func(block, weights, index, **consts)
 
 
+def _call_chunks(func, blocks, weights, indices, consts):
+    """Several consecutive blocks in one task: the list of their results."""
+    return [func(b, w, i, **consts) for b, w, i in zip(blocks, weights, indices, strict=True)]
+
+
 def _call_combine(func, parts):
     return func(parts)
+
+
+def _call_combine_flat(func, batches):
+    """Combine the results of batched partial tasks, as if they were separate."""
+    return func([part for batch in batches for part in batch])
+
+
+#: Smallest data size in bytes of one partial task under the local threaded
+#: scheduler; consecutive blocks are batched into one task up to it.
+BATCH_BYTES = 32 << 20
+
+
+def _local_scheduler(collections) -> bool:
+    """Whether these collections will be computed by dask's threads or in sync."""
+    try:
+        scheduler = dask.base.get_scheduler(collections=collections)
+    except Exception:  # pragma: no cover - be conservative
+        return False
+    return scheduler in (dask.threaded.get, dask.local.get_sync)
+
+
+def batch_size(X: da.Array, fan_in: int) -> int:
+    """Blocks per partial task: 1, or more for small blocks on local threads.
+
+    Dask's local scheduler spends a few hundred microseconds of the GIL on
+    every task, so with blocks of a few MiB it adds 10-30 % to a pass.
+    Consecutive blocks are batched up to :data:`BATCH_BYTES` per task, keeping
+    at least four tasks per thread, and only under the threaded (or
+    synchronous) scheduler: on a cluster the blocks of one task would have to
+    travel to one worker. The batch size divides ``fan_in``, so the first
+    level of the combine tree receives exactly the results it would receive
+    without batching, in the same order: results are bitwise identical.
+    """
+    n_blocks = X.numblocks[0]
+    rows = X.chunks[0]
+    if n_blocks < 2 or any(math.isnan(r) for r in rows):
+        return 1
+    if not _local_scheduler([X]):
+        return 1
+    block_bytes = max(1, max(rows) * X.shape[1] * X.dtype.itemsize)
+    n_threads = dask.config.get("num_workers", None) or CPU_COUNT
+    want = min(BATCH_BYTES // block_bytes, n_blocks // (4 * n_threads))
+    return max(g for g in range(1, fan_in + 1) if fan_in % g == 0 and g <= max(1, want))
 
 
 def block_reduce(
@@ -91,17 +148,36 @@ def block_reduce(
     fan_in = resolve_split_every(split_every)
     consts = consts or {}
     wname = None if weights is None else weights.name
-    token = tokenize(X.name, wname, chunk, combine, consts, fan_in, finalize)
+    g = batch_size(X, fan_in)
+    token = tokenize(X.name, wname, chunk, combine, consts, fan_in, finalize, g)
     const_key = f"{name}-consts-{token}"
     part = f"{name}-partial-{token}"
     dsk: dict = {const_key: consts}
     n_blocks = X.numblocks[0]
-    for i in range(n_blocks):
-        wkey = None if weights is None else (weights.name, i)
-        dsk[(part, i)] = (_call_chunk, chunk, (X.name, i, 0), wkey, i, const_key)
-    level = [(part, i) for i in range(n_blocks)]
-    depth = 0
+
+    def wkey(i):
+        return None if weights is None else (weights.name, i)
+
     comb = f"{name}-combine-{token}"
+    depth = 0
+    if g == 1:
+        for i in range(n_blocks):
+            dsk[(part, i)] = (_call_chunk, chunk, (X.name, i, 0), wkey(i), i, const_key)
+        level = [(part, i) for i in range(n_blocks)]
+    else:
+        # batched partials hand lists to a first combine level over the same blocks
+        for b, start in enumerate(range(0, n_blocks, g)):
+            idx = list(range(start, min(start + g, n_blocks)))
+            dsk[(part, b)] = (_call_chunks, chunk, [(X.name, i, 0) for i in idx],
+                              [wkey(i) for i in idx], idx, const_key)
+        batches = [(part, b) for b in range(-(-n_blocks // g))]
+        per = fan_in // g
+        level = []
+        for j in range(0, len(batches), per):
+            key = (comb, depth, j // per)
+            dsk[key] = (_call_combine_flat, combine, batches[j : j + per])
+            level.append(key)
+        depth = 1
     while len(level) > 1:
         nxt = []
         for j in range(0, len(level), fan_in):

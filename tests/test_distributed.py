@@ -112,6 +112,18 @@ def test_all_work_on_cluster_named_tasks_small_traffic(thread_client, zarr_data,
     assert score == pytest.approx(-km.inertia_)
 
 
+def test_no_batched_partials_on_a_cluster(thread_client):
+    """Batching blocks into one task would move whole blocks to one worker."""
+    import dask.array as da
+
+    from daskmeans._graph import batch_size
+
+    X = da.ones((6400, 2), chunks=(100, 2))
+    assert batch_size(X, 8) == 1
+    with dask.config.set(scheduler="threads"):
+        assert batch_size(X, 8) == 8
+
+
 def _fit(url, **kw):
     params = {"n_clusters": 5, "random_state": 7, "n_init": 2, "max_iter": 30}
     params.update(kw)

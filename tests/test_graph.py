@@ -65,3 +65,44 @@ def test_split_every_resolution():
     assert resolve_split_every(None) == 8
     with dask.config.set(split_every=5):
         assert resolve_split_every(None) == 5
+
+
+def _vector_chunk(block, w, index):
+    return block.sum(axis=0)
+
+
+def _sequential_sum(parts):
+    total = parts[0].copy()
+    for p in parts[1:]:  # order-sensitive rounding: any change of tree shape shows
+        total = total + p
+    return total
+
+
+@pytest.mark.parametrize("split_every", [3, 4, 8])
+def test_batched_partials_are_bitwise_identical(split_every, monkeypatch):
+    from daskmeans import _graph
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(6400, 3)) * 10.0 ** rng.uniform(-8, 8, size=(6400, 1))
+    Xd = da.from_array(X, chunks=(100, 3))  # 64 blocks
+    out = {}
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for name, limit in (("batched", 1 << 40), ("plain", 0)):
+            monkeypatch.setattr(_graph, "BATCH_BYTES", limit)
+            d = block_reduce(Xd, None, _vector_chunk, _sequential_sum, name="t",
+                             split_every=split_every)
+            parts = [k for k in _graph_of(d) if key_split(k) == "t-partial"]
+            out[name] = (dask.compute(d)[0], len(parts))
+    g = max(b for b in range(1, split_every + 1) if split_every % b == 0 and b <= 8)
+    assert out["plain"][1] == 64 and out["batched"][1] == -(-64 // g) < 64
+    assert out["batched"][0].tobytes() == out["plain"][0].tobytes()
+    np.testing.assert_allclose(out["plain"][0], X.sum(axis=0), rtol=1e-12)
+
+
+def test_no_batching_for_large_blocks_or_few_blocks():
+    from daskmeans._graph import batch_size
+
+    with dask.config.set(scheduler="threads", num_workers=2):
+        assert batch_size(da.ones((10 * 2**20, 8), chunks=(2**20, 8)), 8) == 1  # 64 MiB blocks
+        assert batch_size(da.ones((700, 2), chunks=(100, 2)), 8) == 1  # 7 blocks
+        assert batch_size(da.ones((6400, 2), chunks=(100, 2)), 8) == 8
