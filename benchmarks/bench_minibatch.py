@@ -19,9 +19,9 @@ Reported, all on dask's threaded scheduler with 2 threads:
   passes (its inertia is measured afterwards, not timed);
 * the converged exact fit: daskmeans.KMeans (k-means||, tol=1e-5, at most 150 iterations).
 
-Every timed row is run ``--repeat`` times (default 3) and the fastest run is
-reported, all runs printed: the machine this was written on is shared, and a
-single run can be slowed by other work. The fits are deterministic (same
+Every timed row is run ``--repeat`` times (default 3), round robin over the
+rows, and the fastest run is reported, all runs printed: the machine this was
+written on is shared, and a single run can be slowed by other work. The fits are deterministic (same
 inertia every run). A read pass is timed three times at the start and once
 before every timed run, and the unit is the fastest of them all (reads get
 faster once the process is warm, so this is the strictest unit).
@@ -143,52 +143,60 @@ def main() -> None:
                                                   random_state=0, **extra).fit(X[: 2 * CHUNK]))
         print(f"warm-up fit on {2 * CHUNK} rows (untimed in the table): {t_warm:.2f}s")
 
-        rows = []
         ours = {"init_size": args.init_size, "n_init": args.n_init,
                 "init_lloyd_iter": args.init_lloyd_iter}
         plain = {"init_size": args.init_size, "n_init": 1, "init_lloyd_iter": 0}
+        zarr_arr = zarr.open_array(path, mode="r")
+        entries = []  # label, run() -> (loop seconds, fit seconds or None, fitted object)
         for name, passes in methods:
-            if name not in ("ours", "plain"):
-                continue
-            kw = dict(ours if name == "ours" else plain, **extra)
-            label = (f"daskmeans MiniBatchKMeans ({_fmt(kw)}), {passes} pass(es)")
-            folds, fits, inertias = [], [], set()
-            for _ in range(args.repeat):
+            if name in ("ours", "plain"):
+                kw = dict(ours if name == "ours" else plain, **extra)
+
+                def run(kw=kw, passes=passes):
+                    model = MiniBatchKMeans(K, batch_size=args.batch_size, max_iter=passes,
+                                            max_no_improvement=None, random_state=0, **kw)
+                    _, t = timed(lambda: model.fit(X))
+                    return model.timings_["fold"], t, model
+
+                entries.append((f"daskmeans MiniBatchKMeans ({_fmt(kw)}), {passes} pass(es)",
+                                run))
+            elif name == "sklearn":
+                from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
+
+                def run(passes=passes):
+                    sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=0,
+                                           compute_labels=False)
+
+                    def loop():
+                        for _ in range(passes):
+                            for start in range(0, zarr_arr.shape[0], CHUNK):
+                                sk.partial_fit(zarr_arr[start : start + CHUNK])
+
+                    _, t = timed(loop)
+                    return t, None, sk
+
+                entries.append((f"scikit-learn partial_fit over chunks, {passes} pass(es)", run))
+        # round robin: a stretch of time slowed by other work falls on every row alike
+        runs = {label: [] for label, _ in entries}
+        for _ in range(args.repeat):
+            for label, run in entries:
                 read_pass()
-                model = MiniBatchKMeans(K, batch_size=args.batch_size, max_iter=passes,
-                                        max_no_improvement=None, random_state=0, **kw)
-                _, t = timed(lambda model=model: model.fit(X))
-                folds.append(model.timings_["fold"])
-                fits.append(t)
-                inertias.add(model.inertia_)
-            assert len(inertias) == 1, "the fit is deterministic"
-            rows.append((label, min(folds), min(fits), model.inertia_))
-            print(f"{label}: fold {_fmt_times(folds)}, fit {_fmt_times(fits)}, "
-                  f"{100 * (model.inertia_ / ref - 1):+.2f}%")
-        for name, passes in methods:
-            if name != "sklearn":
-                continue
-            from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
-
-            zarr_arr = zarr.open_array(path, mode="r")
-
-            def run(zarr_arr=zarr_arr, passes=passes):
-                sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=0,
-                                       compute_labels=False)
-                for _ in range(passes):
-                    for start in range(0, zarr_arr.shape[0], CHUNK):
-                        sk.partial_fit(zarr_arr[start : start + CHUNK])
-                return sk
-
-            times = []
-            for _ in range(args.repeat):
-                read_pass()
-                sk, t = timed(run)
-                times.append(t)
-            inertia = -_frozen(sk.cluster_centers_).score(X)
-            label = f"scikit-learn partial_fit over chunks, {passes} pass(es)"
-            rows.append((label, min(times), None, inertia))
-            print(f"{label}: loop {_fmt_times(times)}, {100 * (inertia / ref - 1):+.2f}%")
+                runs[label].append(run())
+        rows = []
+        for label, _ in entries:
+            done = runs[label]
+            last = done[-1][2]
+            if isinstance(last, MiniBatchKMeans):
+                inertias = {r[2].inertia_ for r in done}
+                assert len(inertias) == 1, "the fit is deterministic"
+                inertia, fits = last.inertia_, [r[1] for r in done]
+            else:
+                inertia, fits = -_frozen(last.cluster_centers_).score(X), None
+            loops = [r[0] for r in done]
+            rows.append((label, min(loops), None if fits is None else min(fits), inertia))
+            print(f"{label}: fold/loop {_fmt_times(loops)}"
+                  + ("" if fits is None else f", fit {_fmt_times(fits)}")
+                  + f", {100 * (inertia / ref - 1):+.2f}%")
 
     read = min(reads)
     print(f"read passes (X.sum): {[round(r, 2) for r in reads]}, fastest {read:.2f}s")
