@@ -418,8 +418,8 @@ if AVAILABLE:
     top2_rows = numba.njit(nogil=True, cache=True)(_top2_rows)
     top2_columns = numba.njit(nogil=True, cache=True)(_top2_columns)
     refine_rows = numba.njit(nogil=True, cache=True)(_refine_rows)
-    accumulate_exact = numba.njit(nogil=True, cache=True)(_accumulate_exact)
-    sq_dist_exact = numba.njit(nogil=True, cache=True)(_sq_dist_exact)
+    accumulate_exact = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_exact)
+    sq_dist_exact = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_exact)
     accumulate_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_rows)
     sq_dist_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_rows)
 else:  # pragma: no cover
