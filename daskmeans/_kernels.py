@@ -256,7 +256,6 @@ def lloyd_partial(
     n, d = X.shape
     K = centers.shape[0]
     n_groups = len(bounds) - 1
-    c_sq = sq_norms(centers)
     sums = np.zeros((K, d), dtype=np.float64)
     counts = np.zeros(K, dtype=np.float64)
     inertia = np.zeros(n_groups, dtype=np.float64)
@@ -264,6 +263,7 @@ def lloyd_partial(
     if _use_numba(X, centers, weights):
         far_out = _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far)
     else:
+        c_sq = sq_norms(centers)
         far = _FarRows(n_groups, n_far, d, X.dtype) if n_far else None
         # labels and distances of the whole block, kept only for the far rows
         all_labels = np.empty((n_groups, n), dtype=np.intp) if far is not None else None
