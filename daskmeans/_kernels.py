@@ -38,6 +38,9 @@ _ONEHOT_MAX_K = 64
 #: Use the compiled (numba) loops when they are available; tests switch it off
 #: to compare with the NumPy path.
 _USE_NUMBA = _kernels_numba.AVAILABLE
+#: Sweep whole blocks in one compiled call when SciPy's BLAS is there (see
+#: :func:`_whole_block`); tests switch it off to compare with the sub-block loop.
+_WHOLE_BLOCK = True
 #: Target size in bytes of the transposed distance block of the compiled path.
 _NUMBA_DIST_BLOCK_BYTES = 1 << 20
 #: Target size in bytes of the rows of one sub-block of the compiled path.
@@ -378,6 +381,11 @@ class _Distances:
             self.c_sq = sq_norms(centers)
             self.buf = np.empty(K * step, dtype=centers.dtype)
 
+    def blas_operand(self) -> np.ndarray:
+        """The centres' operand of :func:`_kernels_numba.sweep_block`: ``(-2 C).T``
+        (d, K) for row-major products, ``-2 C`` (K, d) for transposed ones."""
+        return np.ascontiguousarray(self.cm2.T) if self.rowmajor else self.cm2
+
     def block(self, Xs: np.ndarray) -> np.ndarray:
         m = Xs.shape[0]
         if self.screened:
@@ -427,32 +435,32 @@ def _screened(X: np.ndarray, n_centers: int) -> bool:
             and n_centers >= _SCREEN_MIN_K)
 
 
-class _FarBuffer:
-    """Compiled streaming selection of a block's ``m`` farthest rows, one group."""
+class _FarBuffers:
+    """Compiled streaming selection of a block's ``m`` farthest rows, per group."""
 
-    def __init__(self, m: int) -> None:
+    def __init__(self, n_groups: int, m: int) -> None:
         cap = max(2 * m, m + 256)
         self.m = m
-        self.dist = np.empty(cap, dtype=np.float64)
-        self.rows = np.empty(cap, dtype=np.intp)
-        self.labels = np.empty(cap, dtype=np.intp)
-        self.state = np.zeros(1, dtype=np.intp)
-        self.tau = np.full(1, -np.inf)
+        self.dist = np.empty((n_groups, cap), dtype=np.float64)
+        self.rows = np.empty((n_groups, cap), dtype=np.intp)
+        self.labels = np.empty((n_groups, cap), dtype=np.intp)
+        self.state = np.zeros(n_groups, dtype=np.intp)
+        self.tau = np.full(n_groups, -np.inf)
 
-    def push(self, best, labels, w, row0: int) -> None:
-        _kernels_numba.far_push(best, labels, w, row0, self.m, self.dist, self.rows,
-                                self.labels, self.state, self.tau)
+    def push(self, g: int, best, labels, w, row0: int) -> None:
+        _kernels_numba.far_push(best, labels, w, row0, self.m, self.dist[g], self.rows[g],
+                                self.labels[g], self.state[g : g + 1], self.tau[g : g + 1])
 
-    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(dist, rows, labels)`` of the kept rows, by decreasing distance."""
-        fill, _ = _kernels_numba.far_compact(self.dist, self.rows, self.labels,
-                                             int(self.state[0]), self.m)
-        return self.dist[:fill], self.rows[:fill], self.labels[:fill]
+    def take(self, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(dist, rows, labels)`` of group ``g``'s kept rows, by decreasing distance."""
+        fill, _ = _kernels_numba.far_compact(self.dist[g], self.rows[g], self.labels[g],
+                                             int(self.state[g]), self.m)
+        return self.dist[g, :fill], self.rows[g, :fill], self.labels[g, :fill]
 
 
-def _far_result(X, weights, buffers, m) -> dict:
+def _far_result(X, weights, far: _FarBuffers) -> dict:
     """The ``far`` entry of :func:`lloyd_partial` from the groups' buffers."""
-    picks = [b.take() for b in buffers]
+    picks = [far.take(g) for g in range(len(far.state))]
     width = min(len(p[0]) for p in picks)  # equal: every group sees the same rows
     dist = np.stack([p[0][:width] for p in picks])
     idx = np.stack([p[1][:width] for p in picks])
@@ -461,7 +469,16 @@ def _far_result(X, weights, buffers, m) -> dict:
         wts = np.ones(idx.shape)
     else:
         wts = weights[idx].astype(np.float64, copy=False)
-    return {"dist": dist, "rows": X[idx], "labels": labels, "weights": wts, "m": m}
+    return {"dist": dist, "rows": X[idx], "labels": labels, "weights": wts, "m": far.m}
+
+
+def _whole_block(screened: bool) -> bool:
+    """Whether a sweep runs as one compiled call (:func:`_kernels_numba.sweep_block`).
+
+    The screened float64 path keeps its loop in Python: its sub-blocks do
+    several times more arithmetic, so the GIL hand-overs matter less there.
+    """
+    return _WHOLE_BLOCK and _kernels_numba.BLAS_AVAILABLE and not screened
 
 
 def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far):
@@ -478,9 +495,14 @@ def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far):
     screened = _screened(X, K)
     step = _numba_step(K, X.shape[1], 4 if screened else X.itemsize, n)
     dists = _Distances(centers, step, X.shape[1], screened)
+    far = _FarBuffers(n_groups, n_far)
+    if _whole_block(screened):
+        _kernels_numba.sweep_block(
+            X, w, dists.blas_operand(), dists.c_sq, bounds, step, dists.rowmajor, sums, counts,
+            inertia, n_far, far.dist, far.rows, far.labels, far.state, far.tau)
+        return _far_result(X, weights, far) if n_far else None
     lab = np.empty((n_groups, step), dtype=np.intp)
     best = np.empty((n_groups, step), dtype=X.dtype)
-    far = [_FarBuffer(n_far) for _ in range(n_groups)] if n_far else None
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
@@ -493,9 +515,9 @@ def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far):
             best_g = best[g, :m]
             dists.assign(D, Xs, lo, hi, lab_g, best_g)
             inertia[g] += dists.accumulate(Xs, ws, lab_g, best_g, sums, counts)
-            if far is not None:
-                far[g].push(best_g, lab_g, ws, start)
-    return None if far is None else _far_result(X, weights, far, n_far)
+            if n_far:
+                far.push(g, best_g, lab_g, ws, start)
+    return _far_result(X, weights, far) if n_far else None
 
 
 def _nearest_numba(X, centers, bounds, labels, dist):
@@ -508,6 +530,12 @@ def _nearest_numba(X, centers, bounds, labels, dist):
     screened = _screened(X, K)
     step = _numba_step(K, X.shape[1], 4 if screened else X.itemsize, n)
     dists = _Distances(centers, step, X.shape[1], screened)
+    if _whole_block(screened):
+        want = dist is not None
+        _kernels_numba.nearest_block(
+            X, dists.blas_operand(), dists.c_sq, bounds, step, dists.rowmajor, labels,
+            dist if want else np.empty((0, 0)), want)
+        return
     best = np.empty(step, dtype=X.dtype)
     for start in range(0, n, step):
         stop = min(start + step, n)

@@ -70,3 +70,24 @@ def test_concurrent_computes_restore_the_original_limit():
         t.join()
     assert len(seen) == 4 * 10 * 4
     assert _blas_threads() == before
+
+
+def test_limit_covers_the_blas_that_compiled_kernels_call():
+    """The compiled whole-block sweep calls SciPy's BLAS through numba: that
+    library must be limited too, or every Dask thread starts BLAS threads."""
+    from daskmeans import _kernels_numba
+
+    if not _kernels_numba.BLAS_AVAILABLE:
+        pytest.skip("compiled whole-block sweep not available (numba or SciPy missing)")
+    libs = [p["filepath"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+    seen: list = []
+
+    def chunk(block, w, index):
+        seen.append({p["filepath"]: p["num_threads"] for p in threadpoolctl.threadpool_info()
+                     if p["user_api"] == "blas"})
+        return block.sum()
+
+    X = da.from_array(np.ones((60, 2)), chunks=(10, 2))
+    with dask.config.set(scheduler="threads", num_workers=2):
+        _graph.compute_passes(_graph.block_reduce(X, None, chunk, sum, name="t"))
+    assert seen and all(set(s.values()) == {1} and set(s) == set(libs) for s in seen)

@@ -204,3 +204,42 @@ def test_screened_float64_gives_exact_labels(offset, layout_k, monkeypatch):
     np.testing.assert_allclose(out["sums"], sums, rtol=1e-12)
     np.testing.assert_allclose(out["counts"], np.bincount(lab, w, minlength=len(C)), rtol=1e-12)
     np.testing.assert_allclose(out["inertia"][0], (w * exact.min(axis=1)).sum(), rtol=1e-12)
+
+
+@pytest.mark.skipif(not _kernels_numba.BLAS_AVAILABLE, reason="SciPy not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout_k", [0, 10**9])  # transposed, row-major distances
+@pytest.mark.parametrize("weighted", [False, True])
+def test_whole_block_call_matches_the_sub_block_loop(dtype, layout_k, weighted, monkeypatch):
+    """One compiled call per block (BLAS through numba) equals the Python-driven loop."""
+    rng = np.random.default_rng(14)
+    X = rng.normal(size=(2345, 7)).astype(dtype)
+    C = X[rng.choice(len(X), 26, replace=False)].copy()
+    w = rng.uniform(0, 2, size=len(X)) if weighted else None
+    bounds = [0, 9, 26]
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
+    monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
+    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 211)  # a short last sub-block
+    calls = []
+    sweep = _kernels_numba.sweep_block
+    monkeypatch.setattr(_kernels_numba, "sweep_block", lambda *a: calls.append(1) or sweep(*a))
+    out = {}
+    for whole in (True, False):
+        monkeypatch.setattr(_kernels, "_WHOLE_BLOCK", whole)
+        out[whole] = (_kernels.lloyd_partial(X, C, w, bounds=bounds, n_far=5),
+                      _kernels.nearest(X, C, bounds),
+                      _kernels.assign(X, C[9:].copy(), return_distances=True))
+    assert calls == [1]  # the whole block in one call, the loop never calls it
+    (a, na, aa), (b, nb, ab) = out[True], out[False]
+    np.testing.assert_array_equal(a["counts"], b["counts"])
+    np.testing.assert_allclose(a["sums"], b["sums"], **tol_for(dtype))
+    np.testing.assert_allclose(a["inertia"], b["inertia"], **tol_for(dtype))
+    for key in ("labels", "rows", "weights"):
+        np.testing.assert_array_equal(a["far"][key], b["far"][key])
+    np.testing.assert_array_equal(na[0], nb[0])
+    np.testing.assert_allclose(na[1], nb[1], **tol_for(dtype))
+    np.testing.assert_array_equal(aa[0], ab[0])
+    np.testing.assert_allclose(aa[1], ab[1], **tol_for(dtype))
+    lab, dist, sums, counts, inertia = brute(X.astype(np.float64), C[:9].astype(np.float64), w)
+    np.testing.assert_array_equal(na[0][0], lab)
+    np.testing.assert_allclose(a["inertia"][0], inertia, **tol_for(dtype))
