@@ -391,6 +391,10 @@ class _Distances:
         (d, K) for row-major products, ``-2 C`` (K, d) for transposed ones."""
         return np.ascontiguousarray(self.cm2.T) if self.rowmajor else self.cm2
 
+    def screen_args(self) -> tuple:
+        """``(shift, operand, c_sq, coef_x, coef_c)`` of the screened whole-block calls."""
+        return self.shift, self.blas_operand(), self.c_sq, self.coef_x, self.coef_c
+
     def block(self, Xs: np.ndarray) -> np.ndarray:
         m = Xs.shape[0]
         if self.screened:
@@ -477,13 +481,9 @@ def _far_result(X, weights, far: _FarBuffers) -> dict:
     return {"dist": dist, "rows": X[idx], "labels": labels, "weights": wts, "m": far.m}
 
 
-def _whole_block(screened: bool) -> bool:
-    """Whether a sweep runs as one compiled call (:func:`_kernels_numba.sweep_block`).
-
-    The screened float64 path keeps its loop in Python: its sub-blocks do
-    several times more arithmetic, so the GIL hand-overs matter less there.
-    """
-    return _WHOLE_BLOCK and _kernels_numba.BLAS_AVAILABLE and not screened
+def _whole_block() -> bool:
+    """Whether sweeps run as one compiled call per block (:func:`_kernels_numba.sweep_block`)."""
+    return _WHOLE_BLOCK and _kernels_numba.BLAS_AVAILABLE
 
 
 def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far):
@@ -501,10 +501,15 @@ def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far):
     step = _numba_step(K, X.shape[1], 4 if screened else X.itemsize, n)
     dists = _Distances(centers, step, X.shape[1], screened)
     far = _FarBuffers(n_groups, n_far)
-    if _whole_block(screened):
-        _kernels_numba.sweep_block(
-            X, w, dists.blas_operand(), dists.c_sq, bounds, step, dists.rowmajor, sums, counts,
-            inertia, n_far, far.dist, far.rows, far.labels, far.state, far.tau)
+    if _whole_block():
+        far_args = (n_far, far.dist, far.rows, far.labels, far.state, far.tau)
+        if screened:
+            dists.n_redone += _kernels_numba.sweep_block_screened(
+                X, w, centers, *dists.screen_args(), bounds, step, dists.rowmajor, sums, counts,
+                inertia, *far_args)
+        else:
+            _kernels_numba.sweep_block(X, w, dists.blas_operand(), dists.c_sq, bounds, step,
+                                       dists.rowmajor, sums, counts, inertia, *far_args)
         return _far_result(X, weights, far) if n_far else None
     lab = np.empty((n_groups, step), dtype=np.intp)
     best = np.empty((n_groups, step), dtype=X.dtype)
@@ -535,11 +540,14 @@ def _nearest_numba(X, centers, bounds, labels, dist):
     screened = _screened(X, K)
     step = _numba_step(K, X.shape[1], 4 if screened else X.itemsize, n)
     dists = _Distances(centers, step, X.shape[1], screened)
-    if _whole_block(screened):
-        want = dist is not None
-        _kernels_numba.nearest_block(
-            X, dists.blas_operand(), dists.c_sq, bounds, step, dists.rowmajor, labels,
-            dist if want else np.empty((0, 0)), want)
+    if _whole_block():
+        out = (labels, np.empty((0, 0)) if dist is None else dist, dist is not None)
+        if screened:
+            dists.n_redone += _kernels_numba.nearest_block_screened(
+                X, centers, *dists.screen_args(), bounds, step, dists.rowmajor, *out)
+        else:
+            _kernels_numba.nearest_block(X, dists.blas_operand(), dists.c_sq, bounds, step,
+                                         dists.rowmajor, *out)
         return
     best = np.empty(step, dtype=X.dtype)
     for start in range(0, n, step):

@@ -21,7 +21,8 @@ the ``m``-th farthest kept so far, and the buffer is compacted to ``m`` rows
 when full. For rows in random order this touches ``O(m log(n / m))`` rows
 instead of sorting or partitioning the whole block.
 
-Whole blocks (:func:`sweep_block`, :func:`nearest_block`): when SciPy is
+Whole blocks (:func:`sweep_block`, :func:`nearest_block` and their screened
+float64 counterparts): when SciPy is
 installed, numba's ``np.dot`` calls SciPy's BLAS from compiled code, so the
 loop over the sub-blocks of a block (product, argmin, accumulation, far rows)
 runs in one call that holds no GIL. Driven from Python instead, every
@@ -48,7 +49,9 @@ __all__ = [
     "AVAILABLE",
     "BLAS_AVAILABLE",
     "nearest_block",
+    "nearest_block_screened",
     "sweep_block",
+    "sweep_block_screened",
     "accumulate_rows",
     "argmin_columns",
     "argmin_rows",
@@ -515,6 +518,87 @@ def _nearest_block(X, cm2, c_sq, bounds, step, rowmajor, labels, dist, want_dist
                 sq_dist_rows(Xs, best[:m], dist[g, start:stop])
 
 
+def _sweep_block_screened(X, w, centers, shift, cm2, c_sq, coef_x, coef_c, bounds, step,
+                          rowmajor, sums, counts, inertia, far_m, far_dist, far_rows, far_lab,
+                          far_state, far_tau):
+    """:func:`_sweep_block` for screened float64 (see :func:`_refine_rows`).
+
+    Per sub-block the rows are shifted by ``shift`` and cast to float32
+    (:func:`_shift_cast_rows`), the product with ``cm2`` (float32, ``-2`` times
+    the shifted centres, laid out as in :func:`_block_products`) gives the
+    screened scores with ``c_sq`` (float32), every label is proven or decided
+    again in float64 against ``centers``, and sums, weights and distances are
+    computed in float64 from the original rows (:func:`_accumulate_exact`).
+    Returns the number of rows decided again.
+    """
+    n, d = X.shape
+    K = c_sq.shape[0]
+    n_groups = bounds.shape[0] - 1
+    has_w = w.shape[0] > 0
+    xs = np.empty((step, d), dtype=np.float32)
+    norms = np.empty(step, dtype=np.float64)
+    buf = np.empty(step * K, dtype=np.float32)
+    lab = np.empty(step, dtype=np.intp)
+    best = np.empty(step, dtype=np.float32)
+    second = np.empty(step, dtype=np.float32)
+    dist = np.empty(step, dtype=np.float64)
+    redone = 0
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        Xs = X[start:stop]
+        ws = w[start:stop] if has_w else w
+        shift_cast_rows(Xs, shift, xs[:m], norms[:m])
+        D = _block_products(xs[:m], cm2, rowmajor, buf)
+        for g in range(n_groups):
+            lo = bounds[g]
+            hi = bounds[g + 1]
+            redone += _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms[:m],
+                                       coef_x, coef_c, lab[:m], best[:m], second[:m])
+            inertia[g] += accumulate_exact(Xs, ws, lab[:m], centers, sums, counts, dist[:m])
+            if far_m > 0:
+                far_push(dist[:m], lab[:m], ws, start, far_m, far_dist[g], far_rows[g],
+                         far_lab[g], far_state[g : g + 1], far_tau[g : g + 1])
+    return redone
+
+
+def _nearest_block_screened(X, centers, shift, cm2, c_sq, coef_x, coef_c, bounds, step,
+                            rowmajor, labels, dist, want_dist):
+    """:func:`_nearest_block` for screened float64; returns the rows decided again."""
+    n, d = X.shape
+    K = c_sq.shape[0]
+    xs = np.empty((step, d), dtype=np.float32)
+    norms = np.empty(step, dtype=np.float64)
+    buf = np.empty(step * K, dtype=np.float32)
+    best = np.empty(step, dtype=np.float32)
+    second = np.empty(step, dtype=np.float32)
+    redone = 0
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        Xs = X[start:stop]
+        shift_cast_rows(Xs, shift, xs[:m], norms[:m])
+        D = _block_products(xs[:m], cm2, rowmajor, buf)
+        for g in range(bounds.shape[0] - 1):
+            lab_g = labels[g, start:stop]
+            redone += _screened_labels(Xs, centers, D, rowmajor, c_sq, bounds[g], bounds[g + 1],
+                                       norms[:m], coef_x, coef_c, lab_g, best[:m], second[:m])
+            if want_dist:
+                sq_dist_exact(Xs, lab_g, centers, dist[g, start:stop])
+    return redone
+
+
+def _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, labels,
+                     best, second):
+    """Screened best and second-best scores, then proven or redone labels."""
+    if rowmajor:
+        top2_rows(D, c_sq, lo, hi, labels, best, second)
+    else:
+        top2_columns(D, c_sq, lo, hi, labels, best, second)
+    return refine_rows(Xs, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, labels,
+                       best, second)
+
+
 if AVAILABLE:
     moments_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_moments_rows)
     argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
@@ -535,11 +619,16 @@ if AVAILABLE:
         _block_products = numba.njit(nogil=True, cache=True)(_block_products)
         sweep_block = numba.njit(nogil=True, cache=True)(_sweep_block)
         nearest_block = numba.njit(nogil=True, cache=True)(_nearest_block)
+        _screened_labels = numba.njit(nogil=True, cache=True)(_screened_labels)
+        sweep_block_screened = numba.njit(nogil=True, cache=True)(_sweep_block_screened)
+        nearest_block_screened = numba.njit(nogil=True, cache=True)(_nearest_block_screened)
     else:  # pragma: no cover
         sweep_block = nearest_block = None
+        sweep_block_screened = nearest_block_screened = None
 else:  # pragma: no cover
     argmin_columns = argmin_rows = accumulate_rows = sq_dist_rows = moments_rows = None
     far_compact = far_push = None
     shift_cast_rows = top2_rows = top2_columns = refine_rows = None
     accumulate_exact = sq_dist_exact = None
     sweep_block = nearest_block = None
+    sweep_block_screened = nearest_block_screened = None

@@ -163,9 +163,10 @@ def test_row_major_and_transposed_layouts_agree(dtype, monkeypatch):
     np.testing.assert_array_equal(a[1][0][1], lab + 10)
 
 
+@pytest.mark.parametrize("whole", [True, False])  # one compiled call per block / per sub-block
 @pytest.mark.parametrize("offset", [0.0, 1e6])
 @pytest.mark.parametrize("layout_k", [0, 10**9])
-def test_screened_float64_gives_exact_labels(offset, layout_k, monkeypatch):
+def test_screened_float64_gives_exact_labels(offset, layout_k, whole, monkeypatch):
     """float32 screening of float64 data: labels of exact distances, float64 sums.
 
     Near-duplicate centres and rows rounded to a grid make many rows close to
@@ -181,10 +182,15 @@ def test_screened_float64_gives_exact_labels(offset, layout_k, monkeypatch):
     monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
     monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
     monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", 0)
+    if whole and not _kernels_numba.BLAS_AVAILABLE:
+        pytest.skip("compiled whole-block sweep not available (SciPy missing)")
+    monkeypatch.setattr(_kernels, "_WHOLE_BLOCK", whole)
+    # rows decided again in float64, counted by whichever path runs
     redone = []
-    refine = _kernels_numba.refine_rows
-    monkeypatch.setattr(_kernels_numba, "refine_rows",
-                        lambda *a: redone.append(refine(*a)) or redone[-1])
+    for name in ("refine_rows", "sweep_block_screened", "nearest_block_screened"):
+        func = getattr(_kernels_numba, name)
+        monkeypatch.setattr(_kernels_numba, name,
+                            lambda *a, f=func: redone.append(f(*a)) or redone[-1])
     monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 512)
     out = _kernels.lloyd_partial(X, C, w, n_far=3)
     labels, dist = _kernels.nearest(X, C)
