@@ -339,6 +339,9 @@ def _numba_step(n_centers: int, n_features: int, itemsize: int, n_rows: int) -> 
 class _Distances:
     """Sub-block assignment of the compiled path: distance products and labels.
 
+    With SciPy the whole block is swept by one compiled call, which takes the
+    centres' constants from :meth:`blas_operand` and :meth:`screen_args`;
+    otherwise a loop in Python calls the methods below on every sub-block.
     ``block(Xs)`` computes ``(-2 C) . x`` for every row of ``Xs`` and every
     centre: row-major ``(m, K)`` when ``K <= _ROWMAJOR_MAX_K`` (BLAS is much
     faster with the long dimension on the output's rows), transposed ``(K, m)``
@@ -375,16 +378,21 @@ class _Distances:
             self.coef_x = 1.1 * u * 2 * (n_features + 3) * radius
             self.coef_c = 1.1 * u * 2 * radius**2 + 4 * (n_features + 2) * 2.0**-149 * (
                 1 + radius)
-            self.xs = np.empty((step, n_features), dtype=np.float32)
-            self.norms = np.empty(step, dtype=np.float64)
-            self.best = np.empty(step, dtype=np.float32)
-            self.second = np.empty(step, dtype=np.float32)
-            self.buf = np.empty(K * step, dtype=np.float32)
-            self.n_redone = 0
         else:
             self.cm2 = centers * centers.dtype.type(-2)  # exact: scaling by a power of two
             self.c_sq = sq_norms(centers)
-            self.buf = np.empty(K * step, dtype=centers.dtype)
+        self.step = step
+        self.n_redone = 0
+        self.buf = None  # scratch of the sub-block loop, allocated by its first block
+
+    def _alloc_scratch(self) -> None:
+        step, d = self.step, self.centers.shape[1]
+        self.buf = np.empty(self.K * step, dtype=self.cm2.dtype)
+        if self.screened:
+            self.xs = np.empty((step, d), dtype=np.float32)
+            self.norms = np.empty(step, dtype=np.float64)
+            self.best = np.empty(step, dtype=np.float32)
+            self.second = np.empty(step, dtype=np.float32)
 
     def blas_operand(self) -> np.ndarray:
         """The centres' operand of :func:`_kernels_numba.sweep_block`: ``(-2 C).T``
@@ -396,6 +404,8 @@ class _Distances:
         return self.shift, self.blas_operand(), self.c_sq, self.coef_x, self.coef_c
 
     def block(self, Xs: np.ndarray) -> np.ndarray:
+        if self.buf is None:
+            self._alloc_scratch()
         m = Xs.shape[0]
         if self.screened:
             xs = self.xs[:m]
