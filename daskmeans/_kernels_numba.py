@@ -532,15 +532,10 @@ def _sweep_block_screened(X, w, centers, shift, cm2, c_sq, coef_x, coef_c, bound
     Returns the number of rows decided again.
     """
     n, d = X.shape
-    K = c_sq.shape[0]
     n_groups = bounds.shape[0] - 1
     has_w = w.shape[0] > 0
-    xs = np.empty((step, d), dtype=np.float32)
-    norms = np.empty(step, dtype=np.float64)
-    buf = np.empty(step * K, dtype=np.float32)
+    xs, norms, buf, best, second = _screen_scratch(step, d, c_sq.shape[0])
     lab = np.empty(step, dtype=np.intp)
-    best = np.empty(step, dtype=np.float32)
-    second = np.empty(step, dtype=np.float32)
     dist = np.empty(step, dtype=np.float64)
     redone = 0
     for start in range(0, n, step):
@@ -548,8 +543,7 @@ def _sweep_block_screened(X, w, centers, shift, cm2, c_sq, coef_x, coef_c, bound
         m = stop - start
         Xs = X[start:stop]
         ws = w[start:stop] if has_w else w
-        shift_cast_rows(Xs, shift, xs[:m], norms[:m])
-        D = _block_products(xs[:m], cm2, rowmajor, buf)
+        D = _screened_products(Xs, shift, cm2, rowmajor, xs, norms, buf)
         for g in range(n_groups):
             lo = bounds[g]
             hi = bounds[g + 1]
@@ -566,19 +560,13 @@ def _nearest_block_screened(X, centers, shift, cm2, c_sq, coef_x, coef_c, bounds
                             rowmajor, labels, dist, want_dist):
     """:func:`_nearest_block` for screened float64; returns the rows decided again."""
     n, d = X.shape
-    K = c_sq.shape[0]
-    xs = np.empty((step, d), dtype=np.float32)
-    norms = np.empty(step, dtype=np.float64)
-    buf = np.empty(step * K, dtype=np.float32)
-    best = np.empty(step, dtype=np.float32)
-    second = np.empty(step, dtype=np.float32)
+    xs, norms, buf, best, second = _screen_scratch(step, d, c_sq.shape[0])
     redone = 0
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
         Xs = X[start:stop]
-        shift_cast_rows(Xs, shift, xs[:m], norms[:m])
-        D = _block_products(xs[:m], cm2, rowmajor, buf)
+        D = _screened_products(Xs, shift, cm2, rowmajor, xs, norms, buf)
         for g in range(bounds.shape[0] - 1):
             lab_g = labels[g, start:stop]
             redone += _screened_labels(Xs, centers, D, rowmajor, c_sq, bounds[g], bounds[g + 1],
@@ -586,6 +574,23 @@ def _nearest_block_screened(X, centers, shift, cm2, c_sq, coef_x, coef_c, bounds
             if want_dist:
                 sq_dist_exact(Xs, lab_g, centers, dist[g, start:stop])
     return redone
+
+
+def _screen_scratch(step, d, K):
+    """Scratch of the screened sweeps: shifted float32 rows, their norms, the
+    product buffer, best and second-best scores."""
+    return (np.empty((step, d), dtype=np.float32), np.empty(step, dtype=np.float64),
+            np.empty(step * K, dtype=np.float32), np.empty(step, dtype=np.float32),
+            np.empty(step, dtype=np.float32))
+
+
+def _screened_products(Xs, shift, cm2, rowmajor, xs, norms, buf):
+    """Screened scores of a sub-block: rows shifted and cast to float32 (their
+    norms into ``norms``), then their product with ``cm2`` (see
+    :func:`_block_products`)."""
+    m = Xs.shape[0]
+    shift_cast_rows(Xs, shift, xs[:m], norms[:m])
+    return _block_products(xs[:m], cm2, rowmajor, buf)
 
 
 def _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, labels,
@@ -620,6 +625,8 @@ if AVAILABLE:
         sweep_block = numba.njit(nogil=True, cache=True)(_sweep_block)
         nearest_block = numba.njit(nogil=True, cache=True)(_nearest_block)
         _screened_labels = numba.njit(nogil=True, cache=True)(_screened_labels)
+        _screen_scratch = numba.njit(nogil=True, cache=True)(_screen_scratch)
+        _screened_products = numba.njit(nogil=True, cache=True)(_screened_products)
         sweep_block_screened = numba.njit(nogil=True, cache=True)(_sweep_block_screened)
         nearest_block_screened = numba.njit(nogil=True, cache=True)(_nearest_block_screened)
     else:  # pragma: no cover
