@@ -152,6 +152,37 @@ def test_empty_cluster_is_relocated_to_farthest_point():
     assert len(np.unique(km.labels_)) == 3
 
 
+def test_farthest_rows_are_searched_only_after_a_cluster_empties(monkeypatch):
+    """Passes skip the farthest-row search until a cluster comes out empty; that
+    pass is redone with it (one extra pass), and it stays on afterwards."""
+    from daskmeans import _kernels
+
+    calls = []
+    real = _kernels.lloyd_partial
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("n_far", 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_kernels, "lloyd_partial", spy)
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(c, 0.5, size=(200, 2)) for c in (0, 5, 10)])
+    C0 = X[[0, 250, 450]].copy()
+    km = KMeans(3, init=C0, tol=0, max_iter=4).fit(X)
+    assert km.n_passes_ >= 2 and calls == [0] * km.n_passes_
+
+    calls.clear()
+    X = np.array([[0.0, 0], [0.1, 0], [0.2, 0], [10, 0], [10.1, 0], [50, 0]])
+    C0 = np.array([[0.1, 0], [10.05, 0], [1000.0, 0]])  # third centre gets no point
+    km = KMeans(3, init=C0, tol=0, max_iter=3).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, sk_reference(X, C0, max_iter=3,
+                                                                 tol=0).cluster_centers_)
+    # iteration 1 twice, then iterations 2.. with the search (the final inertia pass,
+    # if any, needs none)
+    assert calls[:2] == [0, 3] and calls[2 : km.n_iter_ + 1] == [3] * (km.n_iter_ - 1)
+    assert km.n_passes_ == len(calls)
+
+
 def test_fewer_distinct_points_than_clusters_warns():
     X = np.array([[1.0, 1.0]] * 5 + [[2.0, 2.0]] * 5)
     with pytest.warns(Warning, match="Number of distinct clusters"):

@@ -181,6 +181,7 @@ def test_screened_float64_gives_exact_labels(offset, layout_k, whole, monkeypatc
     w = rng.uniform(0, 2, size=len(X))
     monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
     monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
+    monkeypatch.setattr(_kernels, "_SCREEN_ROWMAJOR_MAX_K", layout_k)
     monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", 0)
     if whole and not _kernels_numba.BLAS_AVAILABLE:
         pytest.skip("compiled whole-block sweep not available (SciPy missing)")
@@ -226,6 +227,7 @@ def test_whole_block_call_matches_the_sub_block_loop(dtype, layout_k, weighted, 
     monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
     monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
     monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 211)  # a short last sub-block
+    monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", None)  # the plain sweep (screened: below)
     calls = []
     sweep = _kernels_numba.sweep_block
     monkeypatch.setattr(_kernels_numba, "sweep_block", lambda *a: calls.append(1) or sweep(*a))
