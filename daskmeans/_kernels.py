@@ -56,11 +56,13 @@ _ROWMAJOR_MAX_K = 16 if _kernels_numba.BLAS_AVAILABLE else 64
 #: Smallest number of centres (all groups together) for which float64 data is
 #: screened with float32 distance products (labels proven or redone in float64,
 #: see :class:`_Distances`); ``None`` turns screening off. Measured with the
-#: whole-block call, 2,000,000 x 32 float64 rows on two threads, screened
-#: (transposed) against plain float64: k=8 0.042 vs 0.044 s, k=12 0.043 vs
-#: 0.052, k=16 0.049 vs 0.064, k=32 0.058 vs 0.082, k=64 0.082 vs 0.128.
-#: The sub-block loop driven from Python keeps the threshold measured for it.
-_SCREEN_MIN_K = 8 if _kernels_numba.BLAS_AVAILABLE else 128
+#: whole-block call, 2,000,000 x 32 float64 rows on two threads, OpenBLAS's
+#: own kernel choice (SkylakeX on this AVX-512 machine): plain row-major vs
+#: screened (transposed) 0.026 vs 0.037 s at k=8, 0.038 vs 0.040 at k=16;
+#: plain transposed vs screened 0.067 vs 0.046 at k=32 (and 0.128 vs 0.082 at
+#: k=64 with OPENBLAS_CORETYPE=Haswell). So: screened wherever the product is
+#: transposed. The sub-block loop driven from Python keeps its own threshold.
+_SCREEN_MIN_K = _ROWMAJOR_MAX_K + 1 if _kernels_numba.BLAS_AVAILABLE else 128
 #: Largest number of centres for which screened products are row-major. The
 #: screened row-major sweep lost everywhere it was measured (k=8 to 16: 0.066 to
 #: 0.098 s against 0.042 to 0.049 s transposed), so it is off; tests set it.
