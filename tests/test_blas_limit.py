@@ -91,3 +91,22 @@ def test_limit_covers_the_blas_that_compiled_kernels_call():
     with dask.config.set(scheduler="threads", num_workers=2):
         _graph.compute_passes(_graph.block_reduce(X, None, chunk, sum, name="t"))
     assert seen and all(set(s.values()) == {1} and set(s) == set(libs) for s in seen)
+
+
+def test_pass_runner_limits_blas_like_compute_passes():
+    """The graph-once path of PassRunner keeps the one-thread limit, then restores it."""
+    if _blas_threads() is None:
+        pytest.skip("no BLAS found by threadpoolctl")
+    before = _blas_threads()
+    seen: list = []
+    X = da.from_array(np.ones((60, 2)), chunks=(10, 2))
+
+    def chunk(block, w, index, *, scale):
+        seen.append(_blas_threads())
+        return block.sum() * scale
+
+    with dask.config.set(scheduler="threads", num_workers=2):
+        run = _graph.PassRunner(X, None, chunk, sum, name="t")
+        assert [run({"scale": s}) for s in (1.0, 2.0)] == [120.0, 240.0]
+    assert set(seen) == {1}
+    assert _blas_threads() == before

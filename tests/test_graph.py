@@ -106,3 +106,61 @@ def test_no_batching_for_large_blocks_or_few_blocks():
         assert batch_size(da.ones((10 * 2**20, 8), chunks=(2**20, 8)), 8) == 1  # 64 MiB blocks
         assert batch_size(da.ones((700, 2), chunks=(100, 2)), 8) == 1  # 7 blocks
         assert batch_size(da.ones((6400, 2), chunks=(100, 2)), 8) == 8
+
+
+def _offset_chunk(block, w, index, *, offset, seen=None):
+    if seen is not None:
+        seen.append(index)
+    return float(block.sum()) + offset
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_pass_runner_builds_once_and_equals_fresh_passes(scheduler, monkeypatch):
+    """Local schedulers: one graph for every call, constants swapped; the results
+    are those of a fresh block_reduce graph with the same constants."""
+    from daskmeans import _graph
+
+    rng = np.random.default_rng(1)
+    X = da.from_array(rng.normal(size=(700, 3)), chunks=(50, 3))
+    built = []
+    real = _graph.block_reduce
+    monkeypatch.setattr(_graph, "block_reduce", lambda *a, **k: built.append(1) or real(*a, **k))
+    with dask.config.set(scheduler=scheduler):
+        run = _graph.PassRunner(X, None, _offset_chunk, _combine, name="t", split_every=4)
+        got = [run({"offset": float(o)}) for o in range(4)]
+        want = [_graph.compute_passes(real(X, None, _offset_chunk, _combine, name="t",
+                                           split_every=4, consts={"offset": float(o)}))[0]
+                for o in range(4)]
+    assert len(built) == 1
+    assert got == want  # bitwise: the same tree over the same blocks
+    assert got[3] - got[0] == pytest.approx(3 * 14)  # the constants did change: 14 blocks
+
+
+def test_pass_runner_reads_every_block_once_per_call():
+    from daskmeans import _graph
+
+    X = da.ones((100, 2), chunks=(10, 2))
+    seen: list = []
+    with dask.config.set(scheduler="threads"):
+        run = _graph.PassRunner(X, None, _offset_chunk, _combine, name="t")
+        for _ in range(3):
+            assert run({"offset": 0.0, "seen": seen}) == 200.0
+    assert sorted(seen) == sorted(list(range(10)) * 3)
+
+
+def test_pass_runner_builds_fresh_graphs_for_other_schedulers(monkeypatch):
+    """A scheduler that is not dask's local one (as a distributed Client) gets a
+    new graph, through compute_passes, on every call."""
+    from daskmeans import _graph
+
+    X = da.ones((60, 2), chunks=(10, 2))
+    used = []
+
+    def other_get(dsk, keys, **kwargs):
+        used.append(1)
+        return dask.get(dsk, keys, **kwargs)
+
+    with dask.config.set(scheduler=other_get):
+        run = _graph.PassRunner(X, None, _offset_chunk, _combine, name="t")
+        assert [run({"offset": float(o)}) for o in (0, 1)] == [120.0, 126.0]
+    assert len(used) == 2

@@ -93,6 +93,15 @@ def test_passes_are_shared_and_counted(monkeypatch):
     import daskmeans._lloyd as lloyd_mod
 
     monkeypatch.setattr(lloyd_mod, "compute_passes", counting)
+    from daskmeans._graph import PassRunner
+
+    real_call = PassRunner.__call__
+
+    def counting_runner(self, consts):  # Lloyd passes built once, computed per iteration
+        calls.append([f"{self.kwargs['name']}-result"])
+        return real_call(self, consts)
+
+    monkeypatch.setattr(PassRunner, "__call__", counting_runner)
     res = select_k(X, range(2, 9), methods=("elbow", "fk", "silhouette"), random_state=1)
     # preparation + shared Lloyd passes + one scoring pass, whatever the number of k
     assert res.n_passes_ == len(calls)
