@@ -146,9 +146,12 @@ def block_reduce(
     """
     dsk, out, _ = _build(X, weights, chunk, combine, name=name, split_every=split_every,
                          consts=consts, finalize=finalize)
+    return _delayed(X, weights, dsk, out)
+
+
+def _delayed(X, weights, dsk: dict, out) -> Delayed:
     deps = [X] if weights is None else [X, weights]
-    graph = HighLevelGraph.from_collections(out, dsk, dependencies=deps)
-    return Delayed(out, graph)
+    return Delayed(out, HighLevelGraph.from_collections(out, dsk, dependencies=deps))
 
 
 def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
@@ -247,14 +250,14 @@ class PassRunner:
             return get(dsk, out)
 
     def _prepare(self, consts):
-        graph = block_reduce(*self.args, consts=consts, **self.kwargs)
+        layer, out, const_key = _build(*self.args, consts=consts, **self.kwargs)
+        graph = _delayed(self.args[0], self.args[1], layer, out)
         try:
             get = dask.base.get_scheduler(collections=[graph])
         except Exception:  # pragma: no cover - be conservative
             return False
         if get not in (dask.threaded.get, dask.local.get_sync):
             return False
-        _, out, const_key = _build(*self.args, consts=consts, **self.kwargs)
         (opt,) = dask.optimize(graph)
         dsk = dict(opt.__dask_graph__())
         if const_key not in dsk or out not in dsk:  # pragma: no cover - renamed by dask
