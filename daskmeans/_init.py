@@ -20,7 +20,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._graph import block_reduce, compute_passes
+from ._graph import PassRunner, block_reduce, compute_passes
 from ._lloyd import lloyd_numpy, partial_pass, prepare_block
 from ._prep import apply_prep
 from ._rng import block_rng, purpose_key
@@ -416,16 +416,15 @@ def kmeans_parallel(
     else:
         cands = _first_centers(X, weights, n_groups, seq, prep=prep)
         n_passes = 0
+    # the rounds differ only in their constants: one graph, built once (PassRunner)
+    run_round = PassRunner(X, weights, _parallel_chunk, partial(_parallel_combine, m=m),
+                           name="kmeans-init-round", split_every=split_every)
     for rnd in range(init_rounds):
         stacked = np.concatenate(cands, axis=0)
         bounds = np.concatenate(([0], np.cumsum([len(c) for c in cands]))).astype(np.intp)
-        graph = block_reduce(
-            X, weights, _parallel_chunk, partial(_parallel_combine, m=m),
-            name="kmeans-init-round", split_every=split_every,
-            consts=_prep_consts({"seq": seq, "rnd": rnd, "cands": stacked, "bounds": bounds,
-                                 "m": m, "check": check and rnd == 0}, prep, False),
-        )
-        (res,) = compute_passes(graph)
+        res = run_round(_prep_consts({"seq": seq, "rnd": rnd, "cands": stacked,
+                                      "bounds": bounds, "m": m, "check": check and rnd == 0},
+                                     prep, False))
         n_passes += 1
         cost, keys, rows = res
         for g in range(n_groups):
