@@ -680,11 +680,12 @@ def combine_moments(parts) -> tuple[float, np.ndarray, np.ndarray]:
 def combine_partials(parts: list[dict]) -> dict:
     """Sum the outputs of :func:`lloyd_partial` (or of earlier combines)."""
     first = parts[0]
-    out = {
-        "sums": np.sum([p["sums"] for p in parts], axis=0),
-        "counts": np.sum([p["counts"] for p in parts], axis=0),
-        "inertia": np.sum([p["inertia"] for p in parts], axis=0),
-    }
+    with np.errstate(invalid="ignore"):  # inf + -inf from non-finite data: reported by the caller
+        out = {
+            "sums": np.sum([p["sums"] for p in parts], axis=0),
+            "counts": np.sum([p["counts"] for p in parts], axis=0),
+            "inertia": np.sum([p["inertia"] for p in parts], axis=0),
+        }
     if "far" in first:
         m = first["far"]["m"]
         cat = {
@@ -702,7 +703,8 @@ def combine_partials(parts: list[dict]) -> dict:
             "m": m,
         }
     if "moments" in first:
-        out["moments"] = combine_moments([p["moments"] for p in parts])
+        with np.errstate(invalid="ignore"):
+            out["moments"] = combine_moments([p["moments"] for p in parts])
     return out
 
 

@@ -11,6 +11,7 @@ leaves the stack.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,18 +89,23 @@ class LloydState:
         )
 
 
-def check_block(X: np.ndarray, w: np.ndarray | None, *, allow_nan: bool = False) -> None:
+_NOT_FINITE = "X contains NaN or infinity; expected finite values in every row."
+
+
+def check_block(X: np.ndarray, w: np.ndarray | None, *, allow_nan: bool = False,
+                data: bool = True) -> None:
     """Raise ValueError if a block has non-finite data or invalid weights.
 
     With ``allow_nan`` (``nan_policy="omit"``) NaN passes but infinity does not.
+    With ``data=False`` only the weights are checked.
     """
-    if allow_nan:
+    if data and allow_nan:
         if np.isinf(X).any():
             raise ValueError(
                 "X contains infinity; expected finite values or NaN (nan_policy='omit')."
             )
-    elif not np.isfinite(X).all():
-        raise ValueError("X contains NaN or infinity; expected finite values in every row.")
+    elif data and not np.isfinite(X).all():
+        raise ValueError(_NOT_FINITE)
     if w is not None:
         if not np.isfinite(w).all():
             raise ValueError("sample_weight contains NaN or infinity; expected finite values.")
@@ -117,12 +123,20 @@ def prepare_block(X, w, prep, check):
     return apply_prep(prep, X, w)
 
 
-def _lloyd_chunk(X, w, index, *, centers, bounds, n_far, check, with_moments, prep=None):
+def _lloyd_chunk(X, w, index, *, centers, bounds, n_far, check, with_moments, prep=None,
+                 check_sums=False):
+    deferred = check and check_sums and prep is None
+    if deferred:
+        # X is checked on the pass's sums (see check_pass): no second read of the block
+        check_block(X, w, data=False)
+        check = False
     X, w, valid = prepare_block(X, w, prep, check)
-    out = _kernels.lloyd_partial(
-        X, centers, w, bounds=bounds, n_far=n_far,
-        with_moments=with_moments and valid is None,
-    )
+    # non-finite data is reported by check_pass, not by NumPy's warnings on the way
+    with np.errstate(all="ignore") if deferred else contextlib.nullcontext():
+        out = _kernels.lloyd_partial(
+            X, centers, w, bounds=bounds, n_far=n_far,
+            with_moments=with_moments and valid is None,
+        )
     if prep is not None:
         if with_moments and valid is not None:
             out["moments"] = _kernels.moments(X[valid])
@@ -201,9 +215,27 @@ def _combine_for(prep):
     return _kernels.combine_partials if prep is None else _combine_partials
 
 
+def check_pass(res: dict) -> None:
+    """Raise ValueError if a pass made with ``check_sums`` met NaN or infinity in X.
+
+    Every value of X is added into the float64 per-cluster sums (weights of 0
+    included: ``0 * nan`` is NaN), so they are finite exactly when the block
+    values are (for float64 data short of overflowing 1e308). Checking them
+    replaces a second read of every block in the first pass of lazy input:
+    ``np.isfinite(X).all()`` per block cost 9 to 13 ms of a 26 to 55 ms pass
+    (2,000,000 x 32 rows, two threads).
+    """
+    if not np.isfinite(res["sums"]).all():
+        raise ValueError(_NOT_FINITE)
+
+
 def pass_consts(centers: list, *, n_far: int = 0, check: bool = False,
-                with_moments: bool = False, prep=None) -> dict:
-    """The constants of a Lloyd pass (see :func:`partial_pass`)."""
+                with_moments: bool = False, prep=None, check_sums: bool = False) -> dict:
+    """The constants of a Lloyd pass (see :func:`partial_pass`).
+
+    With ``check_sums`` (and no ``prep``), ``check`` validates only the
+    weights in the blocks; the caller must call :func:`check_pass` on the result.
+    """
     stacked = np.concatenate(centers, axis=0) if len(centers) > 1 else centers[0]
     bounds = np.concatenate(([0], np.cumsum([len(c) for c in centers]))).astype(np.intp)
     consts = {
@@ -215,6 +247,8 @@ def pass_consts(centers: list, *, n_far: int = 0, check: bool = False,
     }
     if prep is not None:
         consts["prep"] = prep
+    if check_sums:
+        consts["check_sums"] = True
     return consts
 
 
@@ -347,7 +381,9 @@ def lloyd(
         redo = True
         while redo:
             res = run_pass(pass_consts(centers, n_far=n_far if with_far else 0, check=check,
-                                       with_moments=need_moments, prep=prep))
+                                       with_moments=need_moments, prep=prep, check_sums=True))
+            if check and prep is None:
+                check_pass(res)
             check = False
             state.n_passes += 1
             # an empty cluster needs the farthest rows to relocate it: redo the

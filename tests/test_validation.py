@@ -1,5 +1,7 @@
 """Bad input gets a clear error naming the parameter, before any pass over the data."""
 
+import warnings
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -68,6 +70,35 @@ def test_nan_in_dask_data_detected_before_returning():
         KMeans(2, random_state=0).fit(da.from_array(bad, chunks=10))
     with pytest.raises(ValueError, match="NaN or infinity"):
         KMeans(2, init=X[:2]).fit(da.from_array(bad, chunks=10))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lloyd_first_pass_checks_lazy_data_on_its_sums(value, dtype, weighted, monkeypatch):
+    """Lazy data meets its finiteness check in the first Lloyd pass without a second
+    read of the blocks: the float64 sums carry any NaN or infinity (a zero weight
+    included), and the error is the same."""
+    from daskmeans import _lloyd
+
+    reads = []
+    real = _lloyd.check_block
+    monkeypatch.setattr(_lloyd, "check_block",
+                        lambda *a, **k: reads.append(k.get("data", True)) or real(*a, **k))
+    good = X.astype(dtype)
+    w = np.ones(len(good))
+    km = KMeans(2, init=good[:2], max_iter=3)
+    km.fit(da.from_array(good, chunks=10), sample_weight=w if weighted else None)
+    assert reads and not any(reads)  # blocks checked (weights only), data not read again
+    bad = good.copy()
+    bad[33, 1] = value
+    if weighted:
+        w[33] = 0.0  # 0 * nan and 0 * inf are NaN: still caught
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the error, not NumPy's warnings
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            KMeans(2, init=good[:2]).fit(da.from_array(bad, chunks=10),
+                                         sample_weight=w if weighted else None)
 
 
 @pytest.mark.parametrize(
