@@ -1,7 +1,9 @@
 """The Lloyd iteration on Dask arrays: one pass over the data per iteration.
 
-Each iteration builds one :func:`daskmeans._graph.block_reduce` graph: every
-row block goes through :func:`daskmeans._kernels.lloyd_partial` (the
+Each iteration computes one :func:`daskmeans._graph.block_reduce` graph (built
+once per fit by a :class:`daskmeans._graph.PassRunner` under dask's local
+schedulers, with only the centres swapped between iterations): every row
+block goes through :func:`daskmeans._kernels.lloyd_partial` (the
 ``kmeans-partial`` tasks), the partial sums, weights and inertia are combined
 by a tree (``kmeans-combine``), and the client receives only k x d numbers per
 group of centres. Several groups of centres (``n_init`` candidates, or
