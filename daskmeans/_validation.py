@@ -7,10 +7,12 @@ value received and what is expected, before any pass over the data starts.
 from __future__ import annotations
 
 import math
+import uuid
 from numbers import Integral, Real
 
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 
 from ._io import is_path_like, open_zarr
 
@@ -23,6 +25,7 @@ __all__ = [
     "check_sample_weight",
     "default_row_chunks",
     "has_unknown_rows",
+    "numpy_blocks",
 ]
 
 #: Target bytes per block when the estimator chunks a NumPy array itself.
@@ -85,6 +88,39 @@ def default_row_chunks(n_rows: int, n_features: int, itemsize: int) -> int:
     return max(1, math.ceil(n_rows / blocks))
 
 
+def numpy_blocks(arr: np.ndarray, rows, *, content_name: bool = False) -> da.Array:
+    """A NumPy array as a Dask array of row blocks that are views of it.
+
+    ``da.from_array`` copies a NumPy array and hashes all of it to name the
+    result: for 2,000,000 x 32 float32 rows that is 23 ms and 127 ms on every
+    ``fit``, ``predict`` or ``transform``, and twice the memory. Here nothing
+    is copied and the name is random, unless ``content_name`` asks for a hash
+    of the content (a checkpointed fit must recognise the same data later).
+
+    Parameters
+    ----------
+    arr : ndarray
+        Split along its first axis only.
+    rows : int or tuple of int
+        Rows per block, or the row chunk sizes.
+    content_name : bool
+        Name the array by a hash of its content instead of a random token.
+    """
+    n = arr.shape[0]
+    if isinstance(rows, Integral):
+        rows = tuple(min(int(rows), n - start) for start in range(0, n, int(rows))) or (0,)
+    token = tokenize(arr) if content_name else uuid.uuid4().hex
+    name = f"array-{token}"
+    rest = (0,) * (arr.ndim - 1)
+    dsk = {}
+    start = 0
+    for i, size in enumerate(rows):
+        dsk[(name, i) + rest] = arr[start : start + size]
+        start += size
+    chunks = (tuple(rows),) + tuple((s,) for s in arr.shape[1:])
+    return da.Array(dsk, name, chunks, dtype=arr.dtype)
+
+
 def check_array_input(
     X,
     *,
@@ -92,6 +128,7 @@ def check_array_input(
     storage_options: dict | None = None,
     dtype=None,
     allow_nan: bool = False,
+    content_name: bool = False,
 ) -> tuple[da.Array, bool]:
     """Validate data and return it as a 2-D float Dask array with one column block.
 
@@ -110,6 +147,9 @@ def check_array_input(
         float32 per block, never as a whole copy).
     allow_nan : bool
         Accept NaN (``nan_policy="omit"``); infinity is still an error.
+    content_name : bool
+        NumPy input: name the Dask array by a hash of the data (see
+        :func:`numpy_blocks`), so that the same data gets the same name.
 
     Returns
     -------
@@ -167,7 +207,7 @@ def check_array_input(
         elif not np.isfinite(X).all():
             raise ValueError(f"{name} contains NaN or infinity; expected finite values.")
         rows = default_row_chunks(n, d, work.itemsize)
-        X = da.from_array(X, chunks=(rows, d))
+        X = numpy_blocks(X, rows, content_name=content_name)
     else:
         if X.dtype != work:
             X = X.astype(work)
@@ -191,11 +231,13 @@ def _is_zarr_array(obj) -> bool:
     return mod.startswith("zarr") and hasattr(obj, "shape") and hasattr(obj, "chunks")
 
 
-def check_sample_weight(sample_weight, X: da.Array, *, in_memory: bool) -> da.Array | None:
+def check_sample_weight(sample_weight, X: da.Array, *, in_memory: bool,
+                        content_name: bool = False) -> da.Array | None:
     """Validate ``sample_weight`` and chunk it like the rows of ``X``.
 
     Returns None for ``None`` (all ones). Negative, NaN or infinite weights,
-    a wrong length, or weights that are all zero raise ValueError.
+    a wrong length, or weights that are all zero raise ValueError. NumPy
+    weights are wrapped by :func:`numpy_blocks` (``content_name`` as there).
     """
     if sample_weight is None:
         return None
@@ -249,7 +291,7 @@ def check_sample_weight(sample_weight, X: da.Array, *, in_memory: bool) -> da.Ar
         )
     if not (w > 0).any():
         raise ValueError("sample_weight must have at least one positive value; all are 0.")
-    return da.from_array(w, chunks=(X.chunks[0],))
+    return numpy_blocks(w, X.chunks[0], content_name=content_name)
 
 
 def check_centers(name: str, centers, n_clusters: int, n_features: int, dtype) -> np.ndarray:

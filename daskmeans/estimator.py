@@ -327,14 +327,17 @@ default="k-means||"
         self
         """
         self._check_params()
+        # a checkpoint recognises NumPy data by a hash of it; otherwise no hash is needed
         Xd, in_memory = check_array_input(
-            X, allow_nan=self._nan_omit, storage_options=storage_options
+            X, allow_nan=self._nan_omit, storage_options=storage_options,
+            content_name=checkpoint is not None,
         )
         n, d = Xd.shape
         k = self.n_clusters
         if k > n:  # False when n is unknown (NaN): init checks it from its first pass
             raise ValueError(f"n_clusters={k} must be <= n_samples={n}.")
-        weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
+        weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory,
+                                      content_name=checkpoint is not None)
         init = self.init
         init_array = None
         if not isinstance(init, str) and not callable(init):
@@ -393,7 +396,7 @@ default="k-means||"
         self.n_passes_ = int(state.n_passes)
         warn_if_degenerate(self.cluster_sizes_, k)
         labels = self._predict_dask(Xd, check=False)
-        self.labels_ = labels.compute() if in_memory else _as_frame_labels(X, labels)
+        self.labels_ = _in_memory(labels) if in_memory else _as_frame_labels(X, labels)
         timings["finalize"] = time.perf_counter() - t0
         self.timings_ = timings
         return self
@@ -544,7 +547,7 @@ default="k-means||"
         """
         Xd, in_memory = self._check_input(X, storage_options)
         labels = self._predict_dask(Xd, check=not in_memory)
-        return labels.compute() if in_memory else _as_frame_labels(X, labels)
+        return _in_memory(labels) if in_memory else _as_frame_labels(X, labels)
 
     def fit_predict(self, X, y=None, sample_weight=None, *, storage_options=None):
         """Fit, then return ``labels_``."""
@@ -569,7 +572,7 @@ default="k-means||"
             dtype=self.cluster_centers_.dtype,
             chunks=(Xd.chunks[0], (self.cluster_centers_.shape[0],)), token="kmeans-transform",
         )
-        return out.compute() if in_memory else out
+        return _in_memory(out) if in_memory else out
 
     def fit_transform(self, X, y=None, sample_weight=None, *, storage_options=None):
         """Fit, then return distances to the centres."""
@@ -685,6 +688,14 @@ default="k-means||"
         except json.JSONDecodeError as exc:
             raise ValueError(f"model: {str(path)!r} is not valid JSON ({exc}).") from exc
         return cls.from_dict(doc)
+
+
+def _in_memory(result: da.Array) -> np.ndarray:
+    """Compute a result for NumPy input, with BLAS limited as in the passes
+    (two BLAS threads inside each of dask's threads oversubscribe the cores:
+    predict on 2,000,000 x 32 float32 rows took 76 ms limited, up to 146 ms not)."""
+    (out,) = compute_passes(result)
+    return out
 
 
 def _as_frame_labels(X, labels):

@@ -50,7 +50,7 @@ from ._validation import (
     check_real,
     check_sample_weight,
 )
-from .estimator import KMeans
+from .estimator import KMeans, _in_memory
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -806,7 +806,7 @@ class MiniBatchKMeans(KMeans):
         self.inertia_history_ = history
         warn_if_degenerate(self.cluster_sizes_, k)
         labels = self._predict_dask(Xd, check=False)
-        self.labels_ = labels.compute() if in_memory else labels
+        self.labels_ = _in_memory(labels) if in_memory else labels
         self.timings_ = {"fold": t_fold, "finalize": time.perf_counter() - t0}
         return self
 

@@ -110,3 +110,27 @@ def test_pass_runner_limits_blas_like_compute_passes():
         assert [run({"scale": s}) for s in (1.0, 2.0)] == [120.0, 240.0]
     assert set(seen) == {1}
     assert _blas_threads() == before
+
+
+def test_results_for_numpy_input_are_computed_with_blas_limited(monkeypatch):
+    """labels_ and predict for NumPy input run their blocks under the same limit."""
+    if _blas_threads() is None:
+        pytest.skip("no BLAS found by threadpoolctl")
+    from daskmeans import KMeans, estimator
+
+    before = _blas_threads()
+    seen: list = []
+    real = estimator._predict_block  # the per-block task of labels_ and predict
+    def spy(X, *args, **kwargs):
+        if len(X):  # not dask's call on an empty block to learn the output's type
+            seen.append(_blas_threads())
+        return real(X, *args, **kwargs)
+
+    monkeypatch.setattr(estimator, "_predict_block", spy)
+    X = np.random.default_rng(0).normal(size=(3000, 3))
+    with dask.config.set(scheduler="threads", num_workers=2):
+        km = KMeans(3, random_state=0, max_iter=5).fit(X)
+        labels = km.predict(X)
+    np.testing.assert_array_equal(labels, km.labels_)
+    assert seen and set(seen) == {1}
+    assert _blas_threads() == before

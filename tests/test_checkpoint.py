@@ -176,6 +176,25 @@ def test_interrupted_fit_resumes_bitwise(tmp_path, dtype):
     assert np.array_equal(resumed.labels_.compute(), ref.labels_.compute())
 
 
+def test_numpy_fit_resumes_from_its_checkpoint(tmp_path):
+    """NumPy data is recognised by a hash of its content (its Dask name is random
+    otherwise), so an interrupted fit on the same array resumes."""
+    X, _ = make_blobs(2000, 3, 5, cluster_std=0.6, chunk_rows=500, random_state=4)
+    X = X.compute()
+    w = np.linspace(0.5, 1.5, len(X))
+    params = {"n_clusters": 5, "random_state": 0, "tol": 0.0, "max_iter": 12, "init": "random"}
+    ref = KMeans(**params).fit(X, sample_weight=w)
+    with pytest.raises(_Stop):
+        KMeans(**params, callback=_stop_after(3)).fit(X, sample_weight=w,
+                                                     checkpoint=tmp_path / "ck")
+    resumed = KMeans(**params).fit(X.copy(), sample_weight=w.copy(), checkpoint=tmp_path / "ck")
+    assert resumed.cluster_centers_.tobytes() == ref.cluster_centers_.tobytes()
+    assert resumed.inertia_history_ == ref.inertia_history_
+    np.testing.assert_array_equal(resumed.labels_, ref.labels_)
+    with pytest.raises(ValueError, match="different data or parameters"):
+        KMeans(**params).fit(X + 1.0, sample_weight=w, checkpoint=tmp_path / "ck")
+
+
 def test_fit_refuses_checkpoint_of_other_parameters(tmp_path):
     X, _ = make_blobs(500, 2, 3, chunk_rows=100, random_state=0)
     KMeans(n_clusters=3, random_state=0, max_iter=3).fit(X, checkpoint=tmp_path)

@@ -151,3 +151,31 @@ def test_load_rejects_other_files(tmp_path):
         KMeans.load(p)
     with pytest.raises(ValueError, match="no file"):
         KMeans.load(tmp_path / "none.json")
+
+
+def test_numpy_input_is_wrapped_without_copy_or_hash(monkeypatch):
+    """NumPy data becomes row blocks that are views of it (da.from_array copies it
+    and hashes all of it); the name is random unless a content name is asked for."""
+    import dask.base
+
+    from daskmeans._validation import check_array_input, check_sample_weight
+
+    data = np.random.default_rng(3).normal(size=(1000, 4))
+    hashed = []
+    real = dask.base.tokenize
+    monkeypatch.setattr("daskmeans._validation.tokenize",
+                        lambda *a, **k: hashed.append(1) or real(*a, **k))
+    Xd, in_memory = check_array_input(data)
+    assert in_memory and not hashed
+    graph = dict(Xd.__dask_graph__())
+    blocks = [graph[(Xd.name, i, 0)] for i in range(Xd.numblocks[0])]
+    assert all(np.shares_memory(b, data) for b in blocks)
+    np.testing.assert_array_equal(Xd.compute(), data)
+    assert check_array_input(data)[0].name != Xd.name  # random names: no hashing
+    named = check_array_input(data, content_name=True)[0]
+    assert hashed and named.name == check_array_input(data.copy(), content_name=True)[0].name
+    assert named.name != check_array_input(data + 1, content_name=True)[0].name
+    w = np.linspace(1, 2, 1000)
+    wd = check_sample_weight(w, Xd, in_memory=True)
+    assert wd.chunks[0] == Xd.chunks[0]
+    np.testing.assert_array_equal(wd.compute(), w)
