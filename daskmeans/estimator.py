@@ -384,7 +384,13 @@ default="k-means||"
         )
         timings["lloyd"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        state = finalize(Xp, wp, state, split_every=self.split_every, prep=prep)
+        labels_now = None
+        if in_memory and prep is None and len(state.centers) == 1:
+            # NumPy input: labels_ is computed now anyway; the same pass gives the
+            # final inertia and sizes that finalize would need a pass of its own for
+            labels_now = _final_labels(Xd, wd=weights, state=state)
+        else:
+            state = finalize(Xp, wp, state, split_every=self.split_every, prep=prep)
         del Xp, wp  # releases persisted blocks; labels_ below reads from the source
         best = int(np.argmin(state.inertia))
         self._set_prep_fitted(state.centers[best], prep, state)
@@ -395,8 +401,11 @@ default="k-means||"
         self.n_features_in_ = d
         self.n_passes_ = int(state.n_passes)
         warn_if_degenerate(self.cluster_sizes_, k)
-        labels = self._predict_dask(Xd, check=False)
-        self.labels_ = _in_memory(labels) if in_memory else _as_frame_labels(X, labels)
+        if labels_now is not None:
+            self.labels_ = labels_now
+        else:
+            labels = self._predict_dask(Xd, check=False)
+            self.labels_ = _in_memory(labels) if in_memory else _as_frame_labels(X, labels)
         timings["finalize"] = time.perf_counter() - t0
         self.timings_ = timings
         return self
@@ -688,6 +697,32 @@ default="k-means||"
         except json.JSONDecodeError as exc:
             raise ValueError(f"model: {str(path)!r} is not valid JSON ({exc}).") from exc
         return cls.from_dict(doc)
+
+
+def _label_dist_block(X, centers):
+    labels, sq = _kernels.assign(X, centers, return_distances=True)
+    return np.stack([labels.astype(np.float64), sq], axis=1)
+
+
+def _final_labels(Xd: da.Array, *, wd, state: LloydState) -> np.ndarray:
+    """Labels for the final centres of a single group, in one pass.
+
+    Unless the centres stopped moving exactly (their last inertia is then
+    final already), also sets the group's inertia and cluster sizes from the
+    same distances and counts the pass, in place of
+    :func:`daskmeans._lloyd.finalize`'s pass.
+    """
+    C = state.centers[0]
+    out = _in_memory(Xd.map_blocks(_label_dist_block, C, dtype=np.float64,
+                                   chunks=(Xd.chunks[0], (2,)), token="kmeans-labels"))
+    labels = out[:, 0].astype(np.int64)
+    if not state.strict[0]:
+        w = None if wd is None else _in_memory(wd)
+        sq = out[:, 1]
+        state.inertia[0] = float(sq.sum() if w is None else sq @ w)
+        state.sizes[0] = np.bincount(labels, weights=w, minlength=len(C)).astype(np.float64)
+        state.n_passes += 1
+    return labels
 
 
 def _in_memory(result: da.Array) -> np.ndarray:

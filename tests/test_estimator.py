@@ -183,6 +183,36 @@ def test_farthest_rows_are_searched_only_after_a_cluster_empties(monkeypatch):
     assert km.n_passes_ == len(calls)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_numpy_fit_gets_labels_and_final_inertia_from_one_pass(weighted, monkeypatch):
+    """NumPy input: labels_ are computed at the end of fit anyway, so that pass
+    also gives the final inertia and sizes (no separate finalize pass)."""
+    from daskmeans import _kernels, estimator
+
+    sweeps, predicts = [], []
+    real_sweep, real_predict = _kernels.lloyd_partial, estimator._predict_block
+    monkeypatch.setattr(_kernels, "lloyd_partial",
+                        lambda *a, **k: sweeps.append(1) or real_sweep(*a, **k))
+    monkeypatch.setattr(estimator, "_predict_block",
+                        lambda X, *a, **k: predicts.append(len(X)) or real_predict(X, *a, **k))
+    rng = np.random.default_rng(5)
+    X = np.concatenate([rng.normal(c, 1.0, size=(3000, 4)) for c in (0, 3, 6)])
+    w = rng.uniform(0.5, 2, size=len(X)) if weighted else None
+    C0 = X[[0, 1, 2]].copy()  # all in one blob: many iterations, no exact convergence
+    km = KMeans(3, init=C0, tol=0, max_iter=4).fit(X, sample_weight=w)
+    ref = sk_reference(X, C0, sample_weight=w, tol=0, max_iter=4)
+    from daskmeans._validation import default_row_chunks
+
+    n_blocks = -(-len(X) // default_row_chunks(len(X), 4, 8))
+    assert km.n_iter_ == 4 and len(sweeps) == 4 * n_blocks  # the Lloyd passes only
+    assert km.n_passes_ == 5 and not [n for n in predicts if n]  # + the labels pass
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=1e-10)
+    np.testing.assert_allclose(km.cluster_sizes_,
+                               np.bincount(km.labels_, weights=w, minlength=3), rtol=1e-12)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+
+
 def test_fewer_distinct_points_than_clusters_warns():
     X = np.array([[1.0, 1.0]] * 5 + [[2.0, 2.0]] * 5)
     with pytest.warns(Warning, match="Number of distinct clusters"):
