@@ -44,12 +44,14 @@ _WHOLE_BLOCK = True
 #: Target size in bytes of the transposed distance block of the compiled path.
 _NUMBA_DIST_BLOCK_BYTES = 1 << 20
 #: Target size in bytes of the rows of one sub-block of the compiled path.
-_NUMBA_ROW_BLOCK_BYTES = 1 << 19
-#: The same for float64 products (not screened): 1,024 rows of 32 features
-#: instead of 2,048 made a pass at k=16 8 % faster (2,000,000 x 32, two threads,
-#: 32.1-33.1 ms against 35.1-36.5 ms in three interleaved runs; k=4 and 8
-#: within noise), while float32 rows were fastest at the 512 KiB above.
-_NUMBA_ROW_BLOCK_BYTES_F64 = 1 << 18
+#: The whole-block sweep prefetches the next sub-block while it computes the
+#: current one (see :func:`_kernels_numba._accumulate_rows`), so two of them
+#: share the per-core cache. With the prefetch, 256 KiB was fastest for both
+#: dtypes (2,000,000 x 32, k=16, two threads, s per iteration: float32
+#: 0.026-0.030 against 0.028-0.029 at 512 KiB and 0.029-0.031 at 64 KiB; at
+#: k=8 0.020-0.022 against 0.025; float64 0.032-0.034 against 0.036-0.045 at
+#: 64 KiB; 128 KiB within noise of 256 KiB).
+_NUMBA_ROW_BLOCK_BYTES = 1 << 18
 #: Largest number of centres (all groups together) for which the compiled path
 #: computes row-major distances ``X @ C.T``; above it, transposed ``C @ X.T``,
 #: whose argmin vectorises over rows (3 to 4 times faster than the row-major
@@ -343,10 +345,9 @@ def _numba_step(n_centers: int, n_features: int, itemsize: int, n_rows: int) -> 
     Both the distance block and the rows (read twice: by BLAS, then by the
     accumulation loop) should stay in the per-core cache.
     """
-    row_bytes = _NUMBA_ROW_BLOCK_BYTES_F64 if itemsize == 8 else _NUMBA_ROW_BLOCK_BYTES
     rows = min(
         _NUMBA_DIST_BLOCK_BYTES // max(1, n_centers * itemsize),
-        row_bytes // max(1, n_features * itemsize),
+        _NUMBA_ROW_BLOCK_BYTES // max(1, n_features * itemsize),
     )
     rows = max(128, min(rows, 8192))
     return max(1, min(rows, n_rows))
@@ -438,8 +439,10 @@ class _Distances:
     def assign(self, D, Xs, lo: int, hi: int, labels, best) -> None:
         """Labels of the nearest centre in ``[lo, hi)``; ``best`` is scratch."""
         if not self.screened:
-            argmin = _kernels_numba.argmin_rows if self.rowmajor else _kernels_numba.argmin_columns
-            argmin(D, self.c_sq, lo, hi, labels, best)
+            if self.rowmajor:
+                _kernels_numba.argmin_rows(D, self.c_sq, lo, hi, labels, best, Xs[:0])
+            else:
+                _kernels_numba.argmin_columns(D, self.c_sq, lo, hi, labels, best)
             return
         m = Xs.shape[0]
         top2 = _kernels_numba.top2_rows if self.rowmajor else _kernels_numba.top2_columns
@@ -453,8 +456,8 @@ class _Distances:
         distances. Returns their weighted sum."""
         if self.screened:
             return _kernels_numba.accumulate_exact(Xs, ws, labels, self.centers, sums, counts,
-                                                   best)
-        return _kernels_numba.accumulate_rows(Xs, ws, labels, best, sums, counts)
+                                                   best, Xs[:0])
+        return _kernels_numba.accumulate_rows(Xs, ws, labels, best, sums, counts, Xs[:0])
 
     def distances(self, Xs, labels, best, out) -> None:
         """Squared distances (float64) of the rows to their centres into ``out``."""

@@ -95,6 +95,76 @@ BLAS_AVAILABLE = AVAILABLE and _HAS_BLAS
 # so comparisons with infinity and NaN keep their IEEE meaning.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
+#: Bytes of a cache line, the unit of :func:`_prefetch_row`.
+_LINE_BYTES = 64
+
+
+def _make_prefetch():
+    """A compiled ``prefetch(A, i, j)``: hint that ``A[i, j]`` will be read soon.
+
+    LLVM's ``llvm.prefetch`` intrinsic (a read, kept in all cache levels); it
+    never faults and does not change results. Falls back to a no-op when the
+    intrinsic cannot be declared with this numba.
+    """
+    try:
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+
+    @intrinsic
+    def prefetch(typingctx, arr, i, j):
+        if not (isinstance(arr, types.Array) and arr.ndim == 2):
+            return None
+        sig = types.void(arr, i, j)
+
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]],
+                                           wraparound=False)
+            i8p = builder.bitcast(ptr, ir.PointerType(ir.IntType(8)))
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+            fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p.type], fnty)
+            # read (0), keep in all cache levels (3), data cache (1)
+            builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
+
+
+def _prefetch_noop(A, i, j):
+    pass
+
+
+def _prefetch_rows(A, lo, hi):
+    """:func:`_prefetch_row` for rows ``lo`` to ``hi`` (clipped to ``A``)."""
+    for i in range(lo, min(hi, A.shape[0])):
+        prefetch_row(A, i)
+
+
+def _prefetch_row(A, i):
+    """Prefetch the cache lines of row ``i`` of the C-contiguous ``A``.
+
+    Hints go to addresses at most a cache line apart over consecutive rows,
+    so every line is hinted whatever the alignment: every line of a long row
+    (the part of a line that straddles into the next row is covered by that
+    row's first hint), or the first element of every ``L // row`` -th short
+    row, ``L`` being the line.
+    """
+    d = A.shape[1]
+    per_line = max(1, _LINE_BYTES // A.itemsize)
+    if d >= per_line:
+        for f in range(0, d, per_line):
+            prefetch(A, i, f)
+    elif d > 0 and i % (per_line // d) == 0:
+        prefetch(A, i, 0)
+
 
 def _argmin_columns(Dt, c_sq, lo, hi, labels, best):
     """Per column ``i``: first ``j`` in ``[lo, hi)`` minimising ``Dt[j, i] + c_sq[j]``.
@@ -116,7 +186,7 @@ def _argmin_columns(Dt, c_sq, lo, hi, labels, best):
             labels[i] = j if lt else labels[i]
 
 
-def _argmin_rows(D, c_sq, lo, hi, labels, best):
+def _argmin_rows(D, c_sq, lo, hi, labels, best, ahead):
     """Per row ``i`` of a row-major ``D``: first ``j`` in ``[lo, hi)`` minimising
     ``D[i, j] + c_sq[j]``.
 
@@ -124,11 +194,14 @@ def _argmin_rows(D, c_sq, lo, hi, labels, best):
     Ties go to the smallest index, as :func:`numpy.argmin`. Four rows are
     scanned together: their running minima are independent, so the compare
     and select of one row overlap those of the others (one row alone is a
-    chain of dependent compares, twice as slow for few centres).
+    chain of dependent compares, twice as slow for few centres). ``ahead``
+    (rows to be read next, possibly none) is prefetched alongside, as in
+    :func:`_accumulate_rows`.
     """
     n = D.shape[0]
     i = 0
     while i + 4 <= n:
+        prefetch_rows(ahead, i, i + 4)
         c = c_sq[lo]
         b0 = D[i, lo] + c
         b1 = D[i + 1, lo] + c
@@ -224,17 +297,24 @@ def _far_push(best, labels, w, row0, m, dist, rows, lab, state, tau):
     tau[0] = t
 
 
-def _accumulate_rows(X, w, labels, best, sums, counts):
+def _accumulate_rows(X, w, labels, best, sums, counts, ahead):
     """Add rows into ``sums[labels]``; turn ``best`` into squared distances.
 
     ``best[i]`` holds ``||c||^2 - 2 x.c`` on entry and ``max(||x - c||^2, 0)``
     on exit. ``w`` of length 0 means unit weights. Returns the weighted sum of
     the squared distances (float64).
+
+    ``ahead`` (rows to be read next, possibly none): row ``i`` of it is
+    prefetched while row ``i`` is added (see :func:`_prefetch_row`), so the
+    next sub-block streams in from memory while this one is computed.
     """
     n, d = X.shape
     has_w = w.shape[0] > 0
+    n_ahead = min(n, ahead.shape[0])
     total = 0.0
     for i in range(n):
+        if i < n_ahead:
+            prefetch_row(ahead, i)
         a = labels[i]
         xs = 0.0
         if has_w:
@@ -399,16 +479,20 @@ def _refine_rows(X, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, l
     return redone
 
 
-def _accumulate_exact(X, w, labels, centers, sums, counts, dist):
+def _accumulate_exact(X, w, labels, centers, sums, counts, dist, ahead):
     """Add rows into ``sums[labels]``; ``dist[i] = ||X[i] - centers[labels[i]]||^2``.
 
     All in float64, directly from the differences (no cancellation). ``w`` of
     length 0 means unit weights. Returns the weighted sum of the distances.
+    ``ahead`` as in :func:`_accumulate_rows`.
     """
     n, d = X.shape
     has_w = w.shape[0] > 0
+    n_ahead = min(n, ahead.shape[0])
     total = 0.0
     for i in range(n):
+        if i < n_ahead:
+            prefetch_row(ahead, i)
         a = labels[i]
         wi = np.float64(w[i]) if has_w else 1.0
         acc = 0.0
@@ -484,10 +568,11 @@ def _sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, sums, counts, inertia,
             lo = bounds[g]
             hi = bounds[g + 1]
             if rowmajor:
-                argmin_rows(D, c_sq, lo, hi, lab[:m], best[:m])
+                argmin_rows(D, c_sq, lo, hi, lab[:m], best[:m], X[:0])
             else:
                 argmin_columns(D, c_sq, lo, hi, lab[:m], best[:m])
-            inertia[g] += accumulate_rows(Xs, ws, lab[:m], best[:m], sums, counts)
+            ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
+            inertia[g] += accumulate_rows(Xs, ws, lab[:m], best[:m], sums, counts, ahead)
             if far_m > 0:
                 far_push(best[:m], lab[:m], ws, start, far_m, far_dist[g], far_rows[g],
                          far_lab[g], far_state[g : g + 1], far_tau[g : g + 1])
@@ -511,7 +596,8 @@ def _nearest_block(X, cm2, c_sq, bounds, step, rowmajor, labels, dist, want_dist
         for g in range(bounds.shape[0] - 1):
             lab_g = labels[g, start:stop]
             if rowmajor:
-                argmin_rows(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m])
+                ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
+                argmin_rows(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m], ahead)
             else:
                 argmin_columns(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m])
             if want_dist:
@@ -549,7 +635,9 @@ def _sweep_block_screened(X, w, centers, shift, cm2, c_sq, coef_x, coef_c, bound
             hi = bounds[g + 1]
             redone += _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms[:m],
                                        coef_x, coef_c, lab[:m], best[:m], second[:m])
-            inertia[g] += accumulate_exact(Xs, ws, lab[:m], centers, sums, counts, dist[:m])
+            ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
+            inertia[g] += accumulate_exact(Xs, ws, lab[:m], centers, sums, counts, dist[:m],
+                                           ahead)
             if far_m > 0:
                 far_push(dist[:m], lab[:m], ws, start, far_m, far_dist[g], far_rows[g],
                          far_lab[g], far_state[g : g + 1], far_tau[g : g + 1])
@@ -606,6 +694,9 @@ def _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef
 
 if AVAILABLE:
     moments_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_moments_rows)
+    prefetch = _make_prefetch() or numba.njit(inline="always")(_prefetch_noop)
+    prefetch_row = numba.njit(nogil=True, inline="always")(_prefetch_row)
+    prefetch_rows = numba.njit(nogil=True, inline="always")(_prefetch_rows)
     argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
     argmin_rows = numba.njit(nogil=True, cache=True)(_argmin_rows)
     far_compact = numba.njit(nogil=True, cache=True)(_far_compact)
@@ -634,6 +725,7 @@ if AVAILABLE:
         sweep_block_screened = nearest_block_screened = None
 else:  # pragma: no cover
     argmin_columns = argmin_rows = accumulate_rows = sq_dist_rows = moments_rows = None
+    prefetch = prefetch_row = prefetch_rows = None
     far_compact = far_push = None
     shift_cast_rows = top2_rows = top2_columns = refine_rows = None
     accumulate_exact = sq_dist_exact = None

@@ -251,3 +251,56 @@ def test_whole_block_call_matches_the_sub_block_loop(dtype, layout_k, weighted, 
     lab, dist, sums, counts, inertia = brute(X.astype(np.float64), C[:9].astype(np.float64), w)
     np.testing.assert_array_equal(na[0][0], lab)
     np.testing.assert_allclose(a["inertia"][0], inertia, **tol_for(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 2, 3, 5, 8, 15, 16, 17, 32, 33])
+@pytest.mark.parametrize("offset", [0, 1])
+def test_prefetch_row_hints_every_cache_line(dtype, d, offset, monkeypatch):
+    # the pure-Python body of prefetch_row, with the hint recorded
+    base = np.zeros((64 + offset) * d + 64, dtype=dtype)
+    A = base[offset * d : (offset + 64) * d].reshape(64, d)  # rows start anywhere
+    hints = []
+    monkeypatch.setattr(_kernels_numba, "prefetch",
+                        lambda arr, i, j: hints.append(arr[i:, j:].__array_interface__["data"][0]))
+    for i in range(A.shape[0]):
+        _kernels_numba._prefetch_row(A, i)
+    start = A.__array_interface__["data"][0]
+    end = start + A.nbytes
+    hints = np.array(hints)
+    assert hints.min() >= start and hints.max() < end
+    # hints at most a line apart, from the first line to the last: every line is hinted
+    gaps = np.diff(np.concatenate([[start], hints, [end - 1]]))
+    assert gaps.max() <= _kernels_numba._LINE_BYTES
+    # and at most about two hints per line (hints are more than half a line apart)
+    assert len(hints) <= 2 * A.nbytes // _kernels_numba._LINE_BYTES + 2
+
+
+def test_prefetch_is_the_llvm_intrinsic():
+    # a no-op fallback would silently lose the overlap of reads and compute
+    assert _kernels_numba._make_prefetch() is not None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_ahead", [0, 7, 500])
+def test_prefetched_rows_do_not_change_results(dtype, n_ahead):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 7)).astype(dtype)
+    ahead = rng.normal(size=(n_ahead, 7)).astype(dtype)
+    labels = rng.integers(0, 4, size=300)
+    C = rng.normal(size=(4, 7))
+    best0 = rng.normal(size=300).astype(dtype)
+    w = np.empty(0, dtype=dtype)
+    results = []
+    for rows in (X[:0], ahead):
+        sums, counts, best = np.zeros((4, 7)), np.zeros(4), best0.copy()
+        tot = _kernels_numba.accumulate_rows(X, w, labels, best, sums, counts, rows)
+        sums2, counts2, dist = np.zeros((4, 7)), np.zeros(4), np.empty(300)
+        tot2 = _kernels_numba.accumulate_exact(X.astype(np.float64), w, labels, C, sums2, counts2,
+                                               dist, rows.astype(np.float64))
+        D = rng.normal(size=(300, 4)).astype(dtype) if not results else results[0][-1]
+        lab, bst = np.empty(300, np.intp), np.empty(300, dtype)
+        _kernels_numba.argmin_rows(D, np.zeros(4, dtype), 0, 4, lab, bst, rows)
+        results.append((tot, sums, counts, best, tot2, sums2, dist, lab, bst, D))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
