@@ -304,3 +304,27 @@ def test_prefetched_rows_do_not_change_results(dtype, n_ahead):
         results.append((tot, sums, counts, best, tot2, sums2, dist, lab, bst, D))
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_vector_argmin_is_compiled():
+    # LLVM 17+ (numba 0.61+): rows of 5 to 16 centres are one SIMD vector
+    assert _kernels_numba._VECTOR_ARGMIN
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 4, 5, 8, 9, 13, 16, 17])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_argmin_rows_matches_numpy(dtype, k, order):
+    rng = np.random.default_rng(k)
+    # small integers: many ties, which go to the first index
+    D = rng.integers(-3, 3, size=(203, k)).astype(dtype, order=order)
+    c = rng.integers(-2, 2, size=k).astype(dtype)
+    D[7] = np.inf  # a row with no finite candidate: the first one
+    D[8, : k // 2] = np.inf
+    for lo, hi in [(0, k), (k // 3, k), (0, max(1, k - 2))]:
+        labels = np.empty(len(D), np.intp)
+        best = np.empty(len(D), dtype)
+        _kernels_numba.argmin_rows(D, c, lo, hi, labels, best, D[:0])
+        S = D[:, lo:hi] + c[lo:hi]
+        np.testing.assert_array_equal(labels, lo + np.argmin(S, axis=1))
+        np.testing.assert_array_equal(best, S.min(axis=1))
