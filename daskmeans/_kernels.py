@@ -54,22 +54,30 @@ _NUMBA_DIST_BLOCK_BYTES = 1 << 20
 _NUMBA_ROW_BLOCK_BYTES = 1 << 18
 #: Largest number of centres (all groups together) for which the compiled path
 #: computes row-major distances ``X @ C.T``; above it, transposed ``C @ X.T``,
-#: whose argmin vectorises over rows (3 to 4 times faster than the row-major
-#: one). With the whole-block call (numba's np.dot) the transposed product is
-#: cheap enough to win from 32 centres on (k=32 and 64, float32 and float64:
-#: 6 to 20 % faster per pass on two threads); numpy's matmul of a transposed
-#: operand is slower, so the Python-driven loop keeps row-major up to 64.
-_ROWMAJOR_MAX_K = 16 if _kernels_numba.BLAS_AVAILABLE else 64
+#: whose argmin vectorises over rows. With the SIMD argmin of row-major rows
+#: (up to 64 centres, :func:`_kernels_numba._make_vector_argmin`) row-major
+#: wins up to 64 centres: 2,000,000 x 32 float32 rows, two threads, s per
+#: iteration row-major against transposed: k=24 0.033 vs 0.035, k=32 0.034 vs
+#: 0.042, k=48 0.042 vs 0.047, k=64 0.060 vs 0.069. Without it (LLVM before
+#: 17) the transposed product won from 32 centres on with the whole-block call;
+#: numpy's matmul of a transposed operand is slower, so the Python-driven loop
+#: keeps row-major up to 64.
+_ROWMAJOR_MAX_K = (
+    64 if _kernels_numba.VECTOR_ARGMIN or not _kernels_numba.BLAS_AVAILABLE else 16)
 #: Smallest number of centres (all groups together) for which float64 data is
 #: screened with float32 distance products (labels proven or redone in float64,
 #: see :class:`_Distances`); ``None`` turns screening off. Measured with the
 #: whole-block call, 2,000,000 x 32 float64 rows on two threads, OpenBLAS's
-#: own kernel choice (SkylakeX on this AVX-512 machine): plain row-major vs
-#: screened (transposed) 0.026 vs 0.037 s at k=8, 0.038 vs 0.040 at k=16;
-#: plain transposed vs screened 0.067 vs 0.046 at k=32 (and 0.128 vs 0.082 at
-#: k=64 with OPENBLAS_CORETYPE=Haswell). So: screened wherever the product is
-#: transposed. The sub-block loop driven from Python keeps its own threshold.
-_SCREEN_MIN_K = _ROWMAJOR_MAX_K + 1 if _kernels_numba.BLAS_AVAILABLE else 128
+#: own kernel choice (SkylakeX on this AVX-512 machine), s per iteration, plain
+#: row-major (SIMD argmin) against screened (transposed): k=20 0.040 vs 0.054,
+#: k=24 0.046 vs 0.055, k=28 0.057 vs 0.069, k=32 0.064 vs 0.059, k=48 0.083
+#: vs 0.068, k=64 0.126 vs 0.100. Without the SIMD argmin: plain row-major vs
+#: screened 0.038 vs 0.040 at k=16, plain transposed vs screened 0.067 vs 0.046
+#: at k=32. The sub-block loop driven from Python keeps its own threshold.
+if not _kernels_numba.BLAS_AVAILABLE:
+    _SCREEN_MIN_K = 128
+else:
+    _SCREEN_MIN_K = 32 if _kernels_numba.VECTOR_ARGMIN else 17
 #: Largest number of centres for which screened products are row-major. The
 #: screened row-major sweep lost everywhere it was measured (k=8 to 16: 0.066 to
 #: 0.098 s against 0.042 to 0.049 s transposed), so it is off; tests set it.

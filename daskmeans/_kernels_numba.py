@@ -48,6 +48,7 @@ import numpy as np
 __all__ = [
     "AVAILABLE",
     "BLAS_AVAILABLE",
+    "VECTOR_ARGMIN",
     "nearest_block",
     "nearest_block_screened",
     "sweep_block",
@@ -142,37 +143,36 @@ def _prefetch_noop(A, i, j):
     pass
 
 
-def _row_argmin_scalar(D, i, c_sq, lo, n):
-    """First ``j`` in ``[0, n)`` minimising ``D[i, lo + j] + c_sq[lo + j]``, and the minimum."""
-    b = D[i, lo] + c_sq[lo]
-    a = 0
-    for j in range(1, n):
-        v = D[i, lo + j] + c_sq[lo + j]
-        if v < b:
-            b = v
-            a = j
-    return a, b
+def _vector_rows_missing(D, c_sq, lo, hi, labels, best, ahead):
+    raise RuntimeError("the SIMD argmin is not available")
 
 
-def _make_row_argmin():
-    """A compiled :func:`_row_argmin_scalar` on SIMD vectors, or None.
+#: (lanes, vectors) of the SIMD argmin loops, for up to 8, 16, 32, 48 and 64 centres.
+_VECTOR_SHAPES = ((8, 1), (16, 1), (16, 2), (16, 3), (16, 4))
 
-    For ``n <= 16`` the row is loaded as one vector of 8 or 16 lanes (a masked
-    load: lanes past ``n`` read nothing and hold infinity), ``c_sq`` is added,
-    the minimum is found by a tree of lane shuffles and ``select(a < b, a,
-    b)`` (one ``vminps``/``vminpd`` per level), and the index is the lowest
-    lane equal to it (first index on ties, as :func:`numpy.argmin`). The sums
-    are the same float additions as the scalar loop's, so labels and minima
-    are equal for finite values. Needs LLVM's opaque pointers (numba 0.61 and
-    later use LLVM 15+, llvmlite 0.45+ LLVM 17+); older ones get None and the
-    scalar loop.
+
+def _make_vector_argmin():
+    """Compiled :func:`_argmin_rows` loops on SIMD vectors, one per shape of
+    :data:`_VECTOR_SHAPES`, or None.
+
+    Each row of ``D[:, lo:hi]`` is loaded as one to four vectors of 8 or 16
+    lanes (masked loads: lanes past ``hi`` read nothing and hold infinity),
+    ``c_sq`` is added, and a running minimum and its index are kept per lane
+    across the vectors (strict ``<``: a lane keeps its first index on ties).
+    The minimum is then found by a tree of lane shuffles and
+    ``select(a < b, a, b)`` (one ``vminps``/``vminpd`` per level), and the
+    label is the smallest index among the lanes holding it (first index on
+    ties, as :func:`numpy.argmin`). The sums are the same float additions as
+    the scalar loop's, so labels and minima are equal for finite values.
+    ``D`` and ``c_sq`` must be C-contiguous. Needs LLVM 17+ (opaque pointers,
+    llvmlite 0.45+); older ones get None and the scalar loop.
     """
     try:
         import llvmlite.binding as llvm
         from llvmlite import ir
         from numba import types
         from numba.core import cgutils
-        from numba.extending import intrinsic, overload
+        from numba.extending import intrinsic
     except ImportError:  # pragma: no cover - depends on numba's internals
         return None
     if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
@@ -182,16 +182,22 @@ def _make_row_argmin():
         i32 = ir.IntType(32)
         return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(i32, width), [lane] * width))
 
-    def build(width):
+    def build(width, chunks):
         @intrinsic
         def vector_argmin(typingctx, D, i, c_sq, lo, n):
+            if not (isinstance(D, types.Array) and isinstance(c_sq, types.Array)
+                    and D.ndim == 2 and c_sq.ndim == 1 and D.layout == "C"
+                    and c_sq.layout == "C" and D.dtype == c_sq.dtype
+                    and D.dtype in (types.float32, types.float64)):
+                return None
             sig = types.Tuple((types.intp, D.dtype))(D, i, c_sq, lo, n)
 
             def codegen(context, builder, signature, args):
                 Dty, _, cty, _, _ = signature.args
-                i32, i64 = ir.IntType(32), ir.IntType(64)
+                i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
                 elty = context.get_value_type(Dty.dtype)
                 vty = ir.VectorType(elty, width)
+                ity = ir.VectorType(i64, width)
                 Da = context.make_array(Dty)(context, builder, args[0])
                 ca = context.make_array(cty)(context, builder, args[2])
                 lo = builder.sext(args[3], i64) if args[3].type.width < 64 else args[3]
@@ -199,35 +205,49 @@ def _make_row_argmin():
                 pd = cgutils.get_item_pointer(context, builder, Dty, Da, [args[1], lo],
                                               wraparound=False)
                 pc = cgutils.get_item_pointer(context, builder, cty, ca, [lo], wraparound=False)
-                nv = builder.insert_element(ir.Constant(ir.VectorType(i64, width), None), n,
-                                            ir.Constant(i32, 0))
-                mask = builder.icmp_signed(
-                    "<", ir.Constant(ir.VectorType(i64, width), list(range(width))),
-                    splat(builder, nv, 0, width))
                 suffix = "f32" if Dty.dtype == types.float32 else "f64"
-                fnty = ir.FunctionType(vty, [pd.type, i32, mask.type, vty])
+                fnty = ir.FunctionType(vty, [pd.type, i32, ir.VectorType(i1, width), vty])
                 load = cgutils.get_or_insert_function(
                     builder.module, fnty, f"llvm.masked.load.v{width}{suffix}.p0")
                 align = ir.Constant(i32, Dty.dtype.bitwidth // 8)
                 inf = ir.Constant(vty, [float("inf")] * width)
-                v = builder.fadd(builder.call(load, [pd, align, mask, inf]),
-                                 builder.call(load, [pc, align, mask, inf]))
-                cur, half = v, width // 2
+                lanes = ir.Constant(ity, list(range(width)))
+                n_v = splat(builder, builder.insert_element(ir.Constant(ity, None), n,
+                                                            ir.Constant(i32, 0)), 0, width)
+                # running minimum and its index, per lane, over `chunks` vectors of
+                # `width` centres (strict "<": a lane keeps its earliest index on ties)
+                best = index = None
+                for c in range(chunks):
+                    idx = builder.add(lanes, ir.Constant(ity, [c * width] * width))
+                    mask = builder.icmp_signed("<", idx, n_v)
+                    off = ir.Constant(i64, c * width)
+                    v = builder.fadd(
+                        builder.call(load, [builder.gep(pd, [off]), align, mask, inf]),
+                        builder.call(load, [builder.gep(pc, [off]), align, mask, inf]))
+                    if best is None:
+                        best, index = v, idx
+                    else:
+                        lt = builder.fcmp_ordered("<", v, best)
+                        best = builder.select(lt, v, best)
+                        index = builder.select(lt, idx, index)
+                cur, half = best, width // 2
                 while half >= 1:
                     sh = builder.shuffle_vector(cur, cur, ir.Constant(
                         ir.VectorType(i32, width), [(j + half) % width for j in range(width)]))
                     cur = builder.select(builder.fcmp_ordered("<", cur, sh), cur, sh)
                     half //= 2
-                eq = builder.and_(builder.fcmp_ordered("==", v, splat(builder, cur, 0, width)),
-                                  mask)
-                bits = builder.bitcast(eq, ir.IntType(width))
-                cttz = cgutils.get_or_insert_function(
-                    builder.module,
-                    ir.FunctionType(ir.IntType(width), [ir.IntType(width), ir.IntType(1)]),
-                    f"llvm.cttz.i{width}")
-                j = builder.zext(builder.call(cttz, [bits, ir.Constant(ir.IntType(1), 0)]), i64)
+                # the smallest index among the lanes holding the minimum
+                eq = builder.fcmp_ordered("==", best, splat(builder, cur, 0, width))
+                big = ir.Constant(ity, [2**62] * width)
+                cand, half = builder.select(eq, index, big), width // 2
+                while half >= 1:
+                    sh = builder.shuffle_vector(cand, cand, ir.Constant(
+                        ir.VectorType(i32, width), [(j + half) % width for j in range(width)]))
+                    cand = builder.select(builder.icmp_signed("<", cand, sh), cand, sh)
+                    half //= 2
+                j = builder.extract_element(cand, ir.Constant(i32, 0))
                 # no lane equal (a NaN minimum): index 0
-                j = builder.select(builder.icmp_unsigned("<", j, n), j, ir.Constant(i64, 0))
+                j = builder.select(builder.icmp_signed("<", j, n), j, ir.Constant(i64, 0))
                 mn = builder.extract_element(cur, ir.Constant(i32, 0))
                 return context.make_tuple(builder, signature.return_type, [j, mn])
 
@@ -235,28 +255,21 @@ def _make_row_argmin():
 
         return vector_argmin
 
-    vector8, vector16 = build(8), build(16)
+    def rows_with(kernel):
+        def rows(D, c_sq, lo, hi, labels, best, ahead):
+            n = D.shape[0]
+            n_ahead = min(n, ahead.shape[0])
+            for i in range(n):
+                if i < n_ahead:
+                    prefetch_row(ahead, i)
+                j, b = kernel(D, i, c_sq, lo, hi - lo)
+                labels[i] = lo + j
+                best[i] = b
 
-    def row_argmin(D, i, c_sq, lo, n):  # pragma: no cover - replaced when compiled
-        return _row_argmin_scalar(D, i, c_sq, lo, n)
+        return numba.njit(nogil=True)(rows)
 
-    @overload(row_argmin, jit_options={"nogil": True})
-    def _row_argmin_impl(D, i, c_sq, lo, n):
-        vector = (isinstance(D, types.Array) and isinstance(c_sq, types.Array)
-                  and D.ndim == 2 and c_sq.ndim == 1 and D.layout == "C"
-                  and c_sq.layout == "C" and D.dtype == c_sq.dtype
-                  and D.dtype in (types.float32, types.float64))
-        if not vector:
-            return _row_argmin_scalar
-
-        def impl(D, i, c_sq, lo, n):
-            if n <= 8:
-                return vector8(D, i, c_sq, lo, n)
-            return vector16(D, i, c_sq, lo, n)
-
-        return impl
-
-    return row_argmin
+    # one loop per vector shape, so that each inlines its kernel
+    return tuple(rows_with(build(w, c)) for w, c in _VECTOR_SHAPES)
 
 
 def _prefetch_rows(A, lo, hi):
@@ -311,21 +324,26 @@ def _argmin_rows(D, c_sq, lo, hi, labels, best, ahead):
     Ties go to the smallest index, as :func:`numpy.argmin`. Four rows are
     scanned together: their running minima are independent, so the compare
     and select of one row overlap those of the others (one row alone is a
-    chain of dependent compares, twice as slow for few centres). From 5 to 16
-    centres each row is one SIMD vector instead (see :func:`_make_row_argmin`;
-    2.7 against 6.5 ns a row at 16 centres, float32 or float64). ``ahead``
+    chain of dependent compares, twice as slow for few centres). From 5 to 64
+    centres each row is one to four SIMD vectors instead (see
+    :func:`_make_vector_argmin`; 2.7 against 6.5 ns a row at 16 centres,
+    float32 or float64). ``D`` must be C-contiguous. ``ahead``
     (rows to be read next, possibly none) is prefetched alongside, as in
     :func:`_accumulate_rows`.
     """
     n = D.shape[0]
-    if _VECTOR_ARGMIN and 4 < hi - lo <= 16:
-        n_ahead = min(n, ahead.shape[0])
-        for i in range(n):
-            if i < n_ahead:
-                prefetch_row(ahead, i)
-            j, b = row_argmin(D, i, c_sq, lo, hi - lo)
-            labels[i] = lo + j
-            best[i] = b
+    width = hi - lo
+    if _VECTOR_ARGMIN and 4 < width <= 64:
+        if width <= 8:
+            vector_rows8(D, c_sq, lo, hi, labels, best, ahead)
+        elif width <= 16:
+            vector_rows16(D, c_sq, lo, hi, labels, best, ahead)
+        elif width <= 32:
+            vector_rows32(D, c_sq, lo, hi, labels, best, ahead)
+        elif width <= 48:
+            vector_rows48(D, c_sq, lo, hi, labels, best, ahead)
+        else:
+            vector_rows64(D, c_sq, lo, hi, labels, best, ahead)
         return
     i = 0
     while i + 4 <= n:
@@ -825,11 +843,12 @@ if AVAILABLE:
     prefetch = _make_prefetch() or numba.njit(inline="always")(_prefetch_noop)
     prefetch_row = numba.njit(nogil=True, inline="always")(_prefetch_row)
     prefetch_rows = numba.njit(nogil=True, inline="always")(_prefetch_rows)
-    row_argmin = _make_row_argmin()
-    #: True when rows of 5 to 16 centres are scanned as SIMD vectors.
-    _VECTOR_ARGMIN = row_argmin is not None
-    if row_argmin is None:  # pragma: no cover
-        row_argmin = numba.njit(nogil=True, inline="always")(_row_argmin_scalar)
+    _vector_rows = _make_vector_argmin()
+    #: True when rows of 5 to 64 centres are scanned as SIMD vectors.
+    VECTOR_ARGMIN = _VECTOR_ARGMIN = _vector_rows is not None
+    if _vector_rows is None:  # pragma: no cover
+        _vector_rows = (numba.njit(nogil=True)(_vector_rows_missing),) * len(_VECTOR_SHAPES)
+    vector_rows8, vector_rows16, vector_rows32, vector_rows48, vector_rows64 = _vector_rows
     argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
     argmin_rows = numba.njit(nogil=True, cache=True)(_argmin_rows)
     far_compact = numba.njit(nogil=True, cache=True)(_far_compact)
@@ -858,8 +877,8 @@ if AVAILABLE:
         sweep_block_screened = nearest_block_screened = None
 else:  # pragma: no cover
     argmin_columns = argmin_rows = accumulate_rows = sq_dist_rows = moments_rows = None
-    prefetch = prefetch_row = prefetch_rows = row_argmin = None
-    _VECTOR_ARGMIN = False
+    prefetch = prefetch_row = prefetch_rows = None
+    VECTOR_ARGMIN = _VECTOR_ARGMIN = False
     far_compact = far_push = None
     shift_cast_rows = top2_rows = top2_columns = refine_rows = None
     accumulate_exact = sq_dist_exact = None
