@@ -19,7 +19,7 @@ from functools import partial
 import dask.array as da
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _kernels_numba
 from ._graph import PassRunner, block_reduce, compute_passes
 from ._lloyd import lloyd_numpy, partial_pass, prepare_block
 from ._prep import apply_prep
@@ -69,11 +69,11 @@ def kmeans_plusplus(
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
     centers = np.empty((n_clusters, d), dtype=X.dtype)
-    x_sq = _kernels.sq_norms(X).astype(np.float64)
+    trials = _Trials(X, weights)
     first = rng.choice(n, p=w / w.sum())
     centers[0] = X[first]
-    closest = _sq_dist_to(X, x_sq, X[first : first + 1])[0]
-    pot = float(closest @ w)
+    closest, pot = trials(np.array([first]), np.full(n, np.inf))
+    closest, pot = closest[0], float(pot[0])
     for c in range(1, n_clusters):
         if pot <= 0:
             # fewer distinct (weighted) points than clusters: repeat a point
@@ -83,14 +83,42 @@ def kmeans_plusplus(
         cum = np.cumsum(closest * w)
         picks = np.searchsorted(cum, rng.random(n_local_trials) * cum[-1], side="right")
         picks = np.minimum(picks, n - 1)
-        dist = _sq_dist_to(X, x_sq, X[picks])
-        np.minimum(dist, closest, out=dist)
-        pots = dist @ w
+        dist, pots = trials(picks, closest)
         best = int(np.argmin(pots))
         centers[c] = X[picks[best]]
         closest = dist[best]
         pot = float(pots[best])
     return centers
+
+
+class _Trials:
+    """Squared distances of the rows to k-means++ candidates, capped by the
+    current ones, and the weighted potential of every candidate.
+
+    One compiled pass (:func:`_kernels_numba.seeding_trials`) when numba and
+    SciPy's BLAS are there, else NumPy (:func:`_sq_dist_to`); both expand the
+    distances the same way.
+    """
+
+    def __init__(self, X: np.ndarray, weights: np.ndarray | None) -> None:
+        self.X = X
+        self.w = None if weights is None else np.asarray(weights, dtype=np.float64)
+        self.x_sq = _kernels.sq_norms(X).astype(np.float64)
+        self.compiled = (_kernels_numba.BLAS_AVAILABLE and X.dtype in (np.float32, np.float64)
+                         and X.ndim == 2 and X.flags.c_contiguous)
+
+    def __call__(self, picks: np.ndarray, closest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(dist, pots)``: ``dist`` (len(picks), n) float64, ``pots`` (len(picks),)."""
+        if self.compiled:
+            picks = np.asarray(picks, dtype=np.intp)
+            dist = np.empty((len(picks), self.X.shape[0]))
+            pots = np.empty(len(picks))
+            w = np.empty(0) if self.w is None else self.w
+            _kernels_numba.seeding_trials(self.X, self.x_sq, picks, closest, w, dist, pots)
+            return dist, pots
+        dist = _sq_dist_to(self.X, self.x_sq, self.X[picks])
+        np.minimum(dist, closest, out=dist)
+        return dist, dist @ (np.ones(self.X.shape[0]) if self.w is None else self.w)
 
 
 def _sq_dist_to(X, x_sq, C) -> np.ndarray:

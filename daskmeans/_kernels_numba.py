@@ -65,6 +65,7 @@ __all__ = [
     "far_compact",
     "far_push",
     "moments_rows",
+    "seeding_trials",
     "sq_dist_rows",
 ]
 
@@ -530,6 +531,37 @@ def _moments_rows(X, step, mean, m2):
     return count
 
 
+def _seeding_trials(X, x_sq, picks, closest, w, dist, pots):
+    """Candidates of a k-means++ step.
+
+    ``dist[t, i] = min(closest[i], max(||X[i] - X[picks[t]]||^2, 0))`` with the
+    squared distance expanded as ``x_sq[i] - 2 x.c + ||c||^2`` (products by
+    BLAS in the dtype of ``X``, the rest in float64, as the NumPy path), and
+    ``pots[t] = sum_i w[i] * dist[t, i]`` (``w`` of length 0: unit weights).
+    One pass over ``dist`` instead of the NumPy path's five.
+    """
+    n, d = X.shape
+    T = picks.shape[0]
+    C = np.empty((T, d), dtype=X.dtype)
+    for t in range(T):
+        C[t] = X[picks[t]]
+    P = np.empty((T, n), dtype=X.dtype)
+    np.dot(C, X.T, P)
+    has_w = w.shape[0] > 0
+    for t in range(T):
+        c_sq = 0.0
+        for f in range(d):
+            c_sq += np.float64(C[t, f]) * np.float64(C[t, f])
+        pot = 0.0
+        for i in range(n):
+            v = x_sq[i] - 2.0 * np.float64(P[t, i]) + c_sq
+            v = max(v, 0.0)
+            v = min(v, closest[i])
+            dist[t, i] = v
+            pot += (np.float64(w[i]) if has_w else 1.0) * v
+        pots[t] = pot
+
+
 # --------------------------------------------------------------------------- #
 # Screened float64: float32 products, exact decisions
 # --------------------------------------------------------------------------- #
@@ -866,6 +898,7 @@ if AVAILABLE:
     if BLAS_AVAILABLE:
         _block_products = numba.njit(nogil=True, cache=True)(_block_products)
         sweep_block = numba.njit(nogil=True, cache=True)(_sweep_block)
+        seeding_trials = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_seeding_trials)
         nearest_block = numba.njit(nogil=True, cache=True)(_nearest_block)
         _screened_labels = numba.njit(nogil=True, cache=True)(_screened_labels)
         _screen_scratch = numba.njit(nogil=True, cache=True)(_screen_scratch)
@@ -873,10 +906,11 @@ if AVAILABLE:
         sweep_block_screened = numba.njit(nogil=True, cache=True)(_sweep_block_screened)
         nearest_block_screened = numba.njit(nogil=True, cache=True)(_nearest_block_screened)
     else:  # pragma: no cover
-        sweep_block = nearest_block = None
+        sweep_block = nearest_block = seeding_trials = None
         sweep_block_screened = nearest_block_screened = None
 else:  # pragma: no cover
     argmin_columns = argmin_rows = accumulate_rows = sq_dist_rows = moments_rows = None
+    seeding_trials = None
     prefetch = prefetch_row = prefetch_rows = None
     VECTOR_ARGMIN = _VECTOR_ARGMIN = False
     far_compact = far_push = None

@@ -81,3 +81,35 @@ def test_block_rng_is_keyed_not_stateful():
     c = block_rng(seq, 1, 2, 4).random(4)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_compiled_seeding_trials_match_numpy(monkeypatch):
+    import pytest
+
+    from daskmeans import _kernels_numba
+
+    if not _kernels_numba.BLAS_AVAILABLE:
+        pytest.skip("needs numba and SciPy")
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        X = (rng.normal(size=(3001, 7)) * 5).astype(dtype)
+        for w in (None, rng.uniform(0, 2, size=len(X))):
+            fast = _init._Trials(X, w)
+            slow = _init._Trials(X, w)
+            slow.compiled = False
+            assert fast.compiled
+            closest = rng.uniform(0, 80, size=len(X))
+            closest[:5] = np.inf
+            picks = rng.choice(len(X), 6)
+            (d1, p1), (d2, p2) = fast(picks, closest), slow(picks, closest)
+            rtol = 1e-5 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(d1, d2, rtol=rtol, atol=rtol * 100)
+            np.testing.assert_allclose(p1, p2, rtol=rtol)
+            assert (d1 <= closest).all() and (d1 >= 0).all()
+            # whole seedings agree
+            C1 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0))
+            with monkeypatch.context() as m:
+                m.setattr(_kernels_numba, "BLAS_AVAILABLE", False)
+                assert not _init._Trials(X, w).compiled
+                C2 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0))
+            np.testing.assert_array_equal(C1, C2)
