@@ -7,13 +7,18 @@ GIL, so Dask's threads run them in parallel. When numba is not installed (or
 :mod:`daskmeans._kernels` is used instead; both give the same labels, and sums
 equal up to floating-point rounding (these accumulate in float64).
 
-Two layouts of the distance matrix are supported. For few centres it is
-row-major, ``D = X @ (-2 C).T`` of shape ``(n, K)``: BLAS is about three times
-faster in that orientation when K is small (the long dimension is the rows of
-the output), and the argmin per row is short. For many centres it is
-*transposed*, ``Dt = (-2 C) @ X.T`` of shape ``(K, n)``, so that the running
-minimum over centres is an elementwise loop over rows, which the compiler
-vectorises.
+Two layouts of the distance matrix are supported. For up to 64 centres it is
+row-major, ``D = X @ (-2 C).T`` of shape ``(n, K)``: BLAS is faster in that
+orientation when K is small (the long dimension is the rows of the output),
+and each row's argmin is one to four SIMD vectors (:func:`_make_vector_argmin`,
+a numba intrinsic in LLVM IR). For more centres it is *transposed*,
+``Dt = (-2 C) @ X.T`` of shape ``(K, n)``, so that the running minimum over
+centres is an elementwise loop over rows, which the compiler vectorises.
+
+While a sub-block is labelled and added up, the rows of the next one are
+prefetched, one ``llvm.prefetch`` hint per cache line spread over the rows
+(:func:`_prefetch_row`): otherwise the BLAS product of every sub-block stalls
+on its first touch of memory.
 
 The farthest rows of a block (for relocating empty clusters) are selected
 while streaming: a row enters a small buffer only when it is farther than
