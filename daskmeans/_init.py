@@ -102,10 +102,13 @@ class _Trials:
 
     def __init__(self, X: np.ndarray, weights: np.ndarray | None) -> None:
         self.X = X
-        self.w = None if weights is None else np.asarray(weights, dtype=np.float64)
         self.x_sq = _kernels.sq_norms(X).astype(np.float64)
         self.compiled = (_kernels_numba.BLAS_AVAILABLE and X.dtype in (np.float32, np.float64)
                          and X.ndim == 2 and X.flags.c_contiguous)
+        if weights is not None:
+            self.w = np.asarray(weights, dtype=np.float64)
+        else:  # unit weights: length 0 for the compiled pass
+            self.w = np.empty(0) if self.compiled else np.ones(X.shape[0])
 
     def __call__(self, picks: np.ndarray, closest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(dist, pots)``: ``dist`` (len(picks), n) float64, ``pots`` (len(picks),)."""
@@ -113,12 +116,11 @@ class _Trials:
             picks = np.asarray(picks, dtype=np.intp)
             dist = np.empty((len(picks), self.X.shape[0]))
             pots = np.empty(len(picks))
-            w = np.empty(0) if self.w is None else self.w
-            _kernels_numba.seeding_trials(self.X, self.x_sq, picks, closest, w, dist, pots)
+            _kernels_numba.seeding_trials(self.X, self.x_sq, picks, closest, self.w, dist, pots)
             return dist, pots
         dist = _sq_dist_to(self.X, self.x_sq, self.X[picks])
         np.minimum(dist, closest, out=dist)
-        return dist, dist @ (np.ones(self.X.shape[0]) if self.w is None else self.w)
+        return dist, dist @ self.w
 
 
 def _sq_dist_to(X, x_sq, C) -> np.ndarray:

@@ -340,6 +340,7 @@ def _argmin_rows(D, c_sq, lo, hi, labels, best, ahead):
     n = D.shape[0]
     width = hi - lo
     if _VECTOR_ARGMIN and 4 < width <= 64:
+        # one loop per shape of _VECTOR_SHAPES (8, 16, 32, 48, 64 lanes in all)
         if width <= 8:
             vector_rows8(D, c_sq, lo, hi, labels, best, ahead)
         elif width <= 16:

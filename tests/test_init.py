@@ -95,9 +95,10 @@ def test_compiled_seeding_trials_match_numpy(monkeypatch):
         X = (rng.normal(size=(3001, 7)) * 5).astype(dtype)
         for w in (None, rng.uniform(0, 2, size=len(X))):
             fast = _init._Trials(X, w)
-            slow = _init._Trials(X, w)
-            slow.compiled = False
-            assert fast.compiled
+            with monkeypatch.context() as m:
+                m.setattr(_kernels_numba, "BLAS_AVAILABLE", False)
+                slow = _init._Trials(X, w)
+            assert fast.compiled and not slow.compiled
             closest = rng.uniform(0, 80, size=len(X))
             closest[:5] = np.inf
             picks = rng.choice(len(X), 6)
