@@ -170,8 +170,8 @@ def _make_vector_argmin():
     label is the smallest index among the lanes holding it (first index on
     ties, as :func:`numpy.argmin`). The sums are the same float additions as
     the scalar loop's, so labels and minima are equal for finite values.
-    ``D`` and ``c_sq`` must be C-contiguous. Needs LLVM 17+ (opaque pointers,
-    llvmlite 0.45+); older ones get None and the scalar loop.
+    ``D`` and ``c_sq`` must be C-contiguous. Needs LLVM 17+ (opaque pointers; the
+    intrinsic names differ before); older ones get None and the scalar loop.
     """
     try:
         import llvmlite.binding as llvm

@@ -307,8 +307,12 @@ def test_prefetched_rows_do_not_change_results(dtype, n_ahead):
 
 
 def test_vector_argmin_is_compiled():
-    # LLVM 17+ (llvmlite 0.45+): rows of 5 to 64 centres are SIMD vectors
-    assert _kernels_numba._VECTOR_ARGMIN
+    # LLVM 17+ (opaque pointers): rows of 5 to 64 centres are SIMD vectors
+    import llvmlite.binding
+
+    assert _kernels_numba.VECTOR_ARGMIN == (llvmlite.binding.llvm_version_info[0] >= 17)
+    if _kernels_numba.VECTOR_ARGMIN and _kernels_numba.BLAS_AVAILABLE:
+        assert _kernels._ROWMAJOR_MAX_K == 64 and _kernels._SCREEN_MIN_K == 32
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
