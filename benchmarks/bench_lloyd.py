@@ -36,12 +36,10 @@ from __future__ import annotations
 import os
 import sys
 
-_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-if any(v in os.environ for v in _BLAS_VARS) and __name__ == "__main__":
-    for _v in _BLAS_VARS:
-        os.environ.pop(_v, None)
-    os.environ["_DASKMEANS_BENCH_UNSET_BLAS"] = "1"
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+from _blas_env import rerun_without_blas_overrides, unset_note
+
+if __name__ == "__main__":
+    rerun_without_blas_overrides()
 
 import argparse  # noqa: E402
 import math  # noqa: E402
@@ -313,7 +311,7 @@ def main(argv=None) -> int:
         f"load average before: {os.getloadavg()[0]:.2f}",
         f"BLAS: {blas_info()}",
         "unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for this run: "
-        + ("yes" if os.environ.get("_DASKMEANS_BENCH_UNSET_BLAS") else "not set"),
+        + unset_note(),
         f"daskmeans compiled loops (numba): {'on' if _kernels._USE_NUMBA else 'off'}",
     ]
     try:

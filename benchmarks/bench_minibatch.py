@@ -42,6 +42,10 @@ Usage::
         [--init-size S] [--n-init N] [--init-lloyd-iter I] [--repeat R]
         [--reference-inertia R] [--methods ours:1,ours:3,plain:1,sklearn:1,sklearn:3]
         [--param NAME=VALUE ...]
+
+If ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set, the script re-runs
+itself with both removed from its own environment (benchmark only; see
+``_blas_env.py``).
 """
 
 from __future__ import annotations
@@ -54,13 +58,18 @@ import os
 import tempfile
 import time
 
-import dask
-import numpy as np
-import zarr
-from threadpoolctl import threadpool_info
+from _blas_env import rerun_without_blas_overrides, unset_note
 
-import daskmeans
-from daskmeans import KMeans, MiniBatchKMeans
+if __name__ == "__main__":
+    rerun_without_blas_overrides()
+
+import dask  # noqa: E402
+import numpy as np  # noqa: E402
+import zarr  # noqa: E402
+from threadpoolctl import threadpool_info  # noqa: E402
+
+import daskmeans  # noqa: E402
+from daskmeans import KMeans, MiniBatchKMeans  # noqa: E402
 
 K, D, CHUNK = 64, 32, 125_000
 print = functools.partial(print, flush=True)  # noqa: A001 - progress of a long run
@@ -122,7 +131,8 @@ def main() -> None:
         print(f"wrote {path} in {t:.1f}s")
     blas = [(i.get("internal_api"), i.get("architecture"), i.get("num_threads"))
             for i in threadpool_info()]
-    print(f"daskmeans {daskmeans.__version__}, dask {dask.__version__}, BLAS {blas}")
+    print(f"daskmeans {daskmeans.__version__}, dask {dask.__version__}, BLAS {blas}, "
+          f"unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for this run: {unset_note()}")
     with dask.config.set(scheduler="threads", num_workers=2):
         X = daskmeans.open_zarr(path)
         print(f"X: {X.shape} {X.dtype}, chunks {X.chunks[0][0]} rows, {X.numblocks[0]} blocks")
