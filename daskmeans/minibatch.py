@@ -15,7 +15,9 @@ block and hands the new state on. The chain runs on the workers; only the
 k x d state moves between tasks. Block ``i`` is read by a task that waits for
 task ``i - LOOKAHEAD`` of the chain, so reads of the next blocks overlap the
 fold while at most ``LOOKAHEAD + 1`` blocks are held in memory (more while
-the initial sample is drawn from the first blocks of ``fit``).
+the initial sample is drawn from the first blocks of ``fit``: those blocks
+and the ``LOOKAHEAD`` after them are read at once, so that the reads go on
+while the initialisation runs; see :func:`first_gated_read`).
 
 Randomness (block order, row order inside a block, reassignment) comes from
 :func:`daskmeans._rng.block_rng` keyed by the step counter carried in the
@@ -374,6 +376,20 @@ def _leading_blocks(chunks, order, need: int) -> int:
     return m
 
 
+def first_gated_read(n_init_blocks: int) -> int:
+    """Position (in the pass's order) of the first read that waits for the fold.
+
+    Reads at positions ``j >= first_gated_read(n)`` wait for the fold of
+    position ``j - LOOKAHEAD``. Without an initialisation in the graph
+    (``n_init_blocks`` 0) that is every read from ``LOOKAHEAD`` on. With one,
+    the ``n_init_blocks`` blocks of the initial sample and the ``LOOKAHEAD``
+    blocks after them are read at once: the initialisation runs on one
+    thread while the others read on, instead of waiting for the fold to
+    start (at most ``n_init_blocks + LOOKAHEAD`` blocks are then held).
+    """
+    return n_init_blocks + LOOKAHEAD if n_init_blocks else LOOKAHEAD
+
+
 def _start_task(state):
     return state.value if isinstance(state, _Opaque) else state
 
@@ -449,7 +465,8 @@ def fold_graph(
     Task ``<name>-fold, j`` depends on the state of task ``j - 1`` and on
     ``<name>-partial-read, j``, which reads block ``order[j]`` once task
     ``j - LOOKAHEAD`` is done (the first blocks are read at once, and so are
-    the leading blocks the initial sample is drawn from).
+    the leading blocks the initial sample is drawn from and the
+    ``LOOKAHEAD`` after them: see :func:`first_gated_read`).
 
     Parameters
     ----------
@@ -492,7 +509,7 @@ def fold_graph(
     else:
         dsk[state0] = (_start_task, _Opaque(start))
     for j, b in enumerate(order):
-        gate = (fold, j - LOOKAHEAD) if j >= max(LOOKAHEAD, n_init_blocks) else None
+        gate = (fold, j - LOOKAHEAD) if j >= first_gated_read(n_init_blocks) else None
         dsk[(read, j)] = (readers[b], gate, check)
         prev = state0 if j == 0 else (fold, j - 1)
         dsk[(fold, j)] = (fold_block, prev, (read, j), params)

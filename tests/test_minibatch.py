@@ -206,8 +206,9 @@ def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
     assert len(folds_before) >= n_blocks
     first = folds_before[:n_blocks]  # the fold pass (the inertia pass follows)
     n_init = mb._leading_blocks([1000] * n_blocks, list(range(n_blocks)), 3 * 500 * 2)
+    assert mb.first_gated_read(n_init) == n_init + mb.LOOKAHEAD
     for j, done_then in enumerate(sorted(first)):
-        if j >= max(mb.LOOKAHEAD, n_init):
+        if j >= mb.first_gated_read(n_init):
             assert done_then >= j - mb.LOOKAHEAD + 1
     # the graph: fold j depends on fold j - 1 and read j; read j on fold j - LOOKAHEAD
     readers = [mb.BlockReader(Xd, None, b) for b in range(n_blocks)]
@@ -229,8 +230,9 @@ def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
     deps = {k: get_dependencies(graph, k) for k in graph if isinstance(k, tuple)}
     fold = next(k[0] for k in deps if "fold" in k[0])
     read = next(k[0] for k in deps if "read" in k[0])
+    # and so are the LOOKAHEAD blocks after them (read while the initialisation runs)
     for j in range(n_blocks):
-        gated = j >= max(mb.LOOKAHEAD, n_init)
+        gated = j >= n_init + mb.LOOKAHEAD
         assert deps[(read, j)] == ({(fold, j - mb.LOOKAHEAD)} if gated else set())
 
 
