@@ -407,16 +407,59 @@ def _far_compact(dist, rows, labels, fill, m):
     distance. Returns ``(new_fill, threshold)``: the threshold is the smallest
     kept distance once ``m`` are kept, else minus infinity.
     """
-    order = np.argsort(-dist[:fill], kind="mergesort")
+    order = _desc_order(dist, fill)
     keep = min(m, fill)
-    d2 = dist[order[:keep]]
-    r2 = rows[order[:keep]]
-    l2 = labels[order[:keep]]
-    dist[:keep] = d2
-    rows[:keep] = r2
-    labels[:keep] = l2
+    d2 = np.empty(keep, dtype=dist.dtype)
+    r2 = np.empty(keep, dtype=rows.dtype)
+    l2 = np.empty(keep, dtype=labels.dtype)
+    for i in range(keep):
+        o = order[i]
+        d2[i] = dist[o]
+        r2[i] = rows[o]
+        l2[i] = labels[o]
+    for i in range(keep):
+        dist[i] = d2[i]
+        rows[i] = r2[i]
+        labels[i] = l2[i]
     tau = d2[keep - 1] if keep == m and keep > 0 else -np.inf
     return keep, tau
+
+
+def _desc_order(dist, n):
+    """Indices of ``dist[:n]`` by decreasing value, equal values in index order.
+
+    The order of ``np.argsort(-dist[:n], kind="mergesort")``, as a bottom-up
+    merge sort written out in loops: NumPy's sorts with a ``kind`` compile
+    several seconds of string and generic-sort code into every kernel that
+    calls them, which this does not.
+    """
+    order = np.arange(n)
+    tmp = np.empty(n, dtype=order.dtype)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            a, b, k = lo, mid, lo
+            while a < mid and b < hi:
+                if dist[order[b]] > dist[order[a]]:  # ties: the left (earlier) one first
+                    tmp[k] = order[b]
+                    b += 1
+                else:
+                    tmp[k] = order[a]
+                    a += 1
+                k += 1
+            while a < mid:
+                tmp[k] = order[a]
+                a += 1
+                k += 1
+            while b < hi:
+                tmp[k] = order[b]
+                b += 1
+                k += 1
+        order, tmp = tmp, order
+        width *= 2
+    return order
 
 
 def _far_push(best, labels, w, row0, m, dist, rows, lab, state, tau):
@@ -550,7 +593,8 @@ def _seeding_trials(X, x_sq, picks, closest, w, dist, pots):
     T = picks.shape[0]
     C = np.empty((T, d), dtype=X.dtype)
     for t in range(T):
-        C[t] = X[picks[t]]
+        for f in range(d):  # element by element: a row assignment compiles for seconds
+            C[t, f] = X[picks[t], f]
     P = np.empty((T, n), dtype=X.dtype)
     np.dot(C, X.T, P)
     has_w = w.shape[0] > 0
@@ -889,6 +933,7 @@ if AVAILABLE:
     vector_rows8, vector_rows16, vector_rows32, vector_rows48, vector_rows64 = _vector_rows
     argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
     argmin_rows = numba.njit(nogil=True, cache=True)(_argmin_rows)
+    _desc_order = numba.njit(nogil=True, cache=True)(_desc_order)
     far_compact = numba.njit(nogil=True, cache=True)(_far_compact)
     # far_push calls far_compact: bind the compiled one into its globals
     _far_compact = far_compact

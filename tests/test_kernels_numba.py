@@ -141,6 +141,27 @@ def test_streamed_far_rows_are_the_farthest(layout_k, order, monkeypatch):
     assert out["m"] == m
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 64, 1000])
+def test_far_compact_keeps_the_largest_equal_ones_in_order(n):
+    """The compiled loop sort orders as NumPy's stable argsort of -dist (ties: earlier first)."""
+    rng = np.random.default_rng(n)
+    dist = rng.integers(0, 5, size=n).astype(np.float64)  # many ties
+    np.testing.assert_array_equal(_kernels_numba._desc_order(dist, n),
+                                  np.argsort(-dist, kind="stable"))
+    rows = np.arange(n, dtype=np.int64) * 10
+    labels = np.arange(n, dtype=np.int64) % 3
+    expect = np.argsort(-dist, kind="stable")
+    for m in (1, 3, n + 1):
+        d, r, lab = dist.copy(), rows.copy(), labels.copy()
+        keep, tau = _kernels_numba.far_compact(d, r, lab, n, m)
+        top = expect[:min(m, n)]
+        assert keep == len(top)
+        np.testing.assert_array_equal(d[:keep], dist[top])
+        np.testing.assert_array_equal(r[:keep], rows[top])
+        np.testing.assert_array_equal(lab[:keep], labels[top])
+        assert tau == (dist[top[-1]] if keep == m else -np.inf)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_major_and_transposed_layouts_agree(dtype, monkeypatch):
     rng = np.random.default_rng(12)
