@@ -10,6 +10,7 @@ import zarr
 from dask.core import get_dependencies
 from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
+import daskmeans
 import daskmeans.minibatch as mb
 from daskmeans import KMeans, MiniBatchKMeans
 from daskmeans._validation import default_row_chunks
@@ -168,6 +169,37 @@ def test_fit_quality_close_to_kmeans(blobs, rows):
     assert 1 <= model.n_iter_ <= 100 and model.n_passes_ == model.n_iter_ + 1
 
 
+def test_block_readers_read_every_block_from_one_optimised_graph(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1000, 3))
+    zarr.create_array(store=str(tmp_path / "x.zarr"), data=X, chunks=(90, 3))
+    w = rng.uniform(0.5, 2, size=1000)
+    calls = []
+    real = da.Array.__dask_optimize__
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(da.Array, "__dask_optimize__", staticmethod(counted))
+    sources = {
+        "zarr": daskmeans.open_zarr(str(tmp_path / "x.zarr")),
+        # blocks built from pieces of other blocks (shared inputs) and a derived array
+        "rechunked": (da.from_array(X, chunks=(70, 3)) * 2.0).rechunk((110, 3)) / 2.0,
+    }
+    for name, Xd in sources.items():
+        wd = da.from_array(w, chunks=(Xd.chunks[0],))
+        calls.clear()
+        readers = mb.block_readers(Xd, wd)
+        assert len(calls) == 2, name  # once for X, once for the weights: not per block
+        assert len(readers) == Xd.numblocks[0]
+        starts = np.cumsum((0,) + Xd.chunks[0])
+        for b, reader in enumerate(readers):
+            xb, wb = reader()
+            np.testing.assert_allclose(xb, X[starts[b]:starts[b + 1]], rtol=1e-15)
+            np.testing.assert_array_equal(wb, w[starts[b]:starts[b + 1]])
+
+
 def test_reads_one_block_per_fold_task_and_one_final_pass(big_blobs):
     Xd, counter = counting_dask(big_blobs, 3000)
     model = MiniBatchKMeans(12, batch_size=1000, max_iter=2, max_no_improvement=None,
@@ -211,7 +243,8 @@ def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
         if j >= mb.first_gated_read(n_init):
             assert done_then >= j - mb.LOOKAHEAD + 1
     # the graph: fold j depends on fold j - 1 and read j; read j on fold j - LOOKAHEAD
-    readers = [mb.BlockReader(Xd, None, b) for b in range(n_blocks)]
+    readers = mb.block_readers(Xd, None)
+    assert len(readers) == n_blocks
     params = mb.FoldParams(seq=np.random.SeedSequence(0), batch_size=500, reassignment_ratio=0.01)
     start = mb.FoldState(big_blobs[:12].copy(), np.zeros(12))
     graph = dict(mb.fold_graph(readers, range(n_blocks), start, params).__dask_graph__())
