@@ -67,10 +67,10 @@ def handles(args: argparse.Namespace) -> bool:
     return getattr(args, "algorithm", "lloyd") == "minibatch"
 
 
-def _check_inputs(args, n_clusters: int | None):
+def _check_inputs(args, n_clusters: int | None, chunks=None):
     from . import cli
 
-    X = cli._open_array(args.input, "INPUT", ndim=2)
+    X = cli._open_array(args.input, "INPUT", ndim=2, chunks=chunks)
     n = X.shape[0]
     if n_clusters is not None and n_clusters > n:
         raise cli.UsageError(f"--k {n_clusters} is larger than the number of rows of INPUT ({n})")
@@ -180,7 +180,8 @@ def cmd_update(args: argparse.Namespace) -> int:
         raise cli.UsageError(
             f"MODEL {args.model!r} is not a daskmeans mini-batch model ({cli._one_line(exc)})"
         ) from None
-    X, out = _check_inputs(args, None)
+    # one step per stored chunk (partial_fit's rule for Zarr input)
+    X, out = _check_inputs(args, None, chunks="stored")
     if X.shape[1] != model.n_features_in_:
         raise cli.UsageError(
             f"INPUT has {X.shape[1]} features but MODEL was fitted with {model.n_features_in_}"

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import dask.array as da
+import numpy as np
 
 # the process umask, read once (os.umask can only be read by setting it)
 _UMASK = os.umask(0)
@@ -29,6 +30,7 @@ __all__ = [
     "wait_persisted",
     "write_json",
     "write_labels",
+    "zarr_row_chunks",
 ]
 
 #: ``persist="auto"`` persists when the data takes at most this share of the
@@ -105,9 +107,12 @@ def open_zarr(
         Array path inside a group.
     storage_options : dict, optional
         fsspec options for remote stores.
-    chunks : int, tuple or str, optional
-        Rows per block (int) or a full Dask chunks spec. Default: the stored
-        row chunking, all columns in one block.
+    chunks : int, tuple or "stored", optional
+        Rows per block (int) or a full Dask chunks spec; ``"stored"``: one
+        block per stored row chunk. Default: whole stored row chunks (whole
+        shards when the array is sharded), as many per block as fit in about
+        16 MiB while there are at least 8 blocks (see :func:`zarr_row_chunks`);
+        all columns in one block.
 
     Returns
     -------
@@ -122,23 +127,56 @@ def open_zarr(
     arr = url if hasattr(url, "shape") and not is_path_like(url) else open_zarr_array(
         url, component, storage_options
     )
-    if chunks is None:
-        if len(arr.shape) == 2:
-            chunks = (arr.chunks[0], arr.shape[1])
-        else:
-            chunks = arr.chunks
+    if chunks is None or (isinstance(chunks, str) and chunks == "stored"):
+        rows = arr.chunks[0] if chunks == "stored" else zarr_row_chunks(arr)
+        chunks = (rows,) + tuple(arr.shape[1:])
     elif isinstance(chunks, int) and len(arr.shape) == 2:
         chunks = (chunks, arr.shape[1])
-    return da.from_array(arr, chunks=chunks, name=f"zarr-{_token(arr)}", asarray=True, lock=False,
-                         inline_array=True)
+    blocks = da.core.normalize_chunks(chunks, arr.shape, dtype=arr.dtype)
+    # the name follows the blocks too: two chunkings of one array must not share keys
+    return da.from_array(arr, chunks=blocks, name=f"zarr-{_token(arr, blocks)}",
+                         asarray=True, lock=False, inline_array=True)
 
 
-def _token(arr) -> str:
+#: Bytes per block up to which :func:`open_zarr` groups small stored chunks.
+ZARR_BLOCK_BYTES = 16 * 2**20
+#: Fewest blocks :func:`open_zarr` groups stored chunks into (when there are that many).
+ZARR_MIN_BLOCKS = 8
+
+
+def zarr_row_chunks(arr) -> int:
+    """Default rows per Dask block of a stored array: a whole number of stored chunks.
+
+    The unit is the stored row chunk, or the shard when the array is sharded
+    (one object in the store). Units are grouped as many as fit in
+    :data:`ZARR_BLOCK_BYTES` (all columns), but never fewer than
+    :data:`ZARR_MIN_BLOCKS` blocks remain when there are at least that many
+    units, and a unit is never split: every stored chunk is read once per
+    pass, by one task. Small stored chunks otherwise cost a task and a store
+    call each (6,000,000 x 32 float32 rows in 10,000-row chunks: a read pass
+    1.00 s as stored, 0.52 s grouped by 13).
+    """
+    shards = getattr(arr, "shards", None)
+    unit = int((shards or arr.chunks)[0])
+    n = int(arr.shape[0])
+    if n == 0 or unit <= 0:
+        return max(unit, 1)
+    row_bytes = int(np.prod(arr.shape[1:], dtype=np.int64)) * arr.dtype.itemsize
+    per = max(1, ZARR_BLOCK_BYTES // max(1, unit * row_bytes))
+    units = -(-n // unit)
+    if units >= ZARR_MIN_BLOCKS:
+        per = min(per, units // ZARR_MIN_BLOCKS)
+    else:
+        per = 1
+    return unit * per
+
+
+def _token(arr, blocks) -> str:
     from dask.base import tokenize
 
     store = getattr(arr, "store", None)
     path = getattr(arr, "path", "")
-    return tokenize(str(store), path, arr.shape, str(arr.dtype), arr.chunks)
+    return tokenize(str(store), path, arr.shape, str(arr.dtype), arr.chunks, blocks)
 
 
 def atomic_write_text(path, text: str) -> None:

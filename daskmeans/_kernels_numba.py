@@ -186,7 +186,8 @@ def _make_vector_argmin():
 
     def splat(builder, vec, lane, width):
         i32 = ir.IntType(32)
-        return builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(i32, width), [lane] * width))
+        mask = ir.Constant(ir.VectorType(i32, width), [lane] * width)
+        return builder.shuffle_vector(vec, vec, mask)
 
     def build(width, chunks):
         @intrinsic

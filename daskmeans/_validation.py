@@ -129,6 +129,7 @@ def check_array_input(
     dtype=None,
     allow_nan: bool = False,
     content_name: bool = False,
+    zarr_chunks=None,
 ) -> tuple[da.Array, bool]:
     """Validate data and return it as a 2-D float Dask array with one column block.
 
@@ -150,6 +151,9 @@ def check_array_input(
     content_name : bool
         NumPy input: name the Dask array by a hash of the data (see
         :func:`numpy_blocks`), so that the same data gets the same name.
+    zarr_chunks : optional
+        ``chunks`` of :func:`~daskmeans.open_zarr` for Zarr input (default:
+        stored chunks grouped to about 16 MiB; ``"stored"``: as stored).
 
     Returns
     -------
@@ -160,9 +164,9 @@ def check_array_input(
     """
     in_memory = False
     if is_path_like(X):
-        X = open_zarr(X, storage_options=storage_options)
+        X = open_zarr(X, storage_options=storage_options, chunks=zarr_chunks)
     elif _is_zarr_array(X):
-        X = open_zarr(X)
+        X = open_zarr(X, chunks=zarr_chunks)
     elif isinstance(X, da.Array):
         pass
     elif _is_dask_frame(X):

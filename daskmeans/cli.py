@@ -204,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit k-means and write DIR/model.json, DIR/labels.zarr, DIR/report.json",
         description="Fit k-means to the Zarr array INPUT and write DIR/model.json (loadable "
                     "with daskmeans.KMeans.load), DIR/labels.zarr (one label per row, "
-                    "chunked like INPUT) and DIR/report.json. Existing outputs in DIR are "
-                    "replaced, each atomically.",
+                    "chunked like the row blocks INPUT is read in) and DIR/report.json. "
+                    "Existing outputs in DIR are replaced, each atomically.",
     )
     fit.add_argument("input", metavar="INPUT", help="path or URL of a 2-D Zarr array")
     fit.add_argument("--k", type=_positive_int, required=True, metavar="K",
@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", parents=[common], allow_abbrev=False,
         help="label the rows of a Zarr array with a fitted model",
         description="Write the index of the nearest centre of MODEL for every row of INPUT "
-                    "to the Zarr array LABELS (chunked like INPUT; replaced atomically).",
+                    "to the Zarr array LABELS (chunked like the row blocks INPUT is read in; "
+                    "replaced atomically).",
     )
     pred.add_argument("model", metavar="MODEL", help="model.json written by 'daskmeans fit'")
     pred.add_argument("input", metavar="INPUT", help="path or URL of a 2-D Zarr array")
@@ -303,13 +304,16 @@ def _require_exists(text: str, what: str) -> None:
         raise UsageError(f"{what} {text!r} does not exist")
 
 
-def _open_array(text: str, what: str, *, ndim: int):
-    """Open a Zarr array read-only as a Dask array, with one-line errors."""
+def _open_array(text: str, what: str, *, ndim: int, chunks=None):
+    """Open a Zarr array read-only as a Dask array, with one-line errors.
+
+    ``chunks`` as :func:`daskmeans.open_zarr` (``"stored"``: one block per stored chunk).
+    """
     from daskmeans._io import open_zarr
 
     _require_exists(text, what)
     try:
-        arr = open_zarr(text)
+        arr = open_zarr(text, chunks=chunks)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
         raise UsageError(
             f"{what} {text!r} is not a readable Zarr array ({_one_line(exc)})"

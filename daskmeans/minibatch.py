@@ -445,7 +445,7 @@ def block_readers(X: da.Array, weights: da.Array | None, omit_nan: bool = False)
     """One :class:`BlockReader` per row block of ``X`` (and ``weights``), by block index."""
     xs = _block_graphs(X)
     ws = [None] * len(xs) if weights is None else _block_graphs(weights)
-    return [BlockReader(x, w, b, omit_nan) for b, (x, w) in enumerate(zip(xs, ws))]
+    return [BlockReader(x, w, b, omit_nan) for b, (x, w) in enumerate(zip(xs, ws, strict=True))]
 
 
 def _block_graphs(arr: da.Array) -> list:
@@ -733,8 +733,9 @@ class MiniBatchKMeans(KMeans):
         as_seed_sequence(self.random_state)
         check_prep_params("euclidean", False, self.nan_policy)
 
-    def _prepare(self, X, sample_weight):
-        Xd, in_memory = check_array_input(X, allow_nan=self.nan_policy == "omit")
+    def _prepare(self, X, sample_weight, zarr_chunks=None):
+        Xd, in_memory = check_array_input(X, allow_nan=self.nan_policy == "omit",
+                                          zarr_chunks=zarr_chunks)
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
         return Xd, weights, in_memory
 
@@ -862,9 +863,9 @@ class MiniBatchKMeans(KMeans):
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the model with one batch (NumPy) or with every block of a Dask/Zarr array.
 
-        Each NumPy batch, and each row block of a Dask or Zarr array (in
-        order), is one mini-batch step, as one call of scikit-learn's
-        ``partial_fit``. On the first call the centres are initialised from
+        Each NumPy batch, each row block of a Dask array and each stored
+        row chunk of a Zarr array (in order), is one mini-batch step, as one
+        call of scikit-learn's ``partial_fit``. On the first call the centres are initialised from
         a sample of the data. ``labels_`` and ``inertia_`` of an earlier
         ``fit`` are removed (they no longer describe the centres).
 
@@ -875,7 +876,8 @@ class MiniBatchKMeans(KMeans):
         first = not hasattr(self, "cluster_centers_")
         if first:
             self._check_params()
-        Xd, weights, in_memory = self._prepare(X, sample_weight)
+        # a Zarr array: one step per stored chunk, not per group of them
+        Xd, weights, in_memory = self._prepare(X, sample_weight, zarr_chunks="stored")
         if in_memory and Xd.numblocks[0] > 1:
             # a NumPy batch is one mini-batch step, however the library would chunk it
             Xd = Xd.rechunk({0: -1})

@@ -40,6 +40,37 @@ def test_open_zarr_lazy_row_chunks(tmp_path, data, zarr_format):
     np.testing.assert_array_equal(X2[:10].compute(), data[:10])
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_open_zarr_groups_small_stored_chunks(tmp_path, data, zarr_format, monkeypatch):
+    url = _write(tmp_path / "x.zarr", data, 100, zarr_format)  # 60 chunks of 2.4 KB
+    X = open_zarr(url)
+    # whole chunks, at least 8 blocks: 60 // 8 = 7 chunks a block
+    assert X.chunks[0][:-1] == (700,) * 8 and sum(X.chunks[0]) == 6000
+    np.testing.assert_array_equal(X.compute(), data)
+    assert open_zarr(url, chunks="stored").chunks[0] == (100,) * 60
+    # grouped up to ZARR_BLOCK_BYTES (here three chunks), never a split chunk
+    monkeypatch.setattr(_io, "ZARR_BLOCK_BYTES", 3 * 100 * 6 * 4 + 10)
+    assert set(open_zarr(url).chunks[0]) == {300}
+    # fewer than ZARR_MIN_BLOCKS chunks: as stored
+    url2 = _write(tmp_path / "y.zarr", data, 1000, zarr_format)
+    assert set(open_zarr(url2).chunks[0]) == {1000}
+    # two chunkings of one array are two arrays: computed together, each is right
+    a, b = open_zarr(url), open_zarr(url, chunks="stored")
+    assert a.name != b.name
+    sa, sb = dask.compute(a.sum(axis=0), b[::-1].sum(axis=0))
+    np.testing.assert_allclose(sa, data.sum(axis=0, dtype=np.float64), rtol=1e-5)
+    np.testing.assert_allclose(sb, data.sum(axis=0, dtype=np.float64), rtol=1e-5)
+
+
+def test_open_zarr_groups_whole_shards(tmp_path, data):
+    z = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=data.shape, chunks=(50, 6),
+                          shards=(500, 6), dtype=data.dtype)
+    z[:] = data
+    X = open_zarr(str(tmp_path / "s.zarr"))  # 12 shards: one a block (12 // 8 = 1)
+    assert set(X.chunks[0]) == {500}
+    np.testing.assert_array_equal(X.compute(), data)
+
+
 def test_open_zarr_component_and_errors(tmp_path, data):
     g = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
     g.create_array("emb", shape=data.shape, chunks=(1000, 6), dtype=data.dtype)[:] = data
@@ -172,7 +203,8 @@ def test_fit_never_gathers_the_data(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40_000, 8))
     url = _write(tmp_path / "x.zarr", X, 1000)
-    block_bytes = 1000 * 8 * 8
+    block_bytes = open_zarr(url).chunks[0][0] * 8 * 8  # stored chunks grouped by 5
+    assert 2 * block_bytes <= X.nbytes // 4
     sizes: list[int] = []
     with dask.config.set(scheduler=_recording_get(sizes)):
         km = KMeans(5, random_state=0, n_init=2, max_iter=10).fit(url)

@@ -323,7 +323,7 @@ def test_prefetched_rows_do_not_change_results(dtype, n_ahead):
         lab, bst = np.empty(300, np.intp), np.empty(300, dtype)
         _kernels_numba.argmin_rows(D, np.zeros(4, dtype), 0, 4, lab, bst, rows)
         results.append((tot, sums, counts, best, tot2, sums2, dist, lab, bst, D))
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -103,7 +103,7 @@ def test_partial_fit_matches_sklearn_from_same_centres(big_blobs, dtype):
     np.testing.assert_array_equal(ours.predict(X), ref.predict(X.astype(dtype)))
 
 
-@pytest.mark.parametrize("rows", [700, 2500, 6000])
+@pytest.mark.parametrize("rows", [250, 700, 2500, 6000])  # 250: Zarr chunks open grouped
 def test_partial_fit_dask_folds_block_by_block(big_blobs, rows, tmp_path):
     X = big_blobs[:6000]
     C0 = X[-12:].copy()
@@ -393,8 +393,9 @@ def _run_cli(*argv):
 
 def test_cli_fit_minibatch_then_update(big_blobs, tmp_path):
     X = big_blobs.astype(np.float32)
-    for name, part in (("day1.zarr", X[:12_000]), ("day2.zarr", X[12_000:])):
-        z = zarr.create_array(store=str(tmp_path / name), shape=part.shape, chunks=(3000, 4),
+    # day 2 in 24 chunks, which open_zarr would group by 3: update steps once per chunk
+    for name, part, rows in (("day1.zarr", X[:12_000], 3000), ("day2.zarr", X[12_000:], 500)):
+        z = zarr.create_array(store=str(tmp_path / name), shape=part.shape, chunks=(rows, 4),
                               dtype=part.dtype)
         z[:] = part
     fit = _run_cli("fit", str(tmp_path / "day1.zarr"), "--k", "12", "--algorithm", "minibatch",
@@ -412,7 +413,7 @@ def test_cli_fit_minibatch_then_update(big_blobs, tmp_path):
                    "--out", str(tmp_path / "m2"), "--json", "--quiet")
     assert upd.returncode == 0, upd.stderr
     updated = MiniBatchKMeans.load(tmp_path / "m2" / "model.json")
-    model.partial_fit(da.from_array(X[12_000:], chunks=(3000, 4)))
+    model.partial_fit(da.from_array(X[12_000:], chunks=(500, 4)))
     np.testing.assert_array_equal(updated.cluster_centers_, model.cluster_centers_)
     assert json.loads(upd.stdout)["n_steps"] == model.n_steps_
 
