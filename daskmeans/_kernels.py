@@ -450,7 +450,7 @@ class _Distances:
             if self.rowmajor:
                 _kernels_numba.argmin_rows(D, self.c_sq, lo, hi, labels, best, Xs[:0])
             else:
-                _kernels_numba.argmin_columns(D, self.c_sq, lo, hi, labels, best)
+                _kernels_numba.argmin_columns(D, self.c_sq, lo, hi, labels, best, Xs[:0])
             return
         m = Xs.shape[0]
         top2 = _kernels_numba.top2_rows if self.rowmajor else _kernels_numba.top2_columns

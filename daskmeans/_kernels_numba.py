@@ -303,15 +303,20 @@ def _prefetch_row(A, i):
         prefetch(A, i, 0)
 
 
-def _argmin_columns(Dt, c_sq, lo, hi, labels, best):
+def _argmin_columns(Dt, c_sq, lo, hi, labels, best, ahead):
     """Per column ``i``: first ``j`` in ``[lo, hi)`` minimising ``Dt[j, i] + c_sq[j]``.
 
     Writes the global index into ``labels[i]`` and the minimum into ``best[i]``.
-    Ties go to the smallest index, as :func:`numpy.argmin`.
+    Ties go to the smallest index, as :func:`numpy.argmin`. The rows of
+    ``ahead`` (the next sub-block, or none) are hinted into the cache, one
+    per column of the first pass, as in :func:`_argmin_rows`.
     """
     n = Dt.shape[1]
+    n_ahead = min(n, ahead.shape[0])
     c = c_sq[lo]
     for i in range(n):
+        if i < n_ahead:
+            prefetch_row(ahead, i)
         best[i] = Dt[lo, i] + c
         labels[i] = lo
     for j in range(lo + 1, hi):
@@ -799,7 +804,7 @@ def _sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, sums, counts, inertia,
             if rowmajor:
                 argmin_rows(D, c_sq, lo, hi, lab[:m], best[:m], X[:0])
             else:
-                argmin_columns(D, c_sq, lo, hi, lab[:m], best[:m])
+                argmin_columns(D, c_sq, lo, hi, lab[:m], best[:m], X[:0])
             ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
             inertia[g] += accumulate_rows(Xs, ws, lab[:m], best[:m], sums, counts, ahead)
             if far_m > 0:
@@ -824,11 +829,11 @@ def _nearest_block(X, cm2, c_sq, bounds, step, rowmajor, labels, dist, want_dist
         D = _block_products(Xs, cm2, rowmajor, buf)
         for g in range(bounds.shape[0] - 1):
             lab_g = labels[g, start:stop]
+            ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
             if rowmajor:
-                ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
                 argmin_rows(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m], ahead)
             else:
-                argmin_columns(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m])
+                argmin_columns(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m], ahead)
             if want_dist:
                 sq_dist_rows(Xs, best[:m], dist[g, start:stop])
 

@@ -322,7 +322,11 @@ def test_prefetched_rows_do_not_change_results(dtype, n_ahead):
         D = rng.normal(size=(300, 4)).astype(dtype) if not results else results[0][-1]
         lab, bst = np.empty(300, np.intp), np.empty(300, dtype)
         _kernels_numba.argmin_rows(D, np.zeros(4, dtype), 0, 4, lab, bst, rows)
-        results.append((tot, sums, counts, best, tot2, sums2, dist, lab, bst, D))
+        labt, bstt = np.empty(300, np.intp), np.empty(300, dtype)
+        _kernels_numba.argmin_columns(np.ascontiguousarray(D.T), np.zeros(4, dtype), 0, 4, labt,
+                                      bstt, rows)
+        np.testing.assert_array_equal(labt, lab)
+        results.append((tot, sums, counts, best, tot2, sums2, dist, lab, bst, labt, bstt, D))
     for a, b in zip(*results, strict=True):
         np.testing.assert_array_equal(a, b)
 
