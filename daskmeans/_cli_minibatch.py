@@ -143,7 +143,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             model.fit(X, sample_weight=args.sample_weight)
             t0 = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
-            cli._write_labels(model.labels_, out / "labels.zarr")
+            cli._write_labels(model.labels_, out / "labels.zarr", like=args.input)
             t_labels = time.perf_counter() - t0
         model.save(out / "model.json")
     params = cli._fit_parameters(args, seed, seed_source)
@@ -196,7 +196,8 @@ def cmd_update(args: argparse.Namespace) -> int:
             t0 = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
             Xd = X.astype(model.cluster_centers_.dtype)
-            cli._write_labels(model._predict_dask(Xd, check=False), out / "labels.zarr")
+            cli._write_labels(model._predict_dask(Xd, check=False), out / "labels.zarr",
+                              like=args.input)
             from ._graph import compute_passes
             from ._validation import check_sample_weight
 

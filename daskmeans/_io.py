@@ -316,6 +316,15 @@ def wait_persisted(*arrays) -> None:
     wait([a for a in arrays if a is not None])
 
 
+def stored_row_chunks(X, storage_options: dict | None = None) -> int | None:
+    """Rows per stored chunk of a Zarr path/URL or ``zarr.Array``; None for other input."""
+    if hasattr(X, "metadata") and hasattr(X, "chunks"):
+        return int(X.chunks[0])
+    if is_path_like(X):
+        return int(open_zarr_array(X, storage_options=storage_options).chunks[0])
+    return None
+
+
 def _zarr_format_of(X, storage_options: dict | None = None) -> int | None:
     """The Zarr format (2 or 3) of a store path/URL or zarr.Array, if known."""
     try:
@@ -359,8 +368,10 @@ def write_labels(
     Labels are computed lazily, one task per row block of ``X``, and written
     as they are produced: no more than a few blocks are in memory at once,
     on the client or on any worker. The output has the row chunking of ``X``
-    (regular chunks, as Zarr needs), dtype int64, and the Zarr format of the
-    input when it is a Zarr store.
+    (regular chunks, as Zarr needs): for a Zarr input, its stored row chunks
+    (read in groups by :func:`open_zarr`, written chunk for chunk), else the
+    Dask array's blocks; dtype int64, and the Zarr format of the input when it
+    is a Zarr store.
 
     Local destinations are written under a temporary sibling name and renamed
     into place when complete, so ``out_url`` holds either the complete labels
@@ -398,7 +409,10 @@ def write_labels(
     Xd, _ = model._check_input(X, storage_options=storage_options)
     labels = model._predict_dask(Xd, check=True)
     rows = labels.chunks[0]
-    if len(rows) > 1 and (len(set(rows[:-1])) > 1 or rows[-1] > rows[0]):
+    stored = stored_row_chunks(X, storage_options)
+    if stored is not None and len(rows) > 1 and rows[0] != stored:
+        labels = labels.rechunk((stored,))  # whole stored chunks per block: a split only
+    elif len(rows) > 1 and (len(set(rows[:-1])) > 1 or rows[-1] > rows[0]):
         labels = labels.rechunk((max(rows),))
     if zarr_format is None:
         zarr_format = _zarr_format_of(X, storage_options) or 3

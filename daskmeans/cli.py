@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fit k-means and write DIR/model.json, DIR/labels.zarr, DIR/report.json",
         description="Fit k-means to the Zarr array INPUT and write DIR/model.json (loadable "
                     "with daskmeans.KMeans.load), DIR/labels.zarr (one label per row, "
-                    "chunked like the row blocks INPUT is read in) and DIR/report.json. "
+                    "chunked like INPUT) and DIR/report.json. "
                     "Existing outputs in DIR are replaced, each atomically.",
     )
     fit.add_argument("input", metavar="INPUT", help="path or URL of a 2-D Zarr array")
@@ -237,8 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", parents=[common], allow_abbrev=False,
         help="label the rows of a Zarr array with a fitted model",
         description="Write the index of the nearest centre of MODEL for every row of INPUT "
-                    "to the Zarr array LABELS (chunked like the row blocks INPUT is read in; "
-                    "replaced atomically).",
+                    "to the Zarr array LABELS (chunked like INPUT; replaced atomically).",
     )
     pred.add_argument("model", metavar="MODEL", help="model.json written by 'daskmeans fit'")
     pred.add_argument("input", metavar="INPUT", help="path or URL of a 2-D Zarr array")
@@ -357,16 +356,22 @@ def _message(args: argparse.Namespace, text: str) -> None:
         print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
 
-def _write_labels(labels, path: Path) -> None:
-    """Stream a lazy 1-D array of labels into a new Zarr array at ``path``, atomically."""
+def _write_labels(labels, path: Path, like: str | None = None) -> None:
+    """Stream a lazy 1-D array of labels into a new Zarr array at ``path``, atomically.
+
+    With ``like`` (the input's path or URL) the labels are chunked like its
+    stored rows; each block of ``labels`` holds whole stored chunks (as
+    :func:`daskmeans.open_zarr` reads them), so every chunk is written by one task.
+    """
     import dask.array as da
     import zarr
 
-    from daskmeans._io import atomic_dir
+    from daskmeans._io import atomic_dir, stored_row_chunks
 
+    rows = labels.chunks[0][0] if like is None else stored_row_chunks(like)
     with atomic_dir(path) as tmp:
         target = zarr.create_array(
-            store=str(tmp), shape=labels.shape, chunks=(labels.chunks[0][0],),
+            store=str(tmp), shape=labels.shape, chunks=(rows,),
             dtype=labels.dtype, attributes={"description": "daskmeans cluster labels"},
         )
         da.store(labels, target, lock=False, compute=True)
@@ -552,7 +557,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             model.fit(X, sample_weight=args.sample_weight, checkpoint=args.checkpoint)
             t0 = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
-            _write_labels(model.labels_, out / "labels.zarr")
+            _write_labels(model.labels_, out / "labels.zarr", like=args.input)
             t_labels = time.perf_counter() - t0
         messages = _warning_lines(caught)
         for line in messages:
@@ -633,7 +638,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {args.out!r} exists and is not a Zarr array")
     t0 = time.perf_counter()
     with _scheduler(args):
-        _write_labels(model.predict(X), out)
+        _write_labels(model.predict(X), out, like=args.input)
     result = {
         "command": "predict",
         "model": args.model,

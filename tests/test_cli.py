@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
-from daskmeans import KMeans
+from daskmeans import KMeans, open_zarr
 from daskmeans._checkpoint import CHECKPOINT_FILE, Checkpoint, decode
 from daskmeans._progress import Progress, format_event
 from daskmeans.cli import main
@@ -114,6 +114,20 @@ def test_fit_writes_model_labels_and_report(workdir, fitted):
     # not a terminal: one log line per initialisation round and Lloyd iteration
     assert fitted.stderr.count("lloyd iteration") == report["n_iter"]
     assert not _leftovers(workdir)
+
+
+def test_labels_are_chunked_like_the_input_read_in_groups(tmp_path):
+    run("generate", "s.zarr", "--n-samples", "4000", "--n-features", "2", "--centers", "3",
+        "--chunk-rows", "200", "--seed", "1", "--quiet", cwd=tmp_path)
+    assert open_zarr(str(tmp_path / "s.zarr")).chunks[0][0] == 400  # 20 chunks, 2 a block
+    run("fit", "s.zarr", "--k", "3", "--out", "res", "--seed", "0", "--quiet", cwd=tmp_path)
+    run("predict", "res/model.json", "s.zarr", "--out", "p.zarr", "--quiet", cwd=tmp_path)
+    fit_labels = zarr.open_array(str(tmp_path / "res" / "labels.zarr"), mode="r")
+    pred = zarr.open_array(str(tmp_path / "p.zarr"), mode="r")
+    assert fit_labels.chunks == pred.chunks == (200,)
+    model = KMeans.load(tmp_path / "res" / "model.json")
+    assert np.array_equal(pred[:], fit_labels[:])
+    assert np.array_equal(pred[:], model.predict(str(tmp_path / "s.zarr")).compute())
 
 
 def test_recovers_the_true_clusters(workdir, fitted):

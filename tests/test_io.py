@@ -140,6 +140,17 @@ def test_predict_to_zarr_chunk_by_chunk(tmp_path, data):
 
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
+def test_labels_keep_the_stored_chunks_of_grouped_input(tmp_path, data, zarr_format):
+    url = _write(tmp_path / "x.zarr", data, 100, zarr_format)  # read in blocks of 7 chunks
+    km = KMeans(4, random_state=0).fit(url)
+    assert open_zarr(url).chunks[0][0] == 700
+    out = write_labels(km, url, tmp_path / "x.labels.zarr")
+    z = zarr.open_array(str(out), mode="r")
+    assert z.chunks == (100,) and z.shape == (6000,)
+    np.testing.assert_array_equal(z[:], km.predict(data))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
 def test_write_labels_matches_chunks_and_format(tmp_path, data, zarr_format):
     url = _write(tmp_path / "x.zarr", data, 700, zarr_format)
     km = KMeans(4, random_state=0).fit(url)
