@@ -763,18 +763,11 @@ class MiniBatchKMeans(KMeans):
             return state
 
         # NumPy data is already in this process: run the same functions in a loop
-        def read(b):
-            x = Xd.blocks[b].compute(scheduler="sync")
-            w = None if weights is None else weights.blocks[b].compute(scheduler="sync")
-            return drop_nan_rows(np.ascontiguousarray(x), w, params.omit_nan)
+        return fold_local(lambda b: readers[b](), order, start, params, init_spec)
 
-        return fold_local(read, order, start, params, init_spec)
-
-    def _readers(self, Xd, weights, in_memory):
-        if in_memory:
-            return None
-        omit = self.nan_policy == "omit"
-        return block_readers(Xd, weights, omit)
+    def _readers(self, Xd, weights):
+        # built once per fit (slicing Xd.blocks[b] for every block costs O(blocks) each)
+        return block_readers(Xd, weights, self.nan_policy == "omit")
 
     # ------------------------------------------------------------------ #
     # fitting
@@ -801,7 +794,7 @@ class MiniBatchKMeans(KMeans):
             raise ValueError(f"n_clusters={k} must be <= n_samples={n}.")
         seq = as_seed_sequence(self.random_state)
         self._seed = seq
-        readers = self._readers(Xd, weights, in_memory)
+        readers = self._readers(Xd, weights)
         params = FoldParams(
             omit_nan=self.nan_policy == "omit",
             seq=seq, batch_size=min(self.batch_size, n),
@@ -905,7 +898,7 @@ class MiniBatchKMeans(KMeans):
         init_spec = self._init_spec(Xd, self._seed) if first else None
         start = None if first else self._get_state()
         state = self._run_pass(
-            Xd, weights, in_memory, self._readers(Xd, weights, in_memory), order, start, params,
+            Xd, weights, in_memory, self._readers(Xd, weights), order, start, params,
             init_spec,
         )
         self._set_state(state, d)

@@ -200,6 +200,27 @@ def test_block_readers_read_every_block_from_one_optimised_graph(tmp_path, monke
             np.testing.assert_array_equal(wb, w[starts[b]:starts[b + 1]])
 
 
+def test_numpy_fit_reads_blocks_without_slicing_the_array_per_block(big_blobs, monkeypatch):
+    """NumPy input runs the fold in a loop: its blocks come from the readers built once."""
+    sliced = []
+    real = da.Array.blocks
+
+    def counted(self):
+        sliced.append(1)
+        return real.fget(self)
+
+    monkeypatch.setattr(da.Array, "blocks", property(counted))
+    model = MiniBatchKMeans(12, batch_size=1000, max_iter=3, max_no_improvement=None,
+                            random_state=0).fit(big_blobs)
+    assert model.n_iter_ == 3 and sliced == []
+    monkeypatch.undo()
+    ref = MiniBatchKMeans(12, batch_size=1000, max_iter=3, max_no_improvement=None,
+                          random_state=0)
+    rows = default_row_chunks(*big_blobs.shape, big_blobs.itemsize)  # the NumPy path's blocks
+    ref.fit(da.from_array(big_blobs, chunks=(rows, 4)))
+    np.testing.assert_array_equal(model.cluster_centers_, ref.cluster_centers_)
+
+
 def test_reads_one_block_per_fold_task_and_one_final_pass(big_blobs):
     Xd, counter = counting_dask(big_blobs, 3000)
     model = MiniBatchKMeans(12, batch_size=1000, max_iter=2, max_no_improvement=None,
