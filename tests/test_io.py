@@ -62,12 +62,17 @@ def test_open_zarr_groups_small_stored_chunks(tmp_path, data, zarr_format, monke
     np.testing.assert_allclose(sb, data.sum(axis=0, dtype=np.float64), rtol=1e-5)
 
 
-def test_open_zarr_groups_whole_shards(tmp_path, data):
+def test_open_zarr_groups_whole_shards(tmp_path, data, monkeypatch):
     z = zarr.create_array(store=str(tmp_path / "s.zarr"), shape=data.shape, chunks=(50, 6),
                           shards=(500, 6), dtype=data.dtype)
     z[:] = data
     X = open_zarr(str(tmp_path / "s.zarr"))  # 12 shards: one a block (12 // 8 = 1)
     assert set(X.chunks[0]) == {500}
+    np.testing.assert_array_equal(X.compute(), data)
+    # shards larger than a block: inner chunks in groups that divide the shard
+    monkeypatch.setattr(_io, "ZARR_BLOCK_BYTES", 300 * 6 * 4)  # 6 inner chunks of 50 rows
+    X = open_zarr(str(tmp_path / "s.zarr"))
+    assert set(X.chunks[0]) == {250}  # 5 divides the shard's 10 inner chunks, 6 does not
     np.testing.assert_array_equal(X.compute(), data)
 
 
