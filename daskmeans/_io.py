@@ -110,7 +110,7 @@ def open_zarr(
     chunks : int, tuple or "stored", optional
         Rows per block (int) or a full Dask chunks spec; ``"stored"``: one
         block per stored row chunk. Default: whole stored row chunks (whole
-        shards when the array is sharded), as many per block as fit in about
+        shards when a shard fits in a block), as many per block as fit in about
         16 MiB while there are at least 8 blocks (see :func:`zarr_row_chunks`);
         all columns in one block.
 
