@@ -127,8 +127,9 @@ def open_zarr(
     arr = url if hasattr(url, "shape") and not is_path_like(url) else open_zarr_array(
         url, component, storage_options
     )
-    if chunks is None or (isinstance(chunks, str) and chunks == "stored"):
-        rows = arr.chunks[0] if chunks == "stored" else zarr_row_chunks(arr)
+    stored = isinstance(chunks, str) and chunks == "stored"
+    if chunks is None or stored:
+        rows = arr.chunks[0] if stored else zarr_row_chunks(arr)
         chunks = (rows,) + tuple(arr.shape[1:])
     elif isinstance(chunks, int) and len(arr.shape) == 2:
         chunks = (chunks, arr.shape[1])
@@ -320,21 +321,24 @@ def wait_persisted(*arrays) -> None:
     wait([a for a in arrays if a is not None])
 
 
-def stored_row_chunks(X, storage_options: dict | None = None) -> int | None:
-    """Rows per stored chunk of a Zarr path/URL or ``zarr.Array``; None for other input."""
+def _stored_array(X, storage_options: dict | None = None):
+    """The ``zarr.Array`` behind a store path/URL or ``zarr.Array``; None for other input."""
     if hasattr(X, "metadata") and hasattr(X, "chunks"):
-        return int(X.chunks[0])
+        return X
     if is_path_like(X):
-        return int(open_zarr_array(X, storage_options=storage_options).chunks[0])
+        return open_zarr_array(X, storage_options=storage_options)
     return None
 
 
-def _zarr_format_of(X, storage_options: dict | None = None) -> int | None:
-    """The Zarr format (2 or 3) of a store path/URL or zarr.Array, if known."""
+def stored_row_chunks(X, storage_options: dict | None = None) -> int | None:
+    """Rows per stored chunk of a Zarr path/URL or ``zarr.Array``; None for other input."""
+    arr = _stored_array(X, storage_options)
+    return None if arr is None else int(arr.chunks[0])
+
+
+def _zarr_format_of(arr) -> int | None:
+    """The Zarr format (2 or 3) of a ``zarr.Array`` (or None), if known."""
     try:
-        arr = X if hasattr(X, "metadata") else None
-        if arr is None and is_path_like(X):
-            arr = open_zarr_array(X, storage_options=storage_options)
         return int(arr.metadata.zarr_format) if arr is not None else None
     except Exception:  # noqa: BLE001 - a hint only
         return None
@@ -413,13 +417,14 @@ def write_labels(
     Xd, _ = model._check_input(X, storage_options=storage_options)
     labels = model._predict_dask(Xd, check=True)
     rows = labels.chunks[0]
-    stored = stored_row_chunks(X, storage_options)
+    arr = _stored_array(X, storage_options)  # opened once: its chunks and its format
+    stored = None if arr is None else int(arr.chunks[0])
     if stored is not None and len(rows) > 1 and rows[0] != stored:
         labels = labels.rechunk((stored,))  # whole stored chunks per block: a split only
     elif len(rows) > 1 and (len(set(rows[:-1])) > 1 or rows[-1] > rows[0]):
         labels = labels.rechunk((max(rows),))
     if zarr_format is None:
-        zarr_format = _zarr_format_of(X, storage_options) or 3
+        zarr_format = _zarr_format_of(arr) or 3
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
     out_url = os.fspath(out_url)
