@@ -13,6 +13,8 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
+from . import _zarr_direct
+
 # the process umask, read once (os.umask can only be read by setting it)
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -134,8 +136,11 @@ def open_zarr(
     elif isinstance(chunks, int) and len(arr.shape) == 2:
         chunks = (chunks, arr.shape[1])
     blocks = da.core.normalize_chunks(chunks, arr.shape, dtype=arr.dtype)
+    # blocks of whole stored chunks are decoded straight into the block when the
+    # layout allows (daskmeans._zarr_direct); anything else is read by Zarr
+    source = _zarr_direct.wrap(arr)
     # the name follows the blocks too: two chunkings of one array must not share keys
-    return da.from_array(arr, chunks=blocks, name=f"zarr-{_token(arr, blocks)}",
+    return da.from_array(source, chunks=blocks, name=f"zarr-{_token(arr, blocks)}",
                          asarray=True, lock=False, inline_array=True)
 
 

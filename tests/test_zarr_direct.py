@@ -1,0 +1,169 @@
+"""Whole stored chunks decoded straight into the block: same values as Zarr, or Zarr reads."""
+
+from __future__ import annotations
+
+import pickle
+
+import numcodecs
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
+
+from daskmeans import _zarr_direct, open_zarr
+
+N, D, CHUNK = 1030, 5, 100  # the last chunk holds 30 rows
+
+
+@pytest.fixture
+def data():
+    return np.random.default_rng(0).normal(size=(N, D)).astype(np.float32)
+
+
+def _store(path, X, zarr_format=3, compressors="auto", fill_value=None, skip=(), **kw):
+    z = zarr.create_array(store=str(path), shape=X.shape, chunks=(CHUNK, X.shape[1]),
+                          dtype=X.dtype, zarr_format=zarr_format, compressors=compressors,
+                          fill_value=fill_value, **kw)
+    for i in range(-(-X.shape[0] // CHUNK)):
+        if i not in skip:  # a chunk never written reads as the fill value
+            z[i * CHUNK : (i + 1) * CHUNK] = X[i * CHUNK : (i + 1) * CHUNK]
+    return zarr.open_array(str(path), mode="r")
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """Count the chunks decoded by the direct path."""
+    calls = []
+    real = _zarr_direct._decode_into
+
+    def spy(kind, src, dest):
+        calls.append(kind)
+        return real(kind, src, dest)
+
+    monkeypatch.setattr(_zarr_direct, "_decode_into", spy)
+    return calls
+
+
+LAYOUTS = [
+    (3, "auto", "zstd"),  # Zarr 3's default for numbers
+    (3, [ZstdCodec(level=5, checksum=True)], "zstd"),
+    (3, [BloscCodec(cname="lz4", shuffle="bitshuffle")], "blosc"),
+    (3, None, "raw"),
+    (2, numcodecs.Zstd(level=3), "zstd"),
+    (2, numcodecs.Blosc(cname="zstd"), "blosc"),
+    (2, None, "raw"),
+]
+
+
+@pytest.mark.parametrize(("zarr_format", "compressors", "kind"), LAYOUTS)
+def test_whole_chunks_read_directly_equal_zarr(tmp_path, data, decoded, zarr_format,
+                                               compressors, kind):
+    arr = _store(tmp_path / "x.zarr", data, zarr_format, compressors, fill_value=7.0,
+                 skip=(3,))
+    expected = arr[:]
+    assert np.all(expected[300:400] == 7.0)  # the missing chunk, as Zarr fills it
+    plan = _zarr_direct.direct_plan(arr)
+    assert plan is not None and plan.kind == kind
+    for chunks in ("stored", 300, None):  # one chunk, three, and open_zarr's grouping
+        X = open_zarr(str(tmp_path / "x.zarr"), chunks=chunks)
+        decoded.clear()
+        np.testing.assert_array_equal(X.compute(), expected)
+        assert len(decoded) == 10  # every stored chunk but the missing one, once
+    assert decoded == [kind] * 10
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int16, np.uint8])
+def test_other_dtypes(tmp_path, dtype, decoded):
+    X = (np.random.default_rng(1).normal(size=(N, D)) * 50).astype(dtype)
+    arr = _store(tmp_path / "x.zarr", X)
+    np.testing.assert_array_equal(open_zarr(str(tmp_path / "x.zarr")).compute(), arr[:])
+    assert len(decoded) == 11
+
+
+def test_blocks_off_chunk_boundaries_read_by_zarr(tmp_path, data, decoded):
+    _store(tmp_path / "x.zarr", data)
+    X = open_zarr(str(tmp_path / "x.zarr"), chunks=250)  # blocks split stored chunks
+    np.testing.assert_array_equal(X.compute(), data)
+    # 0:250 and 500:750 start on a chunk but end inside one, the others start inside
+    # one; only the last block, 1000:1030, is a whole (the array's last) chunk
+    assert decoded == ["zstd"]
+    # slicing the Dask array reads through Zarr as well, with the right values
+    np.testing.assert_array_equal(open_zarr(str(tmp_path / "x.zarr"))[95:105, 1:3].compute(),
+                                  data[95:105, 1:3])
+
+
+@pytest.mark.parametrize("layout", ["sharded", "crc32c", "gzip", "column-chunks",
+                                    "fortran-v2", "filters-v2", "big-endian"])
+def test_other_layouts_are_left_to_zarr(tmp_path, data, decoded, layout):
+    path = tmp_path / "x.zarr"
+    X = data
+    kw = {}
+    if layout == "sharded":
+        kw = {"shards": (2 * CHUNK, D)}
+        X = data[:1000]
+    elif layout == "crc32c":
+        kw = {"compressors": [ZstdCodec(), Crc32cCodec()]}
+    elif layout == "gzip":
+        kw = {"compressors": [GzipCodec()]}
+    elif layout == "fortran-v2":
+        kw = {"zarr_format": 2, "order": "F"}
+    elif layout == "filters-v2":
+        kw = {"zarr_format": 2, "filters": [numcodecs.Delta(dtype="<f4")]}
+    elif layout == "big-endian":
+        kw = {"zarr_format": 2}
+        X = data.astype(">f4")
+    if layout == "column-chunks":
+        z = zarr.create_array(store=str(path), shape=X.shape, chunks=(CHUNK, 2), dtype=X.dtype)
+        z[:] = X
+    else:
+        z = zarr.create_array(store=str(path), shape=X.shape, chunks=(CHUNK, D), dtype=X.dtype,
+                              **kw)
+        z[:] = X
+    arr = zarr.open_array(str(path), mode="r")
+    assert _zarr_direct.direct_plan(arr) is None
+    assert _zarr_direct.wrap(arr) is arr
+    # what Zarr reads (a Delta filter on floats does not round-trip exactly)
+    np.testing.assert_array_equal(open_zarr(str(path)).compute(), arr[:])
+    assert decoded == []
+
+
+def test_a_chunk_of_another_size_is_left_to_zarr(tmp_path, data):
+    arr = _store(tmp_path / "x.zarr", data, compressors=None)
+    # a raw chunk one row short: not the chunk's size, so the block goes to Zarr
+    key = tmp_path / "x.zarr" / "c" / "2" / "0"
+    key.write_bytes(key.read_bytes()[: -D * 4])
+    direct = _zarr_direct.wrap(arr)
+    assert isinstance(direct, _zarr_direct.DirectArray)
+    assert direct._read(200, 300) is None
+    with pytest.raises(Exception):  # noqa: B017 - Zarr's own error, whatever it is
+        direct[200:300, :]
+    np.testing.assert_array_equal(direct[100:200, :], data[100:200])
+
+
+@pytest.mark.parametrize("n_bytes", [0, 1, 100, 255, 256, 300, 65_791, 70_000, 5_000_000])
+def test_zstd_content_size_reads_the_frame_header(n_bytes):
+    src = np.random.default_rng(n_bytes).integers(0, 4, size=n_bytes, dtype=np.uint8)
+    frame = np.frombuffer(numcodecs.Zstd(level=1).encode(src), dtype=np.uint8)
+    assert _zarr_direct.zstd_content_size(frame) == n_bytes
+    assert _zarr_direct.zstd_content_size(np.zeros(10, dtype=np.uint8)) is None
+
+
+def test_wrong_sizes_are_refused_by_every_decoder():
+    src = np.arange(64, dtype=np.float32)
+    for kind, enc in (("zstd", numcodecs.Zstd().encode(src)),
+                      ("blosc", numcodecs.Blosc().encode(src)),
+                      ("raw", src.tobytes())):
+        enc = np.frombuffer(enc, dtype=np.uint8)
+        dest = np.empty(src.nbytes + 4, dtype=np.uint8)
+        assert not _zarr_direct._decode_into(kind, enc, dest)
+        dest = np.empty(src.nbytes, dtype=np.uint8)
+        assert _zarr_direct._decode_into(kind, enc, dest)
+        np.testing.assert_array_equal(dest.view(np.float32), src)
+
+
+def test_direct_array_pickles(tmp_path, data):
+    arr = _store(tmp_path / "x.zarr", data)
+    direct = pickle.loads(pickle.dumps(_zarr_direct.wrap(arr)))
+    assert isinstance(direct, _zarr_direct.DirectArray)
+    np.testing.assert_array_equal(direct[0:200, :], data[:200])
+    assert direct.shape == data.shape and direct.dtype == data.dtype
