@@ -52,6 +52,10 @@ _NUMBA_DIST_BLOCK_BYTES = 1 << 20
 #: k=8 0.020-0.022 against 0.025; float64 0.032-0.034 against 0.036-0.045 at
 #: 64 KiB; 128 KiB within noise of 256 KiB).
 _NUMBA_ROW_BLOCK_BYTES = 1 << 18
+#: Label rows of up to 64 centres (one group, not screened) with the fused
+#: product-and-argmin tiles of :func:`_kernels_numba._make_fused_argmin` in the
+#: whole-block sweeps; tests switch it off to compare with the BLAS products.
+_FUSED = True
 #: Largest number of centres (all groups together) for which the compiled path
 #: computes row-major distances ``X @ C.T``; above it, transposed ``C @ X.T``,
 #: whose argmin vectorises over rows. With the SIMD argmin of row-major rows
@@ -407,6 +411,10 @@ class _Distances:
             self.cm2 = centers * centers.dtype.type(-2)  # exact: scaling by a power of two
             self.c_sq = sq_norms(centers)
         self.step = step
+        self.fused = 0  # padded centres of the fused tiles; see fused_operands
+        if (_FUSED and not screened and _kernels_numba.FUSED_ARGMIN and self.rowmajor
+                and K <= _kernels_numba.FUSED_CENTERS[-1]):
+            self.fused = next(c for c in _kernels_numba.FUSED_CENTERS if c >= K)
         self.n_redone = 0
         self.buf = None  # scratch of the sub-block loop, allocated by its first block
 
@@ -423,6 +431,16 @@ class _Distances:
         """The centres' operand of :func:`_kernels_numba.sweep_block`: ``(-2 C).T``
         (d, K) for row-major products, ``-2 C`` (K, d) for transposed ones."""
         return np.ascontiguousarray(self.cm2.T) if self.rowmajor else self.cm2
+
+    def fused_operands(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(-2 C).T`` padded with zero columns to ``self.fused`` centres, and the
+        squared norms padded with infinity (a padded centre never wins)."""
+        d = self.centers.shape[1]
+        CT = np.zeros((d, self.fused), dtype=self.cm2.dtype)
+        CT[:, : self.K] = self.cm2.T
+        c_sq = np.full(self.fused, np.inf, dtype=self.c_sq.dtype)
+        c_sq[: self.K] = self.c_sq
+        return CT, c_sq
 
     def screen_args(self) -> tuple:
         """``(shift, operand, c_sq, coef_x, coef_c)`` of the screened whole-block calls."""
@@ -544,6 +562,9 @@ def _sweep_numba(X, centers, weights, bounds, sums, counts, inertia, n_far):
             dists.n_redone += _kernels_numba.sweep_block_screened(
                 X, w, centers, *dists.screen_args(), bounds, step, dists.rowmajor, sums, counts,
                 inertia, *far_args)
+        elif dists.fused and n_groups == 1:
+            _kernels_numba.sweep_fused(np.ascontiguousarray(X), w, *dists.fused_operands(),
+                                       step, sums, counts, inertia, *far_args, dists.fused)
         else:
             _kernels_numba.sweep_block(X, w, dists.blas_operand(), dists.c_sq, bounds, step,
                                        dists.rowmajor, sums, counts, inertia, *far_args)
@@ -582,6 +603,9 @@ def _nearest_numba(X, centers, bounds, labels, dist):
         if screened:
             dists.n_redone += _kernels_numba.nearest_block_screened(
                 X, centers, *dists.screen_args(), bounds, step, dists.rowmajor, *out)
+        elif dists.fused and len(bounds) == 2:
+            _kernels_numba.nearest_fused(np.ascontiguousarray(X), *dists.fused_operands(), step,
+                                         *out, dists.fused)
         else:
             _kernels_numba.nearest_block(X, dists.blas_operand(), dists.c_sq, bounds, step,
                                          dists.rowmajor, *out)

@@ -357,3 +357,96 @@ def test_argmin_rows_matches_numpy(dtype, k, order):
         S = D[:, lo:hi] + c[lo:hi]
         np.testing.assert_array_equal(labels, lo + np.argmin(S, axis=1))
         np.testing.assert_array_equal(best, S.min(axis=1))
+
+
+@pytest.mark.skipif(not _kernels_numba.FUSED_ARGMIN, reason="LLVM before 17")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 5, 16, 17, 33, 48, 64])
+@pytest.mark.parametrize("n", [1, 2, 7, 601])
+def test_fused_rows_match_numpy(dtype, k, n):
+    """Fused tiles: the first minimising centre and the minimum of ``x . CT + c_sq``."""
+    rng = np.random.default_rng(k * 1000 + n)
+    d = 11
+    # small integers: exact products and many ties, which go to the first index
+    X = rng.integers(-3, 4, size=(n, d)).astype(dtype)
+    C = rng.integers(-2, 3, size=(k, d)).astype(dtype)
+    width = next(c for c in _kernels_numba.FUSED_CENTERS if c >= k)
+    CT = np.zeros((d, width), dtype=dtype)
+    CT[:, :k] = -2 * C.T
+    c_sq = np.full(width, np.inf, dtype=dtype)
+    c_sq[:k] = (C * C).sum(axis=1)
+    if n > 7:
+        X[5, 3] = np.nan  # a NaN row gets label 0
+    labels = np.full(n, -1, np.intp)
+    best = np.empty(n, dtype)
+    rows = {16: _kernels_numba.fused_rows16, 32: _kernels_numba.fused_rows32,
+            48: _kernels_numba.fused_rows48, 64: _kernels_numba.fused_rows64}[width]
+    rows(X, CT, c_sq, labels, best)
+    S = X @ CT[:, :k] + c_sq[:k]
+    expected = np.argmin(S, axis=1)
+    if n > 7:
+        expected[5] = 0
+    np.testing.assert_array_equal(labels, expected)
+    np.testing.assert_array_equal(best, S.min(axis=1))
+
+
+@pytest.mark.skipif(not (_kernels_numba.FUSED_ARGMIN and _kernels_numba.BLAS_AVAILABLE),
+                    reason="LLVM before 17 or SciPy not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [3, 16, 30, 64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_sweep_equals_the_blas_products(dtype, k, weighted, monkeypatch):
+    """The whole-block sweeps with fused tiles against BLAS products and brute force."""
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(2345, 9)).astype(dtype)
+    C = X[rng.choice(len(X), k, replace=False)].copy()
+    w = rng.uniform(0, 2, size=len(X)) if weighted else None
+    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
+    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 211)  # a short last sub-block
+    monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", None)
+    widths = []  # the padded centres of every sweep's fused tiles (0: BLAS products)
+    init = _kernels._Distances.__init__
+
+    def spy(self, *a, **kw):
+        init(self, *a, **kw)
+        widths.append(self.fused)
+
+    monkeypatch.setattr(_kernels._Distances, "__init__", spy)
+    out = {}
+    for on in (True, False):
+        monkeypatch.setattr(_kernels, "_FUSED", on)
+        widths.clear()
+        out[on] = (_kernels.lloyd_partial(X, C, w, n_far=5),
+                   _kernels.assign(X, C, return_distances=True))
+        assert widths == ([next(c for c in (16, 32, 48, 64) if c >= k)] * 2 if on else [0, 0])
+    (a, aa), (b, ab) = out[True], out[False]
+    np.testing.assert_allclose(a["counts"], b["counts"], rtol=1e-12)
+    np.testing.assert_array_equal(aa[0], ab[0])
+    np.testing.assert_allclose(aa[1], ab[1], **tol_for(dtype))
+    np.testing.assert_allclose(a["sums"], b["sums"], **tol_for(dtype))
+    np.testing.assert_allclose(a["inertia"], b["inertia"], **tol_for(dtype))
+    np.testing.assert_array_equal(a["far"]["labels"], b["far"]["labels"])
+    lab, dist, sums, counts, inertia = brute(X.astype(np.float64), C.astype(np.float64), w)
+    np.testing.assert_array_equal(aa[0], lab)
+    np.testing.assert_allclose(a["inertia"][0], inertia, **tol_for(dtype))
+
+
+@pytest.mark.skipif(not _kernels_numba.FUSED_ARGMIN, reason="LLVM before 17")
+@pytest.mark.parametrize("layout", ["F", "strided"])
+def test_fused_rows_take_any_layout(layout):
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(301, 14)).astype(np.float32)
+    X = np.asfortranarray(base[:, :7]) if layout == "F" else base[:, ::2]
+    C = rng.normal(size=(20, 7)).astype(np.float32)
+    CT = np.zeros((7, 32), dtype=np.float32)
+    CT[:, :20] = -2 * C.T
+    c_sq = np.full(32, np.inf, dtype=np.float32)
+    c_sq[:20] = (C * C).sum(axis=1)
+    labels = np.empty(len(X), np.intp)
+    best = np.empty(len(X), np.float32)
+    _kernels_numba.fused_rows32(X, CT, c_sq, labels, best)
+    ref_l, ref_b = np.empty_like(labels), np.empty_like(best)
+    _kernels_numba.fused_rows32(np.ascontiguousarray(X), CT, c_sq, ref_l, ref_b)
+    np.testing.assert_array_equal(labels, ref_l)
+    np.testing.assert_array_equal(best, ref_b)
+    np.testing.assert_array_equal(labels, np.argmin(X @ CT[:, :20] + c_sq[:20], axis=1))
