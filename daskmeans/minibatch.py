@@ -292,50 +292,77 @@ def init_state(parts: list, spec: dict) -> FoldState:
     as in scikit-learn. An explicit array of centres is used as given.
     ``tol_abs`` is ``tol`` times the mean per-feature variance of the pooled
     rows.
+
+    The same as :func:`choose_candidate` over :func:`init_candidate` for
+    every candidate, which is how :func:`fold_graph` runs it (one task per
+    candidate, in parallel).
     """
-    pool = np.concatenate([p[0] for p in parts], axis=0)
-    wts = np.concatenate([p[1] for p in parts], axis=0)
+    if not _seeded(spec):
+        return choose_candidate([], parts, spec)
+    n = spec["n_init"]
+    return choose_candidate([init_candidate(parts, spec, g) for g in range(n)], parts, spec)
+
+
+def _seeded(spec: dict) -> bool:
+    """Whether the initial centres are drawn (not an explicit array)."""
+    init = spec["init"]
+    return isinstance(init, str) or callable(init)
+
+
+def _pool(parts: list) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([p[0] for p in parts], axis=0),
+            np.concatenate([p[1] for p in parts], axis=0))
+
+
+def _draw(pool, wts, seq, key, m):
+    """Uniform draw of ``m`` pooled rows (sorted), weights and the draw's generator."""
+    rng = block_rng(seq, *key)
+    rows = np.sort(rng.choice(len(pool), min(m, len(pool)), replace=False))
+    return pool[rows], wts[rows], rng
+
+
+def init_candidate(parts: list, spec: dict, g: int) -> tuple[np.ndarray, float]:
+    """Candidate ``g`` of :func:`init_state`: its centres and their inertia on the
+    validation draw (infinity when there is one candidate)."""
+    pool, wts = _pool(parts)
     k, seq, init, size = spec["n_clusters"], spec["seq"], spec["init"], spec["init_size"]
+    S, sw, rng = _draw(pool, wts, seq, (_CANDIDATE, g), size)
+    if callable(init):
+        rs = np.random.RandomState(rng.integers(0, 2**31 - 1))
+        C = check_centers("init (callable result)", init(S, k, rs), k, pool.shape[1],
+                          spec["dtype"])
+    elif init == "random":
+        pos = np.flatnonzero(sw > 0)
+        if len(pos) < k:
+            raise ValueError(
+                f"init='random': the initial sample has {len(pos)} rows of positive weight, "
+                f"fewer than n_clusters={k}; increase init_size."
+            )
+        C = S[rng.choice(pos, k, replace=False, p=sw[pos] / sw[pos].sum())]
+    else:
+        keep = sw > 0
+        C = kmeans_plusplus(S[keep], sw[keep], k, rng)
+    C = np.ascontiguousarray(C, dtype=spec["dtype"])
+    C = refine_centers(S, sw, C, spec.get("init_lloyd_iter", 0))
+    if spec["n_init"] == 1:
+        return C, np.inf
+    V, vw, _ = _draw(pool, wts, seq, (_VALIDATION,), size)
+    return C, float(_kernels.lloyd_partial(V, C, vw)["inertia"][0])
+
+
+def choose_candidate(cands: list, parts: list, spec: dict) -> FoldState:
+    """The state of the first candidate of smallest validation inertia (or of the
+    explicit ``init`` array when ``cands`` is empty); see :func:`init_state`."""
+    k = spec["n_clusters"]
     tol_abs = 0.0
     if spec["tol"] > 0:
+        pool, _ = _pool(parts)
         tol_abs = float(np.var(pool, axis=0, dtype=np.float64).mean() * spec["tol"])
-    if not isinstance(init, str) and not callable(init):
-        return FoldState(np.array(init, dtype=spec["dtype"]), np.zeros(k), tol_abs=tol_abs)
-
-    def draw(key, m):
-        rng = block_rng(seq, *key)
-        rows = np.sort(rng.choice(len(pool), min(m, len(pool)), replace=False))
-        return pool[rows], wts[rows], rng
-
-    best, best_inertia = None, np.inf
-    n_init = spec["n_init"]
-    valid = draw((_VALIDATION,), size) if n_init > 1 else None
-    for g in range(n_init):
-        S, sw, rng = draw((_CANDIDATE, g), size)
-        if callable(init):
-            rs = np.random.RandomState(rng.integers(0, 2**31 - 1))
-            C = check_centers("init (callable result)", init(S, k, rs), k, pool.shape[1],
-                              spec["dtype"])
-        elif init == "random":
-            pos = np.flatnonzero(sw > 0)
-            if len(pos) < k:
-                raise ValueError(
-                    f"init='random': the initial sample has {len(pos)} rows of positive weight, "
-                    f"fewer than n_clusters={k}; increase init_size."
-                )
-            C = S[rng.choice(pos, k, replace=False, p=sw[pos] / sw[pos].sum())]
-        else:
-            keep = sw > 0
-            C = kmeans_plusplus(S[keep], sw[keep], k, rng)
-        C = np.ascontiguousarray(C, dtype=spec["dtype"])
-        C = refine_centers(S, sw, C, spec.get("init_lloyd_iter", 0))
-        if valid is None:
-            best = C
-            break
-        inertia = float(_kernels.lloyd_partial(valid[0], C, valid[1])["inertia"][0])
-        if inertia < best_inertia:
-            best, best_inertia = C, inertia
-    return FoldState(best, np.zeros(k), tol_abs=tol_abs)
+    if not cands:
+        return FoldState(np.array(spec["init"], dtype=spec["dtype"]), np.zeros(k),
+                         tol_abs=tol_abs)
+    best = min(range(len(cands)), key=lambda g: cands[g][1])  # the first on ties
+    return FoldState(cands[best][0], np.zeros(k), tol_abs=tol_abs)
 
 
 def refine_centers(S: np.ndarray, sw: np.ndarray, C: np.ndarray, n_iter: int) -> np.ndarray:
@@ -524,7 +551,16 @@ def fold_graph(
         pool = f"{name}-init-sample-{token}"
         for j, (b, share) in enumerate(shares):
             dsk[(pool, j)] = (_pool_chunk, (read, j), b, share, params.seq)
-        dsk[state0] = (init_state, [(pool, j) for j in range(n_init_blocks)], init_spec)
+        parts = [(pool, j) for j in range(n_init_blocks)]
+        if _seeded(init_spec):
+            # one task per candidate: they run beside the reads, on any free thread
+            cand = f"{name}-init-candidate-{token}"
+            for g in range(init_spec["n_init"]):
+                dsk[(cand, g)] = (init_candidate, parts, init_spec, g)
+            cands = [(cand, g) for g in range(init_spec["n_init"])]
+        else:
+            cands = []
+        dsk[state0] = (choose_candidate, cands, parts, init_spec)
     else:
         dsk[state0] = (_start_task, _Opaque(start))
     for j, b in enumerate(order):
