@@ -29,7 +29,10 @@ faster once the process is warm, so this is the strictest unit). A second
 column pairs every timed run with the read pass timed just before it and
 gives the median of those ratios: the fastest of many read passes against
 the fastest of a few runs favours the read pass when the machine's speed
-drifts, while neighbours in time see the same machine.
+drifts, while neighbours in time see the same machine. A third divides the
+fastest run by the fastest of the read passes timed just before its runs
+(as many read passes as runs): the first column's minimum over 18 read
+passes against 3 runs is lower by the spread of the noise alone.
 
 Before the timed runs, one small untimed MiniBatchKMeans fit on the first two
 chunks pays the one-off costs (loading the compiled kernels, starting thread
@@ -194,11 +197,13 @@ def main() -> None:
         # round robin: a stretch of time slowed by other work falls on every row alike
         runs = {label: [] for label, _ in entries}
         paired = {label: [] for label, _ in entries}  # this run / the read pass just before it
+        before = {label: [] for label, _ in entries}  # the read passes timed just before
         for _ in range(args.repeat):
             for label, run in entries:
                 read_pass()
                 runs[label].append(run())
                 paired[label].append(runs[label][-1][0] / reads[-1])
+                before[label].append(reads[-1])
         rows = []
         for label, _ in entries:
             done = runs[label]
@@ -211,7 +216,7 @@ def main() -> None:
                 inertia, fits = -_frozen(last.cluster_centers_).score(X), None
             loops = [r[0] for r in done]
             rows.append((label, min(loops), None if fits is None else min(fits), inertia,
-                         float(np.median(paired[label]))))
+                         float(np.median(paired[label])), min(loops) / min(before[label])))
             print(f"{label}: fold/loop {_fmt_times(loops)}"
                   + ("" if fits is None else f", fit {_fmt_times(fits)}")
                   + f", {100 * (inertia / ref - 1):+.2f}%")
@@ -227,13 +232,14 @@ def main() -> None:
     print(f"read pass with two Zarr chunks per task (not the unit): fastest of 3 {min(wide):.2f}s")
     print()
     print("| method | fold / loop (read passes) | same, paired: median of run / read pass "
-          "timed just before it | whole fit incl. exact inertia pass (read passes) | "
+          "timed just before it | same, fastest run / fastest of the read passes timed just "
+          "before its runs | whole fit incl. exact inertia pass (read passes) | "
           "inertia vs converged |")
-    print("|---|---|---|---|---|")
-    for name, t_loop, t_fit, inertia, pair in rows:
+    print("|---|---|---|---|---|---|")
+    for name, t_loop, t_fit, inertia, pair, same_n in rows:
         fit = "-" if t_fit is None else f"{t_fit:.2f}s ({t_fit / read:.2f})"
-        print(f"| {name} | {t_loop:.2f}s ({t_loop / read:.2f}) | {pair:.2f} | {fit} | "
-              f"{100 * (inertia / ref - 1):+.2f}% |")
+        print(f"| {name} | {t_loop:.2f}s ({t_loop / read:.2f}) | {pair:.2f} | {same_n:.2f} | "
+              f"{fit} | {100 * (inertia / ref - 1):+.2f}% |")
     print(f"\nread pass {read:.2f}s (fastest of {len(reads)}); reference: {reference['how']}")
 
 
