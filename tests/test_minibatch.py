@@ -288,6 +288,20 @@ def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
     for j in range(n_blocks):
         gated = j >= n_init + mb.LOOKAHEAD
         assert deps[(read, j)] == ({(fold, j - mb.LOOKAHEAD)} if gated else set())
+    # one task per initial candidate, all on the sample; the start state chooses among them
+    spec = dict(spec, n_init=3)
+    graph = dict(mb.fold_graph(readers, range(n_blocks), None, params,
+                               init_spec=spec).__dask_graph__())
+    deps = {k: get_dependencies(graph, k) for k in graph if isinstance(k, tuple)}
+    cands = sorted(k for k in deps if "init-candidate" in k[0])
+    assert [k[1] for k in cands] == [0, 1, 2]
+    pools = {k for k in deps if "init-sample" in k[0]}
+    assert len(pools) == n_init and all(deps[c] == pools for c in cands)
+    start_key = next(k for k in graph if isinstance(k, str) and "-start-" in k)
+    assert get_dependencies(graph, start_key) == set(cands) | pools
+    state = dask.get(graph, start_key)
+    parts = [dask.get(graph, p) for p in sorted(pools)]
+    np.testing.assert_array_equal(state.centers, mb.init_state(parts, spec).centers)
 
 
 def test_early_stopping_and_max_iter(big_blobs):
