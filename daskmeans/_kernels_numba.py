@@ -455,9 +455,13 @@ def _make_fused_argmin():
 
         return tile, height
 
-    def rows_with(tile, height):
+    def rows_with(tile, height, width):
         def rows(X, CT, c_sq, labels, best):
             n, d = X.shape
+            # the tiles index with these sizes unchecked
+            if (CT.shape[0] != d or CT.shape[1] != width or c_sq.shape[0] != width
+                    or labels.shape[0] < n or best.shape[0] < n):
+                raise ValueError("fused tiles: operands of the wrong shape")
             R = height(X)
             full = n - n % R
             for i in range(0, full, R):
@@ -477,7 +481,7 @@ def _make_fused_argmin():
 
         return numba.njit(nogil=True)(rows)
 
-    return tuple(rows_with(*build(k)) for k in FUSED_CENTERS)
+    return tuple(rows_with(*build(k), k) for k in FUSED_CENTERS)
 
 
 def _prefetch_rows(A, lo, hi):

@@ -450,3 +450,18 @@ def test_fused_rows_take_any_layout(layout):
     np.testing.assert_array_equal(labels, ref_l)
     np.testing.assert_array_equal(best, ref_b)
     np.testing.assert_array_equal(labels, np.argmin(X @ CT[:, :20] + c_sq[:20], axis=1))
+
+
+@pytest.mark.skipif(not _kernels_numba.FUSED_ARGMIN, reason="LLVM before 17")
+def test_fused_rows_refuse_operands_of_the_wrong_shape():
+    X = np.zeros((10, 3), dtype=np.float32)
+    CT = np.zeros((3, 16), dtype=np.float32)
+    c_sq = np.zeros(16, dtype=np.float32)
+    labels, best = np.empty(10, np.intp), np.empty(10, np.float32)
+    _kernels_numba.fused_rows16(X, CT, c_sq, labels, best)  # the right shapes
+    for args in ((X, np.zeros((3, 32), np.float32), c_sq, labels, best),
+                 (X, np.zeros((4, 16), np.float32), c_sq, labels, best),
+                 (X, CT, np.zeros(8, np.float32), labels, best),
+                 (X, CT, c_sq, labels[:9], best)):
+        with pytest.raises(ValueError, match="wrong shape"):
+            _kernels_numba.fused_rows16(*args)

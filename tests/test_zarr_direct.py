@@ -167,3 +167,14 @@ def test_direct_array_pickles(tmp_path, data):
     assert isinstance(direct, _zarr_direct.DirectArray)
     np.testing.assert_array_equal(direct[0:200, :], data[:200])
     assert direct.shape == data.shape and direct.dtype == data.dtype
+
+
+def test_zarr_internals_that_moved_fall_back_to_zarr(tmp_path, data, monkeypatch):
+    arr = _store(tmp_path / "x.zarr", data)
+    direct = _zarr_direct.wrap(arr)
+
+    def moved(*a, **k):
+        raise AttributeError("no such thing in this zarr")
+
+    monkeypatch.setattr(_zarr_direct, "_fetch", moved)
+    np.testing.assert_array_equal(direct[0:300, :], data[:300])
