@@ -157,6 +157,48 @@ def _vector_rows_missing(D, c_sq, lo, hi, labels, best, ahead):
 _VECTOR_SHAPES = ((8, 1), (16, 1), (16, 2), (16, 3), (16, 4))
 
 
+def _ir_argmin(builder, vectors, n):
+    """LLVM IR: the minimum over the lanes of ``vectors`` and its first index.
+
+    ``vectors`` is a list of ``(values, indices)`` pairs of equal width: a
+    running minimum and its index are kept per lane across them (strict
+    ``<``: a lane keeps its earliest index on ties), then a tree of lane
+    rotations and ``select(a < b, a, b)`` gives the minimum, and the label is
+    the smallest index among the lanes holding it. Returns ``(index, minimum)``
+    as i64 and float values; the index is 0 when it is not below ``n`` (an
+    i64 value: no lane equal to the minimum, i.e. a NaN minimum).
+    """
+    from llvmlite import ir
+
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    best, index = vectors[0]
+    width = best.type.count
+    for values, idx in vectors[1:]:
+        lt = builder.fcmp_ordered("<", values, best)
+        best = builder.select(lt, values, best)
+        index = builder.select(lt, idx, index)
+
+    def rotated(vec, half):
+        mask = ir.Constant(ir.VectorType(i32, width), [(j + half) % width for j in range(width)])
+        return builder.shuffle_vector(vec, vec, mask)
+
+    cur, half = best, width // 2
+    while half >= 1:
+        sh = rotated(cur, half)
+        cur = builder.select(builder.fcmp_ordered("<", cur, sh), cur, sh)
+        half //= 2
+    first = builder.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(i32, width), [0] * width))
+    eq = builder.fcmp_ordered("==", best, first)
+    cand, half = builder.select(eq, index, ir.Constant(index.type, [2**62] * width)), width // 2
+    while half >= 1:
+        sh = rotated(cand, half)
+        cand = builder.select(builder.icmp_signed("<", cand, sh), cand, sh)
+        half //= 2
+    j = builder.extract_element(cand, ir.Constant(i32, 0))
+    j = builder.select(builder.icmp_signed("<", j, n), j, ir.Constant(i64, 0))
+    return j, builder.extract_element(cur, ir.Constant(i32, 0))
+
+
 def _make_vector_argmin():
     """Compiled :func:`_argmin_rows` loops on SIMD vectors, one per shape of
     :data:`_VECTOR_SHAPES`, or None.
@@ -221,9 +263,8 @@ def _make_vector_argmin():
                 lanes = ir.Constant(ity, list(range(width)))
                 n_v = splat(builder, builder.insert_element(ir.Constant(ity, None), n,
                                                             ir.Constant(i32, 0)), 0, width)
-                # running minimum and its index, per lane, over `chunks` vectors of
-                # `width` centres (strict "<": a lane keeps its earliest index on ties)
-                best = index = None
+                # one to four vectors of `width` centres; lanes past n hold infinity
+                vectors = []
                 for c in range(chunks):
                     idx = builder.add(lanes, ir.Constant(ity, [c * width] * width))
                     mask = builder.icmp_signed("<", idx, n_v)
@@ -231,31 +272,8 @@ def _make_vector_argmin():
                     v = builder.fadd(
                         builder.call(load, [builder.gep(pd, [off]), align, mask, inf]),
                         builder.call(load, [builder.gep(pc, [off]), align, mask, inf]))
-                    if best is None:
-                        best, index = v, idx
-                    else:
-                        lt = builder.fcmp_ordered("<", v, best)
-                        best = builder.select(lt, v, best)
-                        index = builder.select(lt, idx, index)
-                cur, half = best, width // 2
-                while half >= 1:
-                    sh = builder.shuffle_vector(cur, cur, ir.Constant(
-                        ir.VectorType(i32, width), [(j + half) % width for j in range(width)]))
-                    cur = builder.select(builder.fcmp_ordered("<", cur, sh), cur, sh)
-                    half //= 2
-                # the smallest index among the lanes holding the minimum
-                eq = builder.fcmp_ordered("==", best, splat(builder, cur, 0, width))
-                big = ir.Constant(ity, [2**62] * width)
-                cand, half = builder.select(eq, index, big), width // 2
-                while half >= 1:
-                    sh = builder.shuffle_vector(cand, cand, ir.Constant(
-                        ir.VectorType(i32, width), [(j + half) % width for j in range(width)]))
-                    cand = builder.select(builder.icmp_signed("<", cand, sh), cand, sh)
-                    half //= 2
-                j = builder.extract_element(cand, ir.Constant(i32, 0))
-                # no lane equal (a NaN minimum): index 0
-                j = builder.select(builder.icmp_signed("<", j, n), j, ir.Constant(i64, 0))
-                mn = builder.extract_element(cur, ir.Constant(i32, 0))
+                    vectors.append((v, idx))
+                j, mn = _ir_argmin(builder, vectors, n)
                 return context.make_tuple(builder, signature.return_type, [j, mn])
 
             return sig, codegen
@@ -403,40 +421,15 @@ def _make_fused_argmin():
                 csq = [vload(sa.data, ir.Constant(i64, v * lanes)) for v in range(V)]
                 lane_ids = ir.Constant(ity, list(range(lanes)))
                 for r in range(R):
-                    best_v = index = None
-                    for v in range(V):
-                        val = builder.fadd(new[r][v], csq[v])
-                        idx = builder.add(lane_ids, ir.Constant(ity, [v * lanes] * lanes))
-                        if best_v is None:
-                            best_v, index = val, idx
-                        else:
-                            lt = builder.fcmp_ordered("<", val, best_v)
-                            best_v = builder.select(lt, val, best_v)
-                            index = builder.select(lt, idx, index)
-                    cur, half = best_v, lanes // 2
-                    while half >= 1:
-                        sh = builder.shuffle_vector(cur, cur, ir.Constant(
-                            ir.VectorType(i32, lanes), [(q + half) % lanes for q in range(lanes)]))
-                        cur = builder.select(builder.fcmp_ordered("<", cur, sh), cur, sh)
-                        half //= 2
-                    eq = builder.fcmp_ordered("==", best_v, splat(cur, 0))
-                    cand = builder.select(eq, index, ir.Constant(ity, [2**62] * lanes))
-                    half = lanes // 2
-                    while half >= 1:
-                        sh = builder.shuffle_vector(cand, cand, ir.Constant(
-                            ir.VectorType(i32, lanes), [(q + half) % lanes for q in range(lanes)]))
-                        cand = builder.select(builder.icmp_signed("<", cand, sh), cand, sh)
-                        half //= 2
-                    lab = builder.extract_element(cand, ir.Constant(i32, 0))
-                    # no lane equal (a NaN minimum): index 0
-                    lab = builder.select(builder.icmp_signed("<", lab, ir.Constant(i64, n_centers)),
-                                         lab, ir.Constant(i64, 0))
+                    vectors = [(builder.fadd(new[r][v], csq[v]),
+                                builder.add(lane_ids, ir.Constant(ity, [v * lanes] * lanes)))
+                               for v in range(V)]
+                    lab, mn = _ir_argmin(builder, vectors, ir.Constant(i64, n_centers))
                     row = builder.add(row0, ir.Constant(i64, r))
                     builder.store(lab, cgutils.get_item_pointer(context, builder, lty, la, [row],
                                                                 wraparound=False))
-                    builder.store(builder.extract_element(cur, ir.Constant(i32, 0)),
-                                  cgutils.get_item_pointer(context, builder, bty, ba, [row],
-                                                           wraparound=False))
+                    builder.store(mn, cgutils.get_item_pointer(context, builder, bty, ba, [row],
+                                                               wraparound=False))
                 return context.get_dummy_value()
 
             return sig, codegen
