@@ -120,6 +120,14 @@ def open_zarr(
     -------
     dask.array.Array
 
+    Notes
+    -----
+    A block of whole stored chunks of a plainly stored array (zstd, blosc or
+    no compression, one chunk across the columns, no sharding or filters) is
+    decoded straight into the block instead of through a buffer of Zarr's
+    own; any other block is read by Zarr. The values are the same either way
+    (see :mod:`daskmeans._zarr_direct`).
+
     Examples
     --------
     >>> X = daskmeans.open_zarr("data.zarr")  # doctest: +SKIP
