@@ -7,7 +7,8 @@ may be a NumPy array, a Dask array, a Zarr array, or the path or URL of one.
 from typing import TYPE_CHECKING
 
 from . import vq
-from ._io import open_zarr, write_labels
+from .io._zarr import open_zarr
+from .io._labels import write_labels
 from .estimator import KMeans
 from .minibatch import MiniBatchKMeans
 from .select_k import select_k

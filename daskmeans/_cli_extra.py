@@ -121,7 +121,7 @@ def _save_figure(fig, path: Path) -> None:
 
 def cmd_scan_k(args: argparse.Namespace) -> int:
     """Run ``daskmeans scan-k``."""
-    from ._io import write_json
+    from .io._atomic import write_json
     from .cli import UsageError, _emit_json, _message, _open_array, _scheduler
     from .select_k import select_k
 

@@ -89,7 +89,7 @@ def _check_inputs(args, n_clusters: int | None, chunks=None):
 def _finish(args, command: str, model, X, out: Path, started, t_start, caught, extra: dict):
     """Write labels, model and report; print the summary."""
     from . import cli
-    from ._io import write_json
+    from .io._atomic import write_json
 
     messages = cli._warning_lines(caught)
     for line in messages:
@@ -168,7 +168,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     """``daskmeans update MODEL INPUT --out DIR``."""
     from . import cli
-    from ._lloyd import partial_pass
+    from .engine._lloyd import partial_pass
     from .minibatch import MiniBatchKMeans
 
     started = datetime.now().astimezone()
@@ -198,7 +198,7 @@ def cmd_update(args: argparse.Namespace) -> int:
             Xd = X.astype(model.cluster_centers_.dtype)
             cli._write_labels(model._predict_dask(Xd, check=False), out / "labels.zarr",
                               like=args.input)
-            from ._graph import compute_passes
+            from .engine._graph import compute_passes
             from ._validation import check_sample_weight
 
             weights = check_sample_weight(

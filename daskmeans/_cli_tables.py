@@ -175,7 +175,7 @@ def _open_cube(args: argparse.Namespace):
 
 
 def _open_table(args: argparse.Namespace):
-    from ._tables import read_parquet_table
+    from .io._tables import read_parquet_table
     from .cli import UsageError, _require_exists
 
     _require_exists(args.input, "INPUT")
@@ -200,7 +200,7 @@ def _open_table(args: argparse.Namespace):
 
 def _write_label_cube(labels, path: Path) -> None:
     """Write a label DataArray as an xarray Zarr store, chunk by chunk, atomically."""
-    from ._io import atomic_dir
+    from .io._atomic import atomic_dir
 
     ds = labels.to_dataset()
     for name in ds.variables:
@@ -234,7 +234,7 @@ def _table_labels(df, X, model, id_column):
     import pandas as pd
     from dask import delayed
 
-    from ._tables import frame_partitions
+    from .io._tables import frame_partitions
 
     parts = frame_partitions(df)
     labels = model.predict(X).to_delayed().ravel()
@@ -248,7 +248,7 @@ def _table_labels(df, X, model, id_column):
 
 
 def _write_label_table(labels, path: Path) -> None:
-    from ._io import atomic_dir
+    from .io._atomic import atomic_dir
 
     with atomic_dir(path) as tmp:
         labels.to_parquet(str(tmp), write_index=False)
@@ -285,7 +285,7 @@ def _label_counts(path: Path) -> tuple[int, int]:
 def cmd_fit(args: argparse.Namespace) -> int:
     """``daskmeans fit`` for a Zarr group or a Parquet table (see the module docstring)."""
     from . import KMeans
-    from ._io import write_json
+    from .io._atomic import write_json
     from ._progress import Progress
     from .cli import (
         EXIT_OK,
@@ -334,7 +334,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 data = _cube_summary(args, obj, feature_dim)
                 outputs = {"labels": "labels.zarr"}
             else:
-                from ._tables import frame_to_array
+                from .io._tables import frame_to_array
 
                 X = frame_to_array(df, columns=features)
                 model.fit(X)
@@ -466,7 +466,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
             _write_label_cube(dkx.predict(model, obj, feature_dim=feature_dim), out)
         else:
-            from ._tables import frame_to_array
+            from .io._tables import frame_to_array
 
             table = _table_labels(df, frame_to_array(df, columns=features), model,
                                   args.id_column)

@@ -2,7 +2,7 @@
 
 Every function here takes plain NumPy arrays and returns plain NumPy arrays or
 small dictionaries of them. Nothing in this module knows about Dask: graph code
-in :mod:`daskmeans._lloyd` and :mod:`daskmeans._init` maps these functions over
+in :mod:`daskmeans.engine._lloyd` and :mod:`daskmeans.engine._init` maps these functions over
 the blocks of a Dask array and combines their results.
 
 Centres may hold several *groups* stacked along the first axis, described by

@@ -88,7 +88,7 @@ try:  # pragma: no cover - depends on the environment
     if numba is None:
         raise ImportError("no numba")
     # numba's np.dot calls SciPy's BLAS; importing it now also makes it visible
-    # to threadpoolctl before any BLAS limit is set (see daskmeans._graph)
+    # to threadpoolctl before any BLAS limit is set (see daskmeans.engine._graph)
     import scipy.linalg.cython_blas  # noqa: F401
 except ImportError:  # pragma: no cover
     _HAS_BLAS = False

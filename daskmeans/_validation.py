@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from ._io import is_path_like, open_zarr
+from .io._zarr import is_path_like, open_zarr
 
 __all__ = [
     "as_float_dtype",
@@ -170,7 +170,7 @@ def check_array_input(
     elif isinstance(X, da.Array):
         pass
     elif _is_dask_frame(X):
-        from ._tables import frame_to_array
+        from .io._tables import frame_to_array
 
         X = frame_to_array(X, name=name)
     else:

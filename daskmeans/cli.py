@@ -308,7 +308,7 @@ def _open_array(text: str, what: str, *, ndim: int, chunks=None):
 
     ``chunks`` as :func:`daskmeans.open_zarr` (``"stored"``: one block per stored chunk).
     """
-    from daskmeans._io import open_zarr
+    from daskmeans.io._zarr import open_zarr
 
     _require_exists(text, what)
     try:
@@ -366,7 +366,9 @@ def _write_labels(labels, path: Path, like: str | None = None) -> None:
     import dask.array as da
     import zarr
 
-    from daskmeans._io import atomic_dir, stored_row_chunks
+    from daskmeans.io._atomic import atomic_dir
+
+    from daskmeans.io._zarr import stored_row_chunks
 
     rows = labels.chunks[0][0] if like is None else stored_row_chunks(like)
     with atomic_dir(path) as tmp:
@@ -441,8 +443,8 @@ def _prepare_checkpoint(directory: str, seed: int) -> int | None:
     int or None
         Lloyd iterations already saved, None when nothing was saved.
     """
-    from daskmeans._checkpoint import Checkpoint, decode
-    from daskmeans._io import write_json
+    from daskmeans.engine._checkpoint import Checkpoint, decode
+    from daskmeans.io._atomic import write_json
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -516,7 +518,7 @@ def _data_summary(text: str, X) -> dict:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     from daskmeans import KMeans
-    from daskmeans._io import write_json
+    from daskmeans.io._atomic import write_json
     from daskmeans._progress import Progress
 
     if _cli_tables.handles(args):  # xarray Zarr group or Parquet table
@@ -668,7 +670,7 @@ def _size_on_disk(arr, text: str) -> int | None:
 
 
 def _array_info(text: str) -> dict:
-    from daskmeans._io import open_zarr_array
+    from daskmeans.io._zarr import open_zarr_array
 
     _require_exists(text, "INPUT")
     try:

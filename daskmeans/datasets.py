@@ -25,7 +25,7 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from daskmeans._io import atomic_dir
+from daskmeans.io._atomic import atomic_dir
 from daskmeans._rng import as_seed_sequence, block_rng
 
 __all__ = ["make_blobs", "write_blobs"]

@@ -13,10 +13,11 @@ import numpy as np
 
 from . import _kernels
 from ._compat import BaseEstimator, ClusterMixin, TransformerMixin
-from ._graph import compute_passes
-from ._init import init_centers
-from ._io import persist_inputs, resolve_persist, wait_persisted, write_json
-from ._lloyd import (
+from .engine._graph import compute_passes
+from .engine._init import init_centers
+from ._persist import persist_inputs, resolve_persist, wait_persisted
+from .io._atomic import write_json
+from .engine._lloyd import (
     LloydState,
     check_block,
     finalize,
@@ -25,8 +26,8 @@ from ._lloyd import (
     prepare_block,
     warn_if_degenerate,
 )
-from ._prep import ZeroRowsError, check_prep_params, make_prep
-from ._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
+from .engine._prep import ZeroRowsError, check_prep_params, make_prep
+from .engine._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
 from ._rng import as_seed_sequence
 from ._validation import (
     check_array_input,
@@ -360,7 +361,7 @@ default="k-means||"
         ckpt = None
         state = None
         if checkpoint is not None:
-            from ._checkpoint import Checkpoint
+            from .engine._checkpoint import Checkpoint
 
             ckpt = Checkpoint(checkpoint, self._fingerprint(Xd, weights))
             state = ckpt.load()
@@ -710,7 +711,7 @@ def _final_labels(Xd: da.Array, *, wd, state: LloydState) -> np.ndarray:
     Unless the centres stopped moving exactly (their last inertia is then
     final already), also sets the group's inertia and cluster sizes from the
     same distances and counts the pass, in place of
-    :func:`daskmeans._lloyd.finalize`'s pass.
+    :func:`daskmeans.engine._lloyd.finalize`'s pass.
     """
     C = state.centers[0]
     out = _in_memory(Xd.map_blocks(_label_dist_block, C, dtype=np.float64,
@@ -735,7 +736,7 @@ def _in_memory(result: da.Array) -> np.ndarray:
 
 def _as_frame_labels(X, labels):
     """Labels of a Dask DataFrame as a Dask Series on its index; others unchanged."""
-    from ._tables import frame_labels, is_dask_frame
+    from .io._tables import frame_labels, is_dask_frame
 
     return frame_labels(X, labels) if is_dask_frame(X) else labels
 

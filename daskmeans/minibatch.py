@@ -40,11 +40,11 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from . import _kernels
-from ._graph import compute_passes
-from ._init import kmeans_plusplus
-from ._io import write_json
-from ._lloyd import check_block, partial_pass, warn_if_degenerate
-from ._prep import check_prep_params, make_prep
+from .engine._graph import compute_passes
+from .engine._init import kmeans_plusplus
+from .io._atomic import write_json
+from .engine._lloyd import check_block, partial_pass, warn_if_degenerate
+from .engine._prep import check_prep_params, make_prep
 from ._rng import as_seed_sequence, block_rng, purpose_key
 from ._validation import (
     check_array_input,

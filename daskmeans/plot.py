@@ -64,7 +64,7 @@ def sample_rows(X, size: int, random_state=0) -> np.ndarray:
     -------
     ndarray of shape (m, n_features)
     """
-    from ._init import sample_rows as _core_sample
+    from .engine._init import sample_rows as _core_sample
     from ._rng import as_seed_sequence
     from ._validation import check_array_input
 
@@ -274,7 +274,7 @@ def lloyd_frames(S: np.ndarray, n_clusters: int, *, init: str = "random", max_it
     """The centres and labels of every Lloyd iteration on an in-memory sample.
 
     Uses the library's kernels (:func:`daskmeans._kernels.lloyd_partial` and
-    the empty-cluster handling of :func:`daskmeans._lloyd.update_centers`).
+    the empty-cluster handling of :func:`daskmeans.engine._lloyd.update_centers`).
 
     Returns
     -------
@@ -283,8 +283,8 @@ def lloyd_frames(S: np.ndarray, n_clusters: int, *, init: str = "random", max_it
         centres stop moving or ``max_iter``.
     """
     from . import _kernels
-    from ._init import kmeans_plusplus
-    from ._lloyd import update_centers
+    from .engine._init import kmeans_plusplus
+    from .engine._lloyd import update_centers
     from ._rng import as_seed_sequence, block_rng, purpose_key
 
     rng = block_rng(as_seed_sequence(random_state), purpose_key("animate"))

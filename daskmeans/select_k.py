@@ -3,7 +3,7 @@
 :func:`select_k` fits k-means for every candidate k *in the same passes* over
 the data: the centres of all candidates (and of their ``n_init``
 initialisations) are stacked as groups and iterated together by the core
-Lloyd driver (:func:`daskmeans._lloyd.lloyd`), so a scan over ten values of k
+Lloyd driver (:func:`daskmeans.engine._lloyd.lloyd`), so a scan over ten values of k
 costs about as many passes as the slowest single fit.
 
 Passes over the data made by one call (``n_passes_``):
@@ -31,9 +31,9 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._graph import block_reduce, compute_passes
-from ._init import init_centers, kmeans_plusplus, random_rows
-from ._lloyd import LloydState, check_block, finalize, lloyd, lloyd_numpy
+from .engine._graph import block_reduce, compute_passes
+from .engine._init import init_centers, kmeans_plusplus, random_rows
+from .engine._lloyd import LloydState, check_block, finalize, lloyd, lloyd_numpy
 from ._rng import as_seed_sequence, block_rng, purpose_key
 from ._validation import check_array_input, check_int
 from .estimator import KMeans

@@ -39,7 +39,7 @@ import dask.array as da
 import numpy as np
 
 from . import _kernels
-from ._graph import block_reduce, compute_passes
+from .engine._graph import block_reduce, compute_passes
 from ._validation import as_float_dtype
 
 __all__ = ["ClusterError", "kmeans", "kmeans2", "vq", "whiten"]

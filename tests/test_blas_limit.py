@@ -7,7 +7,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from daskmeans import _graph
+from daskmeans.engine import _graph
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 

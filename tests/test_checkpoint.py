@@ -1,4 +1,4 @@
-"""Tests of daskmeans._checkpoint: exact, atomic, fingerprinted Lloyd checkpoints."""
+"""Tests of daskmeans.engine._checkpoint: exact, atomic, fingerprinted Lloyd checkpoints."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from daskmeans import KMeans
-from daskmeans._checkpoint import (
+from daskmeans.engine._checkpoint import (
     CHECKPOINT_FILE,
     Checkpoint,
     CheckpointMismatchError,
     decode,
     encode,
 )
-from daskmeans._lloyd import LloydState
+from daskmeans.engine._lloyd import LloydState
 from daskmeans.datasets import make_blobs
 
 

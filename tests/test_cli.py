@@ -17,7 +17,7 @@ import pytest
 import zarr
 
 from daskmeans import KMeans, open_zarr
-from daskmeans._checkpoint import CHECKPOINT_FILE, Checkpoint, decode
+from daskmeans.engine._checkpoint import CHECKPOINT_FILE, Checkpoint, decode
 from daskmeans._progress import Progress, format_event
 from daskmeans.cli import main
 from daskmeans.datasets import make_blobs
@@ -472,7 +472,7 @@ def test_seed_file_is_not_replaced_once_a_checkpoint_exists(tmp_path):
     assert json.loads((tmp_path / "seed.json").read_text())["seed"] == 11
     assert _prepare_checkpoint(str(tmp_path), 12) is None  # nothing saved yet: replaced
     assert json.loads((tmp_path / "seed.json").read_text())["seed"] == 12
-    from daskmeans._lloyd import LloydState
+    from daskmeans.engine._lloyd import LloydState
 
     state = LloydState.start([np.zeros((2, 2))])
     state.n_iter[:] = 4

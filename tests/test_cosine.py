@@ -88,7 +88,7 @@ def test_scale_invariant_and_other_inits(directions):
 
 def test_kmeans_parallel_candidates_are_unit(directions, monkeypatch):
     """k-means|| local steps renormalise: the starting centres of Lloyd have unit norm."""
-    from daskmeans import _lloyd
+    from daskmeans.engine import _lloyd
 
     seen = []
     orig = _lloyd.lloyd

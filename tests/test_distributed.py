@@ -116,7 +116,7 @@ def test_no_batched_partials_on_a_cluster(thread_client):
     """Batching blocks into one task would move whole blocks to one worker."""
     import dask.array as da
 
-    from daskmeans._graph import batch_size
+    from daskmeans.engine._graph import batch_size
 
     X = da.ones((6400, 2), chunks=(100, 2))
     assert batch_size(X, 8) == 1

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from dask.utils import key_split
 
-from daskmeans._graph import block_reduce, resolve_split_every
+from daskmeans.engine._graph import block_reduce, resolve_split_every
 
 
 def _chunk(block, w, index, *, offset):
@@ -80,7 +80,7 @@ def _sequential_sum(parts):
 
 @pytest.mark.parametrize("split_every", [3, 4, 8])
 def test_batched_partials_are_bitwise_identical(split_every, monkeypatch):
-    from daskmeans import _graph
+    from daskmeans.engine import _graph
 
     rng = np.random.default_rng(1)
     X = rng.normal(size=(6400, 3)) * 10.0 ** rng.uniform(-8, 8, size=(6400, 1))
@@ -100,7 +100,7 @@ def test_batched_partials_are_bitwise_identical(split_every, monkeypatch):
 
 
 def test_no_batching_for_large_blocks_or_few_blocks():
-    from daskmeans._graph import batch_size
+    from daskmeans.engine._graph import batch_size
 
     with dask.config.set(scheduler="threads", num_workers=2):
         assert batch_size(da.ones((10 * 2**20, 8), chunks=(2**20, 8)), 8) == 1  # 64 MiB blocks
@@ -118,7 +118,7 @@ def _offset_chunk(block, w, index, *, offset, seen=None):
 def test_pass_runner_builds_once_and_equals_fresh_passes(scheduler, monkeypatch):
     """Local schedulers: one graph for every call, constants swapped; the results
     are those of a fresh block_reduce graph with the same constants."""
-    from daskmeans import _graph
+    from daskmeans.engine import _graph
 
     rng = np.random.default_rng(1)
     X = da.from_array(rng.normal(size=(700, 3)), chunks=(50, 3))
@@ -138,7 +138,7 @@ def test_pass_runner_builds_once_and_equals_fresh_passes(scheduler, monkeypatch)
 
 
 def test_pass_runner_reads_every_block_once_per_call():
-    from daskmeans import _graph
+    from daskmeans.engine import _graph
 
     X = da.ones((100, 2), chunks=(10, 2))
     seen: list = []
@@ -152,7 +152,7 @@ def test_pass_runner_reads_every_block_once_per_call():
 def test_pass_runner_builds_fresh_graphs_for_other_schedulers(monkeypatch):
     """A scheduler that is not dask's local one (as a distributed Client) gets a
     new graph, through compute_passes, on every call."""
-    from daskmeans import _graph
+    from daskmeans.engine import _graph
 
     X = da.ones((60, 2), chunks=(10, 2))
     used = []

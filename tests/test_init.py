@@ -3,7 +3,7 @@
 import dask.array as da
 import numpy as np
 
-from daskmeans import _init
+from daskmeans.engine import _init
 from daskmeans._rng import as_seed_sequence, block_rng
 from daskmeans.testing import counting_dask
 

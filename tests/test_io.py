@@ -10,7 +10,8 @@ import zarr
 from dask.sizeof import sizeof
 
 import daskmeans
-from daskmeans import KMeans, _io, open_zarr, write_labels
+from daskmeans import KMeans, _persist, open_zarr, write_labels
+from daskmeans.io import _zarr as _io
 
 
 @pytest.fixture
@@ -253,14 +254,14 @@ def test_persist_same_result_and_one_read(data):
 
 
 def test_persist_auto_decision(monkeypatch):
-    assert _io._memory_budget()[1] == "local memory"
-    monkeypatch.setattr(_io, "_memory_budget", lambda: (1000.0, "test"))
-    assert _io.resolve_persist("auto", 999, in_memory=False)
-    assert not _io.resolve_persist("auto", 1001, in_memory=False)
-    assert not _io.resolve_persist(False, 1, in_memory=False)
-    assert _io.resolve_persist(True, 10**15, in_memory=False)
+    assert _persist._memory_budget()[1] == "local memory"
+    monkeypatch.setattr(_persist, "_memory_budget", lambda: (1000.0, "test"))
+    assert _persist.resolve_persist("auto", 999, in_memory=False)
+    assert not _persist.resolve_persist("auto", 1001, in_memory=False)
+    assert not _persist.resolve_persist(False, 1, in_memory=False)
+    assert _persist.resolve_persist(True, 10**15, in_memory=False)
     # NumPy input without a cluster is in memory already
-    assert not _io.resolve_persist(True, 1, in_memory=True)
+    assert not _persist.resolve_persist(True, 1, in_memory=True)
 
 
 def test_persist_param_validated(data):

@@ -571,7 +571,7 @@ def test_init_lloyd_iter_refines_each_candidate_on_its_sample(big_blobs, init):
         r = np.sort(rng.choice(3000, 1000, replace=False))  # the rows, as init_state draws them
         sample, sw = pool[r], wts[r]
         if init == "k-means++":
-            from daskmeans._init import kmeans_plusplus
+            from daskmeans.engine._init import kmeans_plusplus
 
             C = kmeans_plusplus(sample, sw, 12, rng)
         else:

@@ -90,10 +90,10 @@ def test_passes_are_shared_and_counted(monkeypatch):
         return real(*graphs)
 
     monkeypatch.setattr(sk, "compute_passes", counting)
-    import daskmeans._lloyd as lloyd_mod
+    import daskmeans.engine._lloyd as lloyd_mod
 
     monkeypatch.setattr(lloyd_mod, "compute_passes", counting)
-    from daskmeans._graph import PassRunner
+    from daskmeans.engine._graph import PassRunner
 
     real_call = PassRunner.__call__
 

@@ -18,7 +18,7 @@ dd = pytest.importorskip("dask.dataframe", reason="dask[dataframe] is not instal
 pytest.importorskip("pyarrow", reason="pyarrow is not installed (daskmeans[parquet])")
 
 from daskmeans import KMeans  # noqa: E402
-from daskmeans._tables import frame_to_array  # noqa: E402
+from daskmeans.io._tables import frame_to_array  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -79,7 +79,7 @@ def test_lloyd_first_pass_checks_lazy_data_on_its_sums(value, dtype, weighted, m
     """Lazy data meets its finiteness check in the first Lloyd pass without a second
     read of the blocks: the float64 sums carry any NaN or infinity (a zero weight
     included), and the error is the same."""
-    from daskmeans import _lloyd
+    from daskmeans.engine import _lloyd
 
     reads = []
     real = _lloyd.check_block

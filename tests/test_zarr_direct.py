@@ -10,7 +10,8 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, GzipCodec, ZstdCodec
 
-from daskmeans import _zarr_direct, open_zarr
+from daskmeans import open_zarr
+from daskmeans.io import _direct as _zarr_direct
 
 N, D, CHUNK = 1030, 5, 100  # the last chunk holds 30 rows
 

@@ -1,6 +1,6 @@
 """The graph side of the row preprocessing: statistics and error counts.
 
-:mod:`daskmeans._prep` says what to do to a block; this module holds the few
+:mod:`daskmeans.engine._prep` says what to do to a block; this module holds the few
 decisions that need passes over the data: when ``standardize`` needs its own
 statistics pass, and counting the rows of zeros that ``metric="cosine"``
 rejects (only on the error path).

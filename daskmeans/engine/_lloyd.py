@@ -1,7 +1,7 @@
 """The Lloyd iteration on Dask arrays: one pass over the data per iteration.
 
-Each iteration computes one :func:`daskmeans._graph.block_reduce` graph (built
-once per fit by a :class:`daskmeans._graph.PassRunner` under dask's local
+Each iteration computes one :func:`daskmeans.engine._graph.block_reduce` graph (built
+once per fit by a :class:`daskmeans.engine._graph.PassRunner` under dask's local
 schedulers, with only the centres swapped between iterations): every row
 block goes through :func:`daskmeans._kernels.lloyd_partial` (the
 ``kmeans-partial`` tasks), the partial sums, weights and inertia are combined
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import dask.array as da
 import numpy as np
 
-from . import _kernels
+from .. import _kernels
 from ._graph import PassRunner, block_reduce, compute_passes
 from ._prep import apply_prep, normalize_rows
 
@@ -118,7 +118,7 @@ def check_block(X: np.ndarray, w: np.ndarray | None, *, allow_nan: bool = False,
 def prepare_block(X, w, prep, check):
     """Check a block (first pass of lazy input) and apply the row preprocessing.
 
-    Returns ``(X, w, valid)`` as :func:`daskmeans._prep.apply_prep`.
+    Returns ``(X, w, valid)`` as :func:`daskmeans.engine._prep.apply_prep`.
     """
     if check:
         check_block(X, w, allow_nan=prep is not None and prep.mask_nan)
@@ -201,7 +201,7 @@ def partial_pass(
 ):
     """The graph of one Lloyd pass for a list of groups of centres.
 
-    With ``prep`` (a :class:`daskmeans._prep.Prep`), every block is
+    With ``prep`` (a :class:`daskmeans.engine._prep.Prep`), every block is
     preprocessed before the kernel and ``centers`` live in the preprocessed
     space; the result also holds ``n_omitted``, and for cosine the inertia is
     the sum of ``1 - cos``.
@@ -362,7 +362,7 @@ def lloyd(
     on_iteration : callable, optional
         Called with the state after every iteration (checkpoints).
     verbose : int
-    prep : daskmeans._prep.Prep, optional
+    prep : daskmeans.engine._prep.Prep, optional
         Row preprocessing applied to every block; with ``prep.normalize``
         (cosine) the centres are renormalised after every update.
 
@@ -509,7 +509,7 @@ def warn_if_degenerate(sizes: np.ndarray, n_clusters: int) -> None:
     """Warn like scikit-learn when fewer than k clusters are non-empty."""
     distinct = int(np.count_nonzero(sizes > 0))
     if distinct < n_clusters:
-        from ._compat import ConvergenceWarning
+        from .._compat import ConvergenceWarning
 
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than n_clusters "

@@ -3,13 +3,13 @@
 A checkpoint is one JSON file, ``checkpoint.json``, in the checkpoint
 directory. It holds a format version, the *fingerprint* of the run (what
 identifies the data and the parameters) and every field of
-:class:`daskmeans._lloyd.LloydState`. Arrays are stored as base64 of their
+:class:`daskmeans.engine._lloyd.LloydState`. Arrays are stored as base64 of their
 little-endian bytes together with dtype and shape, so that float32 and float64
 values round trip bit for bit and nothing is ever unpickled.
 
 The file is written under a temporary name in its directory, flushed to disk
 with ``fsync`` and renamed over the previous one with :func:`os.replace`
-(:func:`daskmeans._io.atomic_write_text`), so a run resumed after ``SIGKILL``
+(:func:`daskmeans.io._atomic.atomic_write_text`), so a run resumed after ``SIGKILL``
 sees the previous checkpoint or the new one, never a mixture.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from daskmeans._io import atomic_write_text
+from daskmeans.io._atomic import atomic_write_text
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointMismatchError", "decode", "encode"]
 
@@ -153,7 +153,7 @@ def _library_version() -> str:
 
 
 def _state_class() -> type:
-    from daskmeans._lloyd import LloydState
+    from daskmeans.engine._lloyd import LloydState
 
     return LloydState
 
@@ -225,7 +225,7 @@ class Checkpoint:
         )
 
     def load(self) -> Any:
-        """Return the saved :class:`~daskmeans._lloyd.LloydState`, or ``None``.
+        """Return the saved :class:`~daskmeans.engine._lloyd.LloydState`, or ``None``.
 
         Raises
         ------
@@ -254,7 +254,7 @@ class Checkpoint:
 
         Parameters
         ----------
-        state : daskmeans._lloyd.LloydState
+        state : daskmeans.engine._lloyd.LloydState
             The dataclass to store; every field is saved.
         """
         self.directory.mkdir(parents=True, exist_ok=True)

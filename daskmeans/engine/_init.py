@@ -1,7 +1,7 @@
 """Initial centres: k-means|| (Bahmani et al., 2012), k-means++ and random.
 
 Each method reads the data in whole passes built by
-:func:`daskmeans._graph.block_reduce`; per-row state is recomputed block by
+:func:`daskmeans.engine._graph.block_reduce`; per-row state is recomputed block by
 block instead of being kept, so memory stays bounded by the block size. All
 ``n_candidates`` initialisations (for ``n_init``) share the same passes: their
 centres are stacked as groups.
@@ -19,12 +19,12 @@ from functools import partial
 import dask.array as da
 import numpy as np
 
-from . import _kernels, _kernels_numba
+from .. import _kernels, _kernels_numba
 from ._graph import PassRunner, block_reduce, compute_passes
 from ._lloyd import lloyd_numpy, partial_pass, prepare_block
 from ._prep import apply_prep
-from ._rng import block_rng, purpose_key
-from ._validation import has_unknown_rows
+from .._rng import block_rng, purpose_key
+from .._validation import has_unknown_rows
 
 __all__ = ["init_centers", "kmeans_plusplus", "kmeans_parallel", "random_rows", "sample_rows"]
 
@@ -527,7 +527,7 @@ def init_centers(
 ) -> tuple[list, int, tuple | None]:
     """Initial centres for ``n_groups`` candidates.
 
-    ``prep`` (a :class:`daskmeans._prep.Prep`) is applied to every block.
+    ``prep`` (a :class:`daskmeans.engine._prep.Prep`) is applied to every block.
     A *pending* prep (``standardize`` whose statistics are not known yet) is
     accepted by ``"random"`` and ``"k-means++"``: their one sampling pass
     does not depend on the scale, so it also measures the raw moments, from

@@ -4,7 +4,7 @@ A :class:`Prep` is a small, immutable description of what to do to the rows
 of one block: upcast to the working dtype, mask rows holding NaN (they get
 weight 0, so every kernel ignores them), centre and scale every feature, and
 L2-normalise every row (cosine k-means). The chunk functions of
-:mod:`daskmeans._lloyd`, :mod:`daskmeans._init` and the estimator call
+:mod:`daskmeans.engine._lloyd`, :mod:`daskmeans.engine._init` and the estimator call
 :func:`apply_prep` on each block they read; the result is a transient copy of
 that block only, never of the data. Like the kernels, this module is pure
 NumPy and never imports dask.

@@ -1,0 +1,93 @@
+"""Outputs written atomically: a temporary sibling, renamed into place when complete."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+# the process umask, read once (os.umask can only be read by setting it)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+__all__ = ["atomic_dir", "atomic_write_text", "is_local_path", "write_json"]
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temporary sibling directory that is renamed to ``path`` on success.
+
+    On error the temporary directory is removed and ``path`` is untouched. An
+    existing ``path`` is replaced only after the new one is complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        old = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.old")
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def is_local_path(url) -> bool:
+    """True for a plain path or a ``file://`` URL (where a rename is atomic)."""
+    url = os.fspath(url)
+    return "://" not in url or url.startswith("file://")
+
+
+def _local(url) -> Path:
+    url = os.fspath(url)
+    return Path(url[len("file://"):] if url.startswith("file://") else url)
+
+
+def _remove_late(path: Path, quiet: float = 0.3, limit: float = 10.0) -> None:
+    """Remove a temporary directory that tasks still in flight after a failure may
+    recreate: remove it until it has stayed absent for ``quiet`` seconds."""
+    import time
+
+    start = time.monotonic()
+    absent_since = None
+    while time.monotonic() - start < limit:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            absent_since = None
+        elif absent_since is None:
+            absent_since = time.monotonic()
+        elif time.monotonic() - absent_since >= quiet:
+            return
+        time.sleep(0.05)

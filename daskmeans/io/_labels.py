@@ -1,0 +1,106 @@
+"""Labels of every row written to a Zarr array, chunk by chunk."""
+
+from __future__ import annotations
+
+import os
+
+from ._atomic import _local, _remove_late, atomic_dir, is_local_path
+from ._zarr import _stored_array, _zarr_format_of
+
+__all__ = ["write_labels"]
+
+
+def write_labels(
+    model,
+    X,
+    out_url,
+    *,
+    storage_options: dict | None = None,
+    overwrite: bool = False,
+    zarr_format: int | None = None,
+) -> str:
+    """Write the label of every row of ``X`` to a Zarr array, chunk by chunk.
+
+    Labels are computed lazily, one task per row block of ``X``, and written
+    as they are produced: no more than a few blocks are in memory at once,
+    on the client or on any worker. The output has the row chunking of ``X``
+    (regular chunks, as Zarr needs): for a Zarr input, its stored row chunks
+    (read in groups by :func:`open_zarr`, written chunk for chunk), else the
+    Dask array's blocks; dtype int64, and the Zarr format of the input when it
+    is a Zarr store.
+
+    Local destinations are written under a temporary sibling name and renamed
+    into place when complete, so ``out_url`` holds either the complete labels
+    or what was there before. Object stores have no rename: remote outputs
+    are written in place.
+
+    Parameters
+    ----------
+    model : KMeans
+        A fitted estimator.
+    X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
+        The data (path or fsspec URL of a Zarr array, or an array).
+    out_url : str or os.PathLike
+        Path or fsspec URL of the Zarr array to create.
+    storage_options : dict, optional
+        fsspec options used for both ``X`` and ``out_url`` when they are URLs.
+    overwrite : bool, default=False
+        Replace an existing array at ``out_url``; otherwise raise
+        ``FileExistsError``.
+    zarr_format : {2, 3}, optional
+        Default: that of ``X`` when it is a Zarr store, else 3.
+
+    Returns
+    -------
+    str
+        ``out_url``.
+
+    Examples
+    --------
+    >>> km = daskmeans.KMeans(8).fit("data.zarr")  # doctest: +SKIP
+    >>> daskmeans.write_labels(km, "data.zarr", "labels.zarr")  # doctest: +SKIP
+    """
+    if not hasattr(model, "cluster_centers_"):
+        raise ValueError("write_labels: the model is not fitted yet; call fit first.")
+    Xd, _ = model._check_input(X, storage_options=storage_options)
+    labels = model._predict_dask(Xd, check=True)
+    rows = labels.chunks[0]
+    arr = _stored_array(X, storage_options)  # opened once: its chunks and its format
+    stored = None if arr is None else int(arr.chunks[0])
+    if stored is not None and len(rows) > 1 and rows[0] != stored:
+        labels = labels.rechunk((stored,))  # whole stored chunks per block: a split only
+    elif len(rows) > 1 and (len(set(rows[:-1])) > 1 or rows[-1] > rows[0]):
+        labels = labels.rechunk((max(rows),))
+    if zarr_format is None:
+        zarr_format = _zarr_format_of(arr) or 3
+    if zarr_format not in (2, 3):
+        raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
+    out_url = os.fspath(out_url)
+    kwargs = {"zarr_format": zarr_format}
+    if is_local_path(out_url):
+        path = _local(out_url)
+        if path.exists() and not overwrite:
+            raise FileExistsError(
+                f"write_labels: {out_url!r} already exists; pass overwrite=True to replace it."
+            )
+        where = []
+        try:
+            with atomic_dir(path) as tmp:
+                where.append(tmp)
+                labels.to_zarr(str(tmp), **kwargs)
+        except BaseException:
+            if where:
+                _remove_late(where[0])
+            raise
+        return out_url
+    import fsspec
+
+    fs, _, (root,) = fsspec.get_fs_token_paths(out_url, storage_options=storage_options or {})
+    if fs.exists(root) and fs.ls(root):
+        if not overwrite:
+            raise FileExistsError(
+                f"write_labels: {out_url!r} already exists; pass overwrite=True to replace it."
+            )
+        fs.rm(root, recursive=True)
+    labels.to_zarr(out_url, storage_options=storage_options, **kwargs)
+    return out_url
