@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     import sklearn
 
     import daskmeans
-    from daskmeans import _kernels
+    from daskmeans.kernels import _api as _kernels
 
     header = [
         f"python {platform.python_version()}, numpy {np.__version__}, dask {dask.__version__}, "

@@ -11,7 +11,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from . import _kernels
+from . import kernels as _kernels
 from ._compat import BaseEstimator, ClusterMixin, TransformerMixin
 from .engine._graph import compute_passes
 from .engine._init import init_centers

@@ -39,7 +39,7 @@ from dask.core import flatten, get_dependencies
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
-from . import _kernels
+from . import kernels as _kernels
 from .engine._graph import compute_passes
 from .engine._init import kmeans_plusplus
 from .io._atomic import write_json

@@ -128,7 +128,7 @@ def clusters(model, X, sample: int = 20_000, ax=None, *, random_state=0):
     >>> fig = plot.clusters(KMeans(3, random_state=0).fit(X), X)
     >>> fig.savefig("clusters.png")  # doctest: +SKIP
     """
-    from . import _kernels
+    from . import kernels as _kernels
 
     C = np.asarray(model.cluster_centers_)
     S = sample_rows(X, sample, random_state).astype(C.dtype, copy=False)
@@ -273,7 +273,7 @@ def lloyd_frames(S: np.ndarray, n_clusters: int, *, init: str = "random", max_it
                  random_state=0) -> list[tuple[np.ndarray, np.ndarray]]:
     """The centres and labels of every Lloyd iteration on an in-memory sample.
 
-    Uses the library's kernels (:func:`daskmeans._kernels.lloyd_partial` and
+    Uses the library's kernels (:func:`daskmeans.kernels.lloyd_partial` and
     the empty-cluster handling of :func:`daskmeans.engine._lloyd.update_centers`).
 
     Returns
@@ -282,7 +282,7 @@ def lloyd_frames(S: np.ndarray, n_clusters: int, *, init: str = "random", max_it
         The initial centres first, then one entry per iteration, until the
         centres stop moving or ``max_iter``.
     """
-    from . import _kernels
+    from . import kernels as _kernels
     from .engine._init import kmeans_plusplus
     from .engine._lloyd import update_centers
     from ._rng import as_seed_sequence, block_rng, purpose_key

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import dask.array as da
 import numpy as np
 
-from . import _kernels
+from . import kernels as _kernels
 from .engine._graph import block_reduce, compute_passes
 from .engine._init import init_centers, kmeans_plusplus, random_rows
 from .engine._lloyd import LloydState, check_block, finalize, lloyd, lloyd_numpy

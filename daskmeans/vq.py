@@ -38,7 +38,7 @@ from numbers import Integral
 import dask.array as da
 import numpy as np
 
-from . import _kernels
+from . import kernels as _kernels
 from .engine._graph import block_reduce, compute_passes
 from ._validation import as_float_dtype
 

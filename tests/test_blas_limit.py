@@ -75,7 +75,7 @@ def test_concurrent_computes_restore_the_original_limit():
 def test_limit_covers_the_blas_that_compiled_kernels_call():
     """The compiled whole-block sweep calls SciPy's BLAS through numba: that
     library must be limited too, or every Dask thread starts BLAS threads."""
-    from daskmeans import _kernels_numba
+    from daskmeans.kernels import _numba_loops as _kernels_numba
 
     if not _kernels_numba.BLAS_AVAILABLE:
         pytest.skip("compiled whole-block sweep not available (numba or SciPy missing)")

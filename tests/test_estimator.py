@@ -155,7 +155,7 @@ def test_empty_cluster_is_relocated_to_farthest_point():
 def test_farthest_rows_are_searched_only_after_a_cluster_empties(monkeypatch):
     """Passes skip the farthest-row search until a cluster comes out empty; that
     pass is redone with it (one extra pass), and it stays on afterwards."""
-    from daskmeans import _kernels
+    from daskmeans import kernels as _kernels
 
     calls = []
     real = _kernels.lloyd_partial
@@ -187,7 +187,8 @@ def test_farthest_rows_are_searched_only_after_a_cluster_empties(monkeypatch):
 def test_numpy_fit_gets_labels_and_final_inertia_from_one_pass(weighted, monkeypatch):
     """NumPy input: labels_ are computed at the end of fit anyway, so that pass
     also gives the final inertia and sizes (no separate finalize pass)."""
-    from daskmeans import _kernels, estimator
+    from daskmeans import estimator
+    from daskmeans import kernels as _kernels
 
     sweeps, predicts = [], []
     real_sweep, real_predict = _kernels.lloyd_partial, estimator._predict_block

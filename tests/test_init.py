@@ -86,7 +86,7 @@ def test_block_rng_is_keyed_not_stateful():
 def test_compiled_seeding_trials_match_numpy(monkeypatch):
     import pytest
 
-    from daskmeans import _kernels_numba
+    from daskmeans.kernels import _numba_loops as _kernels_numba
 
     if not _kernels_numba.BLAS_AVAILABLE:
         pytest.skip("needs numba and SciPy")

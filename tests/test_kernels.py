@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from daskmeans import _kernels
+from daskmeans.kernels import _api as _kernels
 from daskmeans.testing import brute_force_lloyd
 
 brute = brute_force_lloyd

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from daskmeans import _kernels, _kernels_numba
+from daskmeans.kernels import _api as _kernels
+from daskmeans.kernels import _numba_loops as _kernels_numba
 from daskmeans.testing import brute_force_lloyd
 
 pytestmark = pytest.mark.skipif(not _kernels_numba.AVAILABLE, reason="numba not installed")

@@ -19,7 +19,8 @@ from functools import partial
 import dask.array as da
 import numpy as np
 
-from .. import _kernels, _kernels_numba
+from .. import kernels as _kernels
+from ..kernels import _numba_loops as _kernels_numba
 from ._graph import PassRunner, block_reduce, compute_passes
 from ._lloyd import lloyd_numpy, partial_pass, prepare_block
 from ._prep import apply_prep

@@ -3,7 +3,7 @@
 Each iteration computes one :func:`daskmeans.engine._graph.block_reduce` graph (built
 once per fit by a :class:`daskmeans.engine._graph.PassRunner` under dask's local
 schedulers, with only the centres swapped between iterations): every row
-block goes through :func:`daskmeans._kernels.lloyd_partial` (the
+block goes through :func:`daskmeans.kernels.lloyd_partial` (the
 ``kmeans-partial`` tasks), the partial sums, weights and inertia are combined
 by a tree (``kmeans-combine``), and the client receives only k x d numbers per
 group of centres. Several groups of centres (``n_init`` candidates, or
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import dask.array as da
 import numpy as np
 
-from .. import _kernels
+from .. import kernels as _kernels
 from ._graph import PassRunner, block_reduce, compute_passes
 from ._prep import apply_prep, normalize_rows
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels_numba
+from . import _numba_loops as _kernels_numba
 
 __all__ = [
     "accumulate",
