@@ -94,16 +94,36 @@ def _finite_block(block):
 
 
 def _rng(rng, seed):
-    """SciPy's rng/seed transition: ``rng`` -> Generator, legacy ``seed`` kept as is."""
+    """The random source SciPy would use for ``rng``/``seed``.
+
+    ``rng`` goes through :func:`numpy.random.default_rng` (an int, a
+    ``Generator``, a ``RandomState`` or a ``SeedSequence``); the older
+    ``seed`` keeps its meaning (an int seeds a ``RandomState``; a
+    ``Generator`` or a ``RandomState`` is used as it is). Neither given: NumPy's
+    global ``RandomState``, so ``numpy.random.seed`` makes a run repeatable, as
+    in SciPy.
+    """
     if rng is not None and seed is not None:
-        raise TypeError("pass rng or seed (deprecated name), not both")
+        raise TypeError("pass rng or seed (its older name), not both")
     if seed is not None:
         if isinstance(seed, np.random.RandomState | np.random.Generator):
             return seed
-        return np.random.RandomState(seed)
-    if isinstance(rng, np.random.Generator):
-        return rng
+        if isinstance(seed, Integral | np.integer):
+            return np.random.RandomState(seed)
+        raise ValueError(
+            f"seed must be an int, a numpy.random.Generator or a numpy.random.RandomState, "
+            f"got {seed!r}"
+        )
+    if rng is None:
+        return np.random.mtrand._rand
     return np.random.default_rng(rng)
+
+
+def _randint(gen, n: int) -> int:
+    """One integer in [0, n) from a ``Generator`` or a ``RandomState``."""
+    if isinstance(gen, np.random.Generator):
+        return int(gen.integers(0, n))
+    return int(gen.randint(0, n))
 
 
 def _rows(X, idx) -> np.ndarray:
@@ -151,9 +171,26 @@ def whiten(obs, check_finite=None):
     return X / np.where(zero, 1.0, std)
 
 
+def _direct_dist(X: np.ndarray, book: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Euclidean distance of every row to ``book[labels]``, by differences.
+
+    The expanded product ``|x|^2 - 2 x.c + |c|^2`` that finds the nearest code
+    loses digits to cancellation (a row equal to a code gets about 6e-8, not 0,
+    in float64); SciPy sums squared differences. This is one more pass over the
+    block, in sub-blocks of about a million values, in the dtype of ``X``.
+    """
+    n, d = X.shape
+    out = np.empty(n, dtype=X.dtype)
+    step = max(1, 2**20 // max(d, 1))
+    for start in range(0, n, step):
+        diff = X[start : start + step] - book[labels[start : start + step]]
+        out[start : start + step] = np.einsum("ij,ij->i", diff, diff)
+    return np.sqrt(out, out=out)
+
+
 def _vq_block(X, code_book):
-    labels, sq = _kernels.assign(X, code_book, return_distances=True)
-    return np.stack([labels.astype(np.float64), np.sqrt(sq)], axis=1)
+    labels = _kernels.assign(X, code_book)
+    return np.stack([labels.astype(np.float64), _direct_dist(X, code_book, labels)], axis=1)
 
 
 def vq(obs, code_book, check_finite=True):
@@ -161,35 +198,42 @@ def vq(obs, code_book, check_finite=True):
 
     Parameters
     ----------
-    obs : ndarray or dask.array.Array of shape (M, N)
-    code_book : ndarray of shape (k, N)
+    obs : ndarray or dask.array.Array of shape (M, N) or (M,)
+    code_book : ndarray of shape (k, N), or (k,) for 1-D observations
     check_finite : bool, default=True
+        Raise ValueError if ``obs`` or ``code_book`` holds NaN or infinity
+        (for Dask input, when each block is read).
 
     Returns
     -------
-    code : ndarray or dask.array.Array of shape (M,), int32
-        Index of the nearest code.
+    code : ndarray or dask.array.Array of shape (M,)
+        Index of the nearest code (int32 for floating input; for integer
+        input the default integer, as SciPy's Python path gives).
     dist : ndarray or dask.array.Array of shape (M,)
-        Euclidean distance to it, in the common float dtype of the inputs.
-        Both are lazy for Dask input (computing them together reads the data
-        once).
+        Euclidean distance to it, in the common float dtype of the inputs,
+        computed from the differences (0 for a row equal to its code). Both are
+        lazy for Dask input (computing them together reads the data once).
     """
     book = np.asarray(code_book)
+    common = np.result_type(_dtype_of(obs), book.dtype)
     ct = np.result_type(as_float_dtype(_dtype_of(obs)), as_float_dtype(book.dtype))
+    code_dtype = np.int32 if common.kind == "f" else np.intp
+    if np.ndim(obs) != book.ndim:
+        raise ValueError("observation and code should have same number of dimensions")
     X, lazy, was_1d = _as_obs(obs, "obs", check_finite, dtype=ct)
     if book.ndim == 1:
         book = book.reshape(-1, 1)
     if book.ndim != 2 or book.shape[1] != X.shape[1]:
-        raise ValueError("observation and code_book should have the same rank")
+        raise ValueError("obs and code should have same number of features (columns)")
     if check_finite and not np.isfinite(book).all():
         raise ValueError("array must not contain infs or NaNs")
     book = np.ascontiguousarray(book, dtype=ct)
     if not lazy:
         out = _vq_block(X, book)
-        return out[:, 0].astype(np.int32), out[:, 1].astype(ct)
+        return out[:, 0].astype(code_dtype), out[:, 1].astype(ct)
     out = X.map_blocks(_vq_block, book, dtype=np.float64,
                        chunks=(X.chunks[0], (2,)), name="vq-assign")
-    return out[:, 0].astype(np.int32), out[:, 1].astype(ct)
+    return out[:, 0].astype(code_dtype), out[:, 1].astype(ct)
 
 
 def _dtype_of(obs):
@@ -200,11 +244,10 @@ def _dtype_of(obs):
 # one pass: assignment, distortion and new means
 # --------------------------------------------------------------------------- #
 def _means_chunk(X, w, index, *, centers):
-    labels, sq = _kernels.nearest(X, centers)
-    labels = labels[0]
+    labels = _kernels.assign(X, centers)
     sums, counts = _kernels.accumulate(X, labels, None, len(centers))
-    return {"sums": sums, "counts": counts, "dist": float(np.sqrt(sq[0]).sum()),
-            "n": X.shape[0]}
+    dist = float(_direct_dist(X, centers, labels).sum(dtype=np.float64))
+    return {"sums": sums, "counts": counts, "dist": dist, "n": X.shape[0]}
 
 
 def _means_combine(parts):
@@ -255,29 +298,36 @@ def kmeans(obs, k_or_guess, iter=20, thresh=1e-05, check_finite=True, *, rng=Non
 
     Parameters
     ----------
-    obs : ndarray or dask.array.Array of shape (M, N)
+    obs : ndarray or dask.array.Array of shape (M, N) or (M,)
         Observations (whitened first, typically).
-    k_or_guess : int or ndarray of shape (k, N)
+    k_or_guess : int or ndarray of shape (k, N) (or (k,) for 1-D observations)
         Number of codes, drawn from the observations at random for every
         run; or the initial codebook (one run, ``iter`` ignored).
     iter : int, default=20
         Number of runs (restarts), not of iterations.
     thresh : float, default=1e-05
-        A run stops when the distortion changes by at most ``thresh``.
+        A run stops after the first iteration whose distortion (mean distance)
+        differs from the previous iteration's by at most ``thresh``, an
+        absolute change, as in SciPy.
     check_finite : bool, default=True
-    rng : numpy.random.Generator or seed, optional
-    seed : int or RandomState, optional
-        Deprecated spelling kept from SciPy; do not pass both.
+        Raise ValueError if ``obs`` or an initial codebook holds NaN or
+        infinity (for Dask input, when each block is read).
+    rng : int, numpy.random.Generator, numpy.random.RandomState, optional
+        Normalised by :func:`numpy.random.default_rng`. With neither ``rng``
+        nor ``seed``, NumPy's global random state is used (as in SciPy).
+    seed : int, numpy.random.Generator or numpy.random.RandomState, optional
+        SciPy's older name: an int seeds a ``RandomState`` (the stream SciPy
+        gives for ``seed=int``); pass ``rng`` or ``seed``, not both.
 
     Returns
     -------
-    codebook : ndarray of shape (k', N)
+    codebook : ndarray of shape (k', N), or (k',) for 1-D observations
         k' <= k: codes left without observations are dropped.
     distortion : float
         Mean Euclidean (not squared) distance of the observations to their
         nearest code (for the codebook before the last update, as in SciPy).
     """
-    X, _, _ = _as_obs(obs, "obs", check_finite)
+    X, _, was_1d = _as_obs(obs, "obs", check_finite)
     guess = np.asarray(k_or_guess)
     if check_finite and guess.dtype.kind in "f" and not np.isfinite(guess).all():
         raise ValueError("array must not contain infs or NaNs")
@@ -288,7 +338,8 @@ def kmeans(obs, k_or_guess, iter=20, thresh=1e-05, check_finite=True, *, rng=Non
             raise ValueError(f"Asked for 0 clusters. Initial book was {guess}")
         if guess.ndim == 1:
             guess = guess.reshape(-1, 1)
-        return _kmeans_run(X, guess, thresh)
+        book, dist = _kmeans_run(X, guess, thresh)
+        return (book[:, 0] if was_1d else book), dist
     k = int(guess)
     if k != guess:
         raise ValueError("If k_or_guess is a scalar, it must be an integer.")
@@ -301,7 +352,7 @@ def kmeans(obs, k_or_guess, iter=20, thresh=1e-05, check_finite=True, *, rng=Non
         book, dist = _kmeans_run(X, _rows(X, idx), thresh)
         if dist < best:
             best_book, best = book, dist
-    return best_book, best
+    return (best_book[:, 0] if was_1d else best_book), best
 
 
 def _krandinit(X, k: int, gen) -> np.ndarray:
@@ -327,7 +378,7 @@ def _krandinit(X, k: int, gen) -> np.ndarray:
 def _kpp(X, k: int, gen) -> np.ndarray:
     """k-means++ seeding (D^2 sampling), one pass per new centre for Dask input."""
     n = X.shape[0]
-    centers = [_rows(X, [int(gen.integers(0, n))])[0]]
+    centers = [_rows(X, [_randint(gen, n)])[0]]
     for _ in range(1, k):
         C = np.asarray(centers, dtype=X.dtype)
         if isinstance(X, da.Array):
@@ -354,15 +405,20 @@ def kmeans2(data, k, iter=10, thresh=1e-05, minit="random", missing="warn",  # n
     iter : int, default=10
         Number of iterations.
     thresh : float, default=1e-05
-        Not used (as in SciPy).
+        Not used: ``kmeans2`` always runs ``iter`` iterations (as in SciPy).
     minit : {"random", "points", "++", "matrix"}, default="random"
     missing : {"warn", "raise"}, default="warn"
         What to do about an empty cluster: warn and keep its previous
         centroid, or raise :class:`ClusterError`.
     check_finite : bool, default=True
-    rng : numpy.random.Generator or seed, optional
-    seed : int or RandomState, optional
-        Deprecated spelling kept from SciPy; do not pass both.
+        Raise ValueError if ``data`` holds NaN or infinity (for Dask input,
+        when each block is read).
+    rng : int, numpy.random.Generator, numpy.random.RandomState, optional
+        Normalised by :func:`numpy.random.default_rng`. With neither ``rng``
+        nor ``seed``, NumPy's global random state is used (as in SciPy).
+    seed : int, numpy.random.Generator or numpy.random.RandomState, optional
+        SciPy's older name: an int seeds a ``RandomState``; pass ``rng`` or
+        ``seed``, not both.
 
     Returns
     -------
