@@ -11,7 +11,7 @@ from dask.core import get_dependencies
 from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
 import daskmeans
-import daskmeans.minibatch as mb
+from daskmeans.engine import _fold as mb
 from daskmeans import KMeans, MiniBatchKMeans
 from daskmeans._validation import default_row_chunks
 from daskmeans.testing import counting_dask
