@@ -20,6 +20,8 @@ import dask.array as da
 import numpy as np
 
 from .. import kernels as _kernels
+from ..kernels import _sparse as _sparse_kernels
+from ..kernels._sparse import is_sparse as _is_sparse
 from ..kernels import _numba_loops as _kernels_numba
 from ._graph import PassRunner, block_reduce, compute_passes
 from ._lloyd import lloyd_numpy, partial_pass, prepare_block
@@ -144,7 +146,7 @@ def _top_rows(keys: np.ndarray, X: np.ndarray, m: int):
     if take == 0:
         return keys[:, :0], np.zeros((keys.shape[0], 0, X.shape[1]), X.dtype)
     idx = np.argpartition(keys, n - take, axis=1)[:, n - take :]
-    return np.take_along_axis(keys, idx, 1), X[idx]
+    return np.take_along_axis(keys, idx, 1), _take(X, idx)
 
 
 def _merge_top(parts: list, m: int):
@@ -170,6 +172,11 @@ def _prep_consts(consts: dict, prep, with_moments: bool) -> dict:
     if with_moments:
         consts["with_moments"] = True
     return consts
+
+
+def _take(X, idx) -> np.ndarray:
+    """Rows ``idx`` of a block as a dense copy (a sparse block: only those rows)."""
+    return _sparse_kernels.take_rows(X, idx) if _is_sparse(X) else X[idx]
 
 
 def _block_moments(X, valid):
@@ -216,8 +223,8 @@ def _sample_chunk(X, w, index, *, seq, p, check, prep=None, with_moments=False):
     keep = rng.random(X.shape[0]) < p
     ws = np.ones(int(keep.sum())) if w is None else w[keep].astype(np.float64)
     if with_moments:
-        return X[keep], ws, _block_moments(X, valid)
-    return X[keep], ws
+        return _take(X, keep), ws, _block_moments(X, valid)
+    return _take(X, keep), ws
 
 
 def _sample_combine(parts):
@@ -237,8 +244,8 @@ def _uniform_top_chunk(X, w, index, *, seq, m, check, prep=None, with_moments=Fa
     idx = np.argpartition(keys, n - take)[n - take :] if take else np.zeros(0, np.intp)
     ws = np.ones(take) if w is None else w[idx].astype(np.float64)
     if with_moments:
-        return keys[idx], X[idx], ws, _block_moments(X, valid)
-    return keys[idx], X[idx], ws
+        return keys[idx], _take(X, idx), ws, _block_moments(X, valid)
+    return keys[idx], _take(X, idx), ws
 
 
 def _uniform_top_combine(parts, m):
@@ -376,7 +383,7 @@ def _first_centers(X: da.Array, weights, n_groups: int, seq, prep=None) -> list:
     blocks = sorted({b for b, _ in picks})
     fetched = dict(zip(blocks, da.compute(*[X.blocks[b] for b in blocks]), strict=True))
     if prep is None:
-        return [fetched[b][i : i + 1].copy() for b, i in picks]
+        return [_take(fetched[b], np.arange(i, i + 1)) for b, i in picks]
     return [_first_kept_row(X, weights, fetched, b, i, prep, rng) for b, i in picks]
 
 
@@ -385,15 +392,16 @@ def _first_kept_row(X, weights, fetched, b, i, prep, rng) -> np.ndarray:
     order = [b] + [int(o) for o in rng.permutation(X.numblocks[0]) if o != b]
     for blk in order:
         if blk not in fetched:
-            fetched[blk] = np.asarray(X.blocks[blk].compute())
+            blk_rows = X.blocks[blk].compute()
+            fetched[blk] = blk_rows if _is_sparse(blk_rows) else np.asarray(blk_rows)
         wb = None if weights is None else np.asarray(weights.blocks[blk].compute())
         Xb, wb, valid = apply_prep(prep, fetched[blk], wb)
-        wts = np.ones(len(Xb)) if wb is None else np.asarray(wb, dtype=np.float64)
+        wts = np.ones(Xb.shape[0]) if wb is None else np.asarray(wb, dtype=np.float64)
         if blk == b and (valid is None or valid[i]) and wts[i] > 0:
-            return Xb[i : i + 1].copy()
+            return _take(Xb, np.arange(i, i + 1))
         if wts.sum() > 0:
             j = int(rng.choice(len(wts), p=wts / wts.sum()))
-            return Xb[j : j + 1].copy()
+            return _take(Xb, np.arange(j, j + 1))
     raise ValueError("X has no usable rows: every row was omitted or has zero weight.")
 
 

@@ -101,6 +101,8 @@ def check_block(X: np.ndarray, w: np.ndarray | None, *, allow_nan: bool = False,
     With ``allow_nan`` (``nan_policy="omit"``) NaN passes but infinity does not.
     With ``data=False`` only the weights are checked.
     """
+    if data and getattr(X, "format", None) is not None and hasattr(X, "tocsr"):
+        X = X.data  # scipy.sparse block: its stored values (implicit zeros are finite)
     if data and allow_nan:
         if np.isinf(X).any():
             raise ValueError(

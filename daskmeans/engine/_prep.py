@@ -17,6 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import _sparse as _sparse_kernels
+from ..kernels._sparse import is_sparse as _is_sparse
+
 __all__ = [
     "PREP_PARAMS",
     "Prep",
@@ -226,6 +229,8 @@ def apply_prep(
         return X, w, None
     if prep.dtype is not None and X.dtype != prep.dtype:
         X = X.astype(prep.dtype)
+    if _is_sparse(X):
+        return _apply_prep_sparse(prep, X, w)
     valid = None
     if prep.mask_nan:
         bad = np.isnan(X).any(axis=1)
@@ -251,6 +256,22 @@ def apply_prep(
         if valid is not None:
             X[~valid] = 0
     return X, w, valid
+
+
+def _apply_prep_sparse(prep: Prep, X, w):
+    """:func:`apply_prep` for a ``scipy.sparse`` block: only ``normalize`` keeps it
+    sparse (centring would make it dense; the estimators refuse those settings)."""
+    if prep.mask_nan or prep.center is not None or prep.scale is not None:
+        raise ValueError(
+            "sparse X supports metric='cosine' but not standardize=True or "
+            "nan_policy='omit' (centring would make it dense)."
+        )
+    if prep.pending or not prep.normalize:
+        return X, w, None
+    X, zero = _sparse_kernels.normalize_rows(X)
+    if zero.any():
+        raise ZeroRowsError(int(zero.sum()))
+    return X, w, None
 
 
 def zero_rows_block(X: np.ndarray, prep: Prep) -> np.ndarray:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numba_loops as _kernels_numba
+from . import _sparse
+from ._sparse import is_sparse as _is_sparse
 
 __all__ = [
     "accumulate",
@@ -112,6 +114,8 @@ def row_block_size(n_centers: int, itemsize: int, n_rows: int) -> int:
 
 def sq_norms(X: np.ndarray) -> np.ndarray:
     """Squared Euclidean norm of every row of ``X``, in the dtype of ``X``."""
+    if _is_sparse(X):
+        return _sparse.sq_norms(X)
     return np.einsum("ij,ij->i", X, X)
 
 
@@ -138,6 +142,8 @@ def distances_block(X: np.ndarray, centers: np.ndarray, c_sq: np.ndarray) -> np.
     -------
     ndarray of shape (n, k), dtype of ``X``
     """
+    if _is_sparse(X):
+        return _sparse.distances_block(X, centers, c_sq)
     D = X @ centers.T
     D *= -2
     D += c_sq
@@ -163,6 +169,8 @@ def nearest(X: np.ndarray, centers: np.ndarray, bounds=None) -> tuple[np.ndarray
     sq_dist : ndarray of shape (n_groups, n), float64
         Squared distance to it.
     """
+    if _is_sparse(X):
+        return _sparse.nearest(X, centers, bounds)
     bounds = _as_bounds(bounds, centers.shape[0])
     n = X.shape[0]
     n_groups = len(bounds) - 1
@@ -222,6 +230,8 @@ def accumulate(
     sums : ndarray of shape (n_centers, d), float64
     counts : ndarray of shape (n_centers,), float64
     """
+    if _is_sparse(X):
+        return _sparse.accumulate(X, labels, weights, n_centers)
     n, d = X.shape
     if weights is None:
         counts = np.bincount(labels, minlength=n_centers).astype(np.float64)
@@ -285,6 +295,9 @@ def lloyd_partial(
         centre of each group; optionally ``far`` (see :func:`_far_rows`) and
         ``moments``.
     """
+    if _is_sparse(X):
+        return _sparse.lloyd_partial(X, centers, weights, bounds=bounds, n_far=n_far,
+                                     check_finite=check_finite, with_moments=with_moments)
     if check_finite and not np.isfinite(X).all():
         raise ValueError(
             "Input X contains NaN or infinity; expected finite values in every row."
@@ -680,6 +693,8 @@ def moments(X: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     mean : ndarray of shape (d,), float64
     m2 : ndarray of shape (d,), float64
     """
+    if _is_sparse(X):
+        return _sparse.moments(X)
     n = X.shape[0]
     if n == 0:
         return 0.0, np.zeros(X.shape[1]), np.zeros(X.shape[1])
@@ -766,6 +781,9 @@ def assign(
     labels : ndarray of shape (n,), int64
     sq_dist : ndarray of shape (n,), float64, only if ``return_distances``
     """
+    if _is_sparse(X):
+        return _sparse.assign(X, centers, return_distances=return_distances,
+                              check_finite=check_finite)
     if check_finite and not np.isfinite(X).all():
         raise ValueError(
             "Input X contains NaN or infinity; expected finite values in every row."
