@@ -17,6 +17,7 @@ import pytest
 import zarr
 
 from daskmeans import KMeans, open_zarr
+from daskmeans._errors import InvalidInputError, InvalidInputTypeError
 from daskmeans.engine._checkpoint import CHECKPOINT_FILE, Checkpoint, decode
 from daskmeans._progress import Progress, format_event
 from daskmeans.cli import main
@@ -363,6 +364,36 @@ def test_internal_errors_exit_1_traceback_only_when_verbose(small, capsys, monke
     assert not (small / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (ValueError("index 7 is out of bounds"), 1),  # a bug inside: not the user's input
+        (TypeError("unsupported operand"), 1),
+        (KeyError("centers"), 1),
+        (InvalidInputError("n_clusters=5 should be <= n_samples=3"), 2),
+        (InvalidInputTypeError("sample_weight must be an array"), 2),
+        (FileExistsError("labels.zarr already exists"), 2),
+        (FileNotFoundError("weights.zarr does not exist"), 2),
+    ],
+)
+def test_error_kind_chooses_the_exit_status(small, capsys, monkeypatch, exc, code):
+    monkeypatch.chdir(small)
+
+    def failing_fit(self, *args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(KMeans, "fit", failing_fit)
+    assert main(["fit", "x.zarr", "--k", "2", "--out", "r"]) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("daskmeans: error:")
+    assert "Traceback" not in err
+    if code == 1:
+        assert type(exc).__name__ in err and "--verbose" in err
+        assert main(["fit", "x.zarr", "--k", "2", "--out", "r", "--verbose"]) == 1
+        assert "Traceback" in capsys.readouterr().err
+    assert not (small / "r").exists()
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "exit status" in capsys.readouterr().out
@@ -466,7 +497,7 @@ def test_format_event_without_total():
 
 
 def test_seed_file_is_not_replaced_once_a_checkpoint_exists(tmp_path):
-    from daskmeans.cli import _prepare_checkpoint
+    from daskmeans.cli._common import prepare_checkpoint as _prepare_checkpoint
 
     assert _prepare_checkpoint(str(tmp_path), 11) is None
     assert json.loads((tmp_path / "seed.json").read_text())["seed"] == 11

@@ -1,0 +1,150 @@
+"""The algorithms of ``daskmeans fit --algorithm NAME``: one small class each.
+
+An algorithm builds the estimator from the parsed flags, fits it on a
+:class:`~daskmeans.cli._inputs.Source`, and names what its fit adds to the
+report and to the closing message. The pipeline in :mod:`daskmeans.cli._fit`
+does the rest (inputs, scheduler, labels, model file, report).
+
+To add one: subclass :class:`Algorithm`, add its flags in
+:meth:`Algorithm.add_arguments` (they appear in the "algorithm" group of
+``daskmeans fit --help``), and put an instance in :data:`ALGORITHMS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from ._common import UsageError, one_line, positive_int
+
+__all__ = ["ALGORITHMS", "Algorithm", "Lloyd", "MiniBatch"]
+
+
+class Algorithm:
+    """How ``daskmeans fit`` runs one algorithm."""
+
+    name = ""
+    #: One line for ``--algorithm`` in ``daskmeans fit --help``.
+    help = ""
+    supports_checkpoint = False
+
+    def add_arguments(self, group) -> None:
+        """Add this algorithm's flags to the "algorithm" group of ``fit``."""
+
+    def parameters(self, args: argparse.Namespace) -> dict:
+        """Flags of this algorithm recorded in the report's ``parameters``."""
+        return {"algorithm": self.name}
+
+    def build(self, args: argparse.Namespace, seed: int):
+        """The estimator to fit and a context manager showing its progress."""
+        raise NotImplementedError
+
+    def fit(self, source, model, **fit_kwargs) -> None:
+        """Fit ``model`` on ``source``; ``fit_kwargs``: sample_weight, checkpoint."""
+        source.fit(model, **fit_kwargs)
+
+    def results(self, model, args: argparse.Namespace) -> dict:
+        """What the fit found, in report order (``n_iter`` ... ``cluster_sizes``)."""
+        return {
+            "n_iter": int(model.n_iter_),
+            "converged": int(model.n_iter_) < args.max_iter,
+            "n_passes": int(getattr(model, "n_passes_", 0)),
+            "n_omitted": _n_omitted(model),
+            "inertia": float(model.inertia_),
+            "inertia_history": [float(v) for v in model.inertia_history_],
+            "cluster_sizes": [float(v) for v in model.cluster_sizes_],
+        }
+
+    def summary(self, report: dict) -> str:
+        """The middle of the closing message ``wrote DIR: k=K, <summary>, inertia ...``."""
+        return f"{report['n_iter']} iterations, {report['n_passes']} passes"
+
+
+def _n_omitted(model) -> int | None:
+    value = getattr(model, "n_omitted_", None)
+    return None if value is None else int(value)
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    """Estimator keywords of flags shared by every algorithm (only non-defaults)."""
+    policy = getattr(args, "nan_policy", "raise")
+    return {} if policy == "raise" else {"nan_policy": policy}
+
+
+class Lloyd(Algorithm):
+    """Exact k-means (Lloyd's iterations), with checkpoints."""
+
+    name = "lloyd"
+    help = "exact k-means (default)"
+    supports_checkpoint = True
+
+    def build(self, args: argparse.Namespace, seed: int):
+        from daskmeans import KMeans
+        from daskmeans._progress import Progress
+
+        progress = Progress(sys.stderr, mode="off" if args.quiet else "auto")
+        model = KMeans(
+            n_clusters=args.k, init=args.init, n_init=args.n_init, max_iter=args.max_iter,
+            tol=args.tol, random_state=seed, callback=progress, **_model_options(args),
+        )
+        return model, progress
+
+    def fit(self, source, model, **fit_kwargs) -> None:
+        from daskmeans.engine._checkpoint import CheckpointMismatchError
+
+        try:
+            source.fit(model, **fit_kwargs)
+        except CheckpointMismatchError as exc:  # --checkpoint of another run: bad input
+            raise UsageError(one_line(exc)) from None
+
+
+class MiniBatch(Algorithm):
+    """Mini-batch k-means (one pass or a few over the data)."""
+
+    name = "minibatch"
+    help = ("mini-batch k-means, where --max-iter counts passes over the data and --tol "
+            "bounds the centre shift of one mini-batch step (0 leaves only the "
+            "no-improvement rule); --init k-means|| is read as k-means++; no --checkpoint")
+
+    def add_arguments(self, group) -> None:
+        group.add_argument("--batch-size", type=positive_int, default=1024, metavar="B",
+                           help="rows per mini-batch with --algorithm minibatch "
+                                "(default: 1024)")
+        group.add_argument("--init-lloyd-iter", type=int, default=0, metavar="I",
+                           help="with --algorithm minibatch: Lloyd iterations that refine "
+                                "every initial candidate on the in-memory initial sample "
+                                "(default: 0, scikit-learn's initialisation)")
+
+    @staticmethod
+    def _init(args: argparse.Namespace) -> str:
+        return "k-means++" if args.init == "k-means||" else args.init
+
+    def parameters(self, args: argparse.Namespace) -> dict:
+        return {"algorithm": self.name, "batch_size": args.batch_size,
+                "init": self._init(args), "init_lloyd_iter": args.init_lloyd_iter}
+
+    def build(self, args: argparse.Namespace, seed: int):
+        from daskmeans import MiniBatchKMeans
+
+        model = MiniBatchKMeans(
+            n_clusters=args.k, init=self._init(args), n_init=args.n_init,
+            max_iter=args.max_iter, batch_size=args.batch_size, tol=args.tol,
+            random_state=seed, verbose=0 if args.quiet else 1,
+            init_lloyd_iter=args.init_lloyd_iter, **_model_options(args),
+        )
+        return model, contextlib.nullcontext()
+
+    def results(self, model, args: argparse.Namespace) -> dict:
+        return {
+            **super().results(model, args),
+            "n_steps": int(model.n_steps_),
+            "counts": [float(v) for v in model.counts_],
+        }
+
+    def summary(self, report: dict) -> str:
+        return f"{report['n_steps']} mini-batch steps"
+
+
+#: ``--algorithm`` choices, the default first.
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (Lloyd(), MiniBatch())}
