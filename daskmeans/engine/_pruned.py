@@ -138,9 +138,17 @@ class ZarrStore:
         return ("daskmeans-bounds-zarr", self.path)
 
     def _arr(self, name):
-        import zarr
+        cache = self.__dict__.setdefault("_open", {})
+        if name not in cache:
+            import zarr
 
-        return zarr.open_array(os.path.join(self.path, name), mode="r+")
+            cache[name] = zarr.open_array(os.path.join(self.path, name), mode="r+")
+        return cache[name]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_open", None)  # opened arrays stay in the process that opened them
+        return state
 
     def get(self, index: int, stamp: int):
         stamp_rows = self._arr("stamp")[index]

@@ -1,0 +1,159 @@
+"""Pruned exact Lloyd (Hamerly's bounds): same labels and centres as plain Lloyd."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from daskmeans import KMeans
+from daskmeans import kernels as K
+from daskmeans.engine._lloyd import LloydState, lloyd, update_centers
+from daskmeans.engine._pruned import AUTO_MIN_K, MemoryStore, ZarrStore, pruned_lloyd, use_pruned
+from daskmeans.kernels import _bounds
+from daskmeans.testing import counting_dask
+
+
+def _mixture(n, d, n_comp, seed, dtype=np.float32, spread=2.0):
+    rng = np.random.default_rng(seed)
+    comp = rng.normal(size=(n_comp, d)) * spread
+    return (comp[rng.integers(0, n_comp, n)] + rng.normal(size=(n, d))).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_block_kernel_matches_plain_sweep(dtype, weighted):
+    X = _mixture(3000, 12, 40, 0, dtype)
+    rng = np.random.default_rng(1)
+    w = rng.random(len(X)) if weighted else None
+    C = X[rng.choice(len(X), 150, replace=False)].copy()
+    state = state_np = moved = None
+    n_pruned = []
+    for _ in range(10):
+        ref = K.lloyd_partial(X, C, w)
+        lab_ref, _ = K.nearest(X, C)
+        out, state = _bounds.pruned_block(X, w, C, state, moved)
+        out_np, state_np = _bounds.pruned_block_numpy(X, w, C, state_np, moved)
+        np.testing.assert_array_equal(state[0], lab_ref[0])
+        np.testing.assert_array_equal(state_np[0], lab_ref[0])
+        np.testing.assert_array_equal(out["counts"], ref["counts"])
+        if _bounds._USE_NUMBA:
+            # plain Lloyd's own accumulation loop, same row order: bitwise equal
+            np.testing.assert_array_equal(out["sums"], ref["sums"])
+        np.testing.assert_allclose(out_np["sums"], ref["sums"], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(out["inertia"], ref["inertia"], rtol=1e-5)
+        np.testing.assert_allclose(out_np["inertia"], ref["inertia"], rtol=1e-5)
+        assert out["n_pruned"] == out_np["n_pruned"]
+        # the bounds are lower bounds: no other centre is nearer than them
+        D = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+        D[np.arange(len(X)), state[0]] = np.inf
+        assert (np.sqrt(D.min(axis=1)) >= state[1]).all()
+        n_pruned.append(out["n_pruned"])
+        new, _, _ = update_centers(C, ref["sums"], ref["counts"], None, 0, 0)
+        moved = _bounds.drift(C, new)
+        C = new
+    assert n_pruned[0] == 0 and max(n_pruned) > len(X) // 2
+
+
+def test_block_kernel_exact_ties():
+    # integer grid, duplicate centres: exact ties everywhere, decided as plain Lloyd does
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 4, size=(500, 3)).astype(np.float32)
+    C = np.concatenate([X[:6], X[:6]])
+    state = moved = None
+    for _ in range(3):
+        lab_ref, _ = K.nearest(X, C)
+        out, state = _bounds.pruned_block(X, None, C, state, moved)
+        np.testing.assert_array_equal(state[0], lab_ref[0])
+        moved = _bounds.drift(C, C)
+
+
+@pytest.mark.parametrize(("rows", "store", "weighted"), [
+    (400, "memory", False), (400, "memory", True), ((700, 300, 1000, 1000), "memory", True),
+    ((700, 300, 1000, 1000), "zarr", False),
+])
+def test_driver_equals_plain_lloyd(rows, store, weighted):
+    X = _mixture(3000, 8, 30, 3)
+    rng = np.random.default_rng(4)
+    w = rng.random(len(X)) if weighted else None
+    C0 = X[rng.choice(len(X), 200, replace=False)].copy()
+    Xd, counter = counting_dask(X, 400)
+    Xd = Xd.rechunk((rows, 8))
+    wd = None if w is None else da.from_array(w, chunks=(Xd.chunks[0],))
+    plain = lloyd(Xd, wd, LloydState.start([C0.copy()]), max_iter=40, tol=1e-4)
+    counter.reads = 0
+    pruned = pruned_lloyd(Xd, wd, LloydState.start([C0.copy()]), max_iter=40, tol=1e-4,
+                          store=store)
+    np.testing.assert_array_equal(pruned.centers[0], plain.centers[0])
+    assert pruned.n_iter[0] == plain.n_iter[0] and pruned.strict[0] == plain.strict[0]
+    assert pruned.n_passes == plain.n_passes
+    np.testing.assert_allclose(pruned.history[0], plain.history[0], rtol=1e-6)
+    np.testing.assert_array_equal(pruned.sizes[0], plain.sizes[0])
+    # one read of every stored block per iteration
+    assert counter.reads == pruned.n_passes * 8
+
+
+def test_driver_relocates_empty_clusters_like_plain():
+    X = _mixture(2000, 4, 10, 5, np.float64)
+    C0 = np.concatenate([X[:40], X[:10]])  # duplicate centres: clusters come out empty
+    Xd = da.from_array(X, chunks=500)
+    plain = lloyd(Xd, None, LloydState.start([C0.copy()]), max_iter=30, tol=0)
+    pruned = pruned_lloyd(Xd, None, LloydState.start([C0.copy()]), max_iter=30, tol=0)
+    np.testing.assert_array_equal(pruned.centers[0], plain.centers[0])
+    assert pruned.n_iter[0] == plain.n_iter[0]
+
+
+def test_stores_keep_bounds_by_pass(tmp_path):
+    labels = np.arange(5, dtype=np.int32)
+    lower = np.linspace(0, 1, 5).astype(np.float32)
+    for store in (MemoryStore(), ZarrStore(str(tmp_path / "b"), n_blocks=3, max_rows=6)):
+        assert store.get(1, 0) is None
+        store.put(1, 4, (labels, lower))
+        got = store.get(1, 4)
+        np.testing.assert_array_equal(got[0], labels)
+        np.testing.assert_array_equal(got[1], lower)
+        assert store.get(1, 3) is None and store.get(0, 4) is None  # stale or never written
+        store.close()
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("algorithm", ["pruned", "elkan", "auto"])
+def test_kmeans_algorithm_same_result(algorithm):
+    from sklearn.cluster import KMeans as SKKMeans
+
+    X = _mixture(4000, 6, 50, 6)
+    C0 = X[np.random.default_rng(7).choice(len(X), 300, replace=False)]
+    events = []
+    km = KMeans(300, init=C0, algorithm=algorithm, max_iter=30, callback=events.append).fit(
+        da.from_array(X, chunks=1000))
+    ref = KMeans(300, init=C0, algorithm="lloyd", max_iter=30).fit(da.from_array(X, chunks=1000))
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(ref.labels_))
+    assert km.n_iter_ == ref.n_iter_
+    assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+    assert all("pruned" in e for e in events if e.get("phase") == "lloyd")
+    sk = SKKMeans(300, init=C0, n_init=1, max_iter=30, algorithm="lloyd").fit(X)
+    assert (np.asarray(km.labels_) == sk.labels_).mean() > 0.99
+    assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-3)
+
+
+def test_auto_rule_and_bad_algorithm():
+    assert use_pruned("auto", AUTO_MIN_K, 1) and not use_pruned("auto", AUTO_MIN_K - 1, 1)
+    assert not use_pruned("auto", 10 * AUTO_MIN_K, 3) and use_pruned("pruned", 2, 3)
+    assert not use_pruned("lloyd", 10**6, 1)
+    with pytest.raises(ValueError, match="algorithm must be one of.*'hamerly'"):
+        KMeans(3, algorithm="hamerly").fit(np.zeros((10, 2)))
+
+
+def test_several_initialisations_run_one_after_the_other():
+    X = _mixture(1500, 5, 20, 8)
+    rng = np.random.default_rng(9)
+    starts = [X[rng.choice(len(X), 30, replace=False)].copy() for _ in range(3)]
+    Xd = da.from_array(X, chunks=500)
+    with dask.config.set(scheduler="sync"):
+        plain = lloyd(Xd, None, LloydState.start([c.copy() for c in starts]), max_iter=20,
+                      tol=1e-4)
+        pruned = pruned_lloyd(Xd, None, LloydState.start([c.copy() for c in starts]),
+                              max_iter=20, tol=1e-4)
+    for a, b in zip(pruned.centers, plain.centers, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(pruned.n_iter, plain.n_iter)
