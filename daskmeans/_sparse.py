@@ -99,7 +99,12 @@ def _row_views(X, rows: int, content_name: bool, name: str):
         stop = min(n, start + rows)
         lo, hi = int(X.indptr[start]), int(X.indptr[stop])
         indptr = X.indptr[start : stop + 1] - lo
-        dsk[(key, i, 0)] = kind((X.data[lo:hi], X.indices[lo:hi], indptr), shape=(stop - start, d))
+        block = kind((X.data[lo:hi], X.indices[lo:hi], indptr), shape=(stop - start, d))
+        # SciPy copies views much smaller than their base ("pruning"): share them again
+        if block.indices.dtype == X.indices.dtype == block.indptr.dtype:
+            block.data, block.indices = X.data[lo:hi], X.indices[lo:hi]
+        block.has_canonical_format = True
+        dsk[(key, i, 0)] = block
         sizes.append(stop - start)
     meta = kind((0, d), dtype=X.dtype)
     return da.Array(dsk, key, (tuple(sizes), (d,)), meta=meta)

@@ -276,6 +276,8 @@ def _apply_prep_sparse(prep: Prep, X, w):
 
 def zero_rows_block(X: np.ndarray, prep: Prep) -> np.ndarray:
     """Number of kept rows of a block that are zero after centring and scaling, as (1,)."""
+    if _is_sparse(X):  # no centring or scaling for sparse blocks
+        return np.array([np.count_nonzero(~(_sparse_kernels.sq_norms(X) > 0))], dtype=np.int64)
     X, _, valid = apply_prep(dataclasses.replace(prep, normalize=False), X, None)
     zero = ~(np.einsum("ij,ij->i", X, X, dtype=np.float64) > 0)
     if valid is not None:
