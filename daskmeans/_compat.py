@@ -11,15 +11,24 @@ from __future__ import annotations
 
 import inspect
 
-__all__ = ["BaseEstimator", "ClusterMixin", "ConvergenceWarning", "TransformerMixin"]
+__all__ = [
+    "BaseEstimator",
+    "ClusterMixin",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "TransformerMixin",
+]
 
 try:  # pragma: no cover - exercised whichever way the environment is set up
     from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
 except ImportError:  # pragma: no cover
 
     class ConvergenceWarning(UserWarning):
         """Warning for degenerate or unconverged clusterings."""
+
+    class NotFittedError(ValueError, AttributeError):
+        """A fitted model's method was called before ``fit`` (as scikit-learn's)."""
 
     class BaseEstimator:
         """Minimal parameter handling compatible with scikit-learn's."""
@@ -63,4 +72,4 @@ except ImportError:  # pragma: no cover
         """Provides ``fit_transform``."""
 
         def fit_transform(self, X, y=None, **kwargs):
-            return self.fit(X, y, **kwargs).transform(X)
+            return self.fit(X, **kwargs).transform(X)

@@ -1,7 +1,15 @@
 """Parameter and input checks shared by the estimators and the command line.
 
-Every check raises ``TypeError`` or ``ValueError`` naming the parameter, the
-value received and what is expected, before any pass over the data starts.
+Every check raises :class:`~daskmeans._errors.InvalidInputError` (a
+``ValueError``) or :class:`~daskmeans._errors.InvalidInputTypeError` (a
+``TypeError``) naming the parameter, the value received and what is expected,
+before any pass over the data starts. Conditions that scikit-learn checks too
+are reported with its wording first (so that code matching its messages keeps
+working), then ours.
+
+Estimator parameters are described by a *parameter table* (a dict of
+parameter name to a list of :class:`Constraint`, any one of which the value
+must satisfy) and checked by :func:`check_params`.
 """
 
 from __future__ import annotations
@@ -14,13 +22,23 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from ._errors import InvalidInputError, InvalidInputTypeError
 from .io._zarr import is_path_like, open_zarr
 
 __all__ = [
+    "ArrayLike",
+    "Boolean",
+    "Callable",
+    "Constraint",
+    "Interval",
+    "NoneValue",
+    "Options",
+    "RandomStateLike",
     "as_float_dtype",
     "check_array_input",
     "check_centers",
     "check_int",
+    "check_params",
     "check_real",
     "check_sample_weight",
     "default_row_chunks",
@@ -35,11 +53,13 @@ TARGET_BLOCK_BYTES = 16 * 2**20
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
     """Check that ``value`` is an integer (not bool) within ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}.")
+        raise InvalidInputTypeError(
+            f"{name} must be an integer, got {type(value).__name__}: {value!r}."
+        )
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be an integer {rng}, got {value}.")
+        raise InvalidInputError(f"{name} must be an integer {rng}, got {value}.")
     return value
 
 
@@ -48,14 +68,191 @@ def check_real(
 ) -> float:
     """Check that ``value`` is a finite real number above ``low``."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}.")
+        raise InvalidInputTypeError(
+            f"{name} must be a real number, got {type(value).__name__}: {value!r}."
+        )
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}.")
+        raise InvalidInputError(f"{name} must be finite, got {value}.")
     if low is not None and (value < low or (value == low and not low_inclusive)):
         op = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name} must be {op} {low}, got {value}.")
+        raise InvalidInputError(f"{name} must be {op} {low}, got {value}.")
     return value
+
+
+# --------------------------------------------------------------------------- #
+# Parameter tables
+# --------------------------------------------------------------------------- #
+class Constraint:
+    """One form a parameter's value may take (an entry of a parameter table).
+
+    :func:`check_params` first asks :meth:`matches_type`: a value of the right
+    type that :meth:`accepts` rejects is a ``ValueError`` (out of range,
+    unknown option); a value that no constraint of the parameter matches by
+    type is a ``TypeError``.
+    """
+
+    def matches_type(self, value) -> bool:
+        """Whether ``value`` has a type this constraint is about."""
+        raise NotImplementedError
+
+    def accepts(self, value) -> bool:
+        """Whether ``value`` (of a matching type) is allowed."""
+        return True
+
+    def describe(self) -> str:
+        """What is expected, as it reads after "must be"."""
+        raise NotImplementedError
+
+
+class Interval(Constraint):
+    """An integer (``kind=Integral``) or finite real number (``Real``) in a range.
+
+    ``low``/``high`` are the bounds (None: unbounded), included unless
+    ``low_open``/``high_open``. Booleans are never numbers here.
+    """
+
+    def __init__(self, kind, low=None, high=None, *, low_open: bool = False,
+                 high_open: bool = False) -> None:
+        if kind not in (Integral, Real):
+            raise ValueError(f"kind must be numbers.Integral or numbers.Real, got {kind!r}.")
+        self.kind, self.low, self.high = kind, low, high
+        self.low_open, self.high_open = low_open, high_open
+
+    def matches_type(self, value) -> bool:
+        return isinstance(value, self.kind) and not isinstance(value, bool | np.bool_)
+
+    def accepts(self, value) -> bool:
+        if self.kind is Real and not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return not (
+            self.high is not None and (value > self.high or (self.high_open and value == self.high))
+        )
+
+    def describe(self) -> str:
+        what = "an integer" if self.kind is Integral else "a finite real number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{what} in {left}{self.low}, {self.high}{right}"
+        if self.low is not None:
+            return f"{what} {'>' if self.low_open else '>='} {self.low}"
+        if self.high is not None:
+            return f"{what} {'<' if self.high_open else '<='} {self.high}"
+        return what
+
+
+class Options(Constraint):
+    """One of a few strings."""
+
+    def __init__(self, *values: str) -> None:
+        self.values = tuple(values)
+
+    def matches_type(self, value) -> bool:
+        return isinstance(value, str)
+
+    def accepts(self, value) -> bool:
+        return value in self.values
+
+    def describe(self) -> str:
+        if len(self.values) == 1:
+            return repr(self.values[0])
+        return f"one of {list(self.values)}"
+
+
+class Boolean(Constraint):
+    """``True`` or ``False`` (NumPy booleans included)."""
+
+    def matches_type(self, value) -> bool:
+        return isinstance(value, bool | np.bool_)
+
+    def describe(self) -> str:
+        return "True or False"
+
+
+class NoneValue(Constraint):
+    """``None``."""
+
+    def matches_type(self, value) -> bool:
+        return value is None
+
+    def describe(self) -> str:
+        return "None"
+
+
+class Callable(Constraint):
+    """Any callable."""
+
+    def matches_type(self, value) -> bool:
+        return callable(value)
+
+    def describe(self) -> str:
+        return "a callable"
+
+
+class ArrayLike(Constraint):
+    """An array, or a list or tuple (shape and values are checked where used)."""
+
+    def __init__(self, what: str = "an array") -> None:
+        self.what = what
+
+    def matches_type(self, value) -> bool:
+        return hasattr(value, "__array__") or isinstance(value, list | tuple)
+
+    def describe(self) -> str:
+        return self.what
+
+
+class RandomStateLike(Constraint):
+    """A seed as scikit-learn takes it (see :func:`daskmeans._rng.as_seed_sequence`)."""
+
+    def matches_type(self, value) -> bool:
+        return value is None or (
+            isinstance(value, Integral) and not isinstance(value, bool | np.bool_)
+        ) or isinstance(
+            value, np.random.RandomState | np.random.Generator | np.random.SeedSequence
+        )
+
+    def accepts(self, value) -> bool:
+        return not isinstance(value, Integral) or value >= 0
+
+    def describe(self) -> str:
+        return "None, a non-negative int, a numpy RandomState, Generator or SeedSequence"
+
+
+def _either(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def check_params(table: dict, params: dict) -> None:
+    """Check every parameter named in ``table`` against its constraints.
+
+    Parameters
+    ----------
+    table : dict of str to list of Constraint
+        A value is valid when one constraint of its parameter accepts it.
+    params : dict
+        The values (``estimator.get_params(deep=False)``).
+
+    Raises
+    ------
+    InvalidInputTypeError
+        No constraint is about the value's type.
+    InvalidInputError
+        Some constraint is about the value's type but none accepts it.
+    """
+    for name, constraints in table.items():
+        value = params[name]
+        typed = [c for c in constraints if c.matches_type(value)]
+        if any(c.accepts(value) for c in typed):
+            continue
+        expected = _either([c.describe() for c in constraints])
+        if typed:
+            raise InvalidInputError(f"{name} must be {expected}, got {value!r}.")
+        raise InvalidInputTypeError(
+            f"{name} must be {expected}, got {type(value).__name__}: {value!r}."
+        )
 
 
 def as_float_dtype(dtype) -> np.dtype:
@@ -68,7 +265,7 @@ def as_float_dtype(dtype) -> np.dtype:
         return np.dtype(np.float64)
     if dtype.kind in "biu" or dtype.kind == "f":
         return np.dtype(np.float64)
-    raise TypeError(
+    raise InvalidInputTypeError(
         f"X must hold real numbers (integer or floating point), got dtype {dtype}."
     )
 
@@ -162,6 +359,11 @@ def check_array_input(
     in_memory : bool
         True when the input was a NumPy array (results are returned as NumPy).
     """
+    from ._sparse import check_sparse_input, is_sparse_input
+
+    if is_sparse_input(X):  # scipy.sparse or Dask of sparse blocks: kept sparse
+        return check_sparse_input(X, name=name, dtype=dtype, allow_nan=allow_nan,
+                                  content_name=content_name)
     in_memory = False
     if is_path_like(X):
         X = open_zarr(X, storage_options=storage_options, chunks=zarr_chunks)
@@ -184,32 +386,29 @@ def check_array_input(
                 raise TypeError(f"{name} could not be converted to an array: {exc}") from exc
         in_memory = True
         if X.dtype == object:
-            raise TypeError(f"{name} must hold real numbers, got an array of dtype object.")
-    if X.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features), got an array of shape {X.shape}."
+            X = _object_as_float(X, name)
+    _check_shape(X, name)
+    if X.dtype.kind == "c":
+        raise InvalidInputError(
+            f"Complex data not supported: {name} must hold real numbers, got dtype {X.dtype}."
         )
-    work = as_float_dtype(X.dtype) if dtype is None else np.dtype(dtype)
     if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
+        raise InvalidInputTypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
+    work = as_float_dtype(X.dtype) if dtype is None else np.dtype(dtype)
     n, d = X.shape
-    # unknown row chunk sizes (n is NaN, as from a Dask DataFrame) are fine: nothing
-    # below needs them, and checks that need n_samples use the first pass's counts
-    if n < 1:
-        raise ValueError(f"{name} must have at least one sample (row), got shape {X.shape}.")
-    if d < 1:
-        raise ValueError(f"{name} must have at least one feature (column), got shape {X.shape}.")
     if in_memory:
         if X.dtype != work:
             X = X.astype(work)
         if allow_nan:
             if np.isinf(X).any():
-                raise ValueError(
-                    f"{name} contains infinity; expected finite values or NaN "
+                raise InvalidInputError(
+                    f"Input {name} contains infinity; expected finite values or NaN "
                     "(nan_policy='omit')."
                 )
         elif not np.isfinite(X).all():
-            raise ValueError(f"{name} contains NaN or infinity; expected finite values.")
+            raise InvalidInputError(
+                f"Input {name} contains NaN or infinity; expected finite values."
+            )
         rows = default_row_chunks(n, d, work.itemsize)
         X = numpy_blocks(X, rows, content_name=content_name)
     else:
@@ -218,6 +417,50 @@ def check_array_input(
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
     return X, in_memory
+
+
+def _object_as_float(X: np.ndarray, name: str) -> np.ndarray:
+    """An array of dtype object holding numbers, as float64 (as scikit-learn converts it)."""
+    try:
+        return X.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputTypeError(
+            f"{name} must hold real numbers; its values (dtype object) could not be "
+            f"converted: {exc}"
+        ) from exc
+
+
+def _check_shape(X, name: str) -> None:
+    """2-D, with at least one row and one column (scikit-learn's wording first).
+
+    Unknown row counts (NaN, as from a Dask DataFrame) pass: the first pass
+    counts the rows for the checks that need them.
+    """
+    if X.ndim != 2:
+        shape = f"got an array of shape {X.shape}"
+        if X.ndim < 2:
+            what = "scalar array" if X.ndim == 0 else "1D array"
+            raise InvalidInputError(
+                f"Expected 2D array, got {what} instead. Reshape your data either using "
+                "array.reshape(-1, 1) if your data has a single feature or "
+                "array.reshape(1, -1) if it contains a single sample. "
+                f"({name} must be 2-D (n_samples, n_features); {shape}.)"
+            )
+        raise InvalidInputError(
+            f"Found array with dim {X.ndim}, while 2 is expected: {name} must be 2-D "
+            f"(n_samples, n_features); {shape}."
+        )
+    n, d = X.shape
+    if n < 1:
+        raise InvalidInputError(
+            f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is "
+            f"required: {name} must have at least one sample (row)."
+        )
+    if d < 1:
+        raise InvalidInputError(
+            f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is "
+            f"required: {name} must have at least one feature (column)."
+        )
 
 
 def has_unknown_rows(X: da.Array) -> bool:
@@ -249,7 +492,9 @@ def check_sample_weight(sample_weight, X: da.Array, *, in_memory: bool,
     if isinstance(sample_weight, Real) and not isinstance(sample_weight, bool):
         w = float(sample_weight)
         if not math.isfinite(w) or w <= 0:
-            raise ValueError(f"sample_weight must be a positive finite number, got {w}.")
+            raise InvalidInputError(
+                f"sample_weight must be a positive finite number, got {w}."
+            )
         if has_unknown_rows(X):
             return X[:, 0].map_blocks(np.full_like, w, dtype=np.float64)
         return da.full(n, w, chunks=(X.chunks[0],), dtype=np.float64)
@@ -259,42 +504,52 @@ def check_sample_weight(sample_weight, X: da.Array, *, in_memory: bool,
         sample_weight = sample_weight.to_dask_array()
     if isinstance(sample_weight, da.Array) and has_unknown_rows(X):
         if sample_weight.ndim != 1 or sample_weight.numblocks[0] != X.numblocks[0]:
-            raise ValueError(
+            raise InvalidInputError(
                 f"sample_weight must be a 1-D Dask array or Series partitioned like X "
                 f"({X.numblocks[0]} blocks of unknown size), got shape {sample_weight.shape} "
                 f"in {sample_weight.numblocks} blocks."
             )
         if sample_weight.dtype.kind not in "biuf":
-            raise TypeError(f"sample_weight must be numeric, got dtype {sample_weight.dtype}.")
+            raise InvalidInputTypeError(
+                f"sample_weight must be numeric, got dtype {sample_weight.dtype}."
+            )
         return sample_weight.astype(np.float64)
     if has_unknown_rows(X):
-        raise ValueError(
+        raise InvalidInputError(
             "sample_weight must be a Dask array or Series partitioned like X when X has "
             "unknown chunk sizes (as from a Dask DataFrame)."
         )
     if isinstance(sample_weight, da.Array):
         if sample_weight.ndim != 1 or sample_weight.shape[0] != n:
-            raise ValueError(
+            raise InvalidInputError(
                 f"sample_weight must have shape ({n},) to match X, got {sample_weight.shape}."
             )
         if sample_weight.dtype.kind not in "biuf":
-            raise TypeError(f"sample_weight must be numeric, got dtype {sample_weight.dtype}.")
+            raise InvalidInputTypeError(
+                f"sample_weight must be numeric, got dtype {sample_weight.dtype}."
+            )
         return sample_weight.astype(np.float64).rechunk((X.chunks[0],))
     w = np.asarray(sample_weight)
     if w.dtype.kind not in "biuf":
-        raise TypeError(f"sample_weight must be numeric, got dtype {w.dtype}.")
+        raise InvalidInputTypeError(f"sample_weight must be numeric, got dtype {w.dtype}.")
     w = w.astype(np.float64)
     if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"sample_weight must have shape ({n},) to match X, got {w.shape}.")
+        raise InvalidInputError(
+            f"sample_weight must have shape ({n},) to match X, got {w.shape}."
+        )
     if not np.isfinite(w).all():
-        raise ValueError("sample_weight contains NaN or infinity; expected finite values >= 0.")
+        raise InvalidInputError(
+            "sample_weight contains NaN or infinity; expected finite values >= 0."
+        )
     if (w < 0).any():
-        raise ValueError(
+        raise InvalidInputError(
             f"sample_weight must be >= 0, got {int((w < 0).sum())} negative value(s) "
             f"(minimum {w.min()})."
         )
     if not (w > 0).any():
-        raise ValueError("sample_weight must have at least one positive value; all are 0.")
+        raise InvalidInputError(
+            "sample_weight must have at least one positive value; all weights are zero."
+        )
     return numpy_blocks(w, X.chunks[0], content_name=content_name)
 
 
@@ -302,12 +557,19 @@ def check_centers(name: str, centers, n_clusters: int, n_features: int, dtype) -
     """Validate an explicit array of initial centres of shape (n_clusters, n_features)."""
     C = np.asarray(centers)
     if C.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be numeric, got dtype {C.dtype}.")
-    if C.shape != (n_clusters, n_features):
-        raise ValueError(
-            f"{name} must have shape (n_clusters, n_features) = ({n_clusters}, {n_features}), "
-            f"got {C.shape}."
+        raise InvalidInputTypeError(f"{name} must be numeric, got dtype {C.dtype}.")
+    if C.ndim != 2 or C.shape[0] != n_clusters:
+        raise InvalidInputError(
+            f"The shape of the initial centers {C.shape} does not match the number of "
+            f"clusters {n_clusters}: {name} must have shape (n_clusters, n_features) = "
+            f"({n_clusters}, {n_features})."
+        )
+    if C.shape[1] != n_features:
+        raise InvalidInputError(
+            f"The shape of the initial centers {C.shape} does not match the number of "
+            f"features of the data {n_features}: {name} must have shape (n_clusters, "
+            f"n_features) = ({n_clusters}, {n_features})."
         )
     if not np.isfinite(C).all():
-        raise ValueError(f"{name} contains NaN or infinity; expected finite values.")
+        raise InvalidInputError(f"{name} contains NaN or infinity; expected finite values.")
     return np.ascontiguousarray(C, dtype=dtype)

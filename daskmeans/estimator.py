@@ -2,78 +2,47 @@
 
 from __future__ import annotations
 
-import json
 import time
-import warnings
-from numbers import Integral
-from pathlib import Path
+from numbers import Integral, Real
 
 import dask.array as da
 import numpy as np
 
 from . import kernels as _kernels
-from ._compat import BaseEstimator, ClusterMixin, TransformerMixin
+from ._base import COMMON_PARAMETERS, KMeansBase, _as_frame_labels, _jsonable, in_memory
 from .engine._graph import compute_passes
 from .engine._init import init_centers
 from ._persist import persist_inputs, resolve_persist, wait_persisted
-from .io._atomic import write_json
 from .engine._lloyd import (
     LloydState,
-    check_block,
     finalize,
     lloyd,
-    partial_pass,
-    prepare_block,
     warn_if_degenerate,
 )
-from .engine._prep import ZeroRowsError, check_prep_params, make_prep
+from .engine._pruned import pruned_lloyd, use_pruned
+from .engine._prep import PREP_PARAMS, ZeroRowsError, make_prep
 from .engine._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
 from ._rng import as_seed_sequence
 from ._validation import (
-    check_array_input,
+    ArrayLike,
+    Boolean,
+    Callable,
+    Interval,
+    NoneValue,
+    Options,
     check_centers,
-    check_int,
-    check_real,
     check_sample_weight,
 )
 
 __all__ = ["KMeans"]
 
 _INIT_METHODS = ("k-means||", "k-means++", "random")
+_ALGORITHMS = ("auto", "lloyd", "pruned", "elkan")
 MODEL_FORMAT = "daskmeans.KMeans"
 MODEL_VERSION = 1
 
 
-def _predict_block(X, centers, check, prep=None):
-    if prep is None:
-        if check:
-            check_block(X, None)
-        return _kernels.assign(X, centers)
-    X, _, valid = prepare_block(X, None, prep, check)
-    labels = _kernels.assign(X, centers)
-    if valid is not None:
-        labels[~valid] = -1
-    return labels
-
-
-def _transform_block(X, centers, check, prep=None):
-    if prep is None:
-        if check:
-            check_block(X, None)
-        D = _kernels.distances_block(X, centers, _kernels.sq_norms(centers))
-        return np.sqrt(D, out=D)
-    X, _, valid = prepare_block(X, None, prep, check)
-    D = _kernels.distances_block(X, centers, _kernels.sq_norms(centers))
-    if prep.normalize:
-        D *= 0.5  # unit rows and centres: ||x - c||^2 / 2 = 1 - cos(x, c)
-    else:
-        np.sqrt(D, out=D)
-    if valid is not None:
-        D[~valid] = np.nan
-    return D
-
-
-class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+class KMeans(KMeansBase):
     """K-means clustering for NumPy, Dask and Zarr data, one pass per iteration.
 
     Every Lloyd iteration reads the data once: a NumPy kernel turns each row
@@ -149,6 +118,16 @@ default="k-means||"
         of reading it from storage in every pass. ``"auto"`` persists when the
         data takes at most 40 % of the workers' total memory limit (25 % of the
         available memory without a client). The result does not change.
+    algorithm : {"auto", "lloyd", "pruned", "elkan"}, default="auto"
+        ``"lloyd"`` computes every distance in every iteration. ``"pruned"``
+        keeps, for every row, its label and a lower bound on its distance to
+        the other centres (Hamerly's bounds, 8 bytes a row, kept per block
+        between passes) and skips the rows whose label provably cannot
+        change: same labels and centres as ``"lloyd"``, much less work once
+        few rows change clusters (see the large-k guide). ``"elkan"`` is
+        accepted as a synonym of ``"pruned"`` for scikit-learn users.
+        ``"auto"`` prunes when ``n_clusters >= 256`` and one initialisation
+        runs (several ``n_init`` candidates share plain Lloyd's passes).
 
     Attributes
     ----------
@@ -185,7 +164,23 @@ default="k-means||"
     [[1.0, 2.0], [10.0, 2.0]]
     """
 
-    _init_methods = _INIT_METHODS
+    _parameter_table = {
+        **COMMON_PARAMETERS,
+        "init": [Options(*_INIT_METHODS), ArrayLike("an array of shape (n_clusters, n_features)"),
+                 Callable()],
+        "n_init": [Options("auto"), Interval(Integral, 1)],
+        "oversampling_factor": [Interval(Real, 0, low_open=True)],
+        "init_rounds": [Interval(Integral, 1)],
+        "split_every": [Interval(Integral, 2), NoneValue()],
+        "callback": [Callable(), NoneValue()],
+        "metric": [Options(*PREP_PARAMS["metric"])],
+        "standardize": [Boolean()],
+        "nan_policy": [Options(*PREP_PARAMS["nan_policy"])],
+        "persist": [Boolean(), Options("auto")],
+        "algorithm": [Options(*_ALGORITHMS)],
+    }
+    _model_format = MODEL_FORMAT
+    _model_version = MODEL_VERSION
 
     def __init__(
         self,
@@ -205,6 +200,7 @@ default="k-means||"
         standardize=False,
         nan_policy="raise",
         persist=False,
+        algorithm="auto",
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -221,64 +217,13 @@ default="k-means||"
         self.standardize = standardize
         self.nan_policy = nan_policy
         self.persist = persist
+        self.algorithm = algorithm
 
     # ------------------------------------------------------------------ #
-    # validation
+    # parameters
     # ------------------------------------------------------------------ #
-    def _check_init(self, *, auto_random: int) -> None:
-        """Validate ``init`` and ``n_init``; resolve ``n_init="auto"`` into ``_n_init``.
-
-        ``"auto"`` is ``auto_random`` for ``"random"`` and callables, 1 otherwise
-        (scikit-learn's rule: 10 for KMeans, 3 for MiniBatchKMeans). An explicit
-        array of centres always runs one initialisation.
-        """
-        init = self.init
-        if isinstance(init, str):
-            if init not in self._init_methods:
-                raise ValueError(
-                    f"init must be one of {list(self._init_methods)}, an array of shape "
-                    f"(n_clusters, n_features) or a callable; got {init!r}."
-                )
-        elif not callable(init) and not hasattr(init, "__array__") and not isinstance(
-            init, list | tuple
-        ):
-            raise TypeError(
-                f"init must be a string, an array or a callable; got {type(init).__name__}."
-            )
-        if isinstance(self.n_init, str):
-            if self.n_init != "auto":
-                raise ValueError(f"n_init must be 'auto' or an integer >= 1; got {self.n_init!r}.")
-            many = (isinstance(init, str) and init == "random") or callable(init)
-            self._n_init = auto_random if many else 1
-        else:
-            self._n_init = check_int("n_init", self.n_init, low=1)
-        if not isinstance(init, str) and not callable(init) and self._n_init != 1:
-            warnings.warn(
-                f"Explicit initial centres passed as init: running one initialisation "
-                f"instead of n_init={self.n_init}.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            self._n_init = 1
-
-    def _check_params(self) -> None:
-        """Validate constructor parameters; store resolved values in ``_*``."""
-        check_int("n_clusters", self.n_clusters, low=1)
-        self._check_init(auto_random=10)
-        check_int("max_iter", self.max_iter, low=1)
-        self._tol = check_real("tol", self.tol, low=0.0)
-        check_real("oversampling_factor", self.oversampling_factor, low=0.0, low_inclusive=False)
-        check_int("init_rounds", self.init_rounds, low=1)
-        if not isinstance(self.verbose, bool | Integral) or self.verbose < 0:
-            raise ValueError(f"verbose must be a non-negative integer, got {self.verbose!r}.")
-        if self.split_every is not None:
-            check_int("split_every", self.split_every, low=2)
-        if self.callback is not None and not callable(self.callback):
-            raise TypeError(f"callback must be callable or None, got {self.callback!r}.")
-        if not (self.persist is True or self.persist is False or self.persist == "auto"):
-            raise ValueError(f"persist must be True, False or 'auto'; got {self.persist!r}.")
-        as_seed_sequence(self.random_state)  # type and range check only
-        check_prep_params(self.metric, self.standardize, self.nan_policy)
+    def _resolve_params(self) -> None:
+        self._resolve_n_init(10)
         self._nan_omit = self.nan_policy == "omit"
 
     def _fingerprint(self, X: da.Array, weights) -> dict:
@@ -327,23 +272,18 @@ default="k-means||"
         -------
         self
         """
-        self._check_params()
+        self._validate_params()
         # a checkpoint recognises NumPy data by a hash of it; otherwise no hash is needed
-        Xd, in_memory = check_array_input(
-            X, allow_nan=self._nan_omit, storage_options=storage_options,
-            content_name=checkpoint is not None,
+        Xd, in_mem = self._validate_data(
+            X, reset=True, storage_options=storage_options, content_name=checkpoint is not None,
         )
         n, d = Xd.shape
         k = self.n_clusters
-        if k > n:  # False when n is unknown (NaN): init checks it from its first pass
-            raise ValueError(f"n_clusters={k} must be <= n_samples={n}.")
-        weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory,
+        self._check_n_samples(Xd)  # unknown n (NaN): init checks it from its first pass
+        weights = check_sample_weight(sample_weight, Xd, in_memory=in_mem,
                                       content_name=checkpoint is not None)
-        init = self.init
-        init_array = None
-        if not isinstance(init, str) and not callable(init):
-            init_array = check_centers("init", init, k, d, Xd.dtype)
-        lazy_check = not in_memory
+        init_array = self._check_init_array(Xd)
+        lazy_check = not in_mem
         seq = as_seed_sequence(self.random_state)
         self._prep_fit = make_prep(
             Xd.dtype, metric=self.metric, standardize=self.standardize,
@@ -352,7 +292,7 @@ default="k-means||"
         timings = {"init": 0.0, "lloyd": 0.0, "finalize": 0.0, "persist": 0.0}
         Xp, wp = Xd, weights  # what the passes read (persisted blocks when asked for)
         nbytes = Xd.nbytes + (0 if weights is None else weights.nbytes)
-        if resolve_persist(self.persist, nbytes, in_memory=in_memory):
+        if resolve_persist(self.persist, nbytes, in_memory=in_mem):
             t0 = time.perf_counter()
             Xp, wp = persist_inputs(Xd, weights)
             wait_persisted(Xp, wp)
@@ -377,7 +317,10 @@ default="k-means||"
         prep = self._prep_fit = fitted_prep(self._prep_fit, state)
 
         t0 = time.perf_counter()
-        state = self._guard_zero_rows(Xd, lloyd)(
+        run = lloyd
+        if use_pruned(self.algorithm, k, len(state.centers)):
+            run = pruned_lloyd
+        state = self._guard_zero_rows(Xd, run)(
             Xp, wp, state, max_iter=self.max_iter, tol=self._tol,
             split_every=self.split_every, check_first=lazy_check, callback=self.callback,
             on_iteration=None if ckpt is None else ckpt.save, verbose=self.verbose,
@@ -386,7 +329,7 @@ default="k-means||"
         timings["lloyd"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         labels_now = None
-        if in_memory and prep is None and len(state.centers) == 1:
+        if in_mem and prep is None and len(state.centers) == 1:
             # NumPy input: labels_ is computed now anyway; the same pass gives the
             # final inertia and sizes that finalize would need a pass of its own for
             labels_now = _final_labels(Xd, wd=weights, state=state)
@@ -399,14 +342,13 @@ default="k-means||"
         self.n_iter_ = int(state.n_iter[best])
         self.inertia_history_ = list(state.history[best])
         self.cluster_sizes_ = np.asarray(state.sizes[best], dtype=np.float64)
-        self.n_features_in_ = d
         self.n_passes_ = int(state.n_passes)
         warn_if_degenerate(self.cluster_sizes_, k)
         if labels_now is not None:
             self.labels_ = labels_now
         else:
             labels = self._predict_dask(Xd, check=False)
-            self.labels_ = _in_memory(labels) if in_memory else _as_frame_labels(X, labels)
+            self.labels_ = in_memory(labels) if in_mem else _as_frame_labels(X, labels)
         timings["finalize"] = time.perf_counter() - t0
         self.timings_ = timings
         return self
@@ -493,211 +435,40 @@ default="k-means||"
         self.mean_ = np.asarray(prep.center, dtype=np.float64)
         self.scale_ = np.asarray(prep.scale, dtype=np.float64)
 
-    def _predict_prep(self):
-        """The row preprocessing of the fitted model (None when there is none)."""
-        return make_prep(
-            self.cluster_centers_.dtype, metric=getattr(self, "metric", "euclidean"),
-            nan_policy=getattr(self, "nan_policy", "raise"),
-            standardize=hasattr(self, "scale_"),
-            stats=(getattr(self, "mean_", None), getattr(self, "scale_", None)),
-        )
-
-    def _centers_work(self) -> np.ndarray:
-        """Centres in the space the distances are measured in."""
-        work = getattr(self, "_cluster_centers_work", None)
-        if work is not None:
-            return work
-        if hasattr(self, "scale_"):
-            return self._predict_prep().to_work(self.cluster_centers_, what="init")
-        return self.cluster_centers_
-
     # ------------------------------------------------------------------ #
-    # prediction
+    # saved models
     # ------------------------------------------------------------------ #
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "cluster_centers_"):
-            raise ValueError(
-                f"This {type(self).__name__} instance is not fitted yet; call fit before "
-                "predict, transform or score."
-            )
-
-    def _check_input(self, X, storage_options=None):
-        self._check_fitted()
-        Xd, in_memory = check_array_input(X, dtype=self.cluster_centers_.dtype,
-                                          allow_nan=getattr(self, "nan_policy", "") == "omit",
-                                          storage_options=storage_options)
-        if Xd.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {Xd.shape[1]} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_} features."
-            )
-        return Xd, in_memory
-
-    def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
-        return Xd.map_blocks(
-            _predict_block, self._centers_work(), check, dtype=np.int64, drop_axis=1,
-            prep=self._predict_prep(),
-            token="kmeans-predict",
-        )
-
-    def predict(self, X, *, storage_options=None):
-        """Index of the closest centre for every row.
-
-        Parameters
-        ----------
-        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
-        storage_options : dict, optional
-            fsspec options used when X is a URL.
-
-        Returns
-        -------
-        labels : ndarray (NumPy input) or lazy dask.array.Array of int64, shape (n_samples,)
-            Lazy labels are computed block by block, e.g. by
-            ``km.predict(url).to_zarr(out)``.
-        """
-        Xd, in_memory = self._check_input(X, storage_options)
-        labels = self._predict_dask(Xd, check=not in_memory)
-        return _in_memory(labels) if in_memory else _as_frame_labels(X, labels)
-
-    def fit_predict(self, X, y=None, sample_weight=None, *, storage_options=None):
-        """Fit, then return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight, storage_options=storage_options).labels_
-
-    def transform(self, X, *, storage_options=None):
-        """Euclidean distance of every row to every centre.
-
-        Parameters
-        ----------
-        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
-        storage_options : dict, optional
-            fsspec options used when X is a URL.
-
-        Returns
-        -------
-        ndarray or dask.array.Array of shape (n_samples, n_clusters)
-        """
-        Xd, in_memory = self._check_input(X, storage_options)
-        out = Xd.map_blocks(
-            _transform_block, self._centers_work(), not in_memory, prep=self._predict_prep(),
-            dtype=self.cluster_centers_.dtype,
-            chunks=(Xd.chunks[0], (self.cluster_centers_.shape[0],)), token="kmeans-transform",
-        )
-        return _in_memory(out) if in_memory else out
-
-    def fit_transform(self, X, y=None, sample_weight=None, *, storage_options=None):
-        """Fit, then return distances to the centres."""
-        return self.fit(X, sample_weight=sample_weight, storage_options=storage_options).transform(
-            X, storage_options=storage_options
-        )
-
-    def score(self, X, y=None, sample_weight=None, *, storage_options=None):
-        """Opposite of the inertia of X with respect to the fitted centres (one pass).
-
-        ``storage_options`` are fsspec options used when X is a URL.
-        """
-        Xd, in_memory = self._check_input(X, storage_options)
-        weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
-        graph = partial_pass(Xd, weights, [self._centers_work()], check=not in_memory,
-                             prep=self._predict_prep(),
-                             split_every=self.split_every, name="kmeans-score")
-        (res,) = compute_passes(graph)
-        return -float(res["inertia"][0])
-
-    # ------------------------------------------------------------------ #
-    # persistence
-    # ------------------------------------------------------------------ #
-    def to_dict(self) -> dict:
-        """A JSON-serialisable description of the model (parameters and fitted state)."""
-        self._check_fitted()
-        return self._model_to_doc(MODEL_FORMAT, MODEL_VERSION, {
-                "inertia_": self.inertia_,
-                "n_iter_": self.n_iter_,
-                "n_features_in_": self.n_features_in_,
-                "inertia_history_": list(self.inertia_history_),
-                "cluster_sizes_": np.asarray(self.cluster_sizes_).tolist(),
-                "n_passes_": getattr(self, "n_passes_", None),
-                **_prep_to_dict(self),
-        })
-
-    def _model_to_doc(self, fmt: str, version: int, fitted: dict) -> dict:
-        """The saved-model document: header, JSON parameters, centres and ``fitted``.
-
-        The counterpart of :meth:`_model_from_doc`. Parameters that JSON cannot
-        hold are dropped (``callback``) or reset (a non-integer ``random_state``).
-        """
-        from . import __version__
-
-        params = {k: _jsonable(v) for k, v in self.get_params().items() if k != "callback"}
-        if not isinstance(params["random_state"], int | None):
-            params["random_state"] = None
-        return {
-            "format": fmt,
-            "format_version": version,
-            "library_version": __version__,
-            "params": params,
-            "fitted": {
-                "dtype": str(self.cluster_centers_.dtype),
-                "cluster_centers_": self.cluster_centers_.astype(np.float64).tolist(),
-                **fitted,
-            },
+    def _fitted_to_doc(self) -> dict:
+        out = {
+            "inertia_": self.inertia_,
+            "n_iter_": self.n_iter_,
+            "n_features_in_": self.n_features_in_,
+            "inertia_history_": list(self.inertia_history_),
+            "cluster_sizes_": np.asarray(self.cluster_sizes_).tolist(),
+            "n_passes_": getattr(self, "n_passes_", None),
+            "n_omitted_": int(getattr(self, "n_omitted_", 0)),
         }
+        if hasattr(self, "scale_"):
+            out["mean_"] = np.asarray(self.mean_).tolist()
+            out["scale_"] = np.asarray(self.scale_).tolist()
+            out["cluster_centers_work"] = np.asarray(self._centers_work(), np.float64).tolist()
+        return out
 
-    def save(self, path) -> None:
-        """Write the fitted model as plain, versioned JSON (atomically)."""
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def _model_from_doc(cls, doc: dict, fmt: str, version: int) -> tuple:
-        """Check a saved model's format and version; rebuild its parameters and centres.
-
-        Returns
-        -------
-        model : an instance of ``cls`` with ``cluster_centers_`` set
-        fitted : dict
-            The document's ``"fitted"`` section, for the caller's other attributes.
-        """
-        if doc.get("format") != fmt:
-            raise ValueError(f"model: expected format {fmt!r}, got {doc.get('format')!r}.")
-        if doc.get("format_version", 0) > version:
-            raise ValueError(
-                f"model: format_version {doc.get('format_version')} is newer than this "
-                f"library understands ({version}); upgrade daskmeans."
-            )
-        params = dict(doc["params"])
-        if isinstance(params.get("init"), list):
-            params["init"] = np.asarray(params["init"])
-        model = cls(**params)
-        fit = doc["fitted"]
-        model.cluster_centers_ = np.asarray(fit["cluster_centers_"], dtype=np.float64).astype(
-            fit["dtype"]
-        )
-        return model, fit
-
-    @classmethod
-    def from_dict(cls, doc: dict) -> KMeans:
-        """Rebuild a model written by :meth:`to_dict`."""
-        model, fit = cls._model_from_doc(doc, MODEL_FORMAT, MODEL_VERSION)
-        model.inertia_ = float(fit["inertia_"])
-        model.n_iter_ = int(fit["n_iter_"])
-        model.n_features_in_ = int(fit["n_features_in_"])
-        model.inertia_history_ = [float(v) for v in fit["inertia_history_"]]
-        model.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
+    def _fitted_from_doc(self, fit: dict) -> None:
+        self.inertia_ = float(fit["inertia_"])
+        self.n_iter_ = int(fit["n_iter_"])
+        self.n_features_in_ = int(fit["n_features_in_"])
+        self.inertia_history_ = [float(v) for v in fit["inertia_history_"]]
+        self.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
         if fit.get("n_passes_") is not None:
-            model.n_passes_ = int(fit["n_passes_"])
-        _prep_from_dict(model, fit)
-        return model
-
-    @classmethod
-    def load(cls, path) -> KMeans:
-        """Read a model written by :meth:`save`."""
-        path = Path(path)
-        try:
-            doc = json.loads(path.read_text())
-        except FileNotFoundError as exc:
-            raise ValueError(f"model: no file at {str(path)!r}.") from exc
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"model: {str(path)!r} is not valid JSON ({exc}).") from exc
-        return cls.from_dict(doc)
+            self.n_passes_ = int(fit["n_passes_"])
+        self.n_omitted_ = int(fit.get("n_omitted_", 0))
+        if fit.get("scale_") is not None:
+            self.mean_ = np.asarray(fit["mean_"], dtype=np.float64)
+            self.scale_ = np.asarray(fit["scale_"], dtype=np.float64)
+            self._cluster_centers_work = np.asarray(
+                fit["cluster_centers_work"], dtype=np.float64
+            ).astype(self.cluster_centers_.dtype)
 
 
 def _label_dist_block(X, centers):
@@ -714,31 +485,16 @@ def _final_labels(Xd: da.Array, *, wd, state: LloydState) -> np.ndarray:
     :func:`daskmeans.engine._lloyd.finalize`'s pass.
     """
     C = state.centers[0]
-    out = _in_memory(Xd.map_blocks(_label_dist_block, C, dtype=np.float64,
+    out = in_memory(Xd.map_blocks(_label_dist_block, C, dtype=np.float64,
                                    chunks=(Xd.chunks[0], (2,)), token="kmeans-labels"))
     labels = out[:, 0].astype(np.int64)
     if not state.strict[0]:
-        w = None if wd is None else _in_memory(wd)
+        w = None if wd is None else in_memory(wd)
         sq = out[:, 1]
         state.inertia[0] = float(sq.sum() if w is None else sq @ w)
         state.sizes[0] = np.bincount(labels, weights=w, minlength=len(C)).astype(np.float64)
         state.n_passes += 1
     return labels
-
-
-def _in_memory(result: da.Array) -> np.ndarray:
-    """Compute a result for NumPy input, with BLAS limited as in the passes
-    (two BLAS threads inside each of dask's threads oversubscribe the cores:
-    predict on 2,000,000 x 32 float32 rows took 76 ms limited, up to 146 ms not)."""
-    (out,) = compute_passes(result)
-    return out
-
-
-def _as_frame_labels(X, labels):
-    """Labels of a Dask DataFrame as a Dask Series on its index; others unchanged."""
-    from .io._tables import frame_labels, is_dask_frame
-
-    return frame_labels(X, labels) if is_dask_frame(X) else labels
 
 
 def _start_state(centers, prep, tol_abs, n_passes) -> LloydState:
@@ -747,35 +503,3 @@ def _start_state(centers, prep, tol_abs, n_passes) -> LloydState:
         state.prep_stats = {"mean": prep.center, "scale": prep.scale}
     return state
 
-
-def _prep_to_dict(model) -> dict:
-    """Fitted attributes of the row preprocessing, as JSON values."""
-    out = {"n_omitted_": int(getattr(model, "n_omitted_", 0))}
-    if hasattr(model, "scale_"):
-        out["mean_"] = np.asarray(model.mean_).tolist()
-        out["scale_"] = np.asarray(model.scale_).tolist()
-        out["cluster_centers_work"] = np.asarray(model._centers_work(), np.float64).tolist()
-    return out
-
-
-def _prep_from_dict(model, fit: dict) -> None:
-    model.n_omitted_ = int(fit.get("n_omitted_", 0))
-    if fit.get("scale_") is not None:
-        model.mean_ = np.asarray(fit["mean_"], dtype=np.float64)
-        model.scale_ = np.asarray(fit["scale_"], dtype=np.float64)
-        model._cluster_centers_work = np.asarray(
-            fit["cluster_centers_work"], dtype=np.float64
-        ).astype(model.cluster_centers_.dtype)
-
-
-def _jsonable(value):
-    """Parameters as JSON values (arrays become lists; other objects their repr)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if hasattr(value, "__array__"):
-        return np.asarray(value).tolist()
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return repr(value)

@@ -36,6 +36,7 @@ from .engine._init import init_centers, kmeans_plusplus, random_rows
 from .engine._lloyd import LloydState, check_block, finalize, lloyd, lloyd_numpy
 from ._rng import as_seed_sequence, block_rng, purpose_key
 from ._validation import check_array_input, check_int
+from ._base import resolved_params
 from .estimator import KMeans
 
 __all__ = ["METHODS", "SelectKResult", "elbow_index", "fk_scores", "gap_choice", "select_k"]
@@ -413,8 +414,8 @@ def select_k(
     fit_ks = sorted(fit_ks)
     seq = as_seed_sequence(random_state)
     proto = KMeans(n_clusters=max(fit_ks), random_state=0, **params)
-    proto._check_params()
-    n_init, tol, verbose = proto._n_init, proto._tol, proto.verbose
+    resolved = resolved_params(proto)
+    n_init, tol, verbose = resolved["n_init"], resolved["tol"], proto.verbose
     split_every = params.get("split_every")
     timings = {"prepare": 0.0, "lloyd": 0.0, "score": 0.0, "gap": 0.0}
     check = not in_memory

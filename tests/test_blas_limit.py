@@ -116,7 +116,8 @@ def test_results_for_numpy_input_are_computed_with_blas_limited(monkeypatch):
     """labels_ and predict for NumPy input run their blocks under the same limit."""
     if _blas_threads() is None:
         pytest.skip("no BLAS found by threadpoolctl")
-    from daskmeans import KMeans, estimator
+    from daskmeans import KMeans
+    from daskmeans import _base as estimator
 
     before = _blas_threads()
     seen: list = []

@@ -187,7 +187,7 @@ def test_farthest_rows_are_searched_only_after_a_cluster_empties(monkeypatch):
 def test_numpy_fit_gets_labels_and_final_inertia_from_one_pass(weighted, monkeypatch):
     """NumPy input: labels_ are computed at the end of fit anyway, so that pass
     also gives the final inertia and sizes (no separate finalize pass)."""
-    from daskmeans import estimator
+    from daskmeans import _base as estimator
     from daskmeans import kernels as _kernels
 
     sweeps, predicts = [], []

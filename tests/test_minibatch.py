@@ -276,9 +276,10 @@ def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
     assert deps[(read, 5)] == {(fold, 5 - mb.LOOKAHEAD)}
     assert deps[(read, 0)] == set()
     # with the initialisation in the graph, the blocks of the initial sample are read at once
-    spec = MiniBatchKMeans(12, batch_size=500, random_state=0)
-    spec._check_params()
-    spec = spec._init_spec(Xd, np.random.SeedSequence(0))
+    # (the spec MiniBatchKMeans(12, batch_size=500) builds: init_size 3 * 500, one candidate)
+    spec = dict(init="k-means++", n_clusters=12, n_init=1, init_size=1500,
+                seq=np.random.SeedSequence(0), tol=0.0, dtype=Xd.dtype, init_lloyd_iter=0,
+                pool_size=1500 * 2, chunks=[int(c) for c in Xd.chunks[0]])
     graph = dict(mb.fold_graph(readers, range(n_blocks), None, params,
                                init_spec=spec).__dask_graph__())
     deps = {k: get_dependencies(graph, k) for k in graph if isinstance(k, tuple)}
@@ -337,7 +338,12 @@ def test_save_load_update_equals_update_without_round_trip(big_blobs, tmp_path):
     again = MiniBatchKMeans.load(path).partial_fit(X[:100])
     model.partial_fit(X[:100])
     np.testing.assert_array_equal(again.cluster_centers_, model.cluster_centers_)
-    assert not hasattr(model, "labels_") and not hasattr(model, "inertia_")
+    # compute_labels (default): labels and inertia of the batch under the updated centres
+    np.testing.assert_array_equal(model.labels_, model.predict(X[:100]))
+    assert model.inertia_ == pytest.approx(-model.score(X[:100]), rel=1e-10)
+    assert not hasattr(model, "cluster_sizes_") and not hasattr(model, "inertia_history_")
+    quiet = MiniBatchKMeans.load(path).set_params(compute_labels=False).partial_fit(X[:100])
+    assert not hasattr(quiet, "labels_") and not hasattr(quiet, "inertia_")
 
 
 def test_float32_input_and_predict_transform_score(big_blobs):

@@ -1,4 +1,4 @@
-"""Mini-batch k-means (Sculley, 2010) that streams Dask and Zarr arrays.
+"""The mini-batch k-means fold (Sculley, 2010) over the row blocks of a Dask array.
 
 The algorithm is scikit-learn's :class:`~sklearn.cluster.MiniBatchKMeans`:
 every mini-batch is assigned to the current centres, and every centre moves
@@ -28,9 +28,7 @@ model saved and loaded continues exactly as one that was not.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, replace
-from numbers import Integral
 
 import dask.array as da
 import numpy as np
@@ -40,33 +38,43 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from .. import kernels as _kernels
+from ..kernels._sparse import is_sparse as _is_sparse
+from ..kernels._sparse import take_rows as _take_rows
+from .._rng import block_rng, purpose_key
+from .._validation import check_centers
 from ._graph import compute_passes
 from ._init import kmeans_plusplus
-from ..io._atomic import write_json
-from ._lloyd import check_block, partial_pass, warn_if_degenerate
-from ._prep import check_prep_params, make_prep
-from .._rng import as_seed_sequence, block_rng, purpose_key
-from .._validation import (
-    check_array_input,
-    check_centers,
-    check_int,
-    check_real,
-    check_sample_weight,
-)
-from ..estimator import KMeans, _in_memory
+from ._lloyd import check_block
 
-__all__ = ["MiniBatchKMeans"]
-
-MODEL_FORMAT = "daskmeans.MiniBatchKMeans"
-MODEL_VERSION = 1
+__all__ = [
+    "INIT_BLOCKS",
+    "LOOKAHEAD",
+    "ORDER_KEY",
+    "BlockReader",
+    "FoldParams",
+    "FoldState",
+    "block_readers",
+    "choose_candidate",
+    "drop_nan_rows",
+    "first_gated_read",
+    "fold_block",
+    "fold_graph",
+    "fold_local",
+    "init_candidate",
+    "init_samples",
+    "init_state",
+    "minibatch_step",
+    "refine_centers",
+    "run_pass",
+]
 
 #: Blocks read ahead of the fold (each read waits for the fold of block i - LOOKAHEAD).
 LOOKAHEAD = 2
 #: Leading blocks (in the first pass's order) that the initial sample is drawn from, at least.
 INIT_BLOCKS = 4
 
-_INIT_METHODS = ("k-means++", "random")
-_ORDER = purpose_key("minibatch-block-order")
+#: Random key of the block order of every pass of ``fit``.
+ORDER_KEY = purpose_key("minibatch-block-order")
 _PERMUTE = purpose_key("minibatch-row-order")
 _REASSIGN = purpose_key("minibatch-reassign")
 _POOL = purpose_key("minibatch-init-pool")
@@ -210,7 +218,7 @@ def _reassign(X, w, centers, counts, step, params) -> None:
     rng = block_rng(params.seq, _REASSIGN, step)
     p = None if w is None else w / w.sum()
     rows = rng.choice(n, size=n_move, replace=False, p=p)
-    centers[targets] = X[rows]
+    centers[targets] = _take_rows(X, rows) if _is_sparse(X) else X[rows]
     counts[targets] = counts[np.setdiff1d(np.arange(len(counts)), targets)].min()
 
 
@@ -277,7 +285,8 @@ def _pool_chunk(block, index: int, size: int, seq) -> tuple:
     X, w = block
     take = min(size, X.shape[0])
     rows = np.sort(block_rng(seq, _POOL, index).choice(X.shape[0], take, replace=False))
-    return X[rows], (np.ones(take) if w is None else w[rows].astype(np.float64))
+    sample = _take_rows(X, rows) if _is_sparse(X) else X[rows]
+    return sample, (np.ones(take) if w is None else w[rows].astype(np.float64))
 
 
 def init_state(parts: list, spec: dict) -> FoldState:
@@ -446,7 +455,8 @@ class BlockReader:
             return None
         from dask.local import get_sync
 
-        X = np.ascontiguousarray(get_sync(*self.x))
+        X = get_sync(*self.x)
+        X = X if _is_sparse(X) else np.ascontiguousarray(X)  # sparse: kept sparse
         w = None if self.w is None else np.asarray(get_sync(*self.w), dtype=np.float64)
         X, w = drop_nan_rows(X, w, self.omit_nan)
         if check:
@@ -601,395 +611,16 @@ def fold_local(read, order, start: FoldState | None, params: FoldParams,
     return state
 
 
-# --------------------------------------------------------------------------- #
-# The estimator
-# --------------------------------------------------------------------------- #
-class MiniBatchKMeans(KMeans):
-    """Mini-batch k-means for NumPy, Dask and Zarr data, with ``partial_fit``.
+def run_pass(readers: list, order, start: FoldState | None, params: FoldParams, *,
+             in_memory: bool, init_spec: dict | None = None) -> FoldState:
+    """One pass of the fold: on the scheduler (:func:`fold_graph`), or in this
+    process for NumPy data, which is here already (:func:`fold_local`).
 
-    Parameters and semantics follow scikit-learn's
-    :class:`~sklearn.cluster.MiniBatchKMeans`. ``fit`` makes at most
-    ``max_iter`` passes over the data; in every pass the row blocks are
-    visited in a random order and each block's rows are shuffled and cut
-    into mini-batches of at most ``batch_size`` rows. On Dask and Zarr input
-    the pass is a chain of tasks that hands the small state (centres,
-    counts, step counter) from block to block on the workers, while later
-    blocks are read in parallel. The fitted ``inertia_`` is the exact
-    inertia of the final centres (one more pass).
-
-    Parameters
-    ----------
-    n_clusters : int, default=8
-    init : {"k-means++", "random"}, callable or array of shape (k, d), default="k-means++"
-        Seeding on ``init_size`` rows drawn from the first blocks of the
-        first pass (at least 4 blocks, more if they hold too few rows).
-        A callable is called as ``init(X_sample, n_clusters, random_state)``.
-    max_iter : int, default=100
-        Maximum number of passes over the data.
-    batch_size : int, default=1024
-        Largest number of rows per mini-batch (batches never straddle blocks).
-    tol : float, default=0.0
-        Stop when the squared movement of the centres in one step is at most
-        ``tol`` times the mean per-feature variance, estimated on the initial
-        sample. 0 disables this rule.
-    max_no_improvement : int or None, default=10
-        Stop after this many consecutive steps without improvement of the
-        exponentially smoothed mean batch inertia; None disables it.
-    init_size : int, optional
-        Rows the initialisation draws (default ``3 * batch_size``, at least
-        ``3 * n_clusters``).
-    n_init : "auto" or int, default="auto"
-        Initialisations tried on the sample; the one with the smallest
-        inertia on another draw of ``init_size`` rows is kept. "auto" is 3
-        for "random" and callables, 1 otherwise.
-    reassignment_ratio : float, default=0.01
-        Centres whose running weight is below this fraction of the largest
-        are moved to random rows of a batch (checked every ``10 * k`` rows).
-    random_state : int, RandomState, Generator, SeedSequence or None, default=None
-    verbose : int, default=0
-        Print one line per pass.
-    nan_policy : {"raise", "omit"}, default="raise"
-        ``"omit"``: rows holding a NaN are dropped block by block before the
-        mini-batches are cut (never a filtered copy of the data); they get
-        label -1 and distance NaN in ``predict``/``transform``, and
-        ``n_omitted_`` counts them after ``fit``.
-    init_lloyd_iter : int, default=0
-        Not in scikit-learn. Lloyd iterations (at most; they stop once the
-        centres no longer move) run on the in-memory initial sample of
-        ``init_size`` rows after every seeding candidate is drawn, before the
-        candidates are compared on the validation rows and the fold starts.
-        The running counts still start at zero, so the data's rows are
-        counted once. 0 (default) is scikit-learn's initialisation. About ten
-        iterations on a sample of ~10,000 rows cost a small fraction of a
-        pass and, with ``n_init`` of 2 or 3, bring one pass within 1 % of a
-        converged exact fit on overlapping clusters where scikit-learn's
-        initialisation lands 2-3 % above it (see the README's benchmark).
-        An explicit ``init`` array is used as given.
-
-    Attributes
-    ----------
-    cluster_centers_ : ndarray of shape (n_clusters, n_features)
-    counts_ : ndarray of shape (n_clusters,)
-        Running weight received by every centre (kept by ``save``).
-    labels_ : ndarray or dask.array.Array of shape (n_samples,)
-        After ``fit``: NumPy for NumPy input, lazy otherwise.
-    inertia_ : float
-        After ``fit``: inertia of the final centres over the data.
-    n_iter_ : int
-        Passes made by ``fit`` (the last one may stop early).
-    n_steps_ : int
-        Mini-batch steps made so far (``fit`` and ``partial_fit``).
-    n_passes_ : int
-        Reads of the data made by the last ``fit`` (the final inertia pass included).
-    inertia_history_ : list of float
-        After every pass of ``fit``: the smoothed mean batch inertia times
-        n_samples, an estimate of the inertia during the pass.
-    cluster_sizes_ : ndarray of shape (n_clusters,)
-        After ``fit``: total weight of every final cluster.
-    n_features_in_ : int
-    timings_ : dict
-        Seconds in "fold" and "finalize".
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from daskmeans import MiniBatchKMeans
-    >>> X = np.array([[1.0, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
-    >>> mbk = MiniBatchKMeans(n_clusters=2, batch_size=3, random_state=0).fit(X)
-    >>> sorted(np.round(mbk.cluster_centers_).tolist())
-    [[1.0, 2.0], [10.0, 2.0]]
+    ``readers`` come from :func:`block_readers`, built once per fit (slicing
+    ``X.blocks[b]`` for every block and pass costs O(blocks) each).
     """
-
-    #: Fan-in of the reduction tree of the inertia, predict and score passes.
-    split_every = None
-    persist = False
-
-    _init_methods = _INIT_METHODS
-
-    def __init__(
-        self,
-        n_clusters=8,
-        *,
-        init="k-means++",
-        max_iter=100,
-        batch_size=1024,
-        tol=0.0,
-        max_no_improvement=10,
-        init_size=None,
-        n_init="auto",
-        reassignment_ratio=0.01,
-        random_state=None,
-        verbose=0,
-        nan_policy="raise",
-        init_lloyd_iter=0,
-    ):
-        self.n_clusters = n_clusters
-        self.init = init
-        self.max_iter = max_iter
-        self.batch_size = batch_size
-        self.tol = tol
-        self.max_no_improvement = max_no_improvement
-        self.init_size = init_size
-        self.n_init = n_init
-        self.reassignment_ratio = reassignment_ratio
-        self.random_state = random_state
-        self.verbose = verbose
-        self.nan_policy = nan_policy
-        self.init_lloyd_iter = init_lloyd_iter
-
-    # ------------------------------------------------------------------ #
-    # validation
-    # ------------------------------------------------------------------ #
-    def _check_params(self) -> None:
-        k = check_int("n_clusters", self.n_clusters, low=1)
-        self._check_init(auto_random=3)
-        check_int("max_iter", self.max_iter, low=1)
-        batch = check_int("batch_size", self.batch_size, low=1)
-        self._tol = check_real("tol", self.tol, low=0.0)
-        if self.max_no_improvement is not None:
-            check_int("max_no_improvement", self.max_no_improvement, low=0)
-        if self.init_size is None:
-            self._init_size = max(3 * batch, 3 * k)
-        else:
-            self._init_size = check_int("init_size", self.init_size, low=1)
-            if self._init_size < k:
-                import warnings
-
-                warnings.warn(
-                    f"init_size={self._init_size} should be larger than n_clusters={k}; "
-                    f"setting it to 3 * n_clusters = {3 * k}.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                self._init_size = 3 * k
-        check_real("reassignment_ratio", self.reassignment_ratio, low=0.0)
-        check_int("init_lloyd_iter", self.init_lloyd_iter, low=0)
-        if not isinstance(self.verbose, bool | Integral) or self.verbose < 0:
-            raise ValueError(f"verbose must be a non-negative integer, got {self.verbose!r}.")
-        as_seed_sequence(self.random_state)
-        check_prep_params("euclidean", False, self.nan_policy)
-
-    def _prepare(self, X, sample_weight, zarr_chunks=None):
-        Xd, in_memory = check_array_input(X, allow_nan=self.nan_policy == "omit",
-                                          zarr_chunks=zarr_chunks)
-        weights = check_sample_weight(sample_weight, Xd, in_memory=in_memory)
-        return Xd, weights, in_memory
-
-    def _init_spec(self, Xd: da.Array, seq) -> dict:
-        k, d = self.n_clusters, Xd.shape[1]
-        init = self.init
-        if not isinstance(init, str) and not callable(init):
-            init = check_centers("init", init, k, d, Xd.dtype)
-        size = min(self._init_size, Xd.shape[0])
-        return {
-            "init": init, "n_clusters": k, "n_init": self._n_init, "init_size": size,
-            "seq": seq, "tol": self._tol, "dtype": Xd.dtype,
-            "init_lloyd_iter": int(self.init_lloyd_iter),
-            "pool_size": size * (self._n_init + 1), "chunks": [int(c) for c in Xd.chunks[0]],
-        }
-
-    # ------------------------------------------------------------------ #
-    # the fold, on Dask (workers) or in this process (NumPy input)
-    # ------------------------------------------------------------------ #
-    @staticmethod
-    def _run_pass(Xd, weights, in_memory, readers, order, start, params, init_spec):
-        if not in_memory:
-            graph = fold_graph(readers, order, start, params, init_spec=init_spec)
-            (state,) = compute_passes(graph)  # BLAS limited as for the other passes
-            return state
-
-        # NumPy data is already in this process: run the same functions in a loop
-        return fold_local(lambda b: readers[b](), order, start, params, init_spec)
-
-    def _readers(self, Xd, weights):
-        # built once per fit (slicing Xd.blocks[b] for every block costs O(blocks) each)
-        return block_readers(Xd, weights, self.nan_policy == "omit")
-
-    # ------------------------------------------------------------------ #
-    # fitting
-    # ------------------------------------------------------------------ #
-    def fit(self, X, y=None, sample_weight=None):
-        """Compute the centres by mini-batch k-means (at most ``max_iter`` passes).
-
-        Parameters
-        ----------
-        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike of shape \
-(n_samples, n_features)
-        y : ignored
-        sample_weight : array-like or dask.array.Array of shape (n_samples,), optional
-
-        Returns
-        -------
-        self
-        """
-        self._check_params()
-        Xd, weights, in_memory = self._prepare(X, sample_weight)
-        n, d = Xd.shape
-        k = self.n_clusters
-        if k > n:
-            raise ValueError(f"n_clusters={k} must be <= n_samples={n}.")
-        seq = as_seed_sequence(self.random_state)
-        self._seed = seq
-        readers = self._readers(Xd, weights)
-        params = FoldParams(
-            omit_nan=self.nan_policy == "omit",
-            seq=seq, batch_size=min(self.batch_size, n),
-            reassignment_ratio=float(self.reassignment_ratio), early_stop=True,
-            max_no_improvement=self.max_no_improvement, n_samples=n, check=not in_memory,
-        )
-        t0 = time.perf_counter()
-        state, init_spec, history = None, self._init_spec(Xd, seq), []
-        n_iter = 0
-        for it in range(self.max_iter):
-            order = block_rng(seq, _ORDER, it).permutation(Xd.numblocks[0])
-            state = self._run_pass(
-                Xd, weights, in_memory, readers, order, state, params, init_spec
-            )
-            params = replace(params, check=False)
-            init_spec = None
-            n_iter += 1
-            ewa = state.ewa if state.ewa is not None else float("nan")
-            history.append(float(ewa * n))
-            if self.verbose:
-                print(
-                    f"[daskmeans] minibatch pass {it + 1}/{self.max_iter}: {state.n_steps} "
-                    f"steps, smoothed batch inertia {ewa * n:.6g}"
-                    + (" (converged)" if state.stopped else "")
-                )
-            if state.stopped:
-                break
-        t_fold = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        self._set_state(state, d)
-        graph = partial_pass(Xd, weights, [self.cluster_centers_], name="minibatch-inertia",
-                             prep=make_prep(Xd.dtype, nan_policy=self.nan_policy))
-        (res,) = compute_passes(graph)
-        self.n_omitted_ = int(res.get("n_omitted", 0))
-        self.inertia_ = float(res["inertia"][0])
-        self.cluster_sizes_ = np.asarray(res["counts"], dtype=np.float64)
-        self.n_iter_ = n_iter
-        self.n_passes_ = n_iter + 1
-        self.inertia_history_ = history
-        warn_if_degenerate(self.cluster_sizes_, k)
-        labels = self._predict_dask(Xd, check=False)
-        self.labels_ = _in_memory(labels) if in_memory else labels
-        self.timings_ = {"fold": t_fold, "finalize": time.perf_counter() - t0}
-        return self
-
-    def _set_state(self, state: FoldState, d: int) -> None:
-        self.cluster_centers_ = state.centers
-        self.counts_ = state.counts
-        self.n_steps_ = int(state.n_steps)
-        self._n_since_reassign = int(state.n_since_reassign)
-        self.n_features_in_ = d
-
-    def _get_state(self) -> FoldState:
-        return FoldState(
-            self.cluster_centers_.copy(), np.asarray(self.counts_, dtype=np.float64).copy(),
-            n_steps=self.n_steps_, n_since_reassign=self._n_since_reassign,
-        )
-
-    def partial_fit(self, X, y=None, sample_weight=None):
-        """Update the model with one batch (NumPy) or with every block of a Dask/Zarr array.
-
-        Each NumPy batch, each row block of a Dask array and each stored
-        row chunk of a Zarr array (in order), is one mini-batch step, as one
-        call of scikit-learn's ``partial_fit``. On the first call the centres are initialised from
-        a sample of the data. ``labels_`` and ``inertia_`` of an earlier
-        ``fit`` are removed (they no longer describe the centres).
-
-        Returns
-        -------
-        self
-        """
-        first = not hasattr(self, "cluster_centers_")
-        if first:
-            self._check_params()
-        # a Zarr array: one step per stored chunk, not per group of them
-        Xd, weights, in_memory = self._prepare(X, sample_weight, zarr_chunks="stored")
-        if in_memory and Xd.numblocks[0] > 1:
-            # a NumPy batch is one mini-batch step, however the library would chunk it
-            Xd = Xd.rechunk({0: -1})
-            weights = None if weights is None else weights.rechunk(-1)
-        n, d = Xd.shape
-        if first:
-            if self.n_clusters > n:
-                raise ValueError(
-                    f"n_clusters={self.n_clusters} must be <= the rows of the first batch ({n})."
-                )
-            self._seed = as_seed_sequence(self.random_state)
-        elif d != self.n_features_in_:
-            raise ValueError(
-                f"X has {d} features, but {type(self).__name__} was fitted with "
-                f"{self.n_features_in_} features."
-            )
-        elif Xd.dtype != self.cluster_centers_.dtype:
-            Xd = Xd.astype(self.cluster_centers_.dtype)
-        params = FoldParams(
-            omit_nan=self.nan_policy == "omit",
-            seq=self._seed, batch_size=None, reassignment_ratio=float(self.reassignment_ratio),
-            check=not in_memory,
-        )
-        order = np.arange(Xd.numblocks[0])
-        init_spec = self._init_spec(Xd, self._seed) if first else None
-        start = None if first else self._get_state()
-        state = self._run_pass(
-            Xd, weights, in_memory, self._readers(Xd, weights), order, start, params,
-            init_spec,
-        )
-        self._set_state(state, d)
-        for attr in ("labels_", "inertia_", "cluster_sizes_", "inertia_history_"):
-            self.__dict__.pop(attr, None)
-        return self
-
-    # ------------------------------------------------------------------ #
-    # persistence
-    # ------------------------------------------------------------------ #
-    def to_dict(self) -> dict:
-        """A JSON-serialisable description of the model, counts and random state included."""
-        self._check_fitted()
-
-        seq = self._seed
-        opt = {
-            name: getattr(self, name, None)
-            for name in ("inertia_", "n_iter_", "n_passes_", "inertia_history_")
-        }
-        sizes = getattr(self, "cluster_sizes_", None)
-        doc = self._model_to_doc(MODEL_FORMAT, MODEL_VERSION, {
-                "counts_": np.asarray(self.counts_, dtype=np.float64).tolist(),
-                "n_steps_": int(self.n_steps_),
-                "n_since_reassign": int(self._n_since_reassign),
-                "n_features_in_": int(self.n_features_in_),
-                "seed": {"entropy": str(seq.entropy), "spawn_key": list(seq.spawn_key)},
-                "cluster_sizes_": None if sizes is None else np.asarray(sizes).tolist(),
-                **opt,
-        })
-        if callable(self.init):
-            doc["params"]["init"] = "k-means++"  # a callable cannot be saved
-        return doc
-
-    def save(self, path) -> None:
-        """Write the model as plain, versioned JSON (atomically); ``load`` reads it back."""
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def from_dict(cls, doc: dict) -> MiniBatchKMeans:
-        """Rebuild a model written by :meth:`to_dict`."""
-        model, fit = cls._model_from_doc(doc, MODEL_FORMAT, MODEL_VERSION)
-        model.counts_ = np.asarray(fit["counts_"], dtype=np.float64)
-        model.n_steps_ = int(fit["n_steps_"])
-        model._n_since_reassign = int(fit["n_since_reassign"])
-        model.n_features_in_ = int(fit["n_features_in_"])
-        model._seed = np.random.SeedSequence(
-            int(fit["seed"]["entropy"]), spawn_key=tuple(fit["seed"]["spawn_key"])
-        )
-        for name in ("inertia_", "n_iter_", "n_passes_"):
-            if fit.get(name) is not None:
-                setattr(model, name, type(1.0 if name == "inertia_" else 1)(fit[name]))
-        if fit.get("inertia_history_") is not None:
-            model.inertia_history_ = [float(v) for v in fit["inertia_history_"]]
-        if fit.get("cluster_sizes_") is not None:
-            model.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
-        model._check_params()
-        return model
-
+    if not in_memory:
+        graph = fold_graph(readers, order, start, params, init_spec=init_spec)
+        (state,) = compute_passes(graph)  # BLAS limited as for the other passes
+        return state
+    return fold_local(lambda b: readers[b](), order, start, params, init_spec)

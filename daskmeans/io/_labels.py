@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+import dask.array as da
+import numpy as np
+
 from ._atomic import _local, _remove_late, atomic_dir, is_local_path
 from ._zarr import _stored_array, _zarr_format_of
 
-__all__ = ["write_labels"]
+__all__ = ["store_labels", "write_labels"]
 
 
 def write_labels(
@@ -60,10 +63,12 @@ def write_labels(
     >>> km = daskmeans.KMeans(8).fit("data.zarr")  # doctest: +SKIP
     >>> daskmeans.write_labels(km, "data.zarr", "labels.zarr")  # doctest: +SKIP
     """
-    if not hasattr(model, "cluster_centers_"):
-        raise ValueError("write_labels: the model is not fitted yet; call fit first.")
-    Xd, _ = model._check_input(X, storage_options=storage_options)
-    labels = model._predict_dask(Xd, check=True)
+    labels = model.predict(X, storage_options=storage_options)  # lazy for lazy X
+    if hasattr(labels, "to_dask_array"):  # a Dask Series, for a Dask DataFrame
+        labels = labels.to_dask_array(lengths=True)
+    elif not isinstance(labels, da.Array):  # in-memory X: its labels are computed already
+        labels = np.asarray(labels)
+        labels = da.from_array(labels, chunks=max(1, min(len(labels), 2**20)))
     rows = labels.chunks[0]
     arr = _stored_array(X, storage_options)  # opened once: its chunks and its format
     stored = None if arr is None else int(arr.chunks[0])
@@ -75,6 +80,47 @@ def write_labels(
         zarr_format = _zarr_format_of(arr) or 3
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
+    return store_labels(labels, out_url, storage_options=storage_options, overwrite=overwrite,
+                        zarr_format=zarr_format)
+
+
+def store_labels(
+    labels,
+    out_url,
+    *,
+    storage_options: dict | None = None,
+    overwrite: bool = False,
+    zarr_format: int = 3,
+    attributes: dict | None = None,
+) -> str:
+    """Write a lazy 1-D array of labels to a new Zarr array, block by block.
+
+    The writing half of :func:`write_labels`, for labels already computed
+    lazily (the command line writes ``model.labels_`` after a fit). Each
+    block becomes whole chunks of the output: ``labels`` must have regular
+    chunks (all blocks equal but a shorter last one). Local destinations are
+    written under a temporary sibling name and renamed into place when
+    complete; object stores are written in place.
+
+    Parameters
+    ----------
+    labels : dask.array.Array
+        1-D, with regular chunks.
+    out_url : str or os.PathLike
+        Path or fsspec URL of the Zarr array to create.
+    storage_options : dict, optional
+        fsspec options for a URL.
+    overwrite : bool, default=False
+        Replace an existing array at ``out_url``; otherwise raise ``FileExistsError``.
+    zarr_format : {2, 3}, default=3
+    attributes : dict, optional
+        Stored in the array's attributes.
+
+    Returns
+    -------
+    str
+        ``out_url``.
+    """
     out_url = os.fspath(out_url)
     kwargs = {"zarr_format": zarr_format}
     if is_local_path(out_url):
@@ -88,6 +134,7 @@ def write_labels(
             with atomic_dir(path) as tmp:
                 where.append(tmp)
                 labels.to_zarr(str(tmp), **kwargs)
+                _set_attributes(str(tmp), attributes)
         except BaseException:
             if where:
                 _remove_late(where[0])
@@ -103,4 +150,12 @@ def write_labels(
             )
         fs.rm(root, recursive=True)
     labels.to_zarr(out_url, storage_options=storage_options, **kwargs)
+    _set_attributes(out_url, attributes, storage_options)
     return out_url
+
+
+def _set_attributes(url: str, attributes: dict | None, storage_options=None) -> None:
+    if attributes:
+        import zarr
+
+        zarr.open_array(url, mode="r+", storage_options=storage_options).attrs.update(attributes)
