@@ -92,6 +92,11 @@ def open_zarr(
     Returns
     -------
     dask.array.Array
+        For a group holding a CSR matrix as AnnData writes it (attributes
+        ``encoding-type: csr_matrix`` and ``shape``; arrays ``data``,
+        ``indices``, ``indptr``): a Dask array of ``scipy.sparse.csr_matrix``
+        row blocks, each read through its slice of ``indptr`` (see
+        :mod:`daskmeans.io._sparse`).
 
     Notes
     -----
@@ -107,6 +112,11 @@ def open_zarr(
     >>> X = daskmeans.open_zarr("s3://bucket/emb.zarr",
     ...                         storage_options={"anon": True})  # doctest: +SKIP
     """
+    from ._sparse import open_sparse_group, sparse_group
+
+    group = sparse_group(url, component, storage_options)
+    if group is not None:  # a CSR matrix in AnnData's layout: CSR row blocks
+        return open_sparse_group(group, chunks=chunks)
     arr = url if hasattr(url, "shape") and not is_path_like(url) else open_zarr_array(
         url, component, storage_options
     )
