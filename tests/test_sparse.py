@@ -274,3 +274,26 @@ def test_kernels_against_dense(dtype):
     with dask.config.set(scheduler="sync"):
         lab = kernels.assign(X, C)
     np.testing.assert_array_equal(lab, kernels.assign(Xd, C))
+
+
+def test_settings_for_dense_only_refused_before_any_pass():
+    X = _matrix()
+    counter = CountingArray(X)
+    arr = da.from_array(counter, chunks=(300, -1), asarray=False, meta=sp.csr_matrix((0, D)))
+    counter.reads = 0
+    with pytest.raises(ValueError, match="nan_policy='omit'"):
+        KMeans(3, nan_policy="omit").fit(arr)
+    with pytest.raises(ValueError, match="standardize=True"):
+        KMeans(3, standardize=True).fit(arr)
+    assert counter.reads == 0
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "elkan"])
+def test_many_clusters_and_pruning_settings(algorithm):
+    """k >= 256 (where dense input prunes distances) gives scikit-learn's Lloyd result."""
+    X = _matrix(np.float64)
+    C0 = X[:260].toarray()
+    ref = sklearn_cluster.KMeans(260, init=C0, n_init=1, max_iter=4, algorithm="lloyd").fit(X)
+    km = KMeans(260, init=C0, n_init=1, max_iter=4, algorithm=algorithm).fit(X)
+    np.testing.assert_array_equal(km.labels_, ref.labels_)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-7, atol=1e-9)
