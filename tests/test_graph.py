@@ -165,3 +165,54 @@ def test_pass_runner_builds_fresh_graphs_for_other_schedulers(monkeypatch):
         run = _graph.PassRunner(X, None, _offset_chunk, _combine, name="t")
         assert [run({"offset": float(o)}) for o in (0, 1)] == [120.0, 126.0]
     assert len(used) == 2
+
+
+def _order_sensitive_combine(parts):
+    # not associative: any change in the tree's shape or order changes the result
+    out = 0.0
+    for p in parts:
+        out = out * 1.000001 + p
+    return out
+
+
+@pytest.mark.parametrize("split_every", [2, 3, 8])
+def test_grouped_tasks_rebuild_the_same_tree(split_every):
+    """Any blocks-per-task grouping gives the bitwise result of one task per block."""
+    from daskmeans.engine._graph import block_readers, blocks_per_task
+
+    rng = np.random.default_rng(0)
+    X = da.from_array(rng.random((1170, 3)), chunks=(10, 3), inline_array=True)
+    assert block_readers(X) is not None
+    args = (X, None, _chunk, _order_sensitive_combine)
+    kw = {"name": "kmeans", "split_every": split_every, "consts": {"offset": 0.5}}
+    with dask.config.set({"daskmeans.blocks-per-task": 1}):
+        (ref,) = dask.compute(block_reduce(*args, **kw), scheduler="sync")
+    seen = set()
+    for forced in (2, 3, 4, 8, 9, 16, 27, 64, 117, 500):
+        with dask.config.set({"daskmeans.blocks-per-task": forced}):
+            g, depth = blocks_per_task(X, split_every)
+            d = block_reduce(*args, **kw)
+        seen.add((g, depth))
+        assert g <= forced
+        n_partial = sum(1 for k in _graph_of(d) if key_split(k) == "kmeans-partial")
+        assert n_partial == -(-117 // g)
+        (got,) = dask.compute(d, scheduler="sync")
+        assert got == ref, (forced, g, depth)
+    assert any(depth >= 2 for _, depth in seen)
+
+
+def test_partial_tasks_read_their_own_blocks():
+    """A pass over a Zarr-like source has no task per block read: the partial
+    task reads it, so no block can travel between workers."""
+    rng = np.random.default_rng(1)
+    X = da.from_array(rng.random((200, 2)), chunks=(20, 2), inline_array=True)
+    d = block_reduce(X, None, _chunk, _combine, name="kmeans", consts={"offset": 0.0})
+    (opt,) = dask.optimize(d)
+    names = {key_split(k) for k in dict(opt.__dask_graph__())}
+    assert not any(n.startswith("array") for n in names), names
+    assert dask.compute(d, scheduler="sync")[0] == pytest.approx(X.sum().compute())
+    # persisted or otherwise computed blocks: the partial tasks depend on their keys
+    Xp = X.persist(scheduler="sync")
+    dp = block_reduce(Xp, None, _chunk, _combine, name="kmeans", consts={"offset": 0.0})
+    assert any(isinstance(k, tuple) and k[0] == X.name for k in dict(dp.__dask_graph__()))
+    assert dask.compute(dp, scheduler="sync")[0] == dask.compute(d, scheduler="sync")[0]

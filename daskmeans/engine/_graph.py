@@ -13,6 +13,7 @@ import contextlib
 import math
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ import dask
 import dask.array as da
 import dask.local
 import dask.threaded
+import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
@@ -30,7 +32,9 @@ __all__ = [
     "DEFAULT_SPLIT_EVERY",
     "PassRunner",
     "batch_size",
+    "block_readers",
     "block_reduce",
+    "blocks_per_task",
     "compute_passes",
     "resolve_split_every",
 ]
@@ -49,16 +53,52 @@ def resolve_split_every(split_every: int | None) -> int:
 
 
 def _call_chunk(func, block, weights, index, consts):
-    return func(block, weights, index, **consts)
-
-
-def _call_chunks(func, blocks, weights, indices, consts):
-    """Several consecutive blocks in one task: the list of their results."""
-    return [func(b, w, i, **consts) for b, w, i in zip(blocks, weights, indices, strict=True)]
+    return func(_read(block), _read(weights), index, **consts)
 
 
 def _call_combine(func, parts):
     return func(parts)
+
+
+class _Reader:
+    """Reads one block of an array when called: the block's own root task.
+
+    A pass whose partial task depends on a block *key* lets the distributed
+    scheduler read the block in one task and reduce it in another, possibly
+    on another worker, and then the block travels. Holding the read (a task
+    of the array's optimised graph that has no dependencies: a Zarr getter,
+    fused with its dtype conversion) as plain data of the partial task makes
+    reading and reducing one task: only its small result leaves the worker.
+    """
+
+    __slots__ = ("node",)
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def __call__(self):
+        return self.node({})
+
+
+def _read(source):
+    """A block: read by a :class:`_Reader`, or already a value."""
+    return source() if isinstance(source, _Reader) else source
+
+
+def _call_read_chunks(func, combine, levels, blocks, weights, indices, consts):
+    """Read and reduce consecutive blocks in one task, one block at a time.
+
+    The results are combined in groups of ``fan_in`` for ``levels`` levels,
+    exactly as the combine tree would (the batch starts on a multiple of
+    ``fan_in ** levels``), and returned as the list of the nodes the tree
+    continues from. Only one block is held at a time.
+    """
+    fan_in, depth = levels
+    out = [func(_read(b), _read(w), i, **consts)
+           for b, w, i in zip(blocks, weights, indices, strict=True)]
+    for _ in range(depth):
+        out = [combine(out[j : j + fan_in]) for j in range(0, len(out), fan_in)]
+    return out
 
 
 def _call_combine_flat(func, batches):
@@ -102,6 +142,132 @@ def batch_size(X: da.Array, fan_in: int) -> int:
     n_threads = dask.config.get("num_workers", None) or CPU_COUNT
     want = min(BATCH_BYTES // block_bytes, n_blocks // (4 * n_threads))
     return max(g for g in range(1, fan_in + 1) if fan_in % g == 0 and g <= max(1, want))
+
+
+#: Partial tasks per worker thread that a pass aims at on a distributed
+#: cluster (dask config ``daskmeans.tasks-per-thread``); blocks are grouped
+#: into fewer, longer tasks beyond it (see :func:`blocks_per_task`).
+TASKS_PER_THREAD = 4
+
+#: Most bytes of data one grouped partial task reads on a distributed cluster
+#: (dask config ``daskmeans.task-bytes``). The blocks of a task are read one
+#: at a time, so this bounds a task's duration, not its memory.
+TASK_BYTES = 2 << 30
+
+
+def _cluster_threads(collections) -> int | None:
+    """Worker threads of the distributed client that will compute, or None."""
+    try:
+        get = dask.base.get_scheduler(collections=collections)
+    except Exception:  # pragma: no cover - be conservative
+        return None
+    client = getattr(get, "__self__", None)
+    if client is None or not hasattr(client, "nthreads"):
+        return None
+    try:
+        return max(1, sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 - a closing client: no grouping
+        return None
+
+
+def _groupings(n_blocks: int, fan_in: int):
+    """Blocks per task that keep the combine tree's order: ``h * fan_in**depth``
+    with ``h`` dividing ``fan_in``, and only levels the tree really has."""
+    depth = 0
+    while True:
+        unit = fan_in**depth
+        if depth and n_blocks <= fan_in ** (depth - 1):
+            return
+        for h in range(1, fan_in + 1):
+            if fan_in % h == 0 and (depth == 0 or h < fan_in):
+                yield h * unit, depth
+        if unit > n_blocks:
+            return
+        depth += 1
+
+
+def blocks_per_task(X: da.Array, fan_in: int, *, fused: bool = True) -> tuple[int, int]:
+    """``(g, depth)``: blocks read by one partial task, and the combine levels it does.
+
+    Under dask's local threads: :func:`batch_size` (``depth`` 0). On a
+    distributed cluster, when partial tasks read their own blocks (``fused``),
+    a pass aims at :data:`TASKS_PER_THREAD` tasks per worker thread: the
+    scheduler's own time per task (a fraction of a millisecond) is then a
+    small share of the pass however many blocks there are, and a task reads
+    at most :data:`TASK_BYTES`. Memory is unchanged: a task holds one block
+    at a time. ``g`` is ``h * fan_in**depth`` (``h`` dividing ``fan_in``) and
+    the task combines its results ``depth`` levels up, exactly as the tree
+    would, so results are bitwise the same for every grouping. The dask
+    config ``daskmeans.blocks-per-task`` (an int) overrides the choice under
+    any scheduler (rounded down to such a grouping);
+    ``daskmeans.tasks-per-thread`` and ``daskmeans.task-bytes`` tune it.
+    """
+    n_blocks = X.numblocks[0]
+    rows = X.chunks[0]
+    if n_blocks < 2 or any(math.isnan(r) for r in rows):
+        return 1, 0
+    forced = dask.config.get("daskmeans.blocks-per-task", None)
+    if forced in (None, "auto") and _local_scheduler([X]):
+        return batch_size(X, fan_in), 0
+    if not fused:
+        return 1, 0
+    if forced in (None, "auto"):
+        threads = _cluster_threads([X])
+        if threads is None:
+            return 1, 0
+        per_thread = int(dask.config.get("daskmeans.tasks-per-thread", TASKS_PER_THREAD))
+        cap_bytes = int(dask.config.get("daskmeans.task-bytes", TASK_BYTES))
+        block_bytes = max(1, max(rows) * X.shape[1] * X.dtype.itemsize)
+        want = min(n_blocks // max(1, per_thread * threads), cap_bytes // block_bytes)
+    else:
+        want = int(forced)
+    best = (1, 0)
+    for g, depth in _groupings(n_blocks, fan_in):
+        if g <= max(1, want) and g >= best[0]:
+            best = (g, depth)
+    return best
+
+
+#: Arrays whose block readers were looked up, by name (a name is a hash of the graph).
+_READERS: dict = {}
+
+
+def _is_root_read(node, Task, DataNode) -> bool:
+    """A task that depends on nothing, or a NumPy block held in the graph
+    (never a reference to data elsewhere, such as a persisted block)."""
+    if type(node) is Task:
+        return not node.dependencies
+    return type(node) is DataNode and isinstance(node.value, np.ndarray)
+
+
+def block_readers(arr: da.Array) -> list | None:
+    """A :class:`_Reader` per row block of ``arr``, or None when a block is not
+    read by a task of its own that depends on nothing (persisted blocks, a
+    rechunk, NumPy data stored as one key, ...)."""
+    name = arr.name
+    hit = _READERS.get(name)
+    if hit is not None and hit[0]() is arr.dask:  # persisted arrays keep their names
+        return hit[1]
+    readers = None
+    try:
+        from dask._task_spec import DataNode, Task, convert_legacy_graph
+
+        keys = [(name, i, 0) if arr.ndim == 2 else (name, i) for i in range(arr.numblocks[0])]
+        if arr.ndim in (1, 2) and (arr.ndim == 1 or arr.numblocks[1] == 1):
+            graph = arr.__dask_optimize__(arr.__dask_graph__(), keys)
+            graph = convert_legacy_graph(dict(graph))
+            nodes = [graph.get(k) for k in keys]
+            if all(_is_root_read(n, Task, DataNode) for n in nodes):
+                readers = [_Reader(n) for n in nodes]
+    except Exception:  # noqa: BLE001 - unknown graph shapes: depend on the block keys
+        readers = None
+    if len(_READERS) >= 16:
+        _READERS.pop(next(iter(_READERS)))
+    try:  # a weak reference: the cache must not keep persisted blocks alive
+        _READERS[name] = (weakref.ref(arr.dask), readers)
+    except TypeError:  # pragma: no cover - a graph type without weak references
+        pass
+    return readers
 
 
 def block_reduce(
@@ -155,54 +321,83 @@ def _delayed(X, weights, dsk: dict, out) -> Delayed:
 
 
 def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
-    """The layer of :func:`block_reduce`: ``(dsk, result key, consts key)``."""
+    """The layer of :func:`block_reduce`: ``(dsk, result key, consts key)``.
+
+    Every partial task reads its own blocks when ``X`` (and the weights) are
+    read by tasks of their own that depend on nothing (a Zarr or NumPy
+    source, see :class:`_Reader`); otherwise it depends on the block keys.
+    """
     if X.numblocks[1] != 1:
         raise ValueError("internal: X must have one block along the features axis")
     fan_in = resolve_split_every(split_every)
     consts = consts or {}
     wname = None if weights is None else weights.name
-    g = batch_size(X, fan_in)
-    token = tokenize(X.name, wname, chunk, combine, consts, fan_in, finalize, g)
+    reads = block_readers(X)
+    wreads = None if weights is None else block_readers(weights)
+    fused = reads is not None and (weights is None or wreads is not None)
+    g, depth = blocks_per_task(X, fan_in, fused=fused)
+    token = tokenize(X.name, wname, chunk, combine, consts, fan_in, finalize, g, depth, fused)
     const_key = f"{name}-consts-{token}"
     part = f"{name}-partial-{token}"
     dsk: dict = {const_key: consts}
     n_blocks = X.numblocks[0]
 
-    def wkey(i):
-        return None if weights is None else (weights.name, i)
+    def xsrc(i):
+        return reads[i] if fused else (X.name, i, 0)
+
+    def wsrc(i):
+        if weights is None:
+            return None
+        return wreads[i] if fused else (weights.name, i)
 
     comb = f"{name}-combine-{token}"
-    depth = 0
-    if g == 1:
+    level_no = 0
+    if g == 1 and depth == 0:
         for i in range(n_blocks):
-            dsk[(part, i)] = (_call_chunk, chunk, (X.name, i, 0), wkey(i), i, const_key)
+            dsk[(part, i)] = (_call_chunk, chunk, xsrc(i), wsrc(i), i, const_key)
         level = [(part, i) for i in range(n_blocks)]
     else:
-        # batched partials hand lists to a first combine level over the same blocks
+        # a task per g consecutive blocks, each returning the nodes of the tree's level
+        # `depth` over its blocks (g // fan_in**depth of them, fewer in the last one)
         for b, start in enumerate(range(0, n_blocks, g)):
             idx = list(range(start, min(start + g, n_blocks)))
-            dsk[(part, b)] = (_call_chunks, chunk, [(X.name, i, 0) for i in idx],
-                              [wkey(i) for i in idx], idx, const_key)
+            dsk[(part, b)] = (_call_read_chunks, chunk, combine, (fan_in, depth),
+                              [xsrc(i) for i in idx], [wsrc(i) for i in idx], idx, const_key)
         batches = [(part, b) for b in range(-(-n_blocks // g))]
-        per = fan_in // g
-        level = []
-        for j in range(0, len(batches), per):
-            key = (comb, depth, j // per)
-            dsk[key] = (_call_combine_flat, combine, batches[j : j + per])
-            level.append(key)
-        depth = 1
+        if -(-n_blocks // fan_in**depth) == 1:  # the tasks made the whole tree
+            level = [(_only, batches[0])]
+        else:
+            per = fan_in // (g // fan_in**depth)
+            level = []
+            for j in range(0, len(batches), per):
+                key = (comb, level_no, j // per)
+                dsk[key] = (_call_combine_flat, combine, batches[j : j + per])
+                level.append(key)
+            level_no = 1
     while len(level) > 1:
         nxt = []
         for j in range(0, len(level), fan_in):
-            key = (comb, depth, j // fan_in)
+            key = (comb, level_no, j // fan_in)
             dsk[key] = (_call_combine, combine, list(level[j : j + fan_in]))
             nxt.append(key)
         level = nxt
-        depth += 1
+        level_no += 1
     out = f"{name}-result-{token}"
     root = level[0]
-    dsk[out] = (finalize, root) if finalize is not None else (_identity, root)
+    if isinstance(root, tuple) and root and root[0] is _only:
+        dsk[out] = (_only_finalize, finalize or _identity, root[1])
+    else:
+        dsk[out] = (finalize, root) if finalize is not None else (_identity, root)
     return dsk, out, const_key
+
+
+def _only(parts):  # pragma: no cover - a marker, never called
+    raise AssertionError
+
+
+def _only_finalize(finalize, parts):
+    (root,) = parts
+    return finalize(root)
 
 
 def _identity(x):
