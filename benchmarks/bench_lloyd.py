@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     import sklearn
 
     import daskmeans
-    from daskmeans.kernels import _api as _kernels
+    from daskmeans import kernels as _kernels
 
     header = [
         f"python {platform.python_version()}, numpy {np.__version__}, dask {dask.__version__}, "
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         f"BLAS: {blas_info()}",
         "unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for this run: "
         + unset_note(),
-        f"daskmeans compiled loops (numba): {'on' if _kernels._USE_NUMBA else 'off'}",
+        f"daskmeans kernels (large float32): {_kernels.choose_plan(np.float32, 16, 32, 10**9).describe()}",
     ]
     try:
         import dask_ml

@@ -2,19 +2,22 @@
 
 The public API mirrors scikit-learn's :class:`~sklearn.cluster.KMeans`; data
 may be a NumPy array, a Dask array, a Zarr array, or the path or URL of one.
+
+Every public name is imported on first use (PEP 562), so ``import daskmeans``
+loads neither Dask, scikit-learn nor numba.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import TYPE_CHECKING
 
-from . import vq
-from .io._zarr import open_zarr
-from .io._labels import write_labels
-from .estimator import KMeans
-from .minibatch import MiniBatchKMeans
-from .select_k import select_k
-
-if TYPE_CHECKING:
-    from . import plot
+if TYPE_CHECKING:  # pragma: no cover - for static tools only
+    from . import datasets, plot, testing, vq, xarray
+    from .estimator import KMeans
+    from .io import open_zarr, write_labels
+    from .minibatch import MiniBatchKMeans
+    from .select_k import select_k
 
 __version__ = "0.1.0"
 
@@ -29,11 +32,31 @@ __all__ = [
     "write_labels",
 ]
 
+#: Public name -> (module, attribute or None for the module itself).
+_LAZY = {
+    "KMeans": (".estimator", "KMeans"),
+    "MiniBatchKMeans": (".minibatch", "MiniBatchKMeans"),
+    "open_zarr": (".io", "open_zarr"),
+    "write_labels": (".io", "write_labels"),
+    "select_k": (".select_k", "select_k"),
+    "vq": (".vq", None),
+    "plot": (".plot", None),
+    "datasets": (".datasets", None),
+    "testing": (".testing", None),
+    "xarray": (".xarray", None),
+}
+
 
 def __getattr__(name: str):
-    # daskmeans.plot is imported on first use: matplotlib stays an optional extra
-    if name == "plot":
-        import importlib
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    mod = importlib.import_module(module, __name__)
+    value = mod if attr is None else getattr(mod, attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
-        return importlib.import_module(f"{__name__}.plot")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

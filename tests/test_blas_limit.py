@@ -75,6 +75,11 @@ def test_concurrent_computes_restore_the_original_limit():
 def test_limit_covers_the_blas_that_compiled_kernels_call():
     """The compiled whole-block sweep calls SciPy's BLAS through numba: that
     library must be limited too, or every Dask thread starts BLAS threads."""
+    from daskmeans.kernels import _plan
+
+    if not _plan.numba_installed():
+        pytest.skip("numba not installed")
+    # a compiled plan imports the loops, and with them SciPy's BLAS
     from daskmeans.kernels import _numba_loops as _kernels_numba
 
     if not _kernels_numba.BLAS_AVAILABLE:

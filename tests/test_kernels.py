@@ -1,8 +1,11 @@
 """The per-block NumPy kernels against brute-force NumPy references."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from daskmeans.kernels import KernelPlan
 from daskmeans.kernels import _api as _kernels
 from daskmeans.testing import brute_force_lloyd
 
@@ -16,20 +19,20 @@ def tol_for(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 3, 100])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_lloyd_partial_matches_brute_force(dtype, k, weighted, monkeypatch):
+def test_lloyd_partial_matches_brute_force(dtype, k, weighted):
     rng = np.random.default_rng(k)
     X = rng.normal(size=(1500, 4)).astype(dtype)
     C = X[rng.choice(len(X), k, replace=False)].copy()
     w = rng.uniform(0, 3, size=len(X)) if weighted else None
     # force several sub-blocks so the sub-block loop is exercised
-    monkeypatch.setattr(_kernels, "_DIST_BLOCK_BYTES", 256 * k * X.itemsize)
-    out = _kernels.lloyd_partial(X, C, w)
+    plan = replace(KernelPlan.numpy(), dist_block_bytes=256 * k * X.itemsize)
+    out = _kernels.lloyd_partial(X, C, w, plan=plan)
     lab, dist, sums, counts, inertia = brute(X, C, w)
     assert out["sums"].dtype == np.float64 and out["counts"].dtype == np.float64
     np.testing.assert_allclose(out["counts"], counts, **tol_for(dtype))
     np.testing.assert_allclose(out["sums"], sums, **tol_for(dtype))
     np.testing.assert_allclose(out["inertia"][0], inertia, **tol_for(dtype))
-    np.testing.assert_array_equal(_kernels.assign(X, C), lab)
+    np.testing.assert_array_equal(_kernels.assign(X, C, plan=plan), lab)
 
 
 def test_groups_are_independent():

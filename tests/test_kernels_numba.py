@@ -1,41 +1,56 @@
-"""The compiled (numba) path of the kernels against the NumPy path and brute force."""
+"""The compiled (numba) path of the kernels against the NumPy path and brute force.
+
+Paths are chosen by building kernel plans (:class:`daskmeans.kernels.KernelPlan`).
+"""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from daskmeans.kernels import _api as _kernels
-from daskmeans.kernels import _numba_loops as _kernels_numba
-from daskmeans.testing import brute_force_lloyd
+from daskmeans.kernels import _plan
 
-pytestmark = pytest.mark.skipif(not _kernels_numba.AVAILABLE, reason="numba not installed")
+if not _plan.numba_installed():  # pragma: no cover
+    pytest.skip("numba not installed", allow_module_level=True)
 
+from daskmeans.kernels import KernelPlan, _compiled, _llvm  # noqa: E402
+from daskmeans.kernels import _api as _kernels  # noqa: E402
+from daskmeans.kernels import _numba_loops as _kernels_numba  # noqa: E402
+from daskmeans.testing import brute_force_lloyd  # noqa: E402
 
 brute = brute_force_lloyd
+
+#: The compiled plan with everything this machine offers, and the NumPy one.
+NUMBA = KernelPlan.numba()
+NUMPY = KernelPlan.numpy()
+#: Compiled plans without the LLVM-IR intrinsics, whole blocks and sub-blocks.
+PLAIN = KernelPlan.numba(plain=True)
+SUBBLOCK = KernelPlan.numba(plain=True, whole_block=False)
 
 
 def tol_for(dtype):
     return dict(rtol=1e-4, atol=1e-3) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-8)
 
 
-def both_paths(monkeypatch, func, *args, **kwargs):
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
-    fast = func(*args, **kwargs)
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", False)
-    slow = func(*args, **kwargs)
+def both_paths(func, *args, plan=NUMBA, **kwargs):
+    """``func`` under the compiled ``plan`` and under the NumPy plan."""
+    fast = func(*args, plan=plan, **kwargs)
+    slow = func(*args, plan=NUMPY, **kwargs)
     return fast, slow
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 5, 300])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_numba_lloyd_partial_matches_numpy_and_brute_force(dtype, k, weighted, monkeypatch):
+@pytest.mark.parametrize("plan", [NUMBA, PLAIN, SUBBLOCK], ids=["numba", "plain", "subblock"])
+def test_numba_lloyd_partial_matches_numpy_and_brute_force(dtype, k, weighted, plan):
     rng = np.random.default_rng(k)
     X = rng.normal(size=(2100, 6)).astype(dtype)
     C = X[rng.choice(len(X), k, replace=False)].copy()
     w = rng.uniform(0, 3, size=len(X)) if weighted else None
     # several sub-blocks of uneven length
-    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 333)
-    fast, slow = both_paths(monkeypatch, _kernels.lloyd_partial, X, C, w, n_far=4)
+    fast, slow = both_paths(_kernels.lloyd_partial, X, C, w, n_far=4,
+                            plan=replace(plan, step=333))
     lab, dist, sums, counts, inertia = brute(X, C, w)
     assert fast["sums"].dtype == np.float64 and fast["counts"].dtype == np.float64
     # same labels: equal counts (weighted ones up to the order of the float64 sum)
@@ -48,58 +63,59 @@ def test_numba_lloyd_partial_matches_numpy_and_brute_force(dtype, k, weighted, m
     np.testing.assert_allclose(fast["far"]["dist"], slow["far"]["dist"], **tol_for(dtype))
 
 
-def test_numba_groups_match_numpy(monkeypatch):
+def test_numba_groups_match_numpy():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(1000, 3)).astype(np.float32)
     C = X[:20].copy()
     bounds = [0, 4, 11, 20]
-    fast, slow = both_paths(monkeypatch, _kernels.lloyd_partial, X, C, bounds=bounds, n_far=3)
+    fast, slow = both_paths(_kernels.lloyd_partial, X, C, bounds=bounds, n_far=3)
     np.testing.assert_array_equal(fast["counts"], slow["counts"])
     np.testing.assert_allclose(fast["sums"], slow["sums"], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(fast["inertia"], slow["inertia"], rtol=1e-5)
     np.testing.assert_array_equal(fast["far"]["labels"], slow["far"]["labels"])
 
 
-def test_numba_ties_go_to_first_centre(monkeypatch):
+@pytest.mark.parametrize("plan", [NUMBA, SUBBLOCK], ids=["numba", "subblock"])
+def test_numba_ties_go_to_first_centre(plan):
     X = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]])
     C = np.array([[1.0, 0.0], [1.0, 0.0], [3.0, 0.0]])  # centres 0 and 1 coincide
-    fast, slow = both_paths(monkeypatch, _kernels.lloyd_partial, X, C)
+    fast, slow = both_paths(_kernels.lloyd_partial, X, C, plan=plan)
     np.testing.assert_array_equal(fast["counts"], [3.0, 0.0, 0.0])
     np.testing.assert_array_equal(fast["counts"], slow["counts"])
-    fast, slow = both_paths(monkeypatch, _kernels.assign, X, C, return_distances=True)
+    fast, slow = both_paths(_kernels.assign, X, C, return_distances=True, plan=plan)
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_allclose(fast[1], slow[1])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numba_assign_and_nearest_match_numpy(dtype, monkeypatch):
+@pytest.mark.parametrize("plan", [NUMBA, PLAIN], ids=["numba", "plain"])
+def test_numba_assign_and_nearest_match_numpy(dtype, plan):
     rng = np.random.default_rng(5)
     X = rng.normal(size=(1700, 5)).astype(dtype)
     C = X[:40].copy()
-    fast, slow = both_paths(monkeypatch, _kernels.assign, X, C, return_distances=True)
+    fast, slow = both_paths(_kernels.assign, X, C, return_distances=True, plan=plan)
     assert fast[0].dtype == np.int64 and fast[1].dtype == np.float64
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_allclose(fast[1], slow[1], **tol_for(dtype))
-    fast, slow = both_paths(monkeypatch, _kernels.nearest, X, C, [0, 15, 40])
+    fast, slow = both_paths(_kernels.nearest, X, C, [0, 15, 40], plan=plan)
     np.testing.assert_array_equal(fast[0], slow[0])
     assert fast[1].dtype == np.float64
     np.testing.assert_allclose(fast[1], slow[1], **tol_for(dtype))
 
 
-def test_numba_path_is_skipped_for_mixed_dtypes(monkeypatch):
+def test_numba_path_is_skipped_for_mixed_dtypes():
     X = np.ones((10, 2), dtype=np.float32)
     C = np.zeros((2, 2), dtype=np.float64)
-    assert not _kernels._use_numba(X, C)
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
-    out = _kernels.lloyd_partial(X, C)
+    assert not _kernels._compiled_applies(NUMBA, X, C)
+    out = _kernels.lloyd_partial(X, C, plan=NUMBA)
     np.testing.assert_allclose(out["counts"], [10.0, 0.0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_numba_moments_match_numpy(dtype, monkeypatch):
+def test_numba_moments_match_numpy(dtype):
     rng = np.random.default_rng(7)
     X = (rng.normal(size=(70_001, 5)) * [1, 10, 0.1, 1e3, 1] + [0, 5, -3, 1e4, 0]).astype(dtype)
-    fast, slow = both_paths(monkeypatch, _kernels.moments, X)
+    fast, slow = both_paths(_kernels.moments, X)
     assert fast[0] == slow[0] == 70_001.0
     ref_mean = X.astype(np.float64).mean(0)
     ref_m2 = ((X.astype(np.float64) - ref_mean) ** 2).sum(0)
@@ -119,7 +135,7 @@ def _far_reference(X, C, w, m):
 
 @pytest.mark.parametrize("layout_k", [0, 10**9])  # transposed, row-major distances
 @pytest.mark.parametrize("order", ["random", "increasing"])
-def test_streamed_far_rows_are_the_farthest(layout_k, order, monkeypatch):
+def test_streamed_far_rows_are_the_farthest(layout_k, order):
     rng = np.random.default_rng(11)
     X = rng.normal(size=(5000, 4)) * rng.uniform(0.1, 3, size=(5000, 1))
     C = X[:7].copy()
@@ -129,11 +145,9 @@ def test_streamed_far_rows_are_the_farthest(layout_k, order, monkeypatch):
         _, dist, *_ = brute(X, C, None)
         perm = np.argsort(dist, kind="stable")
         X, w = X[perm], w[perm]
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
-    monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
-    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 97)
+    plan = replace(NUMBA, rowmajor_max_k=layout_k, step=97)
     m = 6
-    out = _kernels.lloyd_partial(X, C, w, n_far=m)["far"]
+    out = _kernels.lloyd_partial(X, C, w, n_far=m, plan=plan)["far"]
     idx, lab, dist = _far_reference(X, C, w, m)
     np.testing.assert_array_equal(out["labels"][0], lab)
     np.testing.assert_allclose(out["dist"][0], dist, rtol=1e-10)
@@ -164,17 +178,16 @@ def test_far_compact_keeps_the_largest_equal_ones_in_order(n):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_row_major_and_transposed_layouts_agree(dtype, monkeypatch):
+def test_row_major_and_transposed_layouts_agree(dtype):
     rng = np.random.default_rng(12)
     X = rng.normal(size=(3000, 9)).astype(dtype)
     C = X[rng.choice(len(X), 30, replace=False)].copy()
     bounds = [0, 10, 30]
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
     out = {}
     for name, limit in (("rows", 10**9), ("cols", 0)):
-        monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", limit)
-        out[name] = (_kernels.lloyd_partial(X, C, bounds=bounds, n_far=3),
-                     _kernels.nearest(X, C, bounds))
+        plan = replace(NUMBA, rowmajor_max_k=limit)
+        out[name] = (_kernels.lloyd_partial(X, C, bounds=bounds, n_far=3, plan=plan),
+                     _kernels.nearest(X, C, bounds, plan=plan))
     a, b = out["rows"], out["cols"]
     np.testing.assert_array_equal(a[0]["counts"], b[0]["counts"])
     np.testing.assert_allclose(a[0]["sums"], b[0]["sums"], **tol_for(dtype))
@@ -201,22 +214,20 @@ def test_screened_float64_gives_exact_labels(offset, layout_k, whole, monkeypatc
     C[1] = C[0] + 1e-9
     C[2] = C[3]
     w = rng.uniform(0, 2, size=len(X))
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
-    monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
-    monkeypatch.setattr(_kernels, "_SCREEN_ROWMAJOR_MAX_K", layout_k)
-    monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", 0)
     if whole and not _kernels_numba.BLAS_AVAILABLE:
         pytest.skip("compiled whole-block sweep not available (SciPy missing)")
-    monkeypatch.setattr(_kernels, "_WHOLE_BLOCK", whole)
+    plan = replace(NUMBA, rowmajor_max_k=layout_k, screen_rowmajor_max_k=layout_k,
+                   screen_min_k=0, whole_block=whole, fused=NUMBA.fused and whole, step=512)
+    assert plan.path(np.float64, len(C)).endswith("screened-" + (
+        "rowmajor" if layout_k else "transposed"))
     # rows decided again in float64, counted by whichever path runs
     redone = []
     for name in ("refine_rows", "sweep_block_screened", "nearest_block_screened"):
         func = getattr(_kernels_numba, name)
         monkeypatch.setattr(_kernels_numba, name,
                             lambda *a, f=func: redone.append(f(*a)) or redone[-1])
-    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 512)
-    out = _kernels.lloyd_partial(X, C, w, n_far=3)
-    labels, dist = _kernels.nearest(X, C)
+    out = _kernels.lloyd_partial(X, C, w, n_far=3, plan=plan)
+    labels, dist = _kernels.nearest(X, C, plan=plan)
     assert sum(redone) > 0
     diff = X[:, None, :] - C[None, :, :]
     exact = np.einsum("nkd,nkd->nk", diff, diff)
@@ -246,19 +257,17 @@ def test_whole_block_call_matches_the_sub_block_loop(dtype, layout_k, weighted, 
     C = X[rng.choice(len(X), 26, replace=False)].copy()
     w = rng.uniform(0, 2, size=len(X)) if weighted else None
     bounds = [0, 9, 26]
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
-    monkeypatch.setattr(_kernels, "_ROWMAJOR_MAX_K", layout_k)
-    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 211)  # a short last sub-block
-    monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", None)  # the plain sweep (screened: below)
+    # a short last sub-block; the plain sweep (screened: above)
+    base = replace(NUMBA, rowmajor_max_k=layout_k, step=211, screen_min_k=None)
     calls = []
     sweep = _kernels_numba.sweep_block
     monkeypatch.setattr(_kernels_numba, "sweep_block", lambda *a: calls.append(1) or sweep(*a))
     out = {}
     for whole in (True, False):
-        monkeypatch.setattr(_kernels, "_WHOLE_BLOCK", whole)
-        out[whole] = (_kernels.lloyd_partial(X, C, w, bounds=bounds, n_far=5),
-                      _kernels.nearest(X, C, bounds),
-                      _kernels.assign(X, C[9:].copy(), return_distances=True))
+        plan = replace(base, whole_block=whole, fused=base.fused and whole)
+        out[whole] = (_kernels.lloyd_partial(X, C, w, bounds=bounds, n_far=5, plan=plan),
+                      _kernels.nearest(X, C, bounds, plan=plan),
+                      _kernels.assign(X, C[9:].copy(), return_distances=True, plan=plan))
     assert calls == [1]  # the whole block in one call, the loop never calls it
     (a, na, aa), (b, nb, ab) = out[True], out[False]
     np.testing.assert_array_equal(a["counts"], b["counts"])
@@ -286,7 +295,7 @@ def test_prefetch_row_hints_every_cache_line(dtype, d, offset, monkeypatch):
     monkeypatch.setattr(_kernels_numba, "prefetch",
                         lambda arr, i, j: hints.append(arr[i:, j:].__array_interface__["data"][0]))
     for i in range(A.shape[0]):
-        _kernels_numba._prefetch_row(A, i)
+        _kernels_numba.prefetch_row.py_func(A, i)
     start = A.__array_interface__["data"][0]
     end = start + A.nbytes
     hints = np.array(hints)
@@ -300,7 +309,7 @@ def test_prefetch_row_hints_every_cache_line(dtype, d, offset, monkeypatch):
 
 def test_prefetch_is_the_llvm_intrinsic():
     # a no-op fallback would silently lose the overlap of reads and compute
-    assert _kernels_numba._make_prefetch() is not None
+    assert _llvm.prefetch_kernel() is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -322,7 +331,7 @@ def test_prefetched_rows_do_not_change_results(dtype, n_ahead):
                                                dist, rows.astype(np.float64))
         D = rng.normal(size=(300, 4)).astype(dtype) if not results else results[0][-1]
         lab, bst = np.empty(300, np.intp), np.empty(300, dtype)
-        _kernels_numba.argmin_rows(D, np.zeros(4, dtype), 0, 4, lab, bst, rows)
+        _kernels_numba.argmin_rows(D, np.zeros(4, dtype), 0, 4, lab, bst, rows, True)
         labt, bstt = np.empty(300, np.intp), np.empty(300, dtype)
         _kernels_numba.argmin_columns(np.ascontiguousarray(D.T), np.zeros(4, dtype), 0, 4, labt,
                                       bstt, rows)
@@ -337,14 +346,18 @@ def test_vector_argmin_is_compiled():
     import llvmlite.binding
 
     assert _kernels_numba.VECTOR_ARGMIN == (llvmlite.binding.llvm_version_info[0] >= 17)
+    assert NUMBA.vector_argmin == _kernels_numba.VECTOR_ARGMIN and not PLAIN.vector_argmin
     if _kernels_numba.VECTOR_ARGMIN and _kernels_numba.BLAS_AVAILABLE:
-        assert _kernels._ROWMAJOR_MAX_K == 64 and _kernels._SCREEN_MIN_K == 32
+        assert NUMBA.rowmajor_max_k == 64 and NUMBA.screen_min_k == 32
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 4, 5, 8, 9, 13, 16, 17, 33, 48, 50, 64, 65])
 @pytest.mark.parametrize("order", ["C"])
-def test_argmin_rows_matches_numpy(dtype, k, order):
+@pytest.mark.parametrize("vector", [True, False])  # SIMD (LLVM IR) or scalar loop
+def test_argmin_rows_matches_numpy(dtype, k, order, vector):
+    if vector and not _kernels_numba.VECTOR_ARGMIN:  # pragma: no cover
+        pytest.skip("LLVM before 17")
     rng = np.random.default_rng(k)
     # small integers: many ties, which go to the first index
     D = rng.integers(-3, 3, size=(203, k)).astype(dtype, order=order)
@@ -354,7 +367,7 @@ def test_argmin_rows_matches_numpy(dtype, k, order):
     for lo, hi in [(0, k), (k // 3, k), (0, max(1, k - 2))]:
         labels = np.empty(len(D), np.intp)
         best = np.empty(len(D), dtype)
-        _kernels_numba.argmin_rows(D, c, lo, hi, labels, best, D[:0])
+        _kernels_numba.argmin_rows(D, c, lo, hi, labels, best, D[:0], vector)
         S = D[:, lo:hi] + c[lo:hi]
         np.testing.assert_array_equal(labels, lo + np.argmin(S, axis=1))
         np.testing.assert_array_equal(best, S.min(axis=1))
@@ -402,23 +415,21 @@ def test_fused_sweep_equals_the_blas_products(dtype, k, weighted, monkeypatch):
     X = rng.normal(size=(2345, 9)).astype(dtype)
     C = X[rng.choice(len(X), k, replace=False)].copy()
     w = rng.uniform(0, 2, size=len(X)) if weighted else None
-    monkeypatch.setattr(_kernels, "_USE_NUMBA", True)
-    monkeypatch.setattr(_kernels, "_numba_step", lambda *a: 211)  # a short last sub-block
-    monkeypatch.setattr(_kernels, "_SCREEN_MIN_K", None)
+    base = replace(NUMBA, step=211, screen_min_k=None)  # a short last sub-block
     widths = []  # the padded centres of every sweep's fused tiles (0: BLAS products)
-    init = _kernels._Distances.__init__
+    init = _compiled.Distances.__init__
 
     def spy(self, *a, **kw):
         init(self, *a, **kw)
         widths.append(self.fused)
 
-    monkeypatch.setattr(_kernels._Distances, "__init__", spy)
+    monkeypatch.setattr(_compiled.Distances, "__init__", spy)
     out = {}
     for on in (True, False):
-        monkeypatch.setattr(_kernels, "_FUSED", on)
+        plan = replace(base, fused=on)
         widths.clear()
-        out[on] = (_kernels.lloyd_partial(X, C, w, n_far=5),
-                   _kernels.assign(X, C, return_distances=True))
+        out[on] = (_kernels.lloyd_partial(X, C, w, n_far=5, plan=plan),
+                   _kernels.assign(X, C, return_distances=True, plan=plan))
         assert widths == ([next(c for c in (16, 32, 48, 64) if c >= k)] * 2 if on else [0, 0])
     (a, aa), (b, ab) = out[True], out[False]
     np.testing.assert_allclose(a["counts"], b["counts"], rtol=1e-12)

@@ -9,7 +9,10 @@ from daskmeans import KMeans
 from daskmeans import kernels as K
 from daskmeans.engine._lloyd import LloydState, lloyd, update_centers
 from daskmeans.engine._pruned import AUTO_MIN_K, MemoryStore, ZarrStore, pruned_lloyd, use_pruned
-from daskmeans.kernels import _bounds
+from daskmeans.kernels import KernelPlan, _bounds, _plan
+
+#: The plan of plain Lloyd's sweeps the block kernel is compared with.
+PLAN = KernelPlan.numba() if _plan.numba_installed() else KernelPlan.numpy()
 from daskmeans.testing import counting_dask
 
 
@@ -29,14 +32,14 @@ def test_block_kernel_matches_plain_sweep(dtype, weighted):
     state = state_np = moved = None
     n_pruned = []
     for _ in range(10):
-        ref = K.lloyd_partial(X, C, w)
-        lab_ref, _ = K.nearest(X, C)
-        out, state = _bounds.pruned_block(X, w, C, state, moved)
+        ref = K.lloyd_partial(X, C, w, plan=PLAN)
+        lab_ref, _ = K.nearest(X, C, plan=PLAN)
+        out, state = _bounds.pruned_block(X, w, C, state, moved, plan=PLAN)
         out_np, state_np = _bounds.pruned_block_numpy(X, w, C, state_np, moved)
         np.testing.assert_array_equal(state[0], lab_ref[0])
         np.testing.assert_array_equal(state_np[0], lab_ref[0])
         np.testing.assert_array_equal(out["counts"], ref["counts"])
-        if _bounds._USE_NUMBA:
+        if PLAN.compiled:
             # plain Lloyd's own accumulation loop, same row order: bitwise equal
             np.testing.assert_array_equal(out["sums"], ref["sums"])
         np.testing.assert_allclose(out_np["sums"], ref["sums"], rtol=1e-4, atol=1e-3)

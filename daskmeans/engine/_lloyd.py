@@ -128,7 +128,7 @@ def prepare_block(X, w, prep, check):
 
 
 def _lloyd_chunk(X, w, index, *, centers, bounds, n_far, check, with_moments, prep=None,
-                 check_sums=False):
+                 check_sums=False, plan=None):
     deferred = check and check_sums and prep is None
     if deferred:
         # X is checked on the pass's sums (see check_pass): no second read of the block
@@ -139,11 +139,11 @@ def _lloyd_chunk(X, w, index, *, centers, bounds, n_far, check, with_moments, pr
     with np.errstate(all="ignore") if deferred else contextlib.nullcontext():
         out = _kernels.lloyd_partial(
             X, centers, w, bounds=bounds, n_far=n_far,
-            with_moments=with_moments and valid is None,
+            with_moments=with_moments and valid is None, plan=plan,
         )
     if prep is not None:
         if with_moments and valid is not None:
-            out["moments"] = _kernels.moments(X[valid])
+            out["moments"] = _kernels.moments(X[valid], plan=plan)
         if prep.normalize:
             # unit rows and centres: ||x - c||^2 / 2 = 1 - cos(x, c)
             out["inertia"] = out["inertia"] * 0.5
@@ -200,6 +200,7 @@ def partial_pass(
     split_every=None,
     name: str = "kmeans",
     prep=None,
+    plan=None,
 ):
     """The graph of one Lloyd pass for a list of groups of centres.
 
@@ -211,7 +212,7 @@ def partial_pass(
     return block_reduce(
         X, weights, _lloyd_chunk, _combine_for(prep), name=name, split_every=split_every,
         consts=pass_consts(centers, n_far=n_far, check=check, with_moments=with_moments,
-                           prep=prep),
+                           prep=prep, plan=plan),
     )
 
 
@@ -234,11 +235,14 @@ def check_pass(res: dict) -> None:
 
 
 def pass_consts(centers: list, *, n_far: int = 0, check: bool = False,
-                with_moments: bool = False, prep=None, check_sums: bool = False) -> dict:
+                with_moments: bool = False, prep=None, check_sums: bool = False,
+                plan=None) -> dict:
     """The constants of a Lloyd pass (see :func:`partial_pass`).
 
     With ``check_sums`` (and no ``prep``), ``check`` validates only the
     weights in the blocks; the caller must call :func:`check_pass` on the result.
+    ``plan`` (a :class:`daskmeans.kernels.KernelPlan`) is the kernel path of
+    every block; None: each block chooses (see :func:`fit_plan`).
     """
     stacked = np.concatenate(centers, axis=0) if len(centers) > 1 else centers[0]
     bounds = np.concatenate(([0], np.cumsum([len(c) for c in centers]))).astype(np.intp)
@@ -253,7 +257,19 @@ def pass_consts(centers: list, *, n_far: int = 0, check: bool = False,
         consts["prep"] = prep
     if check_sums:
         consts["check_sums"] = True
+    if plan is not None:
+        consts["plan"] = plan
     return consts
+
+
+def fit_plan(X, centers: list, verbose: int = 0):
+    """The kernel plan of a fit's passes, chosen once from the whole array
+    (:func:`daskmeans.kernels.choose_plan`), printed when ``verbose``."""
+    n_centers = sum(len(c) for c in centers)
+    plan = _kernels.choose_plan(X.dtype, n_centers, X.shape[1], X.shape[0])
+    if verbose:
+        print(f"[daskmeans] kernels: {plan.describe(X.dtype, n_centers)}")
+    return plan
 
 
 def pass_runner(X: da.Array, weights, *, split_every=None, name: str = "kmeans",
@@ -333,6 +349,7 @@ def lloyd(
     on_iteration: Callable[[LloydState], None] | None = None,
     verbose: int = 0,
     prep=None,
+    plan=None,
 ) -> LloydState:
     """Run Lloyd iterations from ``state`` until every group has converged.
 
@@ -367,11 +384,15 @@ def lloyd(
     prep : daskmeans.engine._prep.Prep, optional
         Row preprocessing applied to every block; with ``prep.normalize``
         (cosine) the centres are renormalised after every update.
+    plan : daskmeans.kernels.KernelPlan, optional
+        The kernel path of every pass (default: :func:`fit_plan`).
 
     Returns
     -------
     LloydState
     """
+    if plan is None:
+        plan = fit_plan(X, state.centers, verbose)
     check = check_first
     if state.tol_abs is None and tol == 0:
         state.tol_abs = 0.0  # no variance needed: keep the first pass as light as the others
@@ -385,7 +406,8 @@ def lloyd(
         redo = True
         while redo:
             res = run_pass(pass_consts(centers, n_far=n_far if with_far else 0, check=check,
-                                       with_moments=need_moments, prep=prep, check_sums=True))
+                                       with_moments=need_moments, prep=prep, check_sums=True,
+                                       plan=plan))
             if check and prep is None:
                 check_pass(res)
             check = False
@@ -445,13 +467,15 @@ def lloyd(
 
 
 def finalize(X: da.Array, weights, state: LloydState, *, split_every=None,
-             prep=None) -> LloydState:
+             prep=None, plan=None) -> LloydState:
     """One more pass for the groups whose last inertia is not that of their final centres."""
     todo = np.flatnonzero(~state.strict)
     if len(todo) == 0:
         return state
+    if plan is None:
+        plan = fit_plan(X, state.centers)
     graph = partial_pass(X, weights, [state.centers[g] for g in todo], split_every=split_every,
-                         name="kmeans-inertia", prep=prep)
+                         name="kmeans-inertia", prep=prep, plan=plan)
     (res,) = compute_passes(graph)
     state.n_passes += 1
     state.n_omitted = int(res.get("n_omitted", state.n_omitted))

@@ -47,6 +47,7 @@ from ._graph import PassRunner, _local_scheduler, compute_passes
 from ._lloyd import (
     LloydState,
     _tol_from_moments,
+    fit_plan,
     partial_pass,
     prepare_block,
     update_centers,
@@ -196,15 +197,15 @@ def make_store(X: da.Array, kind: str = "auto", directory: str | None = None):
 
 
 def _pruned_chunk(X, w, index, *, centers, cm2t, c_sq, coefs, moved, stamp, store, check,
-                  with_moments, prep=None):
+                  with_moments, prep=None, plan=None):
     X, w, valid = prepare_block(X, w, prep, check)
     old = store.get(index, stamp - 1) if moved is not None else None
     out, new = _bounds.pruned_block(X, w, centers, old, moved, coefs=coefs, cm2t=cm2t,
-                                    c_sq=c_sq)
+                                    c_sq=c_sq, plan=plan)
     store.put(index, stamp, new)
     out["n_rows"] = X.shape[0]
     if with_moments:
-        out["moments"] = _kernels.moments(X if valid is None else X[valid])
+        out["moments"] = _kernels.moments(X if valid is None else X[valid], plan=plan)
     if prep is not None:
         if prep.normalize:
             out["inertia"] = out["inertia"] * 0.5
@@ -254,6 +255,7 @@ def pruned_lloyd(
         state.tol_abs = 0.0
     runner = PassRunner(X, weights, _pruned_chunk, _pruned_combine, name="kmeans-pruned",
                         split_every=split_every)
+    plan = fit_plan(X, state.centers, verbose)  # plain Lloyd's: same sums, same centres
     stamp = 0
     try:
         for g in np.flatnonzero(state.active):
@@ -272,6 +274,7 @@ def pruned_lloyd(
                     "store": store,
                     "check": check,
                     "with_moments": need_moments,
+                    "plan": plan,
                 }
                 if prep is not None:
                     consts["prep"] = prep
@@ -283,7 +286,7 @@ def pruned_lloyd(
                     # relocate empty clusters as plain Lloyd does: its pass with the far rows
                     (res2,) = compute_passes(partial_pass(
                         X, weights, [C], n_far=len(C), split_every=split_every,
-                        name="kmeans-relocate", prep=prep))
+                        name="kmeans-relocate", prep=prep, plan=plan))
                     state.n_passes += 1
                     far = res2["far"]
                 if need_moments:

@@ -1,23 +1,26 @@
-"""Optional compiled loops for :mod:`daskmeans._kernels` (numba, ``nogil``).
+"""Plain numba loops of the compiled kernels (``nogil``).
 
 These loops replace the NumPy argmin and per-cluster accumulation of a
 sub-block once its distance matrix has been computed by BLAS. They release the
-GIL, so Dask's threads run them in parallel. When numba is not installed (or
-``DASKMEANS_NUMBA=0`` is set) :data:`AVAILABLE` is False and the NumPy code in
-:mod:`daskmeans._kernels` is used instead; both give the same labels, and sums
-equal up to floating-point rounding (these accumulate in float64).
+GIL, so Dask's threads run them in parallel. This module imports numba: it is
+imported only when a kernel plan (:mod:`daskmeans.kernels._plan`) picks the
+compiled path. The NumPy code of :mod:`daskmeans.kernels._api` gives the same
+labels, and sums equal up to floating-point rounding (these accumulate in
+float64). Every function is compiled on its first call for the types it
+meets (no signature lists, nothing compiled at import) and kept in numba's
+cache (see :mod:`daskmeans.kernels._cache`).
 
 Two layouts of the distance matrix are supported. For up to 64 centres it is
 row-major, ``D = X @ (-2 C).T`` of shape ``(n, K)``: BLAS is faster in that
 orientation when K is small (the long dimension is the rows of the output),
-and each row's argmin is one to four SIMD vectors (:func:`_make_vector_argmin`,
-a numba intrinsic in LLVM IR). For more centres it is *transposed*,
+and each row's argmin is one to four SIMD vectors (:func:`daskmeans.kernels._llvm.vector_argmin_kernels`,
+a numba intrinsic in LLVM IR, when the plan's ``vector_argmin`` is on). For more centres it is *transposed*,
 ``Dt = (-2 C) @ X.T`` of shape ``(K, n)``, so that the running minimum over
 centres is an elementwise loop over rows, which the compiler vectorises.
 
 While a sub-block is labelled and added up, the rows of the next one are
 prefetched, one ``llvm.prefetch`` hint per cache line spread over the rows
-(:func:`_prefetch_row`): otherwise the BLAS product of every sub-block stalls
+(:func:`prefetch_row`): otherwise the BLAS product of every sub-block stalls
 on its first touch of memory.
 
 The farthest rows of a block (for relocating empty clusters) are selected
@@ -32,11 +35,10 @@ installed, numba's ``np.dot`` calls SciPy's BLAS from compiled code, so the
 loop over the sub-blocks of a block (product, argmin, accumulation, far rows)
 runs in one call that holds no GIL. Driven from Python instead, every
 sub-block takes and releases the GIL several times; with two or more Dask
-threads those hand-overs cost as much as the arithmetic (measured: the
-per-sub-block loop ran 1.2 to 1.6 times faster on two threads than on one,
-the whole-block call 1.8 to 2.0 times).
+threads those hand-overs cost as much as the arithmetic (the plan's
+``whole_block``; compare with ``DASKMEANS_KERNELS=numba-subblock``).
 
-*Screened* float64 (see :mod:`daskmeans._kernels`): the distance product is
+*Screened* float64 (see :mod:`daskmeans.kernels._compiled`): the distance product is
 computed in float32 on shifted rows, every row gets the best and second-best
 screened score and a rigorous bound on their error; a row whose gap exceeds
 twice the bound has its float32 label proven exact, any other row is decided
@@ -46,444 +48,155 @@ distances are then computed in float64 from the original rows.
 
 from __future__ import annotations
 
-import os
-
+import numba
 import numpy as np
 
+from . import _llvm
+
 __all__ = [
-    "AVAILABLE",
     "BLAS_AVAILABLE",
+    "FUSED_ARGMIN",
     "VECTOR_ARGMIN",
-    "nearest_block",
-    "nearest_block_screened",
-    "sweep_block",
-    "sweep_block_screened",
+    "accumulate_exact",
     "accumulate_rows",
     "argmin_columns",
     "argmin_rows",
-    "accumulate_exact",
-    "refine_rows",
-    "shift_cast_rows",
-    "sq_dist_exact",
-    "top2_columns",
-    "top2_rows",
     "far_compact",
     "far_push",
     "moments_rows",
+    "nearest_block",
+    "nearest_block_screened",
+    "nearest_fused",
+    "refine_rows",
     "seeding_trials",
+    "shift_cast_rows",
+    "sq_dist_exact",
     "sq_dist_rows",
+    "sweep_block",
+    "sweep_block_screened",
+    "sweep_fused",
+    "top2_columns",
+    "top2_rows",
 ]
 
 try:  # pragma: no cover - depends on the environment
-    if os.environ.get("DASKMEANS_NUMBA", "1").strip().lower() in ("0", "false", "no", "off"):
-        raise ImportError("disabled by DASKMEANS_NUMBA")
-    import numba
-except ImportError:  # pragma: no cover
-    numba = None
-
-#: True when the compiled loops can be used.
-AVAILABLE = numba is not None
-
-try:  # pragma: no cover - depends on the environment
-    if numba is None:
-        raise ImportError("no numba")
     # numba's np.dot calls SciPy's BLAS; importing it now also makes it visible
     # to threadpoolctl before any BLAS limit is set (see daskmeans.engine._graph)
     import scipy.linalg.cython_blas  # noqa: F401
 except ImportError:  # pragma: no cover
-    _HAS_BLAS = False
+    #: True when whole blocks can be swept in one compiled call (SciPy's BLAS).
+    BLAS_AVAILABLE = False
 else:
-    _HAS_BLAS = True
-
-#: True when whole blocks are swept in one compiled call (needs SciPy's BLAS).
-BLAS_AVAILABLE = AVAILABLE and _HAS_BLAS
+    BLAS_AVAILABLE = True
 
 # Reassociation lets the compiler vectorise the row norms; no "nnan"/"ninf",
 # so comparisons with infinity and NaN keep their IEEE meaning.
 _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
-#: Bytes of a cache line, the unit of :func:`_prefetch_row`.
+#: Bytes of a cache line, the unit of :func:`prefetch_row`.
 _LINE_BYTES = 64
 
 
-def _make_prefetch():
-    """A compiled ``prefetch(A, i, j)``: hint that ``A[i, j]`` will be read soon.
-
-    LLVM's ``llvm.prefetch`` intrinsic (a read, kept in all cache levels); it
-    never faults and does not change results. Falls back to a no-op when the
-    intrinsic cannot be declared with this numba.
-    """
-    try:
-        from llvmlite import ir
-        from numba import types
-        from numba.core import cgutils
-        from numba.extending import intrinsic
-    except ImportError:  # pragma: no cover - depends on numba's internals
-        return None
-
-    @intrinsic
-    def prefetch(typingctx, arr, i, j):
-        if not (isinstance(arr, types.Array) and arr.ndim == 2):
-            return None
-        sig = types.void(arr, i, j)
-
-        def codegen(context, builder, signature, args):
-            aryty = signature.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]],
-                                           wraparound=False)
-            i8p = builder.bitcast(ptr, ir.PointerType(ir.IntType(8)))
-            i32 = ir.IntType(32)
-            fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
-            fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p.type], fnty)
-            # read (0), keep in all cache levels (3), data cache (1)
-            builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return prefetch
-
-
+# --------------------------------------------------------------------------- #
+# Loops around the LLVM-IR intrinsics of _llvm (scalar stand-ins without them)
+# --------------------------------------------------------------------------- #
 def _prefetch_noop(A, i, j):
     pass
+
+
+prefetch = _llvm.prefetch_kernel() or numba.njit(inline="always")(_prefetch_noop)
 
 
 def _vector_rows_missing(D, c_sq, lo, hi, labels, best, ahead):
     raise RuntimeError("the SIMD argmin is not available")
 
 
-#: (lanes, vectors) of the SIMD argmin loops, for up to 8, 16, 32, 48 and 64 centres.
-_VECTOR_SHAPES = ((8, 1), (16, 1), (16, 2), (16, 3), (16, 4))
+def _vector_rows_with(kernel):
+    """The rows loop of one SIMD argmin shape (see :func:`argmin_rows`)."""
+    if kernel is None:  # pragma: no cover - LLVM before 17
+        return numba.njit(nogil=True)(_vector_rows_missing)
+
+    def rows(D, c_sq, lo, hi, labels, best, ahead):
+        n = D.shape[0]
+        n_ahead = min(n, ahead.shape[0])
+        for i in range(n):
+            if i < n_ahead:
+                prefetch_row(ahead, i)
+            j, b = kernel(D, i, c_sq, lo, hi - lo)
+            labels[i] = lo + j
+            best[i] = b
+
+    return numba.njit(nogil=True)(rows)
 
 
-def _ir_argmin(builder, vectors, n):
-    """LLVM IR: the minimum over the lanes of ``vectors`` and its first index.
-
-    ``vectors`` is a list of ``(values, indices)`` pairs of equal width: a
-    running minimum and its index are kept per lane across them (strict
-    ``<``: a lane keeps its earliest index on ties), then a tree of lane
-    rotations and ``select(a < b, a, b)`` gives the minimum, and the label is
-    the smallest index among the lanes holding it. Returns ``(index, minimum)``
-    as i64 and float values; the index is 0 when it is not below ``n`` (an
-    i64 value: no lane equal to the minimum, i.e. a NaN minimum).
-    """
-    from llvmlite import ir
-
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    best, index = vectors[0]
-    width = best.type.count
-    for values, idx in vectors[1:]:
-        lt = builder.fcmp_ordered("<", values, best)
-        best = builder.select(lt, values, best)
-        index = builder.select(lt, idx, index)
-
-    def rotated(vec, half):
-        mask = ir.Constant(ir.VectorType(i32, width), [(j + half) % width for j in range(width)])
-        return builder.shuffle_vector(vec, vec, mask)
-
-    cur, half = best, width // 2
-    while half >= 1:
-        sh = rotated(cur, half)
-        cur = builder.select(builder.fcmp_ordered("<", cur, sh), cur, sh)
-        half //= 2
-    first = builder.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(i32, width), [0] * width))
-    eq = builder.fcmp_ordered("==", best, first)
-    cand, half = builder.select(eq, index, ir.Constant(index.type, [2**62] * width)), width // 2
-    while half >= 1:
-        sh = rotated(cand, half)
-        cand = builder.select(builder.icmp_signed("<", cand, sh), cand, sh)
-        half //= 2
-    j = builder.extract_element(cand, ir.Constant(i32, 0))
-    j = builder.select(builder.icmp_signed("<", j, n), j, ir.Constant(i64, 0))
-    return j, builder.extract_element(cur, ir.Constant(i32, 0))
-
-
-def _make_vector_argmin():
-    """Compiled :func:`_argmin_rows` loops on SIMD vectors, one per shape of
-    :data:`_VECTOR_SHAPES`, or None.
-
-    Each row of ``D[:, lo:hi]`` is loaded as one to four vectors of 8 or 16
-    lanes (masked loads: lanes past ``hi`` read nothing and hold infinity),
-    ``c_sq`` is added, and a running minimum and its index are kept per lane
-    across the vectors (strict ``<``: a lane keeps its first index on ties).
-    The minimum is then found by a tree of lane shuffles and
-    ``select(a < b, a, b)`` (one ``vminps``/``vminpd`` per level), and the
-    label is the smallest index among the lanes holding it (first index on
-    ties, as :func:`numpy.argmin`). The sums are the same float additions as
-    the scalar loop's, so labels and minima are equal for finite values.
-    ``D`` and ``c_sq`` must be C-contiguous. Needs LLVM 17+ (opaque pointers; the
-    intrinsic names differ before); older ones get None and the scalar loop.
-    """
-    try:
-        import llvmlite.binding as llvm
-        from llvmlite import ir
-        from numba import types
-        from numba.core import cgutils
-        from numba.extending import intrinsic
-    except ImportError:  # pragma: no cover - depends on numba's internals
-        return None
-    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
-        return None
-
-    def splat(builder, vec, lane, width):
-        i32 = ir.IntType(32)
-        mask = ir.Constant(ir.VectorType(i32, width), [lane] * width)
-        return builder.shuffle_vector(vec, vec, mask)
-
-    def build(width, chunks):
-        @intrinsic
-        def vector_argmin(typingctx, D, i, c_sq, lo, n):
-            if not (isinstance(D, types.Array) and isinstance(c_sq, types.Array)
-                    and D.ndim == 2 and c_sq.ndim == 1 and D.layout == "C"
-                    and c_sq.layout == "C" and D.dtype == c_sq.dtype
-                    and D.dtype in (types.float32, types.float64)):
-                return None
-            sig = types.Tuple((types.intp, D.dtype))(D, i, c_sq, lo, n)
-
-            def codegen(context, builder, signature, args):
-                Dty, _, cty, _, _ = signature.args
-                i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
-                elty = context.get_value_type(Dty.dtype)
-                vty = ir.VectorType(elty, width)
-                ity = ir.VectorType(i64, width)
-                Da = context.make_array(Dty)(context, builder, args[0])
-                ca = context.make_array(cty)(context, builder, args[2])
-                lo = builder.sext(args[3], i64) if args[3].type.width < 64 else args[3]
-                n = builder.sext(args[4], i64) if args[4].type.width < 64 else args[4]
-                pd = cgutils.get_item_pointer(context, builder, Dty, Da, [args[1], lo],
-                                              wraparound=False)
-                pc = cgutils.get_item_pointer(context, builder, cty, ca, [lo], wraparound=False)
-                suffix = "f32" if Dty.dtype == types.float32 else "f64"
-                fnty = ir.FunctionType(vty, [pd.type, i32, ir.VectorType(i1, width), vty])
-                load = cgutils.get_or_insert_function(
-                    builder.module, fnty, f"llvm.masked.load.v{width}{suffix}.p0")
-                align = ir.Constant(i32, Dty.dtype.bitwidth // 8)
-                inf = ir.Constant(vty, [float("inf")] * width)
-                lanes = ir.Constant(ity, list(range(width)))
-                n_v = splat(builder, builder.insert_element(ir.Constant(ity, None), n,
-                                                            ir.Constant(i32, 0)), 0, width)
-                # one to four vectors of `width` centres; lanes past n hold infinity
-                vectors = []
-                for c in range(chunks):
-                    idx = builder.add(lanes, ir.Constant(ity, [c * width] * width))
-                    mask = builder.icmp_signed("<", idx, n_v)
-                    off = ir.Constant(i64, c * width)
-                    v = builder.fadd(
-                        builder.call(load, [builder.gep(pd, [off]), align, mask, inf]),
-                        builder.call(load, [builder.gep(pc, [off]), align, mask, inf]))
-                    vectors.append((v, idx))
-                j, mn = _ir_argmin(builder, vectors, n)
-                return context.make_tuple(builder, signature.return_type, [j, mn])
-
-            return sig, codegen
-
-        return vector_argmin
-
-    def rows_with(kernel):
-        def rows(D, c_sq, lo, hi, labels, best, ahead):
-            n = D.shape[0]
-            n_ahead = min(n, ahead.shape[0])
-            for i in range(n):
-                if i < n_ahead:
-                    prefetch_row(ahead, i)
-                j, b = kernel(D, i, c_sq, lo, hi - lo)
-                labels[i] = lo + j
-                best[i] = b
-
-        return numba.njit(nogil=True)(rows)
-
-    # one loop per vector shape, so that each inlines its kernel
-    return tuple(rows_with(build(w, c)) for w, c in _VECTOR_SHAPES)
-
-
-#: Centres (padded) of the fused product-and-argmin tiles, by shape 1 to 4.
-FUSED_CENTERS = (16, 32, 48, 64)
+_VECTOR_KERNELS = _llvm.vector_argmin_kernels()
+#: True when rows of 5 to 64 centres can be scanned as SIMD vectors.
+VECTOR_ARGMIN = _VECTOR_KERNELS is not None
+# one loop per vector shape, so that each inlines its kernel
+vector_rows8, vector_rows16, vector_rows32, vector_rows48, vector_rows64 = (
+    _vector_rows_with(k) for k in (_VECTOR_KERNELS or (None,) * len(_llvm.VECTOR_SHAPES)))
 
 
 def _fused_rows_missing(X, CT, c_sq, labels, best):
     raise RuntimeError("the fused product-and-argmin tiles are not available")
 
 
-def _tile_rows(vectors: int) -> int:
-    """Rows per fused tile for ``vectors`` SIMD vectors of centres per row: the
-    accumulators (rows x vectors) and the centre vectors fit in 32 registers."""
-    return {1: 6, 2: 4, 3: 4, 4: 4, 6: 3, 8: 2}[vectors]
+def _fused_rows_with(kernels, width):
+    """``fused_rowsN(X, CT, c_sq, labels, best)``: label every row of ``X`` by
+    the fused tiles of ``width`` (padded) centres (see
+    :func:`daskmeans.kernels._llvm.fused_tile_kernels`)."""
+    if kernels is None:  # pragma: no cover - LLVM before 17
+        return numba.njit(nogil=True)(_fused_rows_missing)
+    tile, height = kernels
+
+    def rows(X, CT, c_sq, labels, best):
+        n, d = X.shape
+        # the tiles index with these sizes unchecked
+        if (CT.shape[0] != d or CT.shape[1] != width or c_sq.shape[0] != width
+                or labels.shape[0] < n or best.shape[0] < n):
+            raise ValueError("fused tiles: operands of the wrong shape")
+        R = height(X)
+        full = n - n % R
+        for i in range(0, full, R):
+            tile(X, i, CT, c_sq, labels, best)
+        if full < n:  # the last rows, through a zero-padded tile
+            # element by element: slice assignments take seconds to compile
+            Xt = np.empty((R, d), dtype=X.dtype)
+            for r in range(R):
+                for q in range(d):
+                    Xt[r, q] = X[full + r, q] if full + r < n else 0
+            lt = np.empty(R, dtype=labels.dtype)
+            bt = np.empty(R, dtype=best.dtype)
+            tile(Xt, 0, CT, c_sq, lt, bt)
+            for r in range(n - full):
+                labels[full + r] = lt[r]
+                best[full + r] = bt[r]
+
+    return numba.njit(nogil=True)(rows)
 
 
-def _make_fused_argmin():
-    """Compiled loops labelling rows without a distance matrix, one per shape of
-    :data:`FUSED_CENTERS`, or None.
-
-    ``fused_rowsN(X, CT, c_sq, labels, best)``: for every row ``x`` of ``X``
-    (n, d), the first ``j`` minimising ``x . CT[:, j] + c_sq[j]`` and that
-    minimum, where ``CT`` is ``(-2 C).T`` padded with zero columns to ``N``
-    centres and ``c_sq`` the centres' squared norms padded with infinity (a
-    padded centre never wins). A tile of a few rows is computed at once (a
-    numba intrinsic in LLVM IR): per feature, the ``N`` centre values are
-    loaded as vectors of 16 (float32) or 8 (float64) lanes, each row's value
-    is broadcast, and fused multiply-adds keep every row's ``N`` products in
-    registers; then the argmin of each row is the tree of
-    :func:`_make_vector_argmin`. BLAS instead writes the products of a
-    sub-block to memory and the argmin reads them back, and its kernels are
-    made for long inner dimensions: with 32 features and 64 centres, float32,
-    one thread, 125,000 rows took 2.7 ms here against 4.4 ms for BLAS's
-    product alone. The products are sums over the features in order, so a
-    label can differ from the BLAS path's only where two centres tie to the
-    last bits. NaN rows get label 0, as in :func:`_make_vector_argmin`.
-    """
-    try:
-        import llvmlite.binding as llvm
-        from llvmlite import ir
-        from numba import types
-        from numba.core import cgutils
-        from numba.extending import intrinsic
-    except ImportError:  # pragma: no cover - depends on numba's internals
-        return None
-    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
-        return None
-
-    def build(n_centers):
-        @intrinsic
-        def tile(typingctx, X, i, CT, c_sq, labels, best):
-            if not (isinstance(X, types.Array) and isinstance(CT, types.Array)
-                    and isinstance(c_sq, types.Array) and X.ndim == 2 and CT.ndim == 2
-                    and c_sq.ndim == 1 and CT.layout == "C"
-                    and c_sq.layout == "C" and X.dtype == CT.dtype == c_sq.dtype
-                    and X.dtype in (types.float32, types.float64)):
-                return None
-            sig = types.void(X, i, CT, c_sq, labels, best)
-
-            def codegen(context, builder, signature, args):
-                Xty, _, Cty, sty, lty, bty = signature.args
-                i32, i64 = ir.IntType(32), ir.IntType(64)
-                lanes = 16 if Xty.dtype == types.float32 else 8
-                V = n_centers // lanes
-                R = _tile_rows(V)
-                elty = context.get_value_type(Xty.dtype)
-                vty = ir.VectorType(elty, lanes)
-                ity = ir.VectorType(i64, lanes)
-                Xa = context.make_array(Xty)(context, builder, args[0])
-                Ca = context.make_array(Cty)(context, builder, args[2])
-                sa = context.make_array(sty)(context, builder, args[3])
-                la = context.make_array(lty)(context, builder, args[4])
-                ba = context.make_array(bty)(context, builder, args[5])
-                row0 = args[1]
-                d = builder.extract_value(Xa.shape, 1)
-                suffix = "f32" if Xty.dtype == types.float32 else "f64"
-                fma = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                    f"llvm.fma.v{lanes}{suffix}")
-                align = Xty.dtype.bitwidth // 8
-
-                def splat(vec, lane):
-                    mask = ir.Constant(ir.VectorType(i32, lanes), [lane] * lanes)
-                    return builder.shuffle_vector(vec, vec, mask)
-
-                def vload(ptr, offset):
-                    p = builder.gep(ptr, [offset])
-                    return builder.load(builder.bitcast(p, vty.as_pointer()), align=align)
-
-                # the products: a loop over the features with R x V accumulators
-                zero = ir.Constant(vty, [0.0] * lanes)
-                entry = builder.block
-                loop = builder.append_basic_block("fused.loop")
-                done = builder.append_basic_block("fused.done")
-                builder.branch(loop)
-                builder.position_at_end(loop)
-                j = builder.phi(i64)
-                j.add_incoming(ir.Constant(i64, 0), entry)
-                acc = [[builder.phi(vty) for _ in range(V)] for _ in range(R)]
-                for r in range(R):
-                    for v in range(V):
-                        acc[r][v].add_incoming(zero, entry)
-                base = builder.mul(j, ir.Constant(i64, n_centers))
-                cv = [vload(Ca.data, builder.add(base, ir.Constant(i64, v * lanes)))
-                      for v in range(V)]
-                new = []
-                for r in range(R):
-                    # any layout: the strides of X (a multiply-add for C order)
-                    xs = builder.load(cgutils.get_item_pointer(
-                        context, builder, Xty, Xa, [builder.add(row0, ir.Constant(i64, r)), j],
-                        wraparound=False))
-                    xv = splat(builder.insert_element(ir.Constant(vty, None), xs,
-                                                      ir.Constant(i32, 0)), 0)
-                    new.append([builder.call(fma, [xv, cv[v], acc[r][v]]) for v in range(V)])
-                nxt = builder.add(j, ir.Constant(i64, 1))
-                tail = builder.block
-                j.add_incoming(nxt, tail)
-                for r in range(R):
-                    for v in range(V):
-                        acc[r][v].add_incoming(new[r][v], tail)
-                builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
-                builder.position_at_end(done)
-                # the argmin of every row (as in _make_vector_argmin)
-                csq = [vload(sa.data, ir.Constant(i64, v * lanes)) for v in range(V)]
-                lane_ids = ir.Constant(ity, list(range(lanes)))
-                for r in range(R):
-                    vectors = [(builder.fadd(new[r][v], csq[v]),
-                                builder.add(lane_ids, ir.Constant(ity, [v * lanes] * lanes)))
-                               for v in range(V)]
-                    lab, mn = _ir_argmin(builder, vectors, ir.Constant(i64, n_centers))
-                    row = builder.add(row0, ir.Constant(i64, r))
-                    builder.store(lab, cgutils.get_item_pointer(context, builder, lty, la, [row],
-                                                                wraparound=False))
-                    builder.store(mn, cgutils.get_item_pointer(context, builder, bty, ba, [row],
-                                                               wraparound=False))
-                return context.get_dummy_value()
-
-            return sig, codegen
-
-        @intrinsic
-        def height(typingctx, X):
-            """Rows of one tile for this dtype (a compile-time constant)."""
-            if not (isinstance(X, types.Array) and X.dtype in (types.float32, types.float64)):
-                return None
-            lanes = 16 if X.dtype == types.float32 else 8
-
-            def codegen(context, builder, signature, args):
-                return context.get_constant(types.intp, _tile_rows(n_centers // lanes))
-
-            return types.intp(X), codegen
-
-        return tile, height
-
-    def rows_with(tile, height, width):
-        def rows(X, CT, c_sq, labels, best):
-            n, d = X.shape
-            # the tiles index with these sizes unchecked
-            if (CT.shape[0] != d or CT.shape[1] != width or c_sq.shape[0] != width
-                    or labels.shape[0] < n or best.shape[0] < n):
-                raise ValueError("fused tiles: operands of the wrong shape")
-            R = height(X)
-            full = n - n % R
-            for i in range(0, full, R):
-                tile(X, i, CT, c_sq, labels, best)
-            if full < n:  # the last rows, through a zero-padded tile
-                # element by element: slice assignments take seconds to compile
-                Xt = np.empty((R, d), dtype=X.dtype)
-                for r in range(R):
-                    for q in range(d):
-                        Xt[r, q] = X[full + r, q] if full + r < n else 0
-                lt = np.empty(R, dtype=labels.dtype)
-                bt = np.empty(R, dtype=best.dtype)
-                tile(Xt, 0, CT, c_sq, lt, bt)
-                for r in range(n - full):
-                    labels[full + r] = lt[r]
-                    best[full + r] = bt[r]
-
-        return numba.njit(nogil=True)(rows)
-
-    return tuple(rows_with(*build(k), k) for k in FUSED_CENTERS)
+_FUSED_KERNELS = _llvm.fused_tile_kernels()
+#: True when rows of up to 64 centres can be labelled by fused tiles (no distance matrix).
+FUSED_ARGMIN = _FUSED_KERNELS is not None
+#: Centres (padded) of the fused tiles.
+FUSED_CENTERS = _llvm.FUSED_CENTERS
+fused_rows16, fused_rows32, fused_rows48, fused_rows64 = (
+    _fused_rows_with(k, w) for k, w in
+    zip(_FUSED_KERNELS or (None,) * len(FUSED_CENTERS), FUSED_CENTERS))
 
 
-def _prefetch_rows(A, lo, hi):
-    """:func:`_prefetch_row` for rows ``lo`` to ``hi`` (clipped to ``A``)."""
+# --------------------------------------------------------------------------- #
+# Plain loops
+# --------------------------------------------------------------------------- #
+@numba.njit(nogil=True, inline="always")
+def prefetch_rows(A, lo, hi):
+    """:func:`prefetch_row` for rows ``lo`` to ``hi`` (clipped to ``A``)."""
     for i in range(lo, min(hi, A.shape[0])):
         prefetch_row(A, i)
 
 
-def _prefetch_row(A, i):
+@numba.njit(nogil=True, inline="always")
+def prefetch_row(A, i):
     """Prefetch the cache lines of row ``i`` of the C-contiguous ``A``.
 
     Hints go to addresses at most a cache line apart over consecutive rows,
@@ -501,13 +214,14 @@ def _prefetch_row(A, i):
         prefetch(A, i, 0)
 
 
-def _argmin_columns(Dt, c_sq, lo, hi, labels, best, ahead):
+@numba.njit(nogil=True, cache=True)
+def argmin_columns(Dt, c_sq, lo, hi, labels, best, ahead):
     """Per column ``i``: first ``j`` in ``[lo, hi)`` minimising ``Dt[j, i] + c_sq[j]``.
 
     Writes the global index into ``labels[i]`` and the minimum into ``best[i]``.
     Ties go to the smallest index, as :func:`numpy.argmin`. The rows of
     ``ahead`` (the next sub-block, or none) are hinted into the cache, one
-    per column of the first pass, as in :func:`_argmin_rows`.
+    per column of the first pass, as in :func:`argmin_rows`.
     """
     n = Dt.shape[1]
     n_ahead = min(n, ahead.shape[0])
@@ -526,7 +240,8 @@ def _argmin_columns(Dt, c_sq, lo, hi, labels, best, ahead):
             labels[i] = j if lt else labels[i]
 
 
-def _argmin_rows(D, c_sq, lo, hi, labels, best, ahead):
+@numba.njit(nogil=True, cache=True)
+def argmin_rows(D, c_sq, lo, hi, labels, best, ahead, vector):
     """Per row ``i`` of a row-major ``D``: first ``j`` in ``[lo, hi)`` minimising
     ``D[i, j] + c_sq[j]``.
 
@@ -539,12 +254,12 @@ def _argmin_rows(D, c_sq, lo, hi, labels, best, ahead):
     :func:`_make_vector_argmin`; 2.7 against 6.5 ns a row at 16 centres,
     float32 or float64). ``D`` must be C-contiguous. ``ahead``
     (rows to be read next, possibly none) is prefetched alongside, as in
-    :func:`_accumulate_rows`.
+    :func:`accumulate_rows`.
     """
     n = D.shape[0]
     width = hi - lo
-    if _VECTOR_ARGMIN and 4 < width <= 64:
-        # one loop per shape of _VECTOR_SHAPES (8, 16, 32, 48, 64 lanes in all)
+    if vector and 4 < width <= 64:
+        # one loop per shape of _llvm.VECTOR_SHAPES (8, 16, 32, 48, 64 lanes in all)
         if width <= 8:
             vector_rows8(D, c_sq, lo, hi, labels, best, ahead)
         elif width <= 16:
@@ -604,7 +319,8 @@ def _argmin_rows(D, c_sq, lo, hi, labels, best, ahead):
         best[r] = b
 
 
-def _far_compact(dist, rows, labels, fill, m):
+@numba.njit(nogil=True, cache=True)
+def far_compact(dist, rows, labels, fill, m):
     """Keep the ``m`` largest of ``dist[:fill]`` (ties: earlier entries first).
 
     Reorders the first entries of the three buffers in place, by decreasing
@@ -629,6 +345,7 @@ def _far_compact(dist, rows, labels, fill, m):
     return keep, tau
 
 
+@numba.njit(nogil=True, cache=True)
 def _desc_order(dist, n):
     """Indices of ``dist[:n]`` by decreasing value, equal values in index order.
 
@@ -666,7 +383,8 @@ def _desc_order(dist, n):
     return order
 
 
-def _far_push(best, labels, w, row0, m, dist, rows, lab, state, tau):
+@numba.njit(nogil=True, cache=True)
+def far_push(best, labels, w, row0, m, dist, rows, lab, state, tau):
     """Offer the rows of a sub-block to the buffer of the farthest rows.
 
     ``best`` holds the squared distances of the sub-block's rows to their
@@ -686,7 +404,7 @@ def _far_push(best, labels, w, row0, m, dist, rows, lab, state, tau):
         v = np.float64(best[i])
         if v > t:
             if fill == cap:
-                fill, t = _far_compact(dist, rows, lab, fill, m)
+                fill, t = far_compact(dist, rows, lab, fill, m)
                 if not v > t:
                     continue
             dist[fill] = v
@@ -697,7 +415,8 @@ def _far_push(best, labels, w, row0, m, dist, rows, lab, state, tau):
     tau[0] = t
 
 
-def _accumulate_rows(X, w, labels, best, sums, counts, ahead):
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def accumulate_rows(X, w, labels, best, sums, counts, ahead):
     """Add rows into ``sums[labels]``; turn ``best`` into squared distances.
 
     ``best[i]`` holds ``||c||^2 - 2 x.c`` on entry and ``max(||x - c||^2, 0)``
@@ -705,7 +424,7 @@ def _accumulate_rows(X, w, labels, best, sums, counts, ahead):
     the squared distances (float64).
 
     ``ahead`` (rows to be read next, possibly none): row ``i`` of it is
-    prefetched while row ``i`` is added (see :func:`_prefetch_row`), so the
+    prefetched while row ``i`` is added (see :func:`prefetch_row`), so the
     next sub-block streams in from memory while this one is computed.
     """
     n, d = X.shape
@@ -738,7 +457,8 @@ def _accumulate_rows(X, w, labels, best, sums, counts, ahead):
     return total
 
 
-def _sq_dist_rows(X, best, out):
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def sq_dist_rows(X, best, out):
     """``out[i] = max(best[i] + ||X[i]||^2, 0)`` in float64."""
     n, d = X.shape
     for i in range(n):
@@ -750,7 +470,8 @@ def _sq_dist_rows(X, best, out):
         out[i] = dist if dist > 0.0 else 0.0
 
 
-def _moments_rows(X, step, mean, m2):
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def moments_rows(X, step, mean, m2):
     """Column mean and sum of squared deviations (float64), one read of ``X``.
 
     Sub-blocks of ``step`` rows are read twice while in cache (mean, then
@@ -784,7 +505,8 @@ def _moments_rows(X, step, mean, m2):
     return count
 
 
-def _seeding_trials(X, x_sq, picks, closest, w, dist, pots):
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def seeding_trials(X, x_sq, picks, closest, w, dist, pots):
     """Candidates of a k-means++ step.
 
     ``dist[t, i] = min(closest[i], max(||X[i] - X[picks[t]]||^2, 0))`` with the
@@ -819,7 +541,8 @@ def _seeding_trials(X, x_sq, picks, closest, w, dist, pots):
 # --------------------------------------------------------------------------- #
 # Screened float64: float32 products, exact decisions
 # --------------------------------------------------------------------------- #
-def _shift_cast_rows(X, shift, out, norms):
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def shift_cast_rows(X, shift, out, norms):
     """``out[i] = float32(X[i] - shift)``; ``norms[i]`` its Euclidean norm (float64)."""
     n, d = X.shape
     for i in range(n):
@@ -831,7 +554,8 @@ def _shift_cast_rows(X, shift, out, norms):
         norms[i] = np.sqrt(s)
 
 
-def _top2_rows(D, c_sq, lo, hi, labels, best, second):
+@numba.njit(nogil=True, cache=True)
+def top2_rows(D, c_sq, lo, hi, labels, best, second):
     """Row-major ``D`` (float32): smallest and second-smallest ``D[i, j] + c_sq[j]``."""
     n = D.shape[0]
     for i in range(n):
@@ -851,8 +575,9 @@ def _top2_rows(D, c_sq, lo, hi, labels, best, second):
         second[i] = b2
 
 
-def _top2_columns(Dt, c_sq, lo, hi, labels, best, second):
-    """Transposed ``Dt`` (float32): as :func:`_top2_rows`, vectorised over rows."""
+@numba.njit(nogil=True, cache=True)
+def top2_columns(Dt, c_sq, lo, hi, labels, best, second):
+    """Transposed ``Dt`` (float32): as :func:`top2_rows`, vectorised over rows."""
     n = Dt.shape[1]
     c = c_sq[lo]
     for i in range(n):
@@ -870,7 +595,8 @@ def _top2_columns(Dt, c_sq, lo, hi, labels, best, second):
             labels[i] = j if lt else labels[i]
 
 
-def _refine_rows(X, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, labels,
+@numba.njit(nogil=True, cache=True)
+def refine_rows(X, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, labels,
                  best, second):
     """Prove or redo the screened labels of a sub-block; returns the rows redone.
 
@@ -911,12 +637,13 @@ def _refine_rows(X, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, l
     return redone
 
 
-def _accumulate_exact(X, w, labels, centers, sums, counts, dist, ahead):
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def accumulate_exact(X, w, labels, centers, sums, counts, dist, ahead):
     """Add rows into ``sums[labels]``; ``dist[i] = ||X[i] - centers[labels[i]]||^2``.
 
     All in float64, directly from the differences (no cancellation). ``w`` of
     length 0 means unit weights. Returns the weighted sum of the distances.
-    ``ahead`` as in :func:`_accumulate_rows`.
+    ``ahead`` as in :func:`accumulate_rows`.
     """
     n, d = X.shape
     has_w = w.shape[0] > 0
@@ -939,7 +666,8 @@ def _accumulate_exact(X, w, labels, centers, sums, counts, dist, ahead):
     return total
 
 
-def _sq_dist_exact(X, labels, centers, out):
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def sq_dist_exact(X, labels, centers, out):
     """``out[i] = ||X[i] - centers[labels[i]]||^2`` in float64."""
     n, d = X.shape
     for i in range(n):
@@ -954,6 +682,7 @@ def _sq_dist_exact(X, labels, centers, out):
 # --------------------------------------------------------------------------- #
 # Whole blocks in one compiled call (BLAS through numba's np.dot)
 # --------------------------------------------------------------------------- #
+@numba.njit(nogil=True, cache=True)
 def _block_products(Xs, cm2, rowmajor, buf):
     """``(-2 C) . x`` for every row of the sub-block ``Xs``, into ``buf``.
 
@@ -972,6 +701,7 @@ def _block_products(Xs, cm2, rowmajor, buf):
     return D
 
 
+@numba.njit(nogil=True)
 def _fused_labels(n_centers, Xs, CT, c_sq, labels, best):
     """Labels and minima of the rows of ``Xs`` by the fused tiles of ``n_centers``
     (padded) centres (see :func:`_make_fused_argmin`)."""
@@ -985,7 +715,8 @@ def _fused_labels(n_centers, Xs, CT, c_sq, labels, best):
         fused_rows64(Xs, CT, c_sq, labels, best)
 
 
-def _sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, sums, counts, inertia,
+@numba.njit(nogil=True, cache=True)
+def sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, vector, sums, counts, inertia,
                  far_m, far_dist, far_rows, far_lab, far_state, far_tau):
     """The sweep of :func:`daskmeans._kernels.lloyd_partial` over a whole block.
 
@@ -994,7 +725,7 @@ def _sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, sums, counts, inertia,
     ``bounds[g]:bounds[g + 1]``) the argmin, the accumulation into ``sums``,
     ``counts`` and ``inertia[g]``, and, when ``far_m > 0``, the offer of the
     rows to the group's buffer of farthest rows (row ``g`` of the ``far_*``
-    arrays, see :func:`_far_push`). ``w`` of length 0 means unit weights.
+    arrays, see :func:`far_push`). ``w`` of length 0 means unit weights.
     """
     n = X.shape[0]
     K = c_sq.shape[0]
@@ -1013,7 +744,7 @@ def _sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, sums, counts, inertia,
             lo = bounds[g]
             hi = bounds[g + 1]
             if rowmajor:
-                argmin_rows(D, c_sq, lo, hi, lab[:m], best[:m], X[:0])
+                argmin_rows(D, c_sq, lo, hi, lab[:m], best[:m], X[:0], vector)
             else:
                 argmin_columns(D, c_sq, lo, hi, lab[:m], best[:m], X[:0])
             ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
@@ -1023,11 +754,13 @@ def _sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, sums, counts, inertia,
                          far_lab[g], far_state[g : g + 1], far_tau[g : g + 1])
 
 
-def _nearest_block(X, cm2, c_sq, bounds, step, rowmajor, labels, dist, want_dist):
+@numba.njit(nogil=True, cache=True)
+def nearest_block(X, cm2, c_sq, bounds, step, rowmajor, vector, labels, dist,
+                  want_dist):
     """Labels (and, if ``want_dist``, squared distances) of a whole block.
 
     ``labels`` and ``dist`` have shape (n_groups, n); the arguments are those
-    of :func:`_sweep_block`.
+    of :func:`sweep_block`.
     """
     n = X.shape[0]
     K = c_sq.shape[0]
@@ -1042,16 +775,18 @@ def _nearest_block(X, cm2, c_sq, bounds, step, rowmajor, labels, dist, want_dist
             lab_g = labels[g, start:stop]
             ahead = X[stop : min(stop + step, n)] if g == 0 else X[:0]
             if rowmajor:
-                argmin_rows(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m], ahead)
+                argmin_rows(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m], ahead,
+                            vector)
             else:
                 argmin_columns(D, c_sq, bounds[g], bounds[g + 1], lab_g, best[:m], ahead)
             if want_dist:
                 sq_dist_rows(Xs, best[:m], dist[g, start:stop])
 
 
-def _sweep_fused(X, w, CT, c_sq, step, sums, counts, inertia,
+@numba.njit(nogil=True, cache=True)
+def sweep_fused(X, w, CT, c_sq, step, sums, counts, inertia,
                  far_m, far_dist, far_rows, far_lab, far_state, far_tau, width):
-    """:func:`_sweep_block` for one group, labelled by the fused tiles.
+    """:func:`sweep_block` for one group, labelled by the fused tiles.
 
     ``CT`` and ``c_sq`` are padded to ``width`` centres (see
     :func:`_make_fused_argmin`); no distance matrix is formed, so BLAS is
@@ -1075,9 +810,10 @@ def _sweep_fused(X, w, CT, c_sq, step, sums, counts, inertia,
                      far_lab[0], far_state[0:1], far_tau[0:1])
 
 
-def _nearest_fused(X, CT, c_sq, step, labels, dist, want_dist, width):
-    """:func:`_nearest_block` for one group (``labels`` and ``dist`` of shape
-    (1, n)), labelled by the fused tiles (see :func:`_sweep_fused`)."""
+@numba.njit(nogil=True, cache=True)
+def nearest_fused(X, CT, c_sq, step, labels, dist, want_dist, width):
+    """:func:`nearest_block` for one group (``labels`` and ``dist`` of shape
+    (1, n)), labelled by the fused tiles (see :func:`sweep_fused`)."""
     n = X.shape[0]
     best = np.empty(step, dtype=X.dtype)
     for start in range(0, n, step):
@@ -1089,17 +825,18 @@ def _nearest_fused(X, CT, c_sq, step, labels, dist, want_dist, width):
             sq_dist_rows(Xs, best[:m], dist[0, start:stop])
 
 
-def _sweep_block_screened(X, w, centers, shift, cm2, c_sq, coef_x, coef_c, bounds, step,
+@numba.njit(nogil=True, cache=True)
+def sweep_block_screened(X, w, centers, shift, cm2, c_sq, coef_x, coef_c, bounds, step,
                           rowmajor, sums, counts, inertia, far_m, far_dist, far_rows, far_lab,
                           far_state, far_tau):
-    """:func:`_sweep_block` for screened float64 (see :func:`_refine_rows`).
+    """:func:`sweep_block` for screened float64 (see :func:`refine_rows`).
 
     Per sub-block the rows are shifted by ``shift`` and cast to float32
-    (:func:`_shift_cast_rows`), the product with ``cm2`` (float32, ``-2`` times
+    (:func:`shift_cast_rows`), the product with ``cm2`` (float32, ``-2`` times
     the shifted centres, laid out as in :func:`_block_products`) gives the
     screened scores with ``c_sq`` (float32), every label is proven or decided
     again in float64 against ``centers``, and sums, weights and distances are
-    computed in float64 from the original rows (:func:`_accumulate_exact`).
+    computed in float64 from the original rows (:func:`accumulate_exact`).
     Returns the number of rows decided again.
     """
     n, d = X.shape
@@ -1129,9 +866,10 @@ def _sweep_block_screened(X, w, centers, shift, cm2, c_sq, coef_x, coef_c, bound
     return redone
 
 
-def _nearest_block_screened(X, centers, shift, cm2, c_sq, coef_x, coef_c, bounds, step,
+@numba.njit(nogil=True, cache=True)
+def nearest_block_screened(X, centers, shift, cm2, c_sq, coef_x, coef_c, bounds, step,
                             rowmajor, labels, dist, want_dist):
-    """:func:`_nearest_block` for screened float64; returns the rows decided again."""
+    """:func:`nearest_block` for screened float64; returns the rows decided again."""
     n, d = X.shape
     xs, norms, buf, best, second = _screen_scratch(step, d, c_sq.shape[0])
     redone = 0
@@ -1149,6 +887,7 @@ def _nearest_block_screened(X, centers, shift, cm2, c_sq, coef_x, coef_c, bounds
     return redone
 
 
+@numba.njit(nogil=True, cache=True)
 def _screen_scratch(step, d, K):
     """Scratch of the screened sweeps: shifted float32 rows, their norms, the
     product buffer, best and second-best scores."""
@@ -1157,6 +896,7 @@ def _screen_scratch(step, d, K):
             np.empty(step, dtype=np.float32))
 
 
+@numba.njit(nogil=True, cache=True)
 def _screened_products(Xs, shift, cm2, rowmajor, xs, norms, buf):
     """Screened scores of a sub-block: rows shifted and cast to float32 (their
     norms into ``norms``), then their product with ``cm2`` (see
@@ -1166,6 +906,7 @@ def _screened_products(Xs, shift, cm2, rowmajor, xs, norms, buf):
     return _block_products(xs[:m], cm2, rowmajor, buf)
 
 
+@numba.njit(nogil=True, cache=True)
 def _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef_c, labels,
                      best, second):
     """Screened best and second-best scores, then proven or redone labels."""
@@ -1177,63 +918,3 @@ def _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef
                        best, second)
 
 
-if AVAILABLE:
-    moments_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_moments_rows)
-    prefetch = _make_prefetch() or numba.njit(inline="always")(_prefetch_noop)
-    prefetch_row = numba.njit(nogil=True, inline="always")(_prefetch_row)
-    prefetch_rows = numba.njit(nogil=True, inline="always")(_prefetch_rows)
-    _vector_rows = _make_vector_argmin()
-    #: True when rows of 5 to 64 centres are scanned as SIMD vectors.
-    VECTOR_ARGMIN = _VECTOR_ARGMIN = _vector_rows is not None
-    if _vector_rows is None:  # pragma: no cover
-        _vector_rows = (numba.njit(nogil=True)(_vector_rows_missing),) * len(_VECTOR_SHAPES)
-    vector_rows8, vector_rows16, vector_rows32, vector_rows48, vector_rows64 = _vector_rows
-    _fused = _make_fused_argmin()
-    #: True when rows of up to 64 centres are labelled by fused tiles (no distance matrix).
-    FUSED_ARGMIN = _fused is not None
-    if _fused is None:  # pragma: no cover
-        _fused = (numba.njit(nogil=True)(_fused_rows_missing),) * len(FUSED_CENTERS)
-    fused_rows16, fused_rows32, fused_rows48, fused_rows64 = _fused
-    _fused_labels = numba.njit(nogil=True)(_fused_labels)
-    sweep_fused = numba.njit(nogil=True, cache=True)(_sweep_fused)
-    nearest_fused = numba.njit(nogil=True, cache=True)(_nearest_fused)
-    argmin_columns = numba.njit(nogil=True, cache=True)(_argmin_columns)
-    argmin_rows = numba.njit(nogil=True, cache=True)(_argmin_rows)
-    _desc_order = numba.njit(nogil=True, cache=True)(_desc_order)
-    far_compact = numba.njit(nogil=True, cache=True)(_far_compact)
-    # far_push calls far_compact: bind the compiled one into its globals
-    _far_compact = far_compact
-    far_push = numba.njit(nogil=True, cache=True)(_far_push)
-    shift_cast_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_shift_cast_rows)
-    top2_rows = numba.njit(nogil=True, cache=True)(_top2_rows)
-    top2_columns = numba.njit(nogil=True, cache=True)(_top2_columns)
-    refine_rows = numba.njit(nogil=True, cache=True)(_refine_rows)
-    accumulate_exact = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_exact)
-    sq_dist_exact = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_exact)
-    accumulate_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_accumulate_rows)
-    sq_dist_rows = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_sq_dist_rows)
-    if BLAS_AVAILABLE:
-        _block_products = numba.njit(nogil=True, cache=True)(_block_products)
-        sweep_block = numba.njit(nogil=True, cache=True)(_sweep_block)
-        seeding_trials = numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)(_seeding_trials)
-        nearest_block = numba.njit(nogil=True, cache=True)(_nearest_block)
-        _screened_labels = numba.njit(nogil=True, cache=True)(_screened_labels)
-        _screen_scratch = numba.njit(nogil=True, cache=True)(_screen_scratch)
-        _screened_products = numba.njit(nogil=True, cache=True)(_screened_products)
-        sweep_block_screened = numba.njit(nogil=True, cache=True)(_sweep_block_screened)
-        nearest_block_screened = numba.njit(nogil=True, cache=True)(_nearest_block_screened)
-    else:  # pragma: no cover
-        sweep_block = nearest_block = seeding_trials = None
-        sweep_block_screened = nearest_block_screened = None
-else:  # pragma: no cover
-    argmin_columns = argmin_rows = accumulate_rows = sq_dist_rows = moments_rows = None
-    seeding_trials = None
-    prefetch = prefetch_row = prefetch_rows = None
-    VECTOR_ARGMIN = _VECTOR_ARGMIN = False
-    FUSED_ARGMIN = False
-    sweep_fused = nearest_fused = None
-    far_compact = far_push = None
-    shift_cast_rows = top2_rows = top2_columns = refine_rows = None
-    accumulate_exact = sq_dist_exact = None
-    sweep_block = nearest_block = None
-    sweep_block_screened = nearest_block_screened = None

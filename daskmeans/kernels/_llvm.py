@@ -1,0 +1,356 @@
+"""LLVM-IR intrinsics of the compiled kernels (numba ``@intrinsic``).
+
+Everything that writes LLVM IR by hand lives here, apart from the plain numba
+loops of :mod:`daskmeans.kernels._numba_loops`, which wrap these intrinsics in
+loops and fall back to scalar code when they are missing:
+
+- :func:`prefetch_kernel`: ``llvm.prefetch``, a cache hint that never faults
+  and never changes a result;
+- :func:`vector_argmin_kernels`: the argmin of one row of up to 64 centres
+  on SIMD vectors (masked loads, a tree of lane shuffles);
+- :func:`fused_tile_kernels`: fused product-and-argmin tiles that label a few
+  rows of up to 64 centres without forming a distance matrix.
+
+Each factory returns None when this numba or LLVM cannot build it (LLVM
+before 17 has typed pointers and other intrinsic names); the kernel plan
+(:mod:`daskmeans.kernels._plan`) then picks the scalar loops. Which of them
+runs is stated by :meth:`daskmeans.kernels.KernelPlan.describe`.
+
+Vector widths: the tiles use 16 float32 or 8 float64 lanes (512 bits). On a
+processor with narrower registers (AVX2, NEON) LLVM splits every vector
+operation into two or four native ones; results are the same.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FUSED_CENTERS",
+    "VECTOR_SHAPES",
+    "fused_tile_kernels",
+    "ir_argmin",
+    "prefetch_kernel",
+    "tile_rows",
+    "vector_argmin_kernels",
+]
+
+#: (lanes, vectors) of the SIMD argmin loops, for up to 8, 16, 32, 48 and 64 centres.
+VECTOR_SHAPES = ((8, 1), (16, 1), (16, 2), (16, 3), (16, 4))
+
+#: Centres (padded) of the fused product-and-argmin tiles, by shape 1 to 4.
+FUSED_CENTERS = (16, 32, 48, 64)
+
+
+def prefetch_kernel():
+    """A compiled ``prefetch(A, i, j)``: hint that ``A[i, j]`` will be read soon.
+
+    LLVM's ``llvm.prefetch`` intrinsic (a read, kept in all cache levels); it
+    never faults and does not change results. Falls back to a no-op when the
+    intrinsic cannot be declared with this numba.
+    """
+    try:
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+
+    @intrinsic
+    def prefetch(typingctx, arr, i, j):
+        if not (isinstance(arr, types.Array) and arr.ndim == 2):
+            return None
+        sig = types.void(arr, i, j)
+
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1], args[2]],
+                                           wraparound=False)
+            i8p = builder.bitcast(ptr, ir.PointerType(ir.IntType(8)))
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p.type, i32, i32, i32])
+            fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p.type], fnty)
+            # read (0), keep in all cache levels (3), data cache (1)
+            builder.call(fn, [i8p, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return prefetch
+
+
+
+def ir_argmin(builder, vectors, n):
+    """LLVM IR: the minimum over the lanes of ``vectors`` and its first index.
+
+    ``vectors`` is a list of ``(values, indices)`` pairs of equal width: a
+    running minimum and its index are kept per lane across them (strict
+    ``<``: a lane keeps its earliest index on ties), then a tree of lane
+    rotations and ``select(a < b, a, b)`` gives the minimum, and the label is
+    the smallest index among the lanes holding it. Returns ``(index, minimum)``
+    as i64 and float values; the index is 0 when it is not below ``n`` (an
+    i64 value: no lane equal to the minimum, i.e. a NaN minimum).
+    """
+    from llvmlite import ir
+
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    best, index = vectors[0]
+    width = best.type.count
+    for values, idx in vectors[1:]:
+        lt = builder.fcmp_ordered("<", values, best)
+        best = builder.select(lt, values, best)
+        index = builder.select(lt, idx, index)
+
+    def rotated(vec, half):
+        mask = ir.Constant(ir.VectorType(i32, width), [(j + half) % width for j in range(width)])
+        return builder.shuffle_vector(vec, vec, mask)
+
+    cur, half = best, width // 2
+    while half >= 1:
+        sh = rotated(cur, half)
+        cur = builder.select(builder.fcmp_ordered("<", cur, sh), cur, sh)
+        half //= 2
+    first = builder.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(i32, width), [0] * width))
+    eq = builder.fcmp_ordered("==", best, first)
+    cand, half = builder.select(eq, index, ir.Constant(index.type, [2**62] * width)), width // 2
+    while half >= 1:
+        sh = rotated(cand, half)
+        cand = builder.select(builder.icmp_signed("<", cand, sh), cand, sh)
+        half //= 2
+    j = builder.extract_element(cand, ir.Constant(i32, 0))
+    j = builder.select(builder.icmp_signed("<", j, n), j, ir.Constant(i64, 0))
+    return j, builder.extract_element(cur, ir.Constant(i32, 0))
+
+
+
+def vector_argmin_kernels():
+    """SIMD argmin intrinsics, one per shape of :data:`VECTOR_SHAPES`, or None.
+
+    ``kernel(D, i, c_sq, lo, n)`` returns ``(j, minimum)``: the first ``j`` in
+    ``[0, n)`` minimising ``D[i, lo + j] + c_sq[lo + j]`` (``n`` at most the
+    shape's lanes times vectors). Each row of ``D[:, lo:hi]`` is loaded as one to four vectors of 8 or 16
+    lanes (masked loads: lanes past ``hi`` read nothing and hold infinity),
+    ``c_sq`` is added, and a running minimum and its index are kept per lane
+    across the vectors (strict ``<``: a lane keeps its first index on ties).
+    The minimum is then found by a tree of lane shuffles and
+    ``select(a < b, a, b)`` (one ``vminps``/``vminpd`` per level), and the
+    label is the smallest index among the lanes holding it (first index on
+    ties, as :func:`numpy.argmin`). The sums are the same float additions as
+    the scalar loop's, so labels and minima are equal for finite values.
+    ``D`` and ``c_sq`` must be C-contiguous. Needs LLVM 17+ (opaque pointers; the
+    intrinsic names differ before); older ones get None and the scalar loop.
+    """
+    try:
+        import llvmlite.binding as llvm
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
+        return None
+
+    def splat(builder, vec, lane, width):
+        i32 = ir.IntType(32)
+        mask = ir.Constant(ir.VectorType(i32, width), [lane] * width)
+        return builder.shuffle_vector(vec, vec, mask)
+
+    def build(width, chunks):
+        @intrinsic
+        def vector_argmin(typingctx, D, i, c_sq, lo, n):
+            if not (isinstance(D, types.Array) and isinstance(c_sq, types.Array)
+                    and D.ndim == 2 and c_sq.ndim == 1 and D.layout == "C"
+                    and c_sq.layout == "C" and D.dtype == c_sq.dtype
+                    and D.dtype in (types.float32, types.float64)):
+                return None
+            sig = types.Tuple((types.intp, D.dtype))(D, i, c_sq, lo, n)
+
+            def codegen(context, builder, signature, args):
+                Dty, _, cty, _, _ = signature.args
+                i1, i32, i64 = ir.IntType(1), ir.IntType(32), ir.IntType(64)
+                elty = context.get_value_type(Dty.dtype)
+                vty = ir.VectorType(elty, width)
+                ity = ir.VectorType(i64, width)
+                Da = context.make_array(Dty)(context, builder, args[0])
+                ca = context.make_array(cty)(context, builder, args[2])
+                lo = builder.sext(args[3], i64) if args[3].type.width < 64 else args[3]
+                n = builder.sext(args[4], i64) if args[4].type.width < 64 else args[4]
+                pd = cgutils.get_item_pointer(context, builder, Dty, Da, [args[1], lo],
+                                              wraparound=False)
+                pc = cgutils.get_item_pointer(context, builder, cty, ca, [lo], wraparound=False)
+                suffix = "f32" if Dty.dtype == types.float32 else "f64"
+                fnty = ir.FunctionType(vty, [pd.type, i32, ir.VectorType(i1, width), vty])
+                load = cgutils.get_or_insert_function(
+                    builder.module, fnty, f"llvm.masked.load.v{width}{suffix}.p0")
+                align = ir.Constant(i32, Dty.dtype.bitwidth // 8)
+                inf = ir.Constant(vty, [float("inf")] * width)
+                lanes = ir.Constant(ity, list(range(width)))
+                n_v = splat(builder, builder.insert_element(ir.Constant(ity, None), n,
+                                                            ir.Constant(i32, 0)), 0, width)
+                # one to four vectors of `width` centres; lanes past n hold infinity
+                vectors = []
+                for c in range(chunks):
+                    idx = builder.add(lanes, ir.Constant(ity, [c * width] * width))
+                    mask = builder.icmp_signed("<", idx, n_v)
+                    off = ir.Constant(i64, c * width)
+                    v = builder.fadd(
+                        builder.call(load, [builder.gep(pd, [off]), align, mask, inf]),
+                        builder.call(load, [builder.gep(pc, [off]), align, mask, inf]))
+                    vectors.append((v, idx))
+                j, mn = ir_argmin(builder, vectors, n)
+                return context.make_tuple(builder, signature.return_type, [j, mn])
+
+            return sig, codegen
+
+        return vector_argmin
+
+    return tuple(build(w, c) for w, c in VECTOR_SHAPES)
+
+
+def tile_rows(vectors: int) -> int:
+    """Rows per fused tile for ``vectors`` SIMD vectors of centres per row: the
+    accumulators (rows x vectors) and the centre vectors fit in 32 registers."""
+    return {1: 6, 2: 4, 3: 4, 4: 4, 6: 3, 8: 2}[vectors]
+
+
+
+def fused_tile_kernels():
+    """Fused product-and-argmin tiles, one ``(tile, height)`` pair of intrinsics
+    per width of :data:`FUSED_CENTERS`, or None.
+
+    ``tile(X, i, CT, c_sq, labels, best)`` labels rows ``i`` to
+    ``i + height(X) - 1`` of ``X`` (n, d): for every row ``x``, the first ``j`` minimising ``x . CT[:, j] + c_sq[j]`` and that
+    minimum, where ``CT`` is ``(-2 C).T`` padded with zero columns to ``N``
+    centres and ``c_sq`` the centres' squared norms padded with infinity (a
+    padded centre never wins). A tile of a few rows is computed at once (a
+    numba intrinsic in LLVM IR): per feature, the ``N`` centre values are
+    loaded as vectors of 16 (float32) or 8 (float64) lanes, each row's value
+    is broadcast, and fused multiply-adds keep every row's ``N`` products in
+    registers; then the argmin of each row is the tree of
+    :func:`vector_argmin_kernels`. BLAS instead writes the products of a
+    sub-block to memory and the argmin reads them back, and its kernels are
+    made for long inner dimensions (the comparison is in benchmarks/RESULTS.md,
+    ``bench_lloyd.py`` with ``DASKMEANS_KERNELS=numba`` and ``numba-plain``).
+    ``height(X)`` is the rows of a tile, a compile-time constant of the dtype.
+    The products are sums over the features in order, so a
+    label can differ from the BLAS path's only where two centres tie to the
+    last bits. NaN rows get label 0, as in :func:`vector_argmin_kernels`.
+    """
+    try:
+        import llvmlite.binding as llvm
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
+        return None
+
+    def build(n_centers):
+        @intrinsic
+        def tile(typingctx, X, i, CT, c_sq, labels, best):
+            if not (isinstance(X, types.Array) and isinstance(CT, types.Array)
+                    and isinstance(c_sq, types.Array) and X.ndim == 2 and CT.ndim == 2
+                    and c_sq.ndim == 1 and CT.layout == "C"
+                    and c_sq.layout == "C" and X.dtype == CT.dtype == c_sq.dtype
+                    and X.dtype in (types.float32, types.float64)):
+                return None
+            sig = types.void(X, i, CT, c_sq, labels, best)
+
+            def codegen(context, builder, signature, args):
+                Xty, _, Cty, sty, lty, bty = signature.args
+                i32, i64 = ir.IntType(32), ir.IntType(64)
+                lanes = 16 if Xty.dtype == types.float32 else 8
+                V = n_centers // lanes
+                R = tile_rows(V)
+                elty = context.get_value_type(Xty.dtype)
+                vty = ir.VectorType(elty, lanes)
+                ity = ir.VectorType(i64, lanes)
+                Xa = context.make_array(Xty)(context, builder, args[0])
+                Ca = context.make_array(Cty)(context, builder, args[2])
+                sa = context.make_array(sty)(context, builder, args[3])
+                la = context.make_array(lty)(context, builder, args[4])
+                ba = context.make_array(bty)(context, builder, args[5])
+                row0 = args[1]
+                d = builder.extract_value(Xa.shape, 1)
+                suffix = "f32" if Xty.dtype == types.float32 else "f64"
+                fma = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                    f"llvm.fma.v{lanes}{suffix}")
+                align = Xty.dtype.bitwidth // 8
+
+                def splat(vec, lane):
+                    mask = ir.Constant(ir.VectorType(i32, lanes), [lane] * lanes)
+                    return builder.shuffle_vector(vec, vec, mask)
+
+                def vload(ptr, offset):
+                    p = builder.gep(ptr, [offset])
+                    return builder.load(builder.bitcast(p, vty.as_pointer()), align=align)
+
+                # the products: a loop over the features with R x V accumulators
+                zero = ir.Constant(vty, [0.0] * lanes)
+                entry = builder.block
+                loop = builder.append_basic_block("fused.loop")
+                done = builder.append_basic_block("fused.done")
+                builder.branch(loop)
+                builder.position_at_end(loop)
+                j = builder.phi(i64)
+                j.add_incoming(ir.Constant(i64, 0), entry)
+                acc = [[builder.phi(vty) for _ in range(V)] for _ in range(R)]
+                for r in range(R):
+                    for v in range(V):
+                        acc[r][v].add_incoming(zero, entry)
+                base = builder.mul(j, ir.Constant(i64, n_centers))
+                cv = [vload(Ca.data, builder.add(base, ir.Constant(i64, v * lanes)))
+                      for v in range(V)]
+                new = []
+                for r in range(R):
+                    # any layout: the strides of X (a multiply-add for C order)
+                    xs = builder.load(cgutils.get_item_pointer(
+                        context, builder, Xty, Xa, [builder.add(row0, ir.Constant(i64, r)), j],
+                        wraparound=False))
+                    xv = splat(builder.insert_element(ir.Constant(vty, None), xs,
+                                                      ir.Constant(i32, 0)), 0)
+                    new.append([builder.call(fma, [xv, cv[v], acc[r][v]]) for v in range(V)])
+                nxt = builder.add(j, ir.Constant(i64, 1))
+                tail = builder.block
+                j.add_incoming(nxt, tail)
+                for r in range(R):
+                    for v in range(V):
+                        acc[r][v].add_incoming(new[r][v], tail)
+                builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
+                builder.position_at_end(done)
+                # the argmin of every row (as in vector_argmin_kernels)
+                csq = [vload(sa.data, ir.Constant(i64, v * lanes)) for v in range(V)]
+                lane_ids = ir.Constant(ity, list(range(lanes)))
+                for r in range(R):
+                    vectors = [(builder.fadd(new[r][v], csq[v]),
+                                builder.add(lane_ids, ir.Constant(ity, [v * lanes] * lanes)))
+                               for v in range(V)]
+                    lab, mn = ir_argmin(builder, vectors, ir.Constant(i64, n_centers))
+                    row = builder.add(row0, ir.Constant(i64, r))
+                    builder.store(lab, cgutils.get_item_pointer(context, builder, lty, la, [row],
+                                                                wraparound=False))
+                    builder.store(mn, cgutils.get_item_pointer(context, builder, bty, ba, [row],
+                                                               wraparound=False))
+                return context.get_dummy_value()
+
+            return sig, codegen
+
+        @intrinsic
+        def height(typingctx, X):
+            """Rows of one tile for this dtype (a compile-time constant)."""
+            if not (isinstance(X, types.Array) and X.dtype in (types.float32, types.float64)):
+                return None
+            lanes = 16 if X.dtype == types.float32 else 8
+
+            def codegen(context, builder, signature, args):
+                return context.get_constant(types.intp, tile_rows(n_centers // lanes))
+
+            return types.intp(X), codegen
+
+        return tile, height
+
+    return tuple(build(k) for k in FUSED_CENTERS)

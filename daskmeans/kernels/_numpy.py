@@ -1,0 +1,300 @@
+"""NumPy and BLAS kernels: the reference path of every kernel.
+
+Used by plans with ``backend="numpy"`` (small work, no numba, or
+``DASKMEANS_KERNELS=numpy``) and by the tests as the reference the compiled
+path is compared with. Sub-blocks of rows keep each distance matrix about
+``plan.dist_block_bytes`` in size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _sparse, _thresholds
+from ._plan import KernelPlan
+from ._sparse import is_sparse
+
+__all__ = [
+    "FarRows",
+    "accumulate",
+    "as_bounds",
+    "assign",
+    "distances_block",
+    "moments",
+    "nearest",
+    "row_block_size",
+    "sq_norms",
+    "sweep",
+    "top_far",
+]
+
+
+def row_block_size(n_centers: int, itemsize: int, n_rows: int,
+                   block_bytes: int = _thresholds.DIST_BLOCK_BYTES) -> int:
+    """Rows per sub-block so that the distance matrix stays cache sized.
+
+    Parameters
+    ----------
+    n_centers : int
+        Number of centres (columns of the distance matrix).
+    itemsize : int
+        Bytes per element of the distance matrix.
+    n_rows : int
+        Rows in the block; the result never exceeds it.
+    block_bytes : int
+        Target bytes of the distance matrix (a plan's ``dist_block_bytes``).
+
+    Returns
+    -------
+    int
+        Sub-block length, at least 1.
+    """
+    rows = block_bytes // max(1, n_centers * itemsize)
+    rows = max(256, min(rows, 8192))
+    return max(1, min(rows, n_rows))
+
+
+def sq_norms(X: np.ndarray) -> np.ndarray:
+    """Squared Euclidean norm of every row of ``X``, in the dtype of ``X``."""
+    if is_sparse(X):
+        return _sparse.sq_norms(X)
+    return np.einsum("ij,ij->i", X, X)
+
+
+def as_bounds(bounds, n_centers: int) -> np.ndarray:
+    if bounds is None:
+        return np.array([0, n_centers], dtype=np.intp)
+    return np.asarray(bounds, dtype=np.intp)
+
+
+def distances_block(X: np.ndarray, centers: np.ndarray, c_sq: np.ndarray) -> np.ndarray:
+    """Squared distances between rows of ``X`` and ``centers`` by BLAS.
+
+    Uses ``||x||^2 - 2 x.c + ||c||^2``; the result is clipped at zero to remove
+    negative values produced by cancellation.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    centers : ndarray of shape (k, d), same dtype as ``X``
+    c_sq : ndarray of shape (k,)
+        ``sq_norms(centers)``.
+
+    Returns
+    -------
+    ndarray of shape (n, k), dtype of ``X``
+    """
+    if is_sparse(X):
+        return _sparse.distances_block(X, centers, c_sq)
+    D = X @ centers.T
+    D *= -2
+    D += c_sq
+    D += sq_norms(X)[:, None]
+    np.maximum(D, 0, out=D)
+    return D
+
+
+
+def nearest(plan: KernelPlan, X: np.ndarray, centers: np.ndarray, bounds: np.ndarray,
+            labels: np.ndarray, dist: np.ndarray) -> None:
+    """Nearest centre of every group: fills ``labels`` and ``dist`` (n_groups, n)."""
+    n = X.shape[0]
+    c_sq = sq_norms(centers)
+    step = plan.step or row_block_size(centers.shape[0], X.itemsize, n, plan.dist_block_bytes)
+    for start in range(0, n, step):
+        Xs = X[start : start + step]
+        D = Xs @ centers.T
+        D *= -2
+        D += c_sq
+        lab, mins = _group_argmin(D, bounds)
+        mins += sq_norms(Xs)
+        np.maximum(mins, 0, out=mins)
+        labels[:, start : start + step] = lab
+        dist[:, start : start + step] = mins
+
+
+def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group argmin (as a global centre index) and minimum of ``D``.
+
+    ``D`` holds ``||c||^2 - 2 x.c`` (no row norm); returns labels of shape
+    (n_groups, n) and minima of shape (n_groups, n).
+    """
+    n = D.shape[0]
+    n_groups = len(bounds) - 1
+    labels = np.empty((n_groups, n), dtype=np.intp)
+    mins = np.empty((n_groups, n), dtype=D.dtype)
+    rows = np.arange(n)
+    for g in range(n_groups):
+        lo, hi = bounds[g], bounds[g + 1]
+        lab = np.argmin(D[:, lo:hi], axis=1)
+        mins[g] = D[rows, lab + lo]
+        labels[g] = lab + lo
+    return labels, mins
+
+
+
+def accumulate(
+    X: np.ndarray, labels: np.ndarray, weights: np.ndarray | None, n_centers: int,
+    onehot_max_k: int = _thresholds.ONEHOT_MAX_K,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted per-centre sums of rows and weights.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    labels : ndarray of shape (n,), integer in ``[0, n_centers)``
+    weights : ndarray of shape (n,) or None
+    n_centers : int
+    onehot_max_k : int
+        Largest ``n_centers`` summed by a one-hot matrix product (above it:
+        sort and :func:`numpy.add.reduceat`).
+
+    Returns
+    -------
+    sums : ndarray of shape (n_centers, d), float64
+    counts : ndarray of shape (n_centers,), float64
+    """
+    if is_sparse(X):
+        return _sparse.accumulate(X, labels, weights, n_centers)
+    n, d = X.shape
+    if weights is None:
+        counts = np.bincount(labels, minlength=n_centers).astype(np.float64)
+    else:
+        counts = np.bincount(labels, weights=weights, minlength=n_centers)
+    if n_centers <= onehot_max_k:
+        onehot = np.zeros((n_centers, n), dtype=X.dtype)
+        onehot[labels, np.arange(n)] = 1 if weights is None else weights
+        sums = (onehot @ X).astype(np.float64, copy=False)
+        return sums, counts
+    order = np.argsort(labels, kind="stable")
+    sizes = np.bincount(labels, minlength=n_centers)
+    present = np.flatnonzero(sizes)
+    starts = np.concatenate(([0], np.cumsum(sizes[present])[:-1]))
+    Xs = X[order]
+    if weights is not None:
+        Xs *= weights[order, None].astype(X.dtype, copy=False)
+    sums = np.zeros((n_centers, d), dtype=np.float64)
+    if len(present):
+        sums[present] = np.add.reduceat(Xs, starts, axis=0)
+    return sums, counts
+
+
+
+def sweep(plan: KernelPlan, X, centers, weights, bounds, sums, counts, inertia, n_far):
+    """NumPy body of :func:`daskmeans.kernels.lloyd_partial`.
+
+    Adds into ``sums``, ``counts`` and ``inertia`` in place; returns the ``far``
+    entry, or None when ``n_far`` is 0.
+    """
+    n, d = X.shape
+    K = centers.shape[0]
+    n_groups = len(bounds) - 1
+    c_sq = sq_norms(centers)
+    far = FarRows(n_groups, n_far, d, X.dtype) if n_far else None
+    # labels and distances of the whole block, kept only for the far rows
+    all_labels = np.empty((n_groups, n), dtype=np.intp) if far is not None else None
+    all_mins = np.empty((n_groups, n), dtype=X.dtype) if far is not None else None
+    step = plan.step or row_block_size(K, X.itemsize, n, plan.dist_block_bytes)
+    for start in range(0, n, step):
+        Xs = X[start : start + step]
+        ws = None if weights is None else weights[start : start + step]
+        D = Xs @ centers.T
+        D *= -2
+        D += c_sq
+        labels, mins = _group_argmin(D, bounds)
+        mins += sq_norms(Xs)
+        np.maximum(mins, 0, out=mins)
+        if ws is None:
+            inertia += mins.sum(axis=1, dtype=np.float64)
+        else:
+            inertia += mins @ ws.astype(np.float64, copy=False)
+        for g in range(n_groups):
+            lo, hi = bounds[g], bounds[g + 1]
+            s, c = accumulate(Xs, labels[g] - lo, ws, hi - lo, plan.onehot_max_k)
+            sums[lo:hi] += s
+            counts[lo:hi] += c
+        if far is not None:
+            all_labels[:, start : start + step] = labels
+            all_mins[:, start : start + step] = mins
+    if far is not None:
+        far.update(X, weights, all_labels, all_mins)
+        return far.result()
+    return None
+
+
+def assign(plan: KernelPlan, X: np.ndarray, centers: np.ndarray, labels: np.ndarray,
+           dist: np.ndarray | None) -> None:
+    """Labels (and squared distances if ``dist`` is given) of every row."""
+    n = X.shape[0]
+    k = centers.shape[0]
+    c_sq = sq_norms(centers)
+    return_distances = dist is not None
+    step = plan.step or row_block_size(k, X.itemsize, n, plan.dist_block_bytes)
+    for start in range(0, n, step):
+        Xs = X[start : start + step]
+        D = Xs @ centers.T
+        D *= -2
+        D += c_sq
+        lab = np.argmin(D, axis=1)
+        labels[start : start + step] = lab
+        if return_distances:
+            m = D[np.arange(len(lab)), lab] + sq_norms(Xs)
+            dist[start : start + step] = np.maximum(m, 0)
+
+
+def moments(X: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """:func:`daskmeans.kernels.moments` of a non-empty block, in NumPy."""
+    n = X.shape[0]
+    mean = X.mean(axis=0, dtype=np.float64)
+    dev = X - mean.astype(X.dtype)
+    m2 = np.einsum("ij,ij->j", dev, dev, dtype=np.float64)
+    return float(n), mean, m2
+
+
+class FarRows:
+    """Running selection of the rows farthest from their centre, per group."""
+
+    def __init__(self, n_groups: int, m: int, d: int, dtype) -> None:
+        self.m = m
+        self.dist = np.full((n_groups, 0), -np.inf)
+        self.rows = np.zeros((n_groups, 0, d), dtype=dtype)
+        self.labels = np.zeros((n_groups, 0), dtype=np.intp)
+        self.weights = np.zeros((n_groups, 0), dtype=np.float64)
+
+    def update(self, X, w, labels, mins) -> None:
+        n = X.shape[0]
+        take = min(self.m, n)
+        ws = np.ones(n) if w is None else w.astype(np.float64, copy=False)
+        if w is not None:
+            # zero-weight rows are absent from the data: never relocate to them
+            mins = np.where(ws > 0, mins, -np.inf)
+        idx = np.argpartition(mins, n - take, axis=1)[:, n - take :]
+        new_rows = X[idx]
+        dist = np.concatenate([self.dist, np.take_along_axis(mins, idx, 1)], axis=1)
+        rows = np.concatenate([self.rows, new_rows], axis=1)
+        lab = np.concatenate([self.labels, np.take_along_axis(labels, idx, 1)], axis=1)
+        wts = np.concatenate([self.weights, ws[idx]], axis=1)
+        self.dist, self.rows, self.labels, self.weights = top_far(
+            dist, rows, lab, wts, self.m
+        )
+
+    def result(self) -> dict:
+        return {
+            "dist": self.dist,
+            "rows": self.rows,
+            "labels": self.labels,
+            "weights": self.weights,
+            "m": self.m,
+        }
+
+
+def top_far(dist, rows, labels, weights, m):
+    """Keep the ``m`` largest distances per group, sorted in decreasing order."""
+    order = np.argsort(-dist, axis=1, kind="stable")[:, :m]
+    return (
+        np.take_along_axis(dist, order, 1),
+        np.take_along_axis(rows, order[:, :, None], 1),
+        np.take_along_axis(labels, order, 1),
+        np.take_along_axis(weights, order, 1),
+    )
+

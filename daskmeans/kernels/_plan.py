@@ -1,0 +1,395 @@
+"""The kernel plan: which code path the per-block kernels run.
+
+A :class:`KernelPlan` is a small immutable object chosen once per fit (or
+predict) by :func:`choose_plan` from the data's dtype, the number of centres,
+features and rows, what is installed (numba, SciPy's BLAS), what this numba and
+LLVM can build (the LLVM-IR intrinsics of :mod:`daskmeans.kernels._llvm`) and
+the ``DASKMEANS_KERNELS`` environment variable. It is passed down to the
+kernels, which read no mutable module state; ``plan.describe()`` says what
+runs, and ``verbose`` fits print it.
+
+``DASKMEANS_KERNELS`` (default ``auto``):
+
+``auto``
+    The compiled kernels (as ``numba``) for arrays of at least
+    :data:`~daskmeans.kernels._thresholds.NUMBA_MIN_ELEMENTS` elements when numba
+    is installed, else NumPy and BLAS.
+``numpy``
+    NumPy and BLAS only; numba is never imported.
+``numba``
+    The compiled kernels whatever the size: whole blocks in one compiled call
+    when SciPy's BLAS is there, the SIMD argmin and fused product-and-argmin
+    tiles (LLVM IR) when this LLVM builds them, screened float64 products.
+``numba-plain``
+    The compiled kernels without the hand-written LLVM-IR argmin and tiles
+    (cache prefetch hints stay: they never change a result).
+``numba-subblock``
+    ``numba-plain`` with every sub-block driven from Python (no compiled
+    whole-block call, no SciPy needed).
+
+A mode may be followed by ``,field=value`` pairs that set fields of the plan
+(``numba,rowmajor_max_k=16,step=4096``), which is how the benchmarks try a
+threshold. ``DASKMEANS_NUMBA=0`` (older spelling) means ``numpy``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import os
+import platform
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _thresholds
+
+__all__ = ["KERNELS_ENV", "MODES", "KernelPlan", "choose_plan", "host_isa", "numba_target"]
+
+#: Environment variable that forces a kernel mode (see the module docstring).
+KERNELS_ENV = "DASKMEANS_KERNELS"
+#: The modes of :data:`KERNELS_ENV`.
+MODES = ("auto", "numpy", "numba", "numba-plain", "numba-subblock")
+
+_BACKENDS = ("numpy", "numba")
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Which path the per-block kernels run, and every number they run with.
+
+    Build one with :func:`choose_plan` (or :meth:`numpy` / :meth:`numba`) and
+    change fields with :func:`dataclasses.replace`; plans are immutable,
+    hashable and cheap to pickle, so a Dask graph carries them to its tasks.
+
+    Attributes
+    ----------
+    backend : {"numpy", "numba"}
+        NumPy and BLAS, or the compiled numba loops.
+    whole_block : bool
+        Compiled: sweep a whole block in one call that holds no GIL (needs
+        SciPy's BLAS, which numba's ``np.dot`` calls); else a Python loop over
+        the sub-blocks calls the compiled loops.
+    vector_argmin : bool
+        Compiled: the argmin of a row of 5 to 64 centres on SIMD vectors
+        (an LLVM-IR intrinsic); else a scalar loop.
+    fused : bool
+        Compiled, whole blocks: label rows of up to 64 centres (one group, not
+        screened) with fused product-and-argmin tiles (LLVM IR), forming no
+        distance matrix.
+    rowmajor_max_k : int
+        Compiled: largest number of centres with row-major products
+        ``X @ C.T``; above it ``C @ X.T``.
+    screen_min_k : int or None
+        Compiled, float64: smallest number of centres for which the products
+        are screened in float32 (labels proven or redone in float64); None:
+        never.
+    screen_rowmajor_max_k : int
+        Compiled, screened: largest number of centres with row-major products.
+    dist_block_bytes : int
+        NumPy: target bytes of a sub-block's distance matrix.
+    onehot_max_k : int
+        NumPy: largest k whose sums are a one-hot matrix product.
+    dist_block_bytes_compiled, row_block_bytes : int
+        Compiled: target bytes of a sub-block's distance matrix and rows.
+    step : int or None
+        Rows per sub-block; None: from the byte targets above.
+    target : str
+        The instruction set the plan was chosen for (for ``describe``).
+    reason : str
+        Why this backend was chosen.
+    """
+
+    backend: str = "numpy"
+    whole_block: bool = False
+    vector_argmin: bool = False
+    fused: bool = False
+    rowmajor_max_k: int = 64
+    screen_min_k: int | None = None
+    screen_rowmajor_max_k: int = _thresholds.SCREEN_ROWMAJOR_MAX_K
+    dist_block_bytes: int = _thresholds.DIST_BLOCK_BYTES
+    onehot_max_k: int = _thresholds.ONEHOT_MAX_K
+    dist_block_bytes_compiled: int = _thresholds.NUMBA_DIST_BLOCK_BYTES
+    row_block_bytes: int = _thresholds.NUMBA_ROW_BLOCK_BYTES
+    step: int | None = None
+    target: str = ""
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.backend not in _BACKENDS:
+            raise ValueError(
+                f"KernelPlan backend must be one of {_BACKENDS}; got {self.backend!r}.")
+        if self.backend == "numpy" and (self.whole_block or self.vector_argmin or self.fused):
+            raise ValueError("A NumPy KernelPlan has no compiled options; got "
+                             f"whole_block={self.whole_block}, "
+                             f"vector_argmin={self.vector_argmin}, fused={self.fused}.")
+        if self.fused and not self.whole_block:
+            raise ValueError("KernelPlan fused=True needs whole_block=True.")
+
+    @property
+    def compiled(self) -> bool:
+        """True when the numba loops run."""
+        return self.backend == "numba"
+
+    @classmethod
+    def numpy(cls, reason: str = "") -> KernelPlan:
+        """The NumPy and BLAS plan (never imports numba)."""
+        return cls(backend="numpy", target=host_isa(), reason=reason)
+
+    @classmethod
+    def numba(cls, *, plain: bool = False, whole_block: bool | None = None,
+              reason: str = "", **fields) -> KernelPlan:
+        """The compiled plan with what this machine offers.
+
+        Parameters
+        ----------
+        plain : bool
+            No LLVM-IR argmin or fused tiles.
+        whole_block : bool, optional
+            Default: when SciPy's BLAS is there.
+        reason : str
+        **fields
+            Other fields, overriding the resolved thresholds.
+
+        Raises
+        ------
+        ImportError
+            When numba is not installed or switched off.
+        """
+        caps = _capabilities()
+        if caps is None:
+            raise ImportError("numba is not installed (or DASKMEANS_NUMBA=0 is set).")
+        blas, vector, fused = caps
+        whole = blas if whole_block is None else bool(whole_block and blas)
+        vector = vector and not plain
+        kw = {
+            "backend": "numba",
+            "whole_block": whole,
+            "vector_argmin": vector,
+            "fused": fused and whole and not plain,
+            "rowmajor_max_k": _thresholds.rowmajor_max_k(vector, whole),
+            "screen_min_k": _thresholds.screen_min_k(vector, whole),
+            "target": numba_target(),
+            "reason": reason,
+        }
+        kw.update(fields)
+        return cls(**kw)
+
+    def path(self, dtype, n_centers: int, n_groups: int = 1) -> str:
+        """Name of the path a sweep of ``n_centers`` centres (``n_groups``
+        groups) in ``dtype`` takes: ``"numpy"``, ``"fused-<width>"``,
+        ``"rowmajor"``, ``"transposed"``, ``"screened-rowmajor"`` or
+        ``"screened-transposed"`` (compiled ones with ``"subblock-"`` in front
+        when blocks are driven from Python)."""
+        dtype = np.dtype(dtype)
+        if not self.compiled or dtype not in (np.float32, np.float64):
+            return "numpy"
+        if self.screened(dtype, n_centers):
+            lay = "rowmajor" if n_centers <= self.screen_rowmajor_max_k else "transposed"
+            name = f"screened-{lay}"
+        else:
+            rowmajor = n_centers <= self.rowmajor_max_k
+            width = self.fused_width(n_centers) if rowmajor and n_groups == 1 else 0
+            name = f"fused-{width}" if width else ("rowmajor" if rowmajor else "transposed")
+        return name if self.whole_block else f"subblock-{name}"
+
+    def screened(self, dtype, n_centers: int) -> bool:
+        """Whether float64 sweeps of ``n_centers`` centres screen in float32."""
+        return (self.compiled and np.dtype(dtype) == np.float64
+                and self.screen_min_k is not None and n_centers >= self.screen_min_k)
+
+    def fused_width(self, n_centers: int) -> int:
+        """Padded centres of the fused tiles for ``n_centers`` row-major,
+        unscreened centres of one group, or 0 when the tiles are not used."""
+        if not (self.fused and n_centers <= self.rowmajor_max_k):
+            return 0
+        from ._llvm import FUSED_CENTERS
+
+        return next((c for c in FUSED_CENTERS if c >= n_centers), 0)
+
+    def describe(self, dtype=None, n_centers: int | None = None) -> str:
+        """One line saying what runs (for ``dtype`` and ``n_centers`` if given)."""
+        if not self.compiled:
+            text = "NumPy and BLAS kernels"
+        else:
+            parts = ["numba kernels", "whole blocks in one compiled call" if self.whole_block
+                     else "sub-blocks driven from Python"]
+            parts.append("SIMD argmin (LLVM IR)" if self.vector_argmin else "scalar argmin")
+            if self.fused:
+                parts.append("fused product-and-argmin tiles up to 64 centres (LLVM IR)")
+            parts.append(f"row-major products up to {self.rowmajor_max_k} centres")
+            if self.screen_min_k is not None:
+                parts.append(f"float64 screened in float32 from {self.screen_min_k} centres")
+            text = ", ".join(parts)
+        if dtype is not None and n_centers is not None:
+            text += f"; {np.dtype(dtype).name} with {n_centers} centres: path " \
+                    f"{self.path(dtype, n_centers)}"
+        if self.step is not None:
+            text += f"; {self.step} rows per sub-block"
+        if self.target:
+            text += f" [{self.target}]"
+        if self.reason:
+            text += f" ({self.reason})"
+        return text
+
+
+def _numba_switched_off() -> bool:
+    return os.environ.get("DASKMEANS_NUMBA", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def numba_installed() -> bool:
+    """Whether numba can be imported (without importing it)."""
+    return not _numba_switched_off() and importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
+def _capabilities() -> tuple[bool, bool, bool] | None:
+    """``(blas, vector_argmin, fused)`` of this numba and LLVM, or None
+    without numba. Imports numba (only plans that pick it call this)."""
+    if not numba_installed():
+        return None
+    try:
+        from . import _numba_loops as nb
+    except ImportError:  # pragma: no cover - a broken numba install
+        return None
+    return nb.BLAS_AVAILABLE, nb.VECTOR_ARGMIN, nb.FUSED_ARGMIN
+
+
+def _parse(text: str) -> tuple[str, dict]:
+    """``"numba,step=512"`` -> ``("numba", {"step": 512})``."""
+    mode, *pairs = [p.strip() for p in text.split(",") if p.strip()] or ["auto"]
+    mode = mode.lower()
+    if mode not in MODES:
+        raise ValueError(f"{KERNELS_ENV} must be one of {MODES} (optionally followed by "
+                         f"',field=value'); got {text!r}.")
+    names = {f.name: f.type for f in dataclasses.fields(KernelPlan)}
+    fields = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in names or key in ("backend", "target", "reason"):
+            raise ValueError(f"{KERNELS_ENV}: {pair!r} is not 'field=value' with a field of "
+                             f"KernelPlan; got {text!r}.")
+        value = value.strip()
+        if value.lower() in ("none", ""):
+            fields[key] = None
+        elif value.lower() in ("true", "false"):
+            fields[key] = value.lower() == "true"
+        else:
+            fields[key] = int(value)
+    return mode, fields
+
+
+def choose_plan(dtype=np.float64, n_centers: int = 8, n_features: int = 1,
+                n_rows: int = 0, *, mode: str | None = None) -> KernelPlan:
+    """The plan for sweeps of an ``n_rows`` x ``n_features`` array of ``dtype``
+    against ``n_centers`` centres.
+
+    Parameters
+    ----------
+    dtype : dtype
+    n_centers, n_features, n_rows : int
+        Of the whole array (a fit's plan is chosen once, not per block); an
+        unknown (NaN) number of rows counts as large.
+    mode : str, optional
+        As :data:`KERNELS_ENV`; default: its value, else ``"auto"``.
+
+    Returns
+    -------
+    KernelPlan
+    """
+    text = mode if mode is not None else os.environ.get(KERNELS_ENV, "auto")
+    mode_name, fields = _parse(text)
+    if mode_name == "auto" and _numba_switched_off():
+        mode_name = "numpy"
+    try:
+        elements = int(n_features) * int(n_rows)
+    except (TypeError, ValueError):  # unknown row count (NaN): not small
+        elements = _thresholds.NUMBA_MIN_ELEMENTS
+    return _choose(mode_name, tuple(sorted(fields.items())), np.dtype(dtype).str, elements)
+
+
+@functools.lru_cache(maxsize=256)
+def _choose(mode: str, fields: tuple, dtype: str, elements: int) -> KernelPlan:
+    fields = dict(fields)
+    if mode == "numpy":
+        return dataclasses.replace(KernelPlan.numpy(f"{KERNELS_ENV}=numpy"), **fields)
+    if mode == "auto":
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            reason = f"auto: {np.dtype(dtype).name} data"
+            return dataclasses.replace(KernelPlan.numpy(reason), **fields)
+        if elements < _thresholds.NUMBA_MIN_ELEMENTS:
+            reason = (f"auto: {elements:,} elements, below "
+                      f"{_thresholds.NUMBA_MIN_ELEMENTS:,} for the compiled kernels")
+            return dataclasses.replace(KernelPlan.numpy(reason), **fields)
+        if _capabilities() is None:
+            return dataclasses.replace(KernelPlan.numpy("auto: numba is not installed"),
+                                       **fields)
+        return KernelPlan.numba(reason=f"auto: {elements:,} elements", **fields)
+    reason = f"{KERNELS_ENV}={mode}"
+    if mode == "numba":
+        return KernelPlan.numba(reason=reason, **fields)
+    if mode == "numba-plain":
+        return KernelPlan.numba(plain=True, reason=reason, **fields)
+    return KernelPlan.numba(plain=True, whole_block=False, reason=reason, **fields)
+
+
+@functools.cache
+def host_isa() -> str:
+    """``"<machine>: <vector extensions>"`` of this processor, without numba.
+
+    From ``/proc/cpuinfo`` on Linux (the widest of AVX-512, AVX2, AVX, SSE4.2
+    on x86; NEON/ASIMD and SVE on ARM), else the machine name alone.
+    """
+    machine = platform.machine() or "unknown"
+    flags = _cpu_flags()
+    found = [name for name, keys in _VECTOR_EXTENSIONS if flags & keys]
+    return f"{machine}: {', '.join(found) or 'no vector extensions listed'}"
+
+
+#: (name reported, /proc/cpuinfo flags that mean it), widest first.
+_VECTOR_EXTENSIONS = (
+    ("AVX-512", {"avx512f"}),
+    ("AVX2", {"avx2"}),
+    ("FMA", {"fma"}),
+    ("AVX", {"avx"}),
+    ("SSE4.2", {"sse4_2"}),
+    ("SVE", {"sve"}),
+    ("NEON", {"asimd", "neon"}),
+)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def numba_target() -> str:
+    """The CPU numba compiles for and its vector features (imports llvmlite).
+
+    ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` override the host's, as in
+    numba itself.
+    """
+    try:
+        import llvmlite.binding as llvm
+    except ImportError:  # pragma: no cover
+        return host_isa()
+    name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+    text = os.environ.get("NUMBA_CPU_FEATURES")
+    if text:
+        feats = {f[1:] for f in text.split(",") if f.startswith("+")}
+    elif os.environ.get("NUMBA_CPU_NAME"):
+        feats = set()
+    else:
+        feats = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    wanted = ("avx512f", "avx2", "fma", "avx", "sse4.2", "neon", "sve")
+    shown = [f for f in wanted if f in feats]
+    return f"{platform.machine()} {name}" + (f" ({', '.join(shown)})" if shown else "")

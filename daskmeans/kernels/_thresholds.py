@@ -1,0 +1,86 @@
+"""Every size threshold of the kernels, in one place.
+
+Each value is set by the benchmark command named next to it; the timings
+behind the current values are in ``benchmarks/RESULTS.md``. A threshold that
+depends on what the machine offers (the SIMD argmin, SciPy's BLAS) is a
+function of those capabilities here, and :func:`daskmeans.kernels.choose_plan`
+copies the resolved value into the :class:`~daskmeans.kernels.KernelPlan`, so
+a plan states every number it runs with and a test can set any of them.
+
+``python benchmarks/bench_thresholds.py NAME`` times one block's Lloyd sweep
+on either side of the threshold ``NAME`` (the names below, lower case), with
+the plans that differ only in it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DIST_BLOCK_BYTES",
+    "NUMBA_DIST_BLOCK_BYTES",
+    "NUMBA_MIN_ELEMENTS",
+    "NUMBA_ROW_BLOCK_BYTES",
+    "ONEHOT_MAX_K",
+    "SCREEN_ROWMAJOR_MAX_K",
+    "rowmajor_max_k",
+    "screen_min_k",
+]
+
+#: NumPy path: target bytes of one sub-block's distance matrix (rows x centres).
+#: Set by ``bench_thresholds.py dist_block_bytes``.
+DIST_BLOCK_BYTES = 1 << 21
+
+#: NumPy path: largest k for which per-cluster sums are a one-hot matrix
+#: product (above it: sort and ``np.add.reduceat``).
+#: Set by ``bench_thresholds.py onehot_max_k``.
+ONEHOT_MAX_K = 64
+
+#: Compiled path: target bytes of one sub-block's transposed distance matrix.
+#: Set by ``bench_thresholds.py numba_dist_block_bytes``.
+NUMBA_DIST_BLOCK_BYTES = 1 << 20
+
+#: Compiled path: target bytes of the rows of one sub-block. The whole-block
+#: sweep prefetches the next sub-block while it computes the current one, so
+#: two of them share the per-core cache.
+#: Set by ``bench_thresholds.py numba_row_block_bytes``.
+NUMBA_ROW_BLOCK_BYTES = 1 << 18
+
+#: Automatic plans use the compiled (numba) kernels only for arrays of at least
+#: this many elements (rows x features); smaller work runs on NumPy and BLAS,
+#: where a fit never waits for numba's import, cache or compiler. The value
+#: keeps a first fit of 100,000 x 8 rows in a fresh environment free of any
+#: compile step, and sits where the compiled sweeps' saving over a short fit
+#: pays for importing numba and loading its cache.
+#: Set by ``python benchmarks/bench_startup.py --crossover``.
+NUMBA_MIN_ELEMENTS = 1 << 21
+
+#: Compiled path, screened float64: largest number of centres for which the
+#: screened products are row-major. The screened row-major sweep lost
+#: wherever it was measured, so it is off (0); tests set it in a plan.
+#: Set by ``bench_thresholds.py screen_rowmajor_max_k``.
+SCREEN_ROWMAJOR_MAX_K = 0
+
+
+def rowmajor_max_k(vector_argmin: bool, whole_block: bool) -> int:
+    """Largest number of centres (all groups together) with row-major products.
+
+    The compiled path computes ``X @ C.T`` (row-major) up to this many centres
+    and the transposed ``C @ X.T`` above it, whose argmin vectorises over
+    rows. With the SIMD argmin of row-major rows (up to 64 centres) row-major
+    wins up to 64; without it, the whole-block call is faster transposed from
+    32 centres, while the sub-block loop driven from Python keeps row-major up
+    to 64 (NumPy's product with a transposed operand is slower).
+    Set by ``bench_thresholds.py rowmajor_max_k``.
+    """
+    return 64 if vector_argmin or not whole_block else 16
+
+
+def screen_min_k(vector_argmin: bool, whole_block: bool) -> int:
+    """Smallest number of centres for which float64 data is *screened*.
+
+    Screened: float32 distance products, every label proven or decided again
+    in float64 (see :class:`daskmeans.kernels._compiled.Distances`).
+    Set by ``bench_thresholds.py screen_min_k`` (float64).
+    """
+    if not whole_block:
+        return 128
+    return 32 if vector_argmin else 17
