@@ -18,10 +18,10 @@ import zarr
 
 from daskmeans import KMeans, open_zarr
 from daskmeans._errors import InvalidInputError, InvalidInputTypeError
-from daskmeans.engine._checkpoint import CHECKPOINT_FILE, Checkpoint, decode
 from daskmeans._progress import Progress, format_event
 from daskmeans.cli import main
 from daskmeans.datasets import make_blobs
+from daskmeans.engine._checkpoint import CHECKPOINT_FILE, Checkpoint, decode
 
 
 def _command() -> list[str]:

@@ -120,11 +120,21 @@ def test_the_graph_reader_sees_cycles_and_function_level_imports(tmp_path):
     assert find_cycle(import_graph(pkg)) == ["pkg.a", "pkg.sub.b", "pkg.sub.c", "pkg.a"]
 
 
+def _all_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle through each group of modules that import each other."""
+    found = []
+    remaining = {k: set(v) for k, v in graph.items()}
+    while (cycle := find_cycle(remaining)) is not None:
+        found.append(cycle)
+        remaining[cycle[-2]].discard(cycle[-1])  # break it and look for the next
+    return found
+
+
 def test_daskmeans_has_no_import_cycle():
     graph = import_graph()
     assert "daskmeans.cli._fit" in graph and "daskmeans.cli._common" in graph["daskmeans.cli._fit"]
-    cycle = find_cycle(graph)
-    assert cycle is None, " -> ".join(cycle)
+    cycles = _all_cycles(graph)
+    assert not cycles, "; ".join(" -> ".join(c) for c in cycles)
 
 
 def test_cli_modules_never_import_up():

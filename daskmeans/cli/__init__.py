@@ -29,12 +29,15 @@ Layout (imports go one way: this module -> a sub-command -> ``_fit``'s parts
     _predict.py, _generate.py, _info.py, _scan_k.py, _plot.py, _update.py
                      one sub-command each
 
-Adding a sub-command: write ``daskmeans/cli/_name.py`` with
-``register(sub, common)`` (add the sub-parser with ``parents=[common]`` and
-``set_defaults(handler=run)``, where ``run(args) -> int``), importing only
-``._common`` (and NumPy, Dask or daskmeans inside ``run``, so ``--help`` stays
-fast), then add ``"_name"`` to :data:`COMMANDS`: that is the one line to
-change here. Raise :class:`~daskmeans.cli._common.UsageError` for bad usage.
+Adding a sub-command: write ``daskmeans/cli/_name.py`` whose docstring is a
+summary line, then the paragraph ``daskmeans name --help`` shows; give it
+``HELP`` (its line in ``daskmeans --help``), ``add_arguments(parser)`` and
+``run(args) -> int``. The sub-command is named after the module (``_scan_k``:
+``scan-k``). Import only ``._common`` (and siblings such as ``._inputs``) at
+module level, NumPy, Dask and the rest of daskmeans inside ``run``, so that
+``--help`` stays fast; raise :class:`~daskmeans.cli._common.UsageError` for
+bad usage. Then add ``"_name"`` to :data:`COMMANDS`: the one line to change
+here.
 """
 
 from __future__ import annotations
@@ -84,9 +87,19 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = common_options()
-    for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").register(sub, common)
+    for module in COMMANDS:
+        command = importlib.import_module(f"{__name__}.{module}")
+        name = module.lstrip("_").replace("_", "-")  # _scan_k: daskmeans scan-k
+        sub_parser = sub.add_parser(name, parents=[common], allow_abbrev=False,
+                                    help=command.HELP, description=_description(command))
+        command.add_arguments(sub_parser)
+        sub_parser.set_defaults(handler=command.run)
     return parser
+
+
+def _description(command) -> str:
+    """The ``COMMAND --help`` description: the second paragraph of the module docstring."""
+    return command.__doc__.split("\n\n")[1]
 
 
 def _input_error_types() -> tuple[type[BaseException], ...]:

@@ -56,37 +56,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _typed(text: str, convert, accept, expected: str):
+    """``convert(text)`` if it works and ``accept`` takes it, else an argparse error."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not accept(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """Argument type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    return _typed(text, int, lambda v: v >= 1, "a positive integer")
 
 
-def seed(text: str) -> int:
+def random_seed(text: str) -> int:
     """Argument type: a random seed in [0, 2**63)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0 or value >= 2**63:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}")
-    return value
+    return _typed(text, int, lambda v: 0 <= v < 2**63, "an integer in [0, 2**63)")
 
 
 def nonneg_float(text: str) -> float:
     """Argument type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+    return _typed(text, float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
 
 
 def n_init(text: str) -> int | str:

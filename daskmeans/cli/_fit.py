@@ -1,5 +1,10 @@
 """``daskmeans fit``: one pipeline, an input adapter crossed with an algorithm.
 
+Fit k-means to the Zarr array INPUT and write DIR/model.json (loadable with
+daskmeans.KMeans.load), DIR/labels.zarr (one label per row, chunked like
+INPUT) and DIR/report.json. Existing outputs in DIR are replaced, each
+atomically.
+
 ::
 
     daskmeans fit INPUT --k K --out DIR [--algorithm lloyd|minibatch] [...]
@@ -17,56 +22,27 @@ import argparse
 import time
 from pathlib import Path
 
-from . import _algorithms, _inputs
-from ._common import (
-    EXIT_OK,
-    UsageError,
-    add_scheduler_options,
-    build_report,
-    check_sample_weight,
-    message,
-    n_init,
-    nonneg_float,
-    now,
-    output_dir,
-    positive_int,
-    prepare_checkpoint,
-    recorded_warnings,
-    resolve_seed,
-    scheduler,
-    seed,
-    warning_lines,
-    write_labels,
-    write_report,
-)
+from . import _algorithms, _common, _inputs
 
-__all__ = ["register", "run"]
+HELP = "fit k-means and write DIR/model.json, DIR/labels.zarr, DIR/report.json"
 
 
-def register(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``fit`` to the sub-parsers of the ``daskmeans`` command."""
-    fit = sub.add_parser(
-        "fit", parents=[common], allow_abbrev=False,
-        help="fit k-means and write DIR/model.json, DIR/labels.zarr, DIR/report.json",
-        description="Fit k-means to the Zarr array INPUT and write DIR/model.json (loadable "
-                    "with daskmeans.KMeans.load), DIR/labels.zarr (one label per row, "
-                    "chunked like INPUT) and DIR/report.json. "
-                    "Existing outputs in DIR are replaced, each atomically.",
-    )
+def add_arguments(fit: argparse.ArgumentParser) -> None:
+    """The arguments of ``daskmeans fit``."""
     fit.add_argument("input", metavar="INPUT", help="path or URL of a 2-D Zarr array")
-    fit.add_argument("--k", type=positive_int, required=True, metavar="K",
+    fit.add_argument("--k", type=_common.positive_int, required=True, metavar="K",
                      help="number of clusters")
     fit.add_argument("--out", required=True, metavar="DIR", help="output directory")
     fit.add_argument("--init", choices=["k-means||", "k-means++", "random"],
                      default="k-means||", help="initialisation (default: k-means||)")
-    fit.add_argument("--n-init", type=n_init, default="auto", metavar="N",
+    fit.add_argument("--n-init", type=_common.n_init, default="auto", metavar="N",
                      help="number of initialisations run together; 'auto' (default) is 1 "
                           "for k-means|| and k-means++, 10 for random")
-    fit.add_argument("--max-iter", type=positive_int, default=300, metavar="N",
+    fit.add_argument("--max-iter", type=_common.positive_int, default=300, metavar="N",
                      help="largest number of Lloyd iterations (default: 300)")
-    fit.add_argument("--tol", type=nonneg_float, default=1e-4, metavar="TOL",
+    fit.add_argument("--tol", type=_common.nonneg_float, default=1e-4, metavar="TOL",
                      help="relative tolerance on the centre shift (default: 1e-4)")
-    fit.add_argument("--seed", type=seed, metavar="S",
+    fit.add_argument("--seed", type=_common.random_seed, metavar="S",
                      help="random seed (default: drawn at random, recorded in the report "
                           "and the checkpoint)")
     fit.add_argument("--sample-weight", metavar="URL",
@@ -74,7 +50,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     fit.add_argument("--checkpoint", metavar="DIR",
                      help="save the fit state there after every iteration; running the same "
                           "command again resumes from it with a bitwise identical result")
-    add_scheduler_options(fit)
+    _common.add_scheduler_options(fit)
     _inputs.add_arguments(fit)
     group = fit.add_argument_group("algorithm")
     algorithms = _algorithms.ALGORITHMS
@@ -84,7 +60,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     )
     for algorithm in algorithms.values():
         algorithm.add_arguments(group)
-    fit.set_defaults(handler=run)
 
 
 def _fit_kwargs(args: argparse.Namespace, adapter, algorithm) -> dict:
@@ -92,19 +67,21 @@ def _fit_kwargs(args: argparse.Namespace, adapter, algorithm) -> dict:
     kwargs = {}
     if args.sample_weight is not None:
         if not adapter.supports_sample_weight:
-            raise UsageError(f"--sample-weight is not supported with {adapter.description}")
+            raise _common.UsageError(
+                f"--sample-weight is not supported with {adapter.description}")
         kwargs["sample_weight"] = args.sample_weight
     if args.checkpoint is not None:
         if not adapter.supports_checkpoint:
-            raise UsageError(f"--checkpoint is not supported with {adapter.description}")
+            raise _common.UsageError(f"--checkpoint is not supported with {adapter.description}")
         if not algorithm.supports_checkpoint:
-            raise UsageError(f"--checkpoint is not supported with --algorithm {algorithm.name}")
+            raise _common.UsageError(
+                f"--checkpoint is not supported with --algorithm {algorithm.name}")
         kwargs["checkpoint"] = args.checkpoint
     return kwargs
 
 
-def _parameters(args: argparse.Namespace, adapter, algorithm, seed: int,
-                seed_source: str) -> dict:
+def _parameters(args: argparse.Namespace, algorithm, seed: int, seed_source: str) -> dict:
+    """The report's ``parameters``: every flag of the fit, input flags included."""
     return {
         "n_clusters": args.k,
         "init": args.init,
@@ -116,52 +93,53 @@ def _parameters(args: argparse.Namespace, adapter, algorithm, seed: int,
         "sample_weight": args.sample_weight,
         "checkpoint": args.checkpoint,
         "nan_policy": args.nan_policy,
-        **adapter.parameters(args),
+        **{k: v for a in _inputs.ADAPTERS for k, v in a.parameters(args).items()},
         **algorithm.parameters(args),
     }
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``daskmeans fit``."""
-    started, t_start = now(), time.perf_counter()
+    started, t_start = _common.now(), time.perf_counter()
     # everything the user gave is checked before any work starts
     adapter = _inputs.choose(args)
     algorithm = _algorithms.ALGORITHMS[args.algorithm]
     fit_kwargs = _fit_kwargs(args, adapter, algorithm)
     source = adapter.open(args)
     if source.n_rows is not None and args.k > source.n_rows:
-        raise UsageError(f"--k {args.k} is larger than the number of rows of INPUT "
-                         f"({source.n_rows})")
+        raise _common.UsageError(f"--k {args.k} is larger than the number of rows of "
+                                 f"INPUT ({source.n_rows})")
     if source.n_rows is not None:
-        check_sample_weight(args.sample_weight, source.n_rows)
-    out = output_dir(args.out)
+        _common.check_sample_weight(args.sample_weight, source.n_rows)
+    out = _common.output_dir(args.out)
     if args.checkpoint is not None:
         ckpt = Path(args.checkpoint)
         if ckpt.exists() and not ckpt.is_dir():
-            raise UsageError(f"--checkpoint {args.checkpoint!r} exists and is not a directory")
-    seed, seed_source = resolve_seed(args)
+            raise _common.UsageError(
+                f"--checkpoint {args.checkpoint!r} exists and is not a directory")
+    seed, seed_source = _common.resolve_seed(args)
 
-    with scheduler(args) as where:
+    with _common.scheduler(args) as where:
         resumed_from = None
         if args.checkpoint is not None:
-            resumed_from = prepare_checkpoint(args.checkpoint, seed)
+            resumed_from = _common.prepare_checkpoint(args.checkpoint, seed)
         model, progress = algorithm.build(args, seed)
-        with recorded_warnings() as caught, progress:
+        with _common.recorded_warnings() as caught, progress:
             algorithm.fit(source, model, **fit_kwargs)
             t0 = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
             labels_path = out / source.label_file
-            write_labels(source.fit_labels(model), labels_path, like=source.like)
+            _common.write_labels(source.fit_labels(model), labels_path, like=source.like)
             checks = source.check_written(args, labels_path)
             t_labels = time.perf_counter() - t0
-        lines = checks + warning_lines(caught)
+        lines = checks + _common.warning_lines(caught)
         for line in lines:
-            message(args, f"warning: {line}")
+            _common.message(args, f"warning: {line}")
         model.save(out / "model.json")
 
     fields = {
         "algorithm": algorithm.name,
-        "parameters": _parameters(args, adapter, algorithm, seed, seed_source),
+        "parameters": _parameters(args, algorithm, seed, seed_source),
         "seed": seed,
         "data": source.summary(),
         "scheduler": where,
@@ -172,11 +150,13 @@ def run(args: argparse.Namespace) -> int:
     }
     if fields["n_omitted"] is None:
         fields["n_omitted"] = fields["data"].get("n_omitted")
-    report = build_report("fit", started=started, t_start=t_start, fields=fields,
-                          warnings=lines,
-                          outputs={"model": "model.json", "labels": source.label_file})
-    write_report(args, out, report)
+    report = _common.build_report(
+        "fit", started=started, t_start=t_start, fields=fields, warnings=lines,
+        outputs={"model": "model.json", "labels": source.label_file},
+    )
+    _common.write_report(args, out, report)
     resumed = "" if resumed_from is None else f", resumed from iteration {resumed_from}"
-    message(args, f"wrote {args.out}: k={args.k}, {algorithm.summary(report)}, "
-                  f"inertia {report['inertia']:.6e}, {report['timings']['total']:.1f}s{resumed}")
-    return EXIT_OK
+    _common.message(args, f"wrote {args.out}: k={args.k}, {algorithm.summary(report)}, "
+                          f"inertia {report['inertia']:.6e}, "
+                          f"{report['timings']['total']:.1f}s{resumed}")
+    return _common.EXIT_OK

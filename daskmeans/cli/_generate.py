@@ -1,4 +1,10 @@
-"""``daskmeans generate OUT --n-samples N --n-features D --centers K``: test data in Zarr."""
+"""``daskmeans generate OUT --n-samples N --n-features D --centers K``: test data in Zarr.
+
+Write Gaussian blobs with a random spread per cluster (centres uniform in
+[-1, 1]^D, each cluster's standard deviation uniform in [S/10, S]) to a Zarr
+array, block by block, never whole in memory. OUT appears only when
+complete.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +13,25 @@ import secrets
 import time
 from pathlib import Path
 
-from ._common import (
-    EXIT_OK,
-    UsageError,
-    emit_json,
-    message,
-    nonneg_float,
-    positive_int,
-    same_path,
-    seed,
-)
+from . import _common
 
-__all__ = ["register", "run"]
+HELP = "write Gaussian blobs (or uniform points) to a Zarr array"
 
 
-def register(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``generate`` to the sub-parsers of the ``daskmeans`` command."""
-    gen = sub.add_parser(
-        "generate", parents=[common], allow_abbrev=False,
-        help="write Gaussian blobs (or uniform points) to a Zarr array",
-        description="Write Gaussian blobs with a random spread per cluster (centres uniform "
-                    "in [-1, 1]^D, each cluster's standard deviation uniform in "
-                    "[S/10, S]) to a Zarr array, block by block, never whole in memory. "
-                    "OUT appears only when complete.",
-    )
+def add_arguments(gen: argparse.ArgumentParser) -> None:
+    """The arguments of ``daskmeans generate``."""
     gen.add_argument("out", metavar="OUT", help="path of the Zarr array to create")
-    gen.add_argument("--n-samples", type=positive_int, required=True, metavar="N",
+    gen.add_argument("--n-samples", type=_common.positive_int, required=True, metavar="N",
                      help="number of rows")
-    gen.add_argument("--n-features", type=positive_int, required=True, metavar="D",
+    gen.add_argument("--n-features", type=_common.positive_int, required=True, metavar="D",
                      help="number of columns")
-    gen.add_argument("--centers", type=positive_int, required=True, metavar="K",
+    gen.add_argument("--centers", type=_common.positive_int, required=True, metavar="K",
                      help="number of clusters")
-    gen.add_argument("--cluster-std", type=nonneg_float, default=0.5, metavar="S",
+    gen.add_argument("--cluster-std", type=_common.nonneg_float, default=0.5, metavar="S",
                      help="largest per-cluster standard deviation (default: 0.5)")
-    gen.add_argument("--chunk-rows", type=positive_int, metavar="R",
+    gen.add_argument("--chunk-rows", type=_common.positive_int, metavar="R",
                      help="rows per Zarr chunk (default: about 64 MiB per chunk)")
-    gen.add_argument("--seed", type=seed, metavar="S",
+    gen.add_argument("--seed", type=_common.random_seed, metavar="S",
                      help="random seed (default: drawn at random and printed)")
     gen.add_argument("--uniform", action="store_true",
                      help="points uniform in [-1, 1]^D instead of blobs")
@@ -52,7 +41,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                      help="also write the true cluster of every row (int64) to this Zarr array")
     gen.add_argument("--overwrite", action="store_true",
                      help="replace OUT (and --labels) if they exist")
-    gen.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     targets = [out] + ([Path(args.labels)] if args.labels else [])
-    if args.labels and same_path(args.out, args.labels):
-        raise UsageError("--labels must differ from OUT")
+    if args.labels and _common.same_path(args.out, args.labels):
+        raise _common.UsageError("--labels must differ from OUT")
     for path in targets:
         if path.exists() and not args.overwrite:
-            raise UsageError(f"{str(path)!r} already exists (use --overwrite to replace it)")
+            raise _common.UsageError(
+                f"{str(path)!r} already exists (use --overwrite to replace it)")
         if not path.parent.is_dir():
-            raise UsageError(f"directory {str(path.parent)!r} does not exist")
+            raise _common.UsageError(f"directory {str(path.parent)!r} does not exist")
     used_seed = args.seed if args.seed is not None else secrets.randbits(32)
     t0 = time.perf_counter()
     info = write_blobs(
@@ -79,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     info["seed"] = used_seed
     info["seconds"] = round(time.perf_counter() - t0, 6)
     info.pop("seed_entropy", None)
-    message(args, f"wrote {args.out}: shape {tuple(info['shape'])}, {info['dtype']}, "
-                  f"chunks {tuple(info['chunks'])}, seed {used_seed}")
+    _common.message(args, f"wrote {args.out}: shape {tuple(info['shape'])}, {info['dtype']}, "
+                          f"chunks {tuple(info['chunks'])}, seed {used_seed}")
     if args.json:
-        emit_json(info)
-    return EXIT_OK
+        _common.emit_json(info)
+    return _common.EXIT_OK

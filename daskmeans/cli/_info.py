@@ -1,4 +1,8 @@
-"""``daskmeans info INPUT|MODEL``: describe a Zarr array or a model file."""
+"""``daskmeans info INPUT|MODEL``: describe a Zarr array or a model file.
+
+Show the shape, dtype, chunks and size on disk of a Zarr array, or the
+summary of a model.json.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +11,19 @@ import contextlib
 import math
 import os
 
-from ._common import (
-    EXIT_OK,
-    UsageError,
-    emit_json,
-    is_url,
-    load_model,
-    local,
-    one_line,
-    require_exists,
-)
+from . import _common
 
-__all__ = ["register", "run"]
+HELP = "describe a Zarr array or a model"
 
 
-def register(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``info`` to the sub-parsers of the ``daskmeans`` command."""
-    info = sub.add_parser(
-        "info", parents=[common], allow_abbrev=False,
-        help="describe a Zarr array or a model",
-        description="Show the shape, dtype, chunks and size on disk of a Zarr array, or the "
-                    "summary of a model.json.",
-    )
+def add_arguments(info: argparse.ArgumentParser) -> None:
+    """The arguments of ``daskmeans info``."""
     info.add_argument("target", metavar="INPUT|MODEL", help="Zarr array or model.json")
-    info.set_defaults(handler=run)
 
 
 def _size_on_disk(arr, text: str) -> int | None:
-    path = local(text)
-    if not is_url(text) and path.is_dir():
+    path = _common.local(text)
+    if not _common.is_url(text) and path.is_dir():
         total = 0
         for root, _dirs, files in os.walk(path):
             for name in files:
@@ -50,11 +38,13 @@ def _size_on_disk(arr, text: str) -> int | None:
 def _array_info(text: str) -> dict:
     from daskmeans.io._zarr import open_zarr_array
 
-    require_exists(text, "INPUT")
+    _common.require_exists(text, "INPUT")
     try:
         arr = open_zarr_array(text)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
-        raise UsageError(f"INPUT {text!r} is not a readable Zarr array ({one_line(exc)})") from None
+        raise _common.UsageError(
+            f"INPUT {text!r} is not a readable Zarr array ({_common.one_line(exc)})"
+        ) from None
     n_chunks = math.prod(math.ceil(s / c) for s, c in zip(arr.shape, arr.chunks, strict=True))
     return {
         "kind": "array",
@@ -70,7 +60,7 @@ def _array_info(text: str) -> dict:
 
 
 def _model_info(text: str) -> dict:
-    model = load_model(text)
+    model = _common.load_model(text)
     centers = model.cluster_centers_
     return {
         "kind": "model",
@@ -124,11 +114,13 @@ def _print_info(info: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``daskmeans info``."""
     target = args.target
-    require_exists(target, "INPUT|MODEL")
-    is_model = target.endswith(".json") or (not is_url(target) and local(target).is_file())
+    _common.require_exists(target, "INPUT|MODEL")
+    is_model = target.endswith(".json") or (
+        not _common.is_url(target) and _common.local(target).is_file()
+    )
     info = _model_info(target) if is_model else _array_info(target)
     if args.json:
-        emit_json(info)
+        _common.emit_json(info)
     elif not args.quiet:
         _print_info(info)
-    return EXIT_OK
+    return _common.EXIT_OK

@@ -1,7 +1,8 @@
 """What INPUT is, for ``daskmeans fit`` and ``predict``: one adapter per kind of input.
 
 An adapter recognises its kind of INPUT (from the path or the flags given)
-and opens it, with one-line usage errors, as a :class:`Source` that the
+and opens it, with one-line usage errors, as a
+:class:`~daskmeans.cli._sources.Source` that the
 ``fit`` pipeline (:mod:`daskmeans.cli._fit`) and ``predict`` use without
 knowing its kind: fit a model on it, give its labels lazily, describe it in
 the report. Labels are written by :func:`daskmeans.cli._common.write_labels`.
@@ -12,10 +13,13 @@ Kinds::
     xarray    a Zarr group written by xarray   DIR/labels.zarr (xarray store)
     array     a 2-D Zarr array (the default)   DIR/labels.zarr (Zarr array)
 
-To add a kind: subclass :class:`InputAdapter` (and :class:`Source`), and put
-an instance in :data:`ADAPTERS` ahead of those it must take precedence over;
-:class:`ZarrArrayInput`, last, takes any INPUT no other adapter claims. Flags
-of its own go in :meth:`InputAdapter.add_arguments`.
+To add a kind: write a ``Source`` subclass and its ``open(args)``
+function, and put an :class:`InputAdapter` in :data:`ADAPTERS` ahead of the
+kinds it must take precedence over (the Zarr array kind, last, takes any
+INPUT no other kind claims). For example::
+
+    InputAdapter("npz", "sparse .npz files", _open_npz,
+                 detect=lambda text: text.endswith(".npz"))
 
 Outputs of the table and cube kinds: ``labels.zarr`` is an xarray Zarr store
 with a ``label`` variable over the sample dimensions (with their coordinates;
@@ -30,120 +34,72 @@ import argparse
 import json
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._common import UsageError, names, one_line, open_array, require_exists
+from ._sources import ArraySource, Source
 
-__all__ = ["ADAPTERS", "InputAdapter", "Source", "add_arguments", "choose"]
-
-
-class Source:
-    """An opened INPUT, as the ``fit`` pipeline and ``predict`` see it."""
-
-    #: Kind of input, as in the report's ``data.kind``.
-    kind = ""
-    #: File written under ``fit --out`` for the labels.
-    label_file = "labels.zarr"
-    #: What the labels are written as (in messages).
-    label_format = "a Zarr array"
-    #: Rows (samples), when known without reading the data.
-    n_rows: int | None = None
-    #: Features per row.
-    n_features = 0
-    #: Path of the stored array the labels should be chunked like, if any.
-    like: str | None = None
-
-    def fit(self, model, **fit_kwargs) -> None:
-        """Fit ``model`` on the data."""
-        raise NotImplementedError
-
-    def fit_labels(self, model):
-        """The labels of the data after :meth:`fit`, lazy."""
-        raise NotImplementedError
-
-    def predict_labels(self, model):
-        """The labels of the data under a fitted ``model``, lazy."""
-        raise NotImplementedError
-
-    def summary(self) -> dict:
-        """The report's ``data`` section."""
-        raise NotImplementedError
-
-    def check_written(self, args: argparse.Namespace, path: Path) -> list[str]:
-        """Checks of the written labels; warning lines (may add to :meth:`summary`)."""
-        return []
+__all__ = ["ADAPTERS", "ArraySource", "InputAdapter", "Source", "add_arguments", "choose"]
 
 
+def _anything(text: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
 class InputAdapter:
-    """Recognises and opens one kind of INPUT."""
+    """One kind of INPUT: how it is recognised and opened.
 
-    name = ""
-    #: The kind in messages: "--sample-weight is not supported with ...".
-    description = ""
-    supports_sample_weight = False
-    supports_checkpoint = False
+    Parameters
+    ----------
+    name : str
+        The kind, as in error messages.
+    description : str
+        The kind in messages: "--sample-weight is not supported with ...".
+    open : callable
+        ``open(args) -> Source``: open INPUT, checked; raise
+        :class:`~daskmeans.cli._common.UsageError` for bad input.
+    detect : callable, optional
+        ``detect(INPUT) -> bool``: True when the path is of this kind.
+    flags : tuple of str
+        Destinations of flags that only this kind takes; any of them given
+        selects it. Recorded in the report's ``parameters``.
+    add_arguments : callable, optional
+        ``add_arguments(parser)``: add the flags of this kind to ``fit`` and
+        ``predict`` (those of the built-in kinds are in :func:`add_arguments`).
+    supports_sample_weight, supports_checkpoint : bool
+        Whether ``fit --sample-weight`` and ``--checkpoint`` work with it.
+    """
 
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """Add the flags of this kind to a ``fit`` or ``predict`` parser (none by default)."""
+    name: str
+    description: str
+    open: Callable[[argparse.Namespace], Source]
+    detect: Callable[[str], bool] = _anything
+    flags: tuple[str, ...] = ()
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    supports_sample_weight: bool = False
+    supports_checkpoint: bool = False
+
+    def given(self, args: argparse.Namespace) -> list[str]:
+        """The flags of this kind given on the command line."""
+        return [f for f in self.flags if getattr(args, f, None) is not None]
 
     def claims(self, args: argparse.Namespace) -> bool:
-        """True when INPUT (or the flags) is of this kind."""
-        raise NotImplementedError
-
-    def open(self, args: argparse.Namespace) -> Source:
-        """Open INPUT, checked; raise :class:`UsageError` for bad input."""
-        raise NotImplementedError
+        """True when INPUT (or the flags given) is of this kind."""
+        return bool(self.given(args)) or self.detect(args.input)
 
     def parameters(self, args: argparse.Namespace) -> dict:
-        """Flags of this kind recorded in the report's ``parameters``."""
-        return {}
+        """The flags of this kind, for the report's ``parameters``."""
+        return {f: getattr(args, f, None) for f in self.flags}
 
 
 # --------------------------------------------------------------------------- Zarr array
 
 
-class ArraySource(Source):
-    kind = "array"
-
-    def __init__(self, text: str, X):
-        self.text = self.like = text
-        self.X = X
-        self.n_rows, self.n_features = (int(s) for s in X.shape)
-
-    def fit(self, model, **fit_kwargs) -> None:
-        model.fit(self.X, **fit_kwargs)
-
-    def fit_labels(self, model):
-        return model.labels_
-
-    def predict_labels(self, model):
-        return model.predict(self.X)
-
-    def summary(self) -> dict:
-        X = self.X
-        return {
-            "input": self.text,
-            "kind": self.kind,
-            "shape": list(X.shape),
-            "dtype": str(X.dtype),
-            "chunks": [int(X.chunks[0][0]), int(X.shape[1])],
-            "n_chunks": int(X.numblocks[0]),
-        }
-
-
-class ZarrArrayInput(InputAdapter):
-    """A 2-D Zarr array, local or at a URL (the default kind)."""
-
-    name = "array"
-    description = "Zarr arrays"
-    supports_sample_weight = True
-    supports_checkpoint = True
-
-    def claims(self, args: argparse.Namespace) -> bool:
-        return True
-
-    def open(self, args: argparse.Namespace) -> Source:
-        return ArraySource(args.input, open_array(args.input, "INPUT", ndim=2))
+def _open_array(args: argparse.Namespace) -> Source:
+    return ArraySource(args.input, open_array(args.input, "INPUT", ndim=2))
 
 
 # --------------------------------------------------------------------------- tables and cubes
@@ -169,23 +125,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="rows (samples) with NaN: 'raise' (default) or 'omit' (label -1, "
                             "skipped by the fit)")
     for adapter in ADAPTERS:
-        adapter.add_arguments(parser)
-
-
-def _table_flags(args: argparse.Namespace) -> bool:
-    return args.columns is not None or args.id_column is not None
-
-
-def _cube_flags(args: argparse.Namespace) -> bool:
-    return args.variables is not None or args.feature_dim is not None
-
-
-class _FramedInput(InputAdapter):
-    """Kinds that take --variables/--feature-dim or --columns/--id-column."""
-
-    def parameters(self, args: argparse.Namespace) -> dict:
-        return {"variables": args.variables, "feature_dim": args.feature_dim,
-                "columns": args.columns, "id_column": args.id_column}
+        if adapter.add_arguments is not None:
+            adapter.add_arguments(parser)
 
 
 def _is_parquet_path(text: str) -> bool:
@@ -256,18 +197,9 @@ class CubeSource(Source):
                 "feature_dim": feature_dim or "variable", "features": features}
 
 
-class XarrayZarrInput(_FramedInput):
-    """A Zarr group written by xarray: a data cube (``--feature-dim``) or variables."""
-
-    name = "xarray"
-    description = "Zarr groups or Parquet input"
-
-    def claims(self, args: argparse.Namespace) -> bool:
-        return _cube_flags(args) or _is_zarr_group(args.input)
-
-    def open(self, args: argparse.Namespace) -> Source:
-        obj, feature_dim = _open_cube(args)
-        return CubeSource(args.input, obj, feature_dim)
+def _open_cube_source(args: argparse.Namespace) -> Source:
+    obj, feature_dim = _open_cube(args)
+    return CubeSource(args.input, obj, feature_dim)
 
 
 def _open_cube(args: argparse.Namespace):
@@ -413,47 +345,64 @@ def _table_piece(part, labels, distances, id_column):
     return pd.DataFrame(out)
 
 
-class ParquetInput(_FramedInput):
-    """A Parquet file or directory of files (a table, one row per sample)."""
+def _open_table(args: argparse.Namespace) -> Source:
+    require_exists(args.input, "INPUT")
+    try:
+        import dask.dataframe  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise UsageError("Parquet input needs dask[dataframe] and pyarrow: "
+                         "pip install 'daskmeans[parquet]'") from None
+    from daskmeans.io._tables import read_parquet_table
 
-    name = "parquet"
-    description = "Zarr groups or Parquet input"
+    try:
+        df, features = read_parquet_table(args.input, columns=args.columns,
+                                          id_column=args.id_column)
+    except ValueError as exc:  # the table's columns do not fit the flags
+        raise UsageError(one_line(exc)) from None
+    if args.id_column is not None and args.id_column in features:
+        raise UsageError(f"--id-column {args.id_column!r} is also a feature column")
+    return TableSource(args.input, df, features, args.id_column)
 
-    def claims(self, args: argparse.Namespace) -> bool:
-        return _table_flags(args) or _is_parquet_path(args.input)
 
-    def open(self, args: argparse.Namespace) -> Source:
-        require_exists(args.input, "INPUT")
-        try:
-            import dask.dataframe  # noqa: F401
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise UsageError("Parquet input needs dask[dataframe] and pyarrow: "
-                             "pip install 'daskmeans[parquet]'") from None
-        from daskmeans.io._tables import read_parquet_table
+def _is_sparse_input(text: str) -> bool:
+    from ._sparse import is_sparse_input
 
-        try:
-            df, features = read_parquet_table(args.input, columns=args.columns,
-                                              id_column=args.id_column)
-        except ValueError as exc:  # the table's columns do not fit the flags
-            raise UsageError(one_line(exc)) from None
-        if args.id_column is not None and args.id_column in features:
-            raise UsageError(f"--id-column {args.id_column!r} is also a feature column")
-        return TableSource(args.input, df, features, args.id_column)
+    return is_sparse_input(text)
+
+
+def _open_sparse(args: argparse.Namespace) -> Source:
+    from ._sparse import open_sparse  # save_npz files and AnnData-layout CSR groups
+
+    return open_sparse(args)
 
 
 # --------------------------------------------------------------------------- registry
 
 #: Every kind of INPUT, asked in this order; the first that claims INPUT opens it.
-ADAPTERS: list[InputAdapter] = [ParquetInput(), XarrayZarrInput(), ZarrArrayInput()]
+ADAPTERS: list[InputAdapter] = [
+    InputAdapter("parquet", "Parquet input", _open_table, detect=_is_parquet_path,
+                 flags=("columns", "id_column")),
+    InputAdapter("sparse", "sparse matrices", _open_sparse, detect=_is_sparse_input,
+                 supports_sample_weight=True),
+    InputAdapter("xarray", "Zarr groups", _open_cube_source, detect=_is_zarr_group,
+                 flags=("variables", "feature_dim")),
+    InputAdapter("array", "Zarr arrays", _open_array, supports_sample_weight=True,
+                 supports_checkpoint=True),
+]
+
+
+def _flag_names(adapter: InputAdapter) -> str:
+    return "/".join("--" + f.replace("_", "-") for f in adapter.flags)
 
 
 def choose(args: argparse.Namespace) -> InputAdapter:
-    """The adapter of INPUT (from its path and the flags given)."""
-    if _table_flags(args) and _cube_flags(args):
-        raise UsageError("--columns/--id-column (Parquet) and --variables/--feature-dim "
-                         "(Zarr group) cannot be combined")
-    for adapter in ADAPTERS:
+    """The adapter of INPUT (from the flags given, else from its path)."""
+    chosen = [a for a in ADAPTERS if a.given(args)]
+    if len(chosen) > 1:
+        raise UsageError(" and ".join(f"{_flag_names(a)} ({a.description})" for a in chosen)
+                         + " cannot be combined")
+    for adapter in chosen or ADAPTERS:
         if adapter.claims(args):
             return adapter
     raise UsageError(f"INPUT {args.input!r}: unknown kind of input")  # pragma: no cover

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ._common import UsageError, one_line, require_exists
-from ._inputs import ArraySource
+from ._sources import ArraySource
 
 __all__ = ["SparseSource", "is_sparse_input", "open_sparse"]
 

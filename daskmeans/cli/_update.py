@@ -1,7 +1,9 @@
 """``daskmeans update MODEL INPUT --out DIR``: a mini-batch model updated with new data.
 
-Writes DIR/model.json, DIR/labels.zarr (the labels of INPUT under the updated
-centres) and DIR/report.json, atomically, as ``fit`` does.
+Update the MiniBatchKMeans MODEL (written by 'daskmeans fit --algorithm
+minibatch' or 'daskmeans update') with the rows of INPUT, one mini-batch
+step per Zarr chunk, and write DIR/model.json, DIR/labels.zarr (labels of
+INPUT under the updated centres) and DIR/report.json, atomically.
 """
 
 from __future__ import annotations
@@ -9,45 +11,20 @@ from __future__ import annotations
 import argparse
 import time
 
-from ._common import (
-    EXIT_OK,
-    add_scheduler_options,
-    build_report,
-    check_n_features,
-    check_sample_weight,
-    load_model,
-    message,
-    now,
-    open_array,
-    output_dir,
-    recorded_warnings,
-    scheduler,
-    warning_lines,
-    write_labels,
-    write_report,
-)
-from ._inputs import ArraySource
+from . import _common
+from ._sources import ArraySource
 
-__all__ = ["register", "run"]
+HELP = "update a mini-batch model with new data (partial_fit)"
 
 
-def register(sub, common: argparse.ArgumentParser) -> None:
-    """Add ``update`` to the sub-parsers of the ``daskmeans`` command."""
-    upd = sub.add_parser(
-        "update", parents=[common], allow_abbrev=False,
-        help="update a mini-batch model with new data (partial_fit)",
-        description="Update the MiniBatchKMeans MODEL (written by 'daskmeans fit --algorithm "
-                    "minibatch' or 'daskmeans update') with the rows of INPUT, one mini-batch "
-                    "step per Zarr chunk, and write DIR/model.json, DIR/labels.zarr (labels "
-                    "of INPUT under the updated centres) and DIR/report.json, atomically.",
-    )
+def add_arguments(upd: argparse.ArgumentParser) -> None:
+    """The arguments of ``daskmeans update``."""
     upd.add_argument("model", metavar="MODEL", help="model.json of a mini-batch model")
     upd.add_argument("input", metavar="INPUT", help="path or URL of a 2-D Zarr array")
     upd.add_argument("--out", required=True, metavar="DIR", help="output directory")
     upd.add_argument("--sample-weight", metavar="URL",
                      help="path or URL of a 1-D Zarr array of non-negative row weights")
-    add_scheduler_options(upd)
-    upd.set_defaults(handler=run)
+    _common.add_scheduler_options(upd)
 
 
 def _inertia_and_sizes(model, X, sample_weight: str | None) -> tuple[float, list[float]]:
@@ -57,7 +34,9 @@ def _inertia_and_sizes(model, X, sample_weight: str | None) -> tuple[float, list
     from daskmeans.engine._lloyd import partial_pass
 
     Xd = X.astype(model.cluster_centers_.dtype)
-    w = None if sample_weight is None else open_array(sample_weight, "--sample-weight", ndim=1)
+    w = None
+    if sample_weight is not None:
+        w = _common.open_array(sample_weight, "--sample-weight", ndim=1)
     weights = weights_of(w, Xd, in_memory=False)
     (res,) = compute_passes(partial_pass(Xd, weights, [model.cluster_centers_],
                                          name="minibatch-update-inertia"))
@@ -68,16 +47,16 @@ def run(args: argparse.Namespace) -> int:
     """Run ``daskmeans update``."""
     from daskmeans import MiniBatchKMeans
 
-    started, t_start = now(), time.perf_counter()
-    model = load_model(args.model, MiniBatchKMeans, "a daskmeans mini-batch model")
+    started, t_start = _common.now(), time.perf_counter()
+    model = _common.load_model(args.model, MiniBatchKMeans, "a daskmeans mini-batch model")
     # one step per stored chunk (partial_fit's rule for Zarr input)
-    X = open_array(args.input, "INPUT", ndim=2, chunks="stored")
-    check_sample_weight(args.sample_weight, X.shape[0])
-    out = output_dir(args.out)
-    check_n_features(X.shape[1], model)
+    X = _common.open_array(args.input, "INPUT", ndim=2, chunks="stored")
+    _common.check_sample_weight(args.sample_weight, X.shape[0])
+    out = _common.output_dir(args.out)
+    _common.check_n_features(X.shape[1], model)
     steps_before = int(model.n_steps_)
-    with scheduler(args) as where:
-        with recorded_warnings() as caught:
+    with _common.scheduler(args) as where:
+        with _common.recorded_warnings() as caught:
             t0 = time.perf_counter()
             compute_labels = model.compute_labels  # labels, inertia, sizes: one pass below
             model.set_params(compute_labels=False).partial_fit(X, sample_weight=args.sample_weight)
@@ -85,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
             t_update = time.perf_counter() - t0
             t0 = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
-            write_labels(model.predict(X), out / "labels.zarr", like=args.input)
+            _common.write_labels(model.predict(X), out / "labels.zarr", like=args.input)
             inertia, sizes = _inertia_and_sizes(model, X, args.sample_weight)
             t_final = time.perf_counter() - t0
-        lines = warning_lines(caught)
+        lines = _common.warning_lines(caught)
         for line in lines:
-            message(args, f"warning: {line}")
+            _common.message(args, f"warning: {line}")
         model.save(out / "model.json")
     fields = {
         "algorithm": "minibatch",
@@ -104,10 +83,12 @@ def run(args: argparse.Namespace) -> int:
         "cluster_sizes": sizes,
         "timings": {"update": t_update, "labels_and_inertia": t_final},
     }
-    report = build_report("update", started=started, t_start=t_start, fields=fields,
-                          warnings=lines,
-                          outputs={"model": "model.json", "labels": "labels.zarr"})
-    write_report(args, out, report)
-    message(args, f"wrote {args.out}: k={model.n_clusters}, {model.n_steps_} mini-batch "
-                  f"steps, inertia {inertia:.6e}, {report['timings']['total']:.1f}s")
-    return EXIT_OK
+    report = _common.build_report(
+        "update", started=started, t_start=t_start, fields=fields, warnings=lines,
+        outputs={"model": "model.json", "labels": "labels.zarr"},
+    )
+    _common.write_report(args, out, report)
+    _common.message(args, f"wrote {args.out}: k={model.n_clusters}, {model.n_steps_} "
+                          f"mini-batch steps, inertia {inertia:.6e}, "
+                          f"{report['timings']['total']:.1f}s")
+    return _common.EXIT_OK
