@@ -36,6 +36,7 @@ __all__ = [
     "block_reduce",
     "blocks_per_task",
     "compute_passes",
+    "map_selected_blocks",
     "resolve_split_every",
 ]
 
@@ -313,6 +314,31 @@ def block_reduce(
     dsk, out, _ = _build(X, weights, chunk, combine, name=name, split_every=split_every,
                          consts=consts, finalize=finalize)
     return _delayed(X, weights, dsk, out)
+
+
+def map_selected_blocks(X: da.Array, weights, chunk: Callable[..., Any], jobs: list,
+                        *, name: str) -> list:
+    """Compute ``chunk(block, weight_block, index, **consts)`` for a few blocks.
+
+    ``jobs`` is a list of ``(block_index, consts)``. Every job is one task
+    that reads its block itself when it can (see :func:`block_readers`), so
+    only what ``chunk`` returns (a few rows) leaves the worker. Returns the
+    results in the order of ``jobs`` (one ``compute``).
+    """
+    reads = block_readers(X)
+    wreads = None if weights is None else block_readers(weights)
+    fused = reads is not None and (weights is None or wreads is not None)
+    token = tokenize(X.name, None if weights is None else weights.name, chunk, jobs, fused)
+    key = f"{name}-{token}"
+    dsk: dict = {}
+    for j, (b, consts) in enumerate(jobs):
+        xs = reads[b] if fused else (X.name, b, 0)
+        ws = None if weights is None else (wreads[b] if fused else (weights.name, b))
+        dsk[(key, j)] = (_call_chunk, chunk, xs, ws, b, consts)
+    out = f"{name}-result-{token}"
+    dsk[out] = (list, [(key, j) for j in range(len(jobs))])
+    (res,) = compute_passes(_delayed(X, weights, dsk, out))
+    return res
 
 
 def _delayed(X, weights, dsk: dict, out) -> Delayed:

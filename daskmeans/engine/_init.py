@@ -12,6 +12,7 @@ the round and the block index, never by the worker that runs a block.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from functools import partial
@@ -23,7 +24,7 @@ from .. import kernels as _kernels
 from ..kernels import _sparse as _sparse_kernels
 from ..kernels._sparse import is_sparse as _is_sparse
 from ..kernels import _numba_loops as _kernels_numba
-from ._graph import PassRunner, block_reduce, compute_passes
+from ._graph import PassRunner, block_reduce, compute_passes, map_selected_blocks
 from ._lloyd import lloyd_numpy, partial_pass, prepare_block
 from ._prep import apply_prep
 from .._rng import block_rng, purpose_key
@@ -362,7 +363,9 @@ def _first_centers(X: da.Array, weights, n_groups: int, seq, prep=None) -> list:
     is replaced by a row of the same block drawn among the kept ones (by
     weight), or of another block when the whole block is omitted. This reads
     a few blocks, not the data, at the price of a slight bias towards kept
-    rows of blocks with many omitted ones.
+    rows of blocks with many omitted ones. Each block is read by a task that
+    returns only the drawn row (:func:`map_selected_blocks`); the uniform
+    numbers are drawn here, in the order ``Generator.choice`` would draw them.
     """
     n = X.shape[0]
     bounds = np.concatenate(([0], np.cumsum(X.chunks[0])))
@@ -372,36 +375,67 @@ def _first_centers(X: da.Array, weights, n_groups: int, seq, prep=None) -> list:
         picks = []
         for r in rows:
             b = int(np.searchsorted(bounds, r, side="right") - 1)
-            picks.append((b, int(r - bounds[b])))
+            picks.append((b, int(r - bounds[b]), None))
     else:
         sums = weights.map_blocks(lambda b: np.atleast_1d(b.sum()), chunks=(1,)).compute()
         picks = []
         for _ in range(n_groups):
             b = int(rng.choice(len(sums), p=sums / sums.sum()))
-            wb = np.asarray(weights.blocks[b].compute())
-            picks.append((b, int(rng.choice(len(wb), p=wb / wb.sum()))))
-    blocks = sorted({b for b, _ in picks})
-    fetched = dict(zip(blocks, da.compute(*[X.blocks[b] for b in blocks]), strict=True))
+            picks.append((b, None, float(rng.random())))  # the row: drawn in its block's task
     if prep is None:
-        return [_take(fetched[b], np.arange(i, i + 1)) for b, i in picks]
-    return [_first_kept_row(X, weights, fetched, b, i, prep, rng) for b, i in picks]
+        jobs = [(b, {"row": i, "u_row": u, "prep": None, "u_next": None}) for b, i, u in picks]
+        return [row for _, row in map_selected_blocks(X, weights, _first_row_chunk, jobs,
+                                                      name="kmeans-init-first")]
+    return [_first_kept_row(X, weights, b, i, u, prep, rng) for b, i, u in picks]
 
 
-def _first_kept_row(X, weights, fetched, b, i, prep, rng) -> np.ndarray:
-    """Row ``i`` of block ``b`` after ``prep``, or a kept row near it (see _first_centers)."""
+def _choice_index(w: np.ndarray, u: float) -> int:
+    """The index ``Generator.choice(len(w), p=w / w.sum())`` draws with the uniform ``u``."""
+    p = w / w.sum()
+    cdf = p.cumsum()
+    cdf /= cdf[-1]
+    return int(cdf.searchsorted(u, side="right"))
+
+
+def _first_row_chunk(X, w, index, *, row, u_row, prep, u_next):
+    """``(status, row)`` of one block for :func:`_first_centers`.
+
+    The row is ``row``, or drawn by its weight with ``u_row``; with ``prep``,
+    when it is omitted or weighs nothing, a kept row drawn by weight with
+    ``u_next`` (status ``"drawn"``), or ``("empty", None)`` when the block
+    has no usable row; ``None`` for both: just a draw with ``u_next``.
+    """
+    i = row
+    if i is None and u_row is not None:
+        i = _choice_index(np.asarray(w), u_row)
+    if prep is None:
+        return "row", _take(X, np.arange(i, i + 1))
+    Xb, wb, valid = apply_prep(prep, X, w)
+    wts = np.ones(Xb.shape[0]) if wb is None else np.asarray(wb, dtype=np.float64)
+    if i is not None and (valid is None or valid[i]) and wts[i] > 0:
+        return "row", _take(Xb, np.arange(i, i + 1))
+    if wts.sum() > 0:
+        return "drawn", _take(Xb, np.arange(j := _choice_index(wts, u_next), j + 1))
+    return "empty", None
+
+
+def _first_kept_row(X, weights, b, i, u, prep, rng) -> np.ndarray:
+    """Row ``i`` of block ``b`` after ``prep``, or a kept row near it (see _first_centers).
+
+    One small task per block tried; the uniform number for a replacement row
+    is peeked from a copy of ``rng`` and consumed only when the task used it.
+    """
     order = [b] + [int(o) for o in rng.permutation(X.numblocks[0]) if o != b]
     for blk in order:
-        if blk not in fetched:
-            blk_rows = X.blocks[blk].compute()
-            fetched[blk] = blk_rows if _is_sparse(blk_rows) else np.asarray(blk_rows)
-        wb = None if weights is None else np.asarray(weights.blocks[blk].compute())
-        Xb, wb, valid = apply_prep(prep, fetched[blk], wb)
-        wts = np.ones(Xb.shape[0]) if wb is None else np.asarray(wb, dtype=np.float64)
-        if blk == b and (valid is None or valid[i]) and wts[i] > 0:
-            return _take(Xb, np.arange(i, i + 1))
-        if wts.sum() > 0:
-            j = int(rng.choice(len(wts), p=wts / wts.sum()))
-            return _take(Xb, np.arange(j, j + 1))
+        u_next = float(copy.deepcopy(rng).random())
+        consts = {"row": i if blk == b else None, "u_row": u if blk == b else None,
+                  "prep": prep, "u_next": u_next}
+        ((status, row),) = map_selected_blocks(X, weights, _first_row_chunk, [(blk, consts)],
+                                               name="kmeans-init-first")
+        if status == "drawn":
+            rng.random()  # the number the task used
+        if status != "empty":
+            return row
     raise ValueError("X has no usable rows: every row was omitted or has zero weight.")
 
 
