@@ -394,6 +394,23 @@ def test_error_kind_chooses_the_exit_status(small, capsys, monkeypatch, exc, cod
     assert not (small / "r").exists()
 
 
+def test_bad_values_found_in_the_first_pass_exit_2(small, capsys, monkeypatch):
+    """NaN in the data or a negative weight is the user's input, though found while reading."""
+    monkeypatch.chdir(small)
+    x = zarr.open_array(str(small / "x.zarr"), mode="r")[:]
+    x[17, 1] = np.nan
+    zarr.create_array(str(small / "nan.zarr"), data=x, chunks=(20, 2))
+    assert main(["fit", "nan.zarr", "--k", "2", "--out", "r"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NaN" in err and "Traceback" not in err
+    w = zarr.create_array(str(small / "w.zarr"), shape=(50,), chunks=(20,), dtype="f8")
+    w[:] = np.r_[np.ones(49), -1.0]
+    assert main(["fit", "x.zarr", "--k", "2", "--out", "r", "--sample-weight", "w.zarr"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "sample_weight" in err
+    assert not (small / "r").exists()
+
+
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "exit status" in capsys.readouterr().out

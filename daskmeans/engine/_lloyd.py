@@ -22,6 +22,7 @@ import dask.array as da
 import numpy as np
 
 from .. import kernels as _kernels
+from .._errors import InvalidInputError
 from ._graph import PassRunner, block_reduce, compute_passes
 from ._prep import apply_prep, normalize_rows
 
@@ -105,16 +106,16 @@ def check_block(X: np.ndarray, w: np.ndarray | None, *, allow_nan: bool = False,
         X = X.data  # scipy.sparse block: its stored values (implicit zeros are finite)
     if data and allow_nan:
         if np.isinf(X).any():
-            raise ValueError(
+            raise InvalidInputError(
                 "X contains infinity; expected finite values or NaN (nan_policy='omit')."
             )
     elif data and not np.isfinite(X).all():
-        raise ValueError(_NOT_FINITE)
+        raise InvalidInputError(_NOT_FINITE)
     if w is not None:
         if not np.isfinite(w).all():
-            raise ValueError("sample_weight contains NaN or infinity; expected finite values.")
+            raise InvalidInputError("sample_weight contains NaN or infinity; expected finite values.")
         if (w < 0).any():
-            raise ValueError("sample_weight must be >= 0; found negative values.")
+            raise InvalidInputError("sample_weight must be >= 0; found negative values.")
 
 
 def prepare_block(X, w, prep, check):
@@ -231,7 +232,7 @@ def check_pass(res: dict) -> None:
     (2,000,000 x 32 rows, two threads).
     """
     if not np.isfinite(res["sums"]).all():
-        raise ValueError(_NOT_FINITE)
+        raise InvalidInputError(_NOT_FINITE)
 
 
 def pass_consts(centers: list, *, n_far: int = 0, check: bool = False,
