@@ -113,7 +113,9 @@ def check_block(X: np.ndarray, w: np.ndarray | None, *, allow_nan: bool = False,
         raise InvalidInputError(_NOT_FINITE)
     if w is not None:
         if not np.isfinite(w).all():
-            raise InvalidInputError("sample_weight contains NaN or infinity; expected finite values.")
+            raise InvalidInputError(
+                "sample_weight contains NaN or infinity; expected finite values."
+            )
         if (w < 0).any():
             raise InvalidInputError("sample_weight must be >= 0; found negative values.")
 
