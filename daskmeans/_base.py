@@ -429,8 +429,10 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         # only called by scikit-learn, whose BaseEstimator then provides the defaults
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = getattr(self, "nan_policy", "raise") == "omit"
-        tags.input_tags.sparse = False
+        omit = getattr(self, "nan_policy", "raise") == "omit"
+        tags.input_tags.allow_nan = omit
+        # scipy.sparse input: kept sparse; centring (standardize) and NaN rows are refused
+        tags.input_tags.sparse = not omit and not getattr(self, "standardize", False)
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 

@@ -24,6 +24,7 @@ from ._validation import (
     NoneValue,
     Options,
     check_sample_weight,
+    has_unknown_rows,
 )
 from .engine._fold import ORDER_KEY, FoldParams, FoldState, block_readers, run_pass
 from .engine._graph import compute_passes
@@ -264,8 +265,9 @@ class MiniBatchKMeans(KMeansBase):
         """
         self._validate_params()
         Xd, in_mem = self._validate_data(X, reset=True)
+        Xd = _known_rows(Xd)
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_mem)
-        n, d = Xd.shape
+        n = Xd.shape[0]
         k = self.n_clusters
         self._check_n_samples(Xd)
         self._resolve_sizes(n)
@@ -361,6 +363,7 @@ class MiniBatchKMeans(KMeansBase):
             self._validate_params()
         # a Zarr array: one step per stored chunk, not per group of them
         Xd, in_mem = self._validate_data(X, reset=first, zarr_chunks="stored")
+        Xd = _known_rows(Xd)
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_mem)
         if in_mem and Xd.numblocks[0] > 1:
             # a NumPy batch is one mini-batch step, however the library would chunk it
@@ -425,3 +428,10 @@ class MiniBatchKMeans(KMeansBase):
         if fit.get("cluster_sizes_") is not None:
             self.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
         self._validate_params()
+
+
+def _known_rows(Xd: da.Array) -> da.Array:
+    """Xd with its row counts known: the fold plans its batches and its initial
+    sample from them. Blocks of unknown length (a Dask DataFrame's partitions)
+    are counted first, in one more pass."""
+    return Xd.compute_chunk_sizes() if has_unknown_rows(Xd) else Xd
