@@ -11,6 +11,14 @@ every visit, so that it need not be stored). The other rows are compared with
 all centres by BLAS, which also gives them a fresh lower bound (their
 second-nearest centre).
 
+Hamerly's single bound loses all its power when a few centres move far while
+most stand still, as happens at large k. So the ``s`` centres that moved most
+are compared with every row exactly (one BLAS product of ``s`` columns), and
+the bound is moved only by the largest drift of the others; ``s`` is chosen
+per block from a sample of its rows (:func:`choose_movers`). Measured on a
+100,000 x 64 mixture with k = 2,000: Hamerly's bound kept 5 to 20 % of the
+rows from the 6th to the 16th iteration, this one 24 to 99.8 %.
+
 *Same labels as plain Lloyd.* Plain Lloyd labels a row by the argmin of
 ``||c||^2 - 2 x.c`` computed in the data's dtype, whose rounding error is at
 most ``E(x) = g (2 ||x|| R + R^2)`` (``R`` the largest centre norm, ``g`` a
@@ -32,13 +40,17 @@ the NumPy reference with the same results.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from . import _numba_loops as _nl
+from . import _plan
 from ._api import accumulate, nearest, row_block_size, sq_norms
 
 __all__ = [
     "BYTES_PER_ROW",
+    "Drift",
+    "choose_movers",
     "drift",
     "error_coefs",
     "pruned_block",
@@ -54,7 +66,7 @@ _DOWN = 1.0 - 2.0**-21
 #: Target bytes of the distance block of the recomputed rows.
 _RECOMPUTE_BYTES = 1 << 22
 
-_USE_NUMBA = _nl.AVAILABLE
+_USE_NUMBA = _plan.numba_installed()
 
 
 def error_coefs(centers: np.ndarray, dtype) -> tuple[float, float]:
@@ -76,40 +88,92 @@ def error_coefs(centers: np.ndarray, dtype) -> tuple[float, float]:
     return 2.0 * g * R, g * R * R + tiny
 
 
-def drift(old: np.ndarray, new: np.ndarray) -> tuple[float, int, float]:
-    """How far the centres moved: ``(largest, its index, second largest)``.
+class Drift:
+    """How far every centre moved between two passes (float64, rounded up).
 
-    The distances are computed in float64 and rounded up, so that
-    ``lower - largest`` (or ``- second`` for the row whose own centre moved
-    most) stays a valid lower bound.
+    Attributes
+    ----------
+    delta : ndarray of shape (k,)
+    order : ndarray of shape (k,)
+        Centres by decreasing ``delta``.
+    """
+
+    def __init__(self, delta: np.ndarray) -> None:
+        self.delta = delta
+        self.order = np.argsort(-delta, kind="stable").astype(np.intp)
+        self.sorted = delta[self.order]
+
+    def rest(self, s: int) -> float:
+        """The largest drift outside the ``s`` centres that moved most."""
+        return float(self.sorted[s]) if s < len(self.sorted) else 0.0
+
+    def __dask_tokenize__(self):
+        return ("daskmeans-drift", self.delta.tobytes())
+
+
+def drift(old: np.ndarray, new: np.ndarray) -> Drift:
+    """How far the centres moved from ``old`` to ``new`` (see :class:`Drift`).
+
+    The distances are computed in float64 and rounded up, so that a lower
+    bound less the drift stays a lower bound.
     """
     delta = np.sqrt(((new.astype(np.float64) - old.astype(np.float64)) ** 2).sum(axis=1))
-    delta = delta * (1 + 1e-12) + 1e-300
-    if len(delta) == 1:
-        return float(delta[0]), 0, 0.0
-    order = np.argpartition(-delta, 1)[:2]
-    i1 = int(order[0]) if delta[order[0]] >= delta[order[1]] else int(order[1])
-    i2 = int(order[1]) if i1 == int(order[0]) else int(order[0])
-    return float(delta[i1]), i1, float(delta[i2])
+    return Drift(delta * (1 + 1e-12) + 1e-300)
+
+
+def choose_movers(X, centers, labels, lower, moved: Drift, sample: int = 256) -> int:
+    """How many of the centres that moved most to compare every row with exactly.
+
+    A row is kept when its bound, less the largest drift of the other
+    centres, stays above its own distance, and when it is also farther from
+    each of the ``s`` centres that moved most (compared exactly, ``s d``
+    operations). On the first ``sample`` rows of the block, the ``s`` of the
+    smallest estimated cost ``2 s + fail(s) k`` is chosen (a row that fails
+    costs its ``k`` distances, done by BLAS about four times faster per
+    operation than the compiled loop over the movers).
+    """
+    k = centers.shape[0]
+    m = min(sample, X.shape[0])
+    if m == 0 or k <= 1:
+        return 0
+    lab = labels[:m]
+    diff = X[:m].astype(np.float64) - centers[lab].astype(np.float64)
+    u = np.sqrt((diff * diff).sum(axis=1))
+    low = lower[:m].astype(np.float64)
+    best_s, best_cost = 0, np.inf
+    s = 0
+    while True:
+        fail = float(np.mean(low - moved.rest(s) <= u))
+        cost = 2.0 * s + fail * k
+        if cost < best_cost:
+            best_s, best_cost = s, cost
+        if s >= min(k - 1, 1024):
+            break
+        s = min(max(1, 2 * s), k - 1, 1024)
+    return best_s
 
 
 # --------------------------------------------------------------------------- #
 # loops (compiled when numba is there)
 # --------------------------------------------------------------------------- #
-def _screen_rows(X, centers, labels, lower, m1, a1, m2, ex, ec, has_state, todo, best,
-                 new_lower):
+def _screen_rows(X, centers, labels, lower, movers, P, p_sq, rest, ex, ec, has_state, row0,
+                 todo, n_todo, best, new_lower):
     """Keep the rows whose bounds prove their label; list the others in ``todo``.
 
-    For a kept row, ``best`` gets ``||x - c_a||^2 - ||x||^2`` and ``new_lower``
-    the moved bound. Returns the number of rows put in ``todo``.
+    ``rest`` is the largest drift of the centres not in ``movers``; those are
+    compared through ``P = X @ (-2 C[movers]).T`` and ``p_sq`` (their squared
+    norms), less the rounding bound. For a kept row, ``best`` gets
+    ``||x - c_a||^2 - ||x||^2`` and ``new_lower`` the new bound. Row ``i`` of
+    this sub-block is row ``row0 + i`` of the block in ``todo``; returns the
+    new count of rows in ``todo``.
     """
     n, d = X.shape
-    n_todo = 0
+    n_movers = movers.shape[0]
     for i in range(n):
         keep = False
         if has_state:
             a = labels[i]
-            lo = np.float64(lower[i]) - (m2 if a == a1 else m1)
+            lo = np.float64(lower[i]) - rest
             if lo > 0.0:
                 xs = 0.0
                 da = 0.0
@@ -119,18 +183,31 @@ def _screen_rows(X, centers, labels, lower, m1, a1, m2, ex, ec, has_state, todo,
                     t = v - np.float64(centers[a, f])
                     da += t * t
                 err = ex * np.sqrt(xs) + ec
-                if lo * lo - da > 2.0 * err * (1.0 + 1e-9):
+                need = da + 2.0 * err * (1.0 + 1e-9)
+                if lo * lo > need:
                     keep = True
-                    best[i] = da - xs
-                    new_lower[i] = lo * _DOWN
+                    low2 = lo * lo
+                    for s in range(n_movers):
+                        if movers[s] == a:
+                            continue
+                        dj = np.float64(P[i, s]) + np.float64(p_sq[s]) + xs - err
+                        if dj <= need:
+                            keep = False
+                            break
+                        if dj < low2:
+                            low2 = dj
+                    if keep:
+                        best[i] = da - xs
+                        new_lower[i] = np.sqrt(low2) * _DOWN
         if not keep:
-            todo[n_todo] = i
+            todo[n_todo] = row0 + i
             n_todo += 1
     return n_todo
 
 
-def _settle_rows(Xs, D, c_sq, centers, ex, ec, labels, new_lower, best, near):
-    """Label recomputed rows from their products ``D = Xs @ (-2 C).T`` (m, K).
+def _settle_rows(Xs, j1, b1, b2, centers, ex, ec, labels, new_lower, best, near):
+    """Label recomputed rows from their best and second scores ``b1``, ``b2``
+    (``||c||^2 - 2 x.c``) and best centre ``j1``.
 
     A row takes its best centre when the runner-up scores more than
     ``4 E(x)`` higher, with the runner-up's distance (less ``E(x)``) as its
@@ -139,40 +216,54 @@ def _settle_rows(Xs, D, c_sq, centers, ex, ec, labels, new_lower, best, near):
     ``||x - c||^2 - ||x||^2`` of the chosen centre (of the best one for near rows).
     Returns the number of near rows.
     """
-    m, K = D.shape
-    d = Xs.shape[1]
+    m, d = Xs.shape
     n_near = 0
     for i in range(m):
-        b1 = np.inf
-        b2 = np.inf
-        j1 = 0
-        for j in range(K):
-            s = np.float64(D[i, j]) + np.float64(c_sq[j])
-            if s < b1:
-                b2 = b1
-                b1 = s
-                j1 = j
-            elif s < b2:
-                b2 = s
+        a = j1[i]
         xs = 0.0
         da = 0.0
         for f in range(d):
             v = np.float64(Xs[i, f])
             xs += v * v
-            t = v - np.float64(centers[j1, f])
+            t = v - np.float64(centers[a, f])
             da += t * t
         err = ex * np.sqrt(xs) + ec
-        labels[i] = j1
+        labels[i] = a
         best[i] = da - xs
-        if b2 - b1 > 4.0 * err * (1.0 + 1e-9):
+        s1 = np.float64(b1[i])
+        s2 = np.float64(b2[i])
+        if s2 - s1 > 4.0 * err * (1.0 + 1e-9):
             near[i] = 0
-            lo = b2 + xs - err
+            lo = s2 + xs - err
         else:
             near[i] = 1
             n_near += 1
-            lo = b1 + xs - err
+            lo = s1 + xs - err
         new_lower[i] = np.sqrt(lo) * _DOWN if lo > 0.0 else 0.0
     return n_near
+
+
+def _top2_columns(Dt, c_sq, j1, b1, b2):
+    """Best and second-best ``Dt[j, i] + c_sq[j]`` of every column ``i`` (row of X).
+
+    The loop runs over rows for every centre, so that it vectorises: int32
+    labels share the lanes of float32 scores. Ties go to the first centre.
+    """
+    k, n = Dt.shape
+    for i in range(n):
+        b1[i] = np.inf
+        b2[i] = np.inf
+        j1[i] = 0
+    for j in range(k):
+        c = c_sq[j]
+        jj = np.int32(j)
+        for i in range(n):
+            v = Dt[j, i] + c
+            b = b1[i]
+            lt = v < b
+            b2[i] = min(b2[i], max(b, v))
+            b1[i] = v if lt else b
+            j1[i] = jj if lt else j1[i]
 
 
 def _own_dist(X, centers, labels, best):
@@ -190,12 +281,23 @@ def _own_dist(X, centers, labels, best):
         best[i] = da - xs
 
 
-if _USE_NUMBA:  # pragma: no branch
+@functools.cache
+def _nb():
+    """The compiled loops, made on first use (numba is imported only then)."""
+    import types
+
     import numba
 
-    _screen_rows_nb = numba.njit(nogil=True, cache=True)(_screen_rows)
-    _settle_rows_nb = numba.njit(nogil=True, cache=True)(_settle_rows)
-    _own_dist_nb = numba.njit(nogil=True, cache=True)(_own_dist)
+    from . import _numba_loops
+
+    fast = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: inf compares as IEEE
+    return types.SimpleNamespace(
+        screen_rows=numba.njit(nogil=True, cache=True, fastmath=fast)(_screen_rows),
+        settle_rows=numba.njit(nogil=True, cache=True, fastmath=fast)(_settle_rows),
+        top2_columns=numba.njit(nogil=True, cache=True, fastmath=fast)(_top2_columns),
+        own_dist=numba.njit(nogil=True, cache=True)(_own_dist),
+        accumulate_rows=_numba_loops.accumulate_rows,
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -206,11 +308,12 @@ def pruned_block(
     weights: np.ndarray | None,
     centers: np.ndarray,
     state: tuple[np.ndarray, np.ndarray] | None,
-    moved: tuple[float, int, float] | None,
+    moved: Drift | None,
     *,
     coefs: tuple[float, float] | None = None,
     cm2t: np.ndarray | None = None,
     c_sq: np.ndarray | None = None,
+    plan: _plan.KernelPlan | None = None,
 ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     """One pruned Lloyd sweep of a block.
 
@@ -223,11 +326,14 @@ def pruned_block(
     state : (labels, lower) or None
         The block's labels (int32) and lower bounds (float32) against the
         previous pass's centres; None computes every distance.
-    moved : (largest, index, second largest) or None
+    moved : Drift or None
         :func:`drift` from the previous pass's centres to ``centers``.
     coefs, cm2t, c_sq : optional
         :func:`error_coefs`, ``(-2 C).T`` (contiguous) and ``sq_norms(C)``,
         computed once per pass by the caller.
+    plan : daskmeans.kernels.KernelPlan, optional
+        Plain Lloyd's kernel plan (default: chosen for this block); compiled
+        loops exactly when it is compiled, so that sums match its sweep.
 
     Returns
     -------
@@ -237,7 +343,9 @@ def pruned_block(
     state : (labels, lower)
         For the next pass.
     """
-    if not _USE_NUMBA or X.dtype not in (np.float32, np.float64) or X.shape[0] == 0:
+    if plan is None:
+        plan = _plan.choose_plan(X.dtype, centers.shape[0], X.shape[1], X.shape[0])
+    if not plan.compiled or X.dtype not in (np.float32, np.float64) or X.shape[0] == 0:
         return pruned_block_numpy(X, weights, centers, state, moved, coefs=coefs)
     n, d = X.shape
     k = centers.shape[0]
@@ -250,53 +358,83 @@ def pruned_block(
     best = np.empty(n, dtype=np.float64)
     todo = np.empty(n, dtype=np.intp)
     has_state = state is not None
+    movers = np.empty(0, dtype=np.intp)
+    rest = 0.0
     if has_state:
         labels[:] = state[0]
         old_lower = state[1]
-        m1, a1, m2 = moved
+        s = choose_movers(X, centers, labels, old_lower, moved)
+        movers = np.ascontiguousarray(moved.order[:s])
+        rest = moved.rest(s)
     else:
         old_lower = lower
-        m1, a1, m2 = 0.0, 0, 0.0
-    n_todo = _screen_rows_nb(X, centers, labels, old_lower, m1, a1, m2, ex, ec, has_state,
-                             todo, best, lower)
+    n_todo = 0
+    if not has_state:
+        todo[:] = np.arange(n)
+        n_todo = n
+    else:
+        # the movers' products by BLAS, in sub-blocks of bounded size
+        cm2s = np.ascontiguousarray(cm2t[:, movers])
+        p_sq = c_sq[movers]
+        step = max(256, min(n, _RECOMPUTE_BYTES // max(1, len(movers) * X.itemsize)))
+        buf = np.empty(min(step, n) * len(movers), dtype=X.dtype)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            P = buf[: (stop - start) * len(movers)].reshape(stop - start, len(movers))
+            if len(movers):
+                np.matmul(X[start:stop], cm2s, out=P)
+            n_todo = _nb().screen_rows(X[start:stop], centers, labels[start:stop],
+                                     old_lower[start:stop], movers, P, p_sq, rest, ex, ec,
+                                     True, start, todo, n_todo, best[start:stop],
+                                     lower[start:stop])
     if n_todo:
-        _recompute(X, todo[:n_todo], centers, cm2t, c_sq, ex, ec, labels, lower, best)
+        _recompute(X, todo[:n_todo], centers, c_sq, ex, ec, labels, lower, best, plan)
     sums = np.zeros((k, d), dtype=np.float64)
     counts = np.zeros(k, dtype=np.float64)
     w = np.empty(0, dtype=np.float64) if weights is None else weights
     # plain Lloyd's own accumulation loop, in row order: same labels, same sums
     best_x = best.astype(X.dtype)
-    inertia = _nl.accumulate_rows(X, w, labels, best_x, sums, counts, X[:0])
+    inertia = _nb().accumulate_rows(X, w, labels, best_x, sums, counts, X[:0])
     out = {"sums": sums, "counts": counts, "inertia": np.array([inertia]),
            "n_pruned": n - n_todo}
     return out, (labels.astype(np.int32), lower)
 
 
-def _recompute(X, rows, centers, cm2t, c_sq, ex, ec, labels, lower, best):
-    """Compare ``X[rows]`` with every centre (BLAS products in sub-blocks)."""
+def _recompute(X, rows, centers, c_sq, ex, ec, labels, lower, best, plan=None):
+    """Compare ``X[rows]`` with every centre: transposed BLAS products
+    ``(-2 C) @ X.T`` in sub-blocks, then the best two per row (vectorised over rows)."""
+    nb = _nb()
     k = centers.shape[0]
     Xg = X[rows]
     m = Xg.shape[0]
-    step = max(32, min(1024, _RECOMPUTE_BYTES // max(1, k * X.itemsize)))
+    cm2 = centers * centers.dtype.type(-2)
+    step = max(64, min(2048, _RECOMPUTE_BYTES // max(1, k * X.itemsize)))
     lab = np.empty(m, dtype=np.intp)
     low = np.empty(m, dtype=np.float32)
     bst = np.empty(m, dtype=np.float64)
     near = np.empty(m, dtype=np.uint8)
-    buf = np.empty(min(step, m) * k, dtype=X.dtype)
+    h0 = min(step, m)
+    j1 = np.empty(h0, dtype=np.int32)
+    b1 = np.empty(h0, dtype=X.dtype)
+    b2 = np.empty(h0, dtype=X.dtype)
+    buf = np.empty(h0 * k, dtype=X.dtype)
     n_near = 0
     for start in range(0, m, step):
         stop = min(start + step, m)
+        h = stop - start
         Xs = Xg[start:stop]
-        D = buf[: (stop - start) * k].reshape(stop - start, k)
-        np.matmul(Xs, cm2t, out=D)
-        n_near += _settle_rows_nb(Xs, D, c_sq, centers, ex, ec, lab[start:stop],
-                                  low[start:stop], bst[start:stop], near[start:stop])
+        Dt = buf[: h * k].reshape(k, h)
+        np.matmul(cm2, Xs.T, out=Dt)
+        nb.top2_columns(Dt, c_sq, j1[:h], b1[:h], b2[:h])
+        n_near += nb.settle_rows(Xs, j1[:h], b1[:h], b2[:h], centers, ex, ec,
+                                 lab[start:stop], low[start:stop], bst[start:stop],
+                                 near[start:stop])
     if n_near:
         idx = np.flatnonzero(near)
-        lab_near, _ = nearest(np.ascontiguousarray(Xg[idx]), centers)
+        lab_near, _ = nearest(np.ascontiguousarray(Xg[idx]), centers, plan=plan)
         lab[idx] = lab_near[0]
         tmp = np.empty(len(idx), dtype=np.float64)
-        _own_dist_nb(Xg[idx], centers, lab[idx], tmp)
+        nb.own_dist(Xg[idx], centers, lab[idx], tmp)
         bst[idx] = tmp
     labels[rows] = lab
     lower[rows] = low
@@ -320,12 +458,22 @@ def pruned_block_numpy(X, weights, centers, state, moved, *, coefs=None):
     todo = np.ones(n, dtype=bool)
     if state is not None and n:
         labels[:] = state[0]
-        m1, a1, m2 = moved
-        lo = state[1].astype(np.float64) - np.where(labels == a1, m2, m1)
+        s = choose_movers(X, centers, labels, state[1], moved)
+        lo = state[1].astype(np.float64) - moved.rest(s)
         diff = X64 - centers[labels].astype(np.float64)
         da = (diff * diff).sum(axis=1)
-        keep = (lo > 0) & (lo * lo - da > 2.0 * err * (1.0 + 1e-9))
-        lower[keep] = (lo[keep] * _DOWN).astype(np.float32)
+        need = da + 2.0 * err * (1.0 + 1e-9)
+        keep = (lo > 0) & (lo * lo > need)
+        low2 = lo * lo
+        movers = moved.order[:s]
+        P = (X @ (centers[movers] * centers.dtype.type(-2)).T).astype(np.float64)
+        P += sq_norms(centers[movers]).astype(np.float64) + (xs - err)[:, None]
+        for col, j in enumerate(movers):
+            dj = P[:, col]
+            other = labels != j
+            keep &= ~other | (dj > need)
+            low2 = np.where(other, np.minimum(low2, dj), low2)
+        lower[keep] = (np.sqrt(low2[keep]) * _DOWN).astype(np.float32)
         todo = ~keep
     rows = np.flatnonzero(todo)
     if len(rows):
