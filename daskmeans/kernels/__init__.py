@@ -24,7 +24,7 @@ them. Every threshold is in :mod:`._thresholds`.
 A mode may be followed by ``,field=value`` pairs setting plan fields, e.g.
 ``DASKMEANS_KERNELS=numba,rowmajor_max_k=16``. numba compiles each kernel on
 first use and caches it (see :func:`warm_up` and ``daskmeans warm-up``, and
-:mod:`._cache` for where the cache lives). See ``docs/kernels.md``.
+:func:`cache_location` for where the cache lives). See ``docs/kernels.md``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from ._api import (
     sq_norms,
 )
 from ._plan import KERNELS_ENV, MODES, KernelPlan, choose_plan, host_isa, numba_target
+from ._warmup import cache_location, warm_up
 
 __all__ = [
     "KERNELS_ENV",
@@ -51,6 +52,7 @@ __all__ = [
     "KernelPlan",
     "accumulate",
     "assign",
+    "cache_location",
     "choose_plan",
     "combine_moments",
     "combine_partials",
@@ -66,10 +68,3 @@ __all__ = [
     "sq_norms",
     "warm_up",
 ]
-
-
-def warm_up(*args, **kwargs):
-    """Compile every kernel variant into numba's cache (see :mod:`._warmup`)."""
-    from ._warmup import warm_up as run
-
-    return run(*args, **kwargs)

@@ -8,7 +8,7 @@ compiled path. The NumPy code of :mod:`daskmeans.kernels._api` gives the same
 labels, and sums equal up to floating-point rounding (these accumulate in
 float64). Every function is compiled on its first call for the types it
 meets (no signature lists, nothing compiled at import) and kept in numba's
-cache (see :mod:`daskmeans.kernels._cache`).
+cache (see :mod:`daskmeans.kernels._warmup`).
 
 Two layouts of the distance matrix are supported. For up to 64 centres it is
 row-major, ``D = X @ (-2 C).T`` of shape ``(n, K)``: BLAS is faster in that

@@ -277,7 +277,11 @@ def _parse(text: str) -> tuple[str, dict]:
         elif value.lower() in ("true", "false"):
             fields[key] = value.lower() == "true"
         else:
-            fields[key] = int(value)
+            try:
+                fields[key] = int(value)
+            except ValueError:
+                raise ValueError(f"{KERNELS_ENV}: {key} must be an integer, true, false or "
+                                 f"none; got {value!r} in {text!r}.") from None
     return mode, fields
 
 

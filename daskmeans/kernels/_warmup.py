@@ -1,0 +1,154 @@
+"""Compile every variant of the compiled kernels into numba's cache.
+
+numba compiles a kernel on its first call, for the types it meets, and keeps
+the machine code in its cache (see :func:`cache_location`); a later process
+loads it instead of compiling. A fit only compiles what it uses, but in a
+fresh container, or a batch job whose cache is not kept, every first fit
+pays that compile. :func:`warm_up` (``daskmeans warm-up`` on the command
+line) runs every compiled path once on tiny data, for float32 and float64,
+so that an image or a job's set-up step can fill the cache ahead of time.
+
+Where the cache lives is numba's rule: ``NUMBA_CACHE_DIR`` when it is set
+(it must be set before numba is imported, and the same for the warm-up and
+the jobs that use it); otherwise a ``__pycache__`` folder next to the
+installed package when that is writable, else the user's cache folder
+(``~/.cache/numba`` on Linux). A cache entry is for one machine type (CPU
+name and features, as numba's ``NUMBA_CPU_NAME`` sets them) and one numba
+version: warm up on the kind of machine that will run the jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from ._plan import KERNELS_ENV, KernelPlan, numba_installed
+
+__all__ = ["cache_location", "warm_up"]
+
+
+def cache_location() -> str | None:
+    """The folder numba caches the kernels in, or None without numba.
+
+    Imports numba.
+    """
+    if not numba_installed():
+        return None
+    from . import _numba_loops
+
+    cache = getattr(_numba_loops.accumulate_rows, "_cache", None)
+    path = getattr(cache, "_cache_path", None)  # numba's FunctionCache
+    return None if path is None else str(path)
+
+
+@contextlib.contextmanager
+def _kernels_env(mode: str):
+    old = os.environ.get(KERNELS_ENV)
+    os.environ[KERNELS_ENV] = mode
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(KERNELS_ENV, None)
+        else:
+            os.environ[KERNELS_ENV] = old
+
+
+def _sweeps(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
+    """Every sweep of the kernel API under ``plan`` (groups, far rows, weights)."""
+    from . import _api
+
+    rng = np.random.default_rng(0)
+    for k in (3, 20, 40, 70):  # fused tiles / row-major / screened float64 / transposed
+        C = np.ascontiguousarray(X[rng.choice(len(X), k, replace=False)])
+        for weights in (None, w):
+            _api.lloyd_partial(X, C, weights, n_far=2, with_moments=True, plan=plan)
+        _api.lloyd_partial(X, C, bounds=[0, k // 2, k], n_far=2, plan=plan)
+        _api.nearest(X, C, [0, k // 2, k], plan=plan)
+        _api.assign(X, C, return_distances=True, plan=plan)
+        _api.assign(X, C, plan=plan)
+
+
+def _fits(dtype) -> None:
+    """Small fits through the estimators, as users run them, with compiled kernels."""
+    import warnings
+
+    from ..estimator import KMeans
+    from ..minibatch import MiniBatchKMeans
+
+    X = np.random.default_rng(1).normal(size=(3000, 4)).astype(dtype)
+    w = np.random.default_rng(2).uniform(0.5, 2, size=len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for algorithm in ("lloyd", "pruned"):
+            KMeans(5, n_init=2, max_iter=5, random_state=0, algorithm=algorithm).fit(
+                X, sample_weight=w).predict(X)
+        KMeans(5, n_init=1, max_iter=3, random_state=0, init="k-means++").fit(X)
+        MiniBatchKMeans(5, random_state=0, max_iter=2).fit(X)
+
+
+def warm_up(dtypes=("float32", "float64"), *, fits: bool = True,
+            verbose: bool = False) -> dict:
+    """Compile every variant of the compiled kernels into numba's cache.
+
+    Parameters
+    ----------
+    dtypes : sequence of str
+        Data types to compile for.
+    fits : bool
+        Also run small fits (``KMeans``, pruned, ``MiniBatchKMeans``) with the
+        compiled kernels forced, to compile the engine's own uses.
+    verbose : bool
+        Print every step and its time.
+
+    Returns
+    -------
+    dict
+        ``cache`` (the folder, or None), ``target`` (the CPU numba compiles
+        for), ``steps`` (name -> seconds) and ``seconds`` in all; ``cache`` is
+        None and ``steps`` empty when numba is not installed.
+
+    Examples
+    --------
+    >>> from daskmeans.kernels import warm_up
+    >>> report = warm_up(["float32"], fits=False)  # doctest: +SKIP
+    >>> sorted(report)  # doctest: +SKIP
+    ['cache', 'seconds', 'steps', 'target']
+    """
+    t_all = time.perf_counter()
+    out: dict = {"cache": None, "target": None, "steps": {}, "seconds": 0.0}
+    if not numba_installed():
+        return out
+    full = KernelPlan.numba()
+    plans = {
+        "numba": full,
+        "numba-plain": KernelPlan.numba(plain=True),
+        "numba-subblock": KernelPlan.numba(plain=True, whole_block=False),
+    }
+    out["cache"] = cache_location()
+    out["target"] = full.target
+    for name in dtypes:
+        dtype = np.dtype(name)
+        X = np.random.default_rng(0).normal(size=(300, 5)).astype(dtype)
+        w = np.random.default_rng(1).uniform(0.5, 2, size=len(X))
+        for mode, plan in plans.items():
+            t = time.perf_counter()
+            _sweeps(replace(plan, step=128), X, w)
+            out["steps"][f"{mode} {dtype.name}"] = time.perf_counter() - t
+            if verbose:
+                print(f"{mode} {dtype.name}: {out['steps'][f'{mode} {dtype.name}']:.1f} s",
+                      flush=True)
+        if fits:
+            t = time.perf_counter()
+            with _kernels_env("numba"):
+                _fits(dtype)
+            out["steps"][f"fits {dtype.name}"] = time.perf_counter() - t
+            if verbose:
+                print(f"fits {dtype.name}: {out['steps'][f'fits {dtype.name}']:.1f} s",
+                      flush=True)
+    out["seconds"] = time.perf_counter() - t_all
+    return out
