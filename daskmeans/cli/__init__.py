@@ -9,6 +9,7 @@ Sub-commands::
     daskmeans scan-k INPUT --k-max K --out DIR
     daskmeans plot MODEL INPUT --out FILE.png
     daskmeans update MODEL INPUT --out DIR
+    daskmeans warm-up [--dtype float32|float64|both]
 
 Exit status: 0 on success; 2 for bad usage or bad input (a one-line message on
 standard error, no traceback); 1 for any other failure (a one-line message, and
@@ -66,7 +67,8 @@ from ._common import (
 __all__ = ["build_parser", "main"]
 
 #: Sub-command modules of this package, in the order of ``daskmeans --help``.
-COMMANDS = ("_generate", "_fit", "_predict", "_info", "_scan_k", "_plot", "_update")
+COMMANDS = ("_generate", "_fit", "_predict", "_info", "_scan_k", "_plot", "_update",
+            "_warm_up")
 
 
 def build_parser() -> Parser:
