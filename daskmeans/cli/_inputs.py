@@ -99,7 +99,7 @@ class InputAdapter:
 
 
 def _open_array(args: argparse.Namespace) -> Source:
-    return ArraySource(args.input, open_array(args.input, "INPUT", ndim=2))
+    return ArraySource(args.input, open_array(args.input, "INPUT", ndim=2), like=args.input)
 
 
 # --------------------------------------------------------------------------- tables and cubes

@@ -53,10 +53,13 @@ class Source:
 
 
 class ArraySource(Source):
+    """A 2-D Dask array; ``like``: the Zarr array it was read from, to chunk labels like."""
+
     kind = "array"
 
-    def __init__(self, text: str, X):
-        self.text = self.like = text
+    def __init__(self, text: str, X, *, like: str | None = None):
+        self.text = text
+        self.like = like
         self.X = X
         self.n_rows, self.n_features = (int(s) for s in X.shape)
 
