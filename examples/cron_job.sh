@@ -20,6 +20,9 @@ case $status in
     0) rm -rf "$OUTDIR/.checkpoint-$RUN"
        ln -sfn "$RUN" "$OUTDIR/latest" ;;                 # model.json, labels.zarr, report.json
     2) echo "kmeans: bad input or usage; fix the job, do not retry" >&2 ;;
-    *) echo "kmeans: failed with status $status; the next run resumes from the checkpoint" >&2 ;;
+    1) echo "kmeans: failed inside daskmeans (the line above says why; add --verbose for" \
+            "the traceback); the next run resumes from the checkpoint" >&2 ;;
+    *) echo "kmeans: stopped with status $status (130/143: interrupted); the next run" \
+            "resumes from the checkpoint" >&2 ;;
 esac
 exit $status
