@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import sys
 import time
 import warnings
@@ -291,7 +290,14 @@ def resolve_seed(args: argparse.Namespace) -> tuple[int, str]:
             if isinstance(value, int) and value >= 0:
                 return value, "checkpoint"
             raise UsageError(f"{path} holds an invalid seed; remove it or pass --seed")
-    return secrets.randbits(32), "drawn"
+    return draw_seed(), "drawn"
+
+
+def draw_seed() -> int:
+    """A random seed for a run without ``--seed`` (recorded, so the run can be repeated)."""
+    import secrets
+
+    return secrets.randbits(32)
 
 
 def prepare_checkpoint(directory: str, seed: int) -> int | None:

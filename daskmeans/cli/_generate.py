@@ -9,7 +9,6 @@ complete.
 from __future__ import annotations
 
 import argparse
-import secrets
 import time
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{str(path)!r} already exists (use --overwrite to replace it)")
         if not path.parent.is_dir():
             raise _common.UsageError(f"directory {str(path.parent)!r} does not exist")
-    used_seed = args.seed if args.seed is not None else secrets.randbits(32)
+    used_seed = args.seed if args.seed is not None else _common.draw_seed()
     t0 = time.perf_counter()
     info = write_blobs(
         out, args.n_samples, args.n_features, args.centers,
