@@ -13,8 +13,8 @@ What is computed, and what is never densified:
   ``|x|^2 - 2 x.c + |c|^2``. The only dense intermediate is the (rows x k)
   product of a sub-block, sized like the dense kernels' distance tiles;
 - weighted per-centre sums by the sparse product ``onehot(labels) @ X``
-  (k x d, sparse), scattered into the dense float64 (k x d) result that the
-  combine step adds up (the size of the centres);
+  (k x d, sparse, float64), written out as the dense float64 (k x d) result
+  that the combine step adds up (the size of the centres);
 - rows are densified only when they are *selected*: the farthest rows used
   to relocate empty clusters (at most ``n_far`` = k per group) and the rows
   drawn by the initialisations (:func:`take_rows`). Their number is bounded by
@@ -214,23 +214,22 @@ def distances_block(X, centers: np.ndarray, c_sq: np.ndarray) -> np.ndarray:
     return D
 
 
-def _scatter_sums(sums: np.ndarray, X, labels: np.ndarray, w: np.ndarray) -> None:
-    """``sums[labels[i]] += w[i] * X[i]`` for every row (labels of any groups, stacked).
+def _sums(X, labels: np.ndarray, w: np.ndarray, n_centers: int) -> np.ndarray:
+    """Dense float64 (k, d): ``sums[labels[g, i]] += w[i] * X[i]`` for every row and group.
 
-    ``labels`` is (g, n) of global centre indices: one sparse (K x n) one-hot
-    matrix per call, multiplied by the block.
+    ``labels`` is (g, n) of global centre indices: one sparse (k x n) one-hot
+    matrix of the weights, in float64, multiplied by the block (a sparse
+    product), then written out dense.
     """
     import scipy.sparse as sp
 
     g, n = labels.shape
-    K = sums.shape[0]
     cols = np.tile(np.arange(n, dtype=np.intp), g)
     onehot = sp.csr_matrix(
-        (np.tile(w.astype(X.dtype, copy=False), g), (labels.reshape(-1), cols)), shape=(K, n)
+        (np.tile(np.asarray(w, dtype=np.float64), g), (labels.reshape(-1), cols)),
+        shape=(n_centers, n),
     )
-    S = (onehot @ X).tocoo()
-    # a product's output has no duplicate entries: plain fancy-index addition is exact
-    sums[S.row, S.col] += S.data
+    return np.asarray((onehot @ X).toarray(), dtype=np.float64)
 
 
 def accumulate(X, labels: np.ndarray, weights, n_centers: int):
@@ -239,8 +238,7 @@ def accumulate(X, labels: np.ndarray, weights, n_centers: int):
     n, d = X.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     counts = np.bincount(labels, weights=w, minlength=n_centers).astype(np.float64)
-    sums = np.zeros((n_centers, d), dtype=np.float64)
-    _scatter_sums(sums, X, np.asarray(labels, dtype=np.intp)[None, :], w)
+    sums = _sums(X, np.asarray(labels, dtype=np.intp)[None, :], w, n_centers)
     return sums, counts
 
 
@@ -291,8 +289,7 @@ def lloyd_partial(X, centers: np.ndarray, weights=None, *, bounds=None, n_far: i
     counts = np.zeros(K, dtype=np.float64)
     for j in range(g):
         counts += np.bincount(labels[j], weights=ws, minlength=K)
-    sums = np.zeros((K, d), dtype=np.float64)
-    _scatter_sums(sums, X, labels, ws)
+    sums = _sums(X, labels, ws, K)
     out = {"sums": sums, "counts": counts, "inertia": inertia}
     if n_far:
         out["far"] = _far_rows(X, w, labels, mins, n_far)
