@@ -10,19 +10,10 @@ import numpy as np
 
 from . import kernels as _kernels
 from ._base import COMMON_PARAMETERS, KMeansBase, _as_frame_labels, _jsonable, in_memory
-from .engine._graph import compute_passes
-from .engine._init import init_centers
+from ._errors import InvalidInputError
 from ._persist import persist_inputs, resolve_persist, wait_persisted
-from .engine._lloyd import (
-    LloydState,
-    finalize,
-    lloyd,
-    warn_if_degenerate,
-)
-from .engine._pruned import pruned_lloyd, use_pruned
-from .engine._prep import PREP_PARAMS, ZeroRowsError, make_prep
-from .engine._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
 from ._rng import as_seed_sequence
+from ._sparse import is_sparse_input
 from ._validation import (
     ArrayLike,
     Boolean,
@@ -33,6 +24,12 @@ from ._validation import (
     check_centers,
     check_sample_weight,
 )
+from .engine._graph import compute_passes
+from .engine._init import init_centers
+from .engine._lloyd import LloydState, finalize, lloyd, warn_if_degenerate
+from .engine._prep import PREP_PARAMS, ZeroRowsError, make_prep
+from .engine._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
+from .engine._pruned import pruned_lloyd, use_pruned
 
 __all__ = ["KMeans"]
 
@@ -282,6 +279,12 @@ default="k-means||"
         self._check_n_samples(Xd)  # unknown n (NaN): init checks it from its first pass
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_mem,
                                       content_name=checkpoint is not None)
+        if (self.standardize or self.nan_policy == "omit") and is_sparse_input(Xd):
+            raise InvalidInputError(
+                f"sparse X supports neither standardize=True nor nan_policy='omit' (centring "
+                f"would make it dense); got standardize={self.standardize!r}, "
+                f"nan_policy={self.nan_policy!r}."
+            )
         init_array = self._check_init_array(Xd)
         lazy_check = not in_mem
         seq = as_seed_sequence(self.random_state)
@@ -318,7 +321,8 @@ default="k-means||"
 
         t0 = time.perf_counter()
         run = lloyd
-        if use_pruned(self.algorithm, k, len(state.centers)):
+        # sparse blocks: plain Lloyd (the pruning kernels take dense blocks)
+        if use_pruned(self.algorithm, k, len(state.centers)) and not is_sparse_input(Xd):
             run = pruned_lloyd
         state = self._guard_zero_rows(Xd, run)(
             Xp, wp, state, max_iter=self.max_iter, tol=self._tol,
@@ -410,7 +414,7 @@ default="k-means||"
                 return func(*args, **kwargs)
             except ZeroRowsError:
                 n_zero = count_zero_rows(Xd, self._prep_fit)
-            raise ValueError(
+            raise InvalidInputError(
                 f"X contains {n_zero} row(s) of zeros (after centring, with standardize); "
                 "metric='cosine' needs rows with a non-zero norm. Remove them, or set them "
                 "to NaN with nan_policy='omit'."

@@ -147,9 +147,11 @@ class MiniBatchKMeans(KMeansBase):
     >>> import numpy as np
     >>> from daskmeans import MiniBatchKMeans
     >>> X = np.array([[1.0, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
-    >>> mbk = MiniBatchKMeans(n_clusters=2, batch_size=3, random_state=0).fit(X)
-    >>> sorted(np.round(mbk.cluster_centers_).tolist())
+    >>> mbk = MiniBatchKMeans(n_clusters=2, batch_size=6, random_state=0).fit(X)
+    >>> sorted(np.round(mbk.cluster_centers_, 1).tolist())
     [[1.0, 2.0], [10.0, 2.0]]
+    >>> mbk.get_feature_names_out().tolist()
+    ['minibatchkmeans0', 'minibatchkmeans1']
     """
 
     #: Fan-in of the reduction tree of the inertia, predict and score passes.

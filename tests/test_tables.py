@@ -105,7 +105,7 @@ def test_sample_weight_series_and_n_samples_check():
                                                                       sort=False))
     ref = KMeans(3, init=init).fit(pdf.to_numpy(), sample_weight=w.to_numpy())
     np.testing.assert_allclose(model.cluster_centers_, ref.cluster_centers_, rtol=1e-7)
-    with pytest.raises(ValueError, match="n_clusters=400 must be <= n_samples=300"):
+    with pytest.raises(ValueError, match="n_samples=300 should be >= n_clusters=400"):
         KMeans(400, random_state=0).fit(df)
 
 

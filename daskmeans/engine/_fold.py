@@ -40,6 +40,7 @@ from dask.highlevelgraph import HighLevelGraph
 from .. import kernels as _kernels
 from ..kernels._sparse import is_sparse as _is_sparse
 from ..kernels._sparse import take_rows as _take_rows
+from .._errors import InvalidInputError
 from .._rng import block_rng, purpose_key
 from .._validation import check_centers
 from ._graph import compute_passes
@@ -343,7 +344,7 @@ def init_candidate(parts: list, spec: dict, g: int) -> tuple[np.ndarray, float]:
     elif init == "random":
         pos = np.flatnonzero(sw > 0)
         if len(pos) < k:
-            raise ValueError(
+            raise InvalidInputError(
                 f"init='random': the initial sample has {len(pos)} rows of positive weight, "
                 f"fewer than n_clusters={k}; increase init_size."
             )
