@@ -37,6 +37,7 @@ import os
 import sys
 
 from _blas_env import rerun_without_blas_overrides, unset_note
+from _hardware import header_lines
 
 if __name__ == "__main__":
     rerun_without_blas_overrides()
@@ -91,20 +92,6 @@ def best_time(func, repeat: int) -> tuple[float, object]:
         out = func()
         best = min(best, time.perf_counter() - t0)
     return best, out
-
-
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    lines = []
-    for p in threadpool_info():
-        lines.append(
-            f"{p.get('internal_api')} {p.get('version')} arch={p.get('architecture')} "
-            f"threads={p.get('num_threads')} ({Path(p.get('filepath', '')).name})"
-        )
-    return "; ".join(lines)
 
 
 def cpu_counters() -> tuple[float, float] | None:
@@ -307,12 +294,12 @@ def main(argv=None) -> int:
     header = [
         f"python {platform.python_version()}, numpy {np.__version__}, dask {dask.__version__}, "
         f"scikit-learn {sklearn.__version__}, daskmeans {daskmeans.__version__}",
-        f"cpu: {platform.processor() or platform.machine()}, {n_threads} threads; "
-        f"load average before: {os.getloadavg()[0]:.2f}",
-        f"BLAS: {blas_info()}",
+        *header_lines(),
+        f"{n_threads} threads; load average before: {os.getloadavg()[0]:.2f}",
         "unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for this run: "
         + unset_note(),
-        f"daskmeans kernels (large float32): {_kernels.choose_plan(np.float32, 16, 32, 10**9).describe()}",
+        "daskmeans kernels (large float32): "
+        + _kernels.choose_plan(np.float32, 16, 32, 10**9).describe(),
     ]
     try:
         import dask_ml

@@ -1,0 +1,108 @@
+"""Time one block's Lloyd sweep on either side of a kernel threshold.
+
+Each threshold of ``daskmeans/kernels/_thresholds.py`` is a field of the kernel
+plan; this script times :func:`daskmeans.kernels.lloyd_partial` on one block
+(``--rows`` x ``--d``, the size of a default Dask block) with plans that differ
+only in that field, over the numbers of centres where it matters, on
+``--threads`` threads (one block per thread, as Dask runs them), best of
+``--repeat``. The value that wins is the threshold for this machine; the header
+says which machine.
+
+Usage::
+
+    python benchmarks/bench_thresholds.py rowmajor_max_k
+    python benchmarks/bench_thresholds.py screen_min_k --dtype float64
+    python benchmarks/bench_thresholds.py row_block_bytes --ks 8,16
+    python benchmarks/bench_thresholds.py onehot_max_k --kernels numpy
+
+Thresholds and the plan values compared (the rest of the plan is the automatic
+compiled plan, or ``--kernels``):
+
+- ``rowmajor_max_k``: row-major (``10**9``) against transposed (``0``) products;
+- ``screen_min_k``: screened (``0``) against plain (``none``) float64 products;
+- ``screen_rowmajor_max_k``: screened row-major against screened transposed;
+- ``row_block_bytes``, ``dist_block_bytes_compiled``, ``dist_block_bytes``:
+  64 KiB to 1 MiB (2 MiB for the last);
+- ``onehot_max_k``: one-hot product (``10**9``) against sort + reduceat (``0``),
+  NumPy plan.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from _blas_env import rerun_without_blas_overrides
+
+if __name__ == "__main__":
+    rerun_without_blas_overrides()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import numpy as np  # noqa: E402
+from _hardware import header_lines  # noqa: E402
+
+KIB = 1024
+SWEEPS = {
+    "rowmajor_max_k": ([10**9, 0], "8,16,24,32,48,64,80"),
+    "screen_min_k": ([0, None], "16,24,32,48,64,128"),
+    "screen_rowmajor_max_k": ([10**9, 0], "8,16,32,64"),
+    "row_block_bytes": ([64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, 1024 * KIB], "8,16,64"),
+    "dist_block_bytes_compiled": ([256 * KIB, 512 * KIB, 1024 * KIB, 2048 * KIB], "16,256"),
+    "dist_block_bytes": ([512 * KIB, 1024 * KIB, 2048 * KIB, 4096 * KIB], "8,64,256"),
+    "onehot_max_k": ([10**9, 0], "8,32,64,128"),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("name", choices=sorted(SWEEPS))
+    p.add_argument("--rows", type=int, default=125_000)
+    p.add_argument("--d", type=int, default=32)
+    p.add_argument("--ks", default=None, help="numbers of centres (default: per threshold)")
+    p.add_argument("--dtype", default=None, help="default: float64 for screen_*, else float32")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--kernels", default="numba", help="base plan mode (DASKMEANS_KERNELS)")
+    args = p.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    from daskmeans.kernels import choose_plan, lloyd_partial
+
+    values, ks = SWEEPS[args.name]
+    ks = [int(k) for k in (args.ks or ks).split(",")]
+    dtype = np.dtype(args.dtype or ("float64" if args.name.startswith("screen") else "float32"))
+    mode = "numpy" if args.name in ("onehot_max_k", "dist_block_bytes") else args.kernels
+    base = choose_plan(dtype, 16, args.d, 10**9, mode=mode)
+    for line in header_lines():
+        print(line)
+    print(f"threshold {args.name}; block {args.rows:,} x {args.d} {dtype.name}; "
+          f"{args.threads} threads; best of {args.repeat}; load {os.getloadavg()[0]:.2f}")
+    print(f"base plan: {base.describe()}")
+    rng = np.random.default_rng(0)
+    blocks = [rng.normal(size=(args.rows, args.d)).astype(dtype) for _ in range(args.threads)]
+    print("| k | " + " | ".join(f"{args.name}={v}" for v in values) + " |")
+    print("|---|" + "---|" * len(values))
+    with threadpool_limits(1, "blas"), ThreadPoolExecutor(args.threads) as pool:
+        for k in ks:
+            C = np.ascontiguousarray(blocks[0][rng.choice(args.rows, k, replace=False)])
+            cells = []
+            for v in values:
+                plan = replace(base, **{args.name: v})
+                list(pool.map(lambda X, plan=plan: lloyd_partial(X, C, plan=plan), blocks))
+                ts = []
+                for _ in range(args.repeat):
+                    t = time.perf_counter()
+                    list(pool.map(lambda X, plan=plan: lloyd_partial(X, C, plan=plan), blocks))
+                    ts.append(time.perf_counter() - t)
+                cells.append(f"{min(ts) * 1e3:.2f} ms ({plan.path(dtype, k)})")
+            print(f"| {k} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
