@@ -76,3 +76,14 @@ def test_out_of_core(tmp_path, capsys):
     assert res["n_labels"] == 60_000
     assert (tmp_path / "out_of_core_clusters.png").stat().st_size > 5000
     assert (tmp_path / "out_of_core_convergence.png").stat().st_size > 5000
+
+
+def test_sparse_text(capsys):
+    pytest.importorskip("sklearn")
+    res = load("sparse_text").main(1500)
+    text = capsys.readouterr().out
+    assert printed_number(text, "topics recovered") == pytest.approx(res["accuracy"], abs=1e-3)
+    assert res["accuracy"] > 0.95 and res["same_labels"]
+    topic_words = [set(words.split()) for words in load("sparse_text").TOPICS.values()]
+    for top in res["top_terms"]:  # every cluster's top terms are one topic's words
+        assert any(set(top) <= words for words in topic_words), top
