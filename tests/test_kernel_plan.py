@@ -175,7 +175,7 @@ def test_numba_cache_dir_is_respected(tmp_path):
 
 @needs_numba
 def test_warm_up_runs_every_mode():
-    report = kernels.warm_up(["float32"], fits=False)
+    report = kernels.warm_up(["float32"])
     assert set(report["steps"]) == {"numba float32", "numba-plain float32",
                                     "numba-subblock float32"}
     assert report["cache"] and report["target"] == KernelPlan.numba().target

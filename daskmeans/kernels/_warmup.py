@@ -6,7 +6,8 @@ loads it instead of compiling. A fit only compiles what it uses, but in a
 fresh container, or a batch job whose cache is not kept, every first fit
 pays that compile. :func:`warm_up` (``daskmeans warm-up`` on the command
 line) runs every compiled path once on tiny data, for float32 and float64,
-so that an image or a job's set-up step can fill the cache ahead of time.
+so that an image or a job's set-up step can fill the cache ahead of time
+(the command also runs small fits, which compile the estimators' own uses).
 
 Where the cache lives is numba's rule: ``NUMBA_CACHE_DIR`` when it is set
 (it must be set before numba is imported, and the same for the warm-up and
@@ -19,14 +20,12 @@ version: warm up on the kind of machine that will run the jobs.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from dataclasses import replace
 
 import numpy as np
 
-from ._plan import KERNELS_ENV, KernelPlan, numba_installed
+from ._plan import KernelPlan, numba_installed
 
 __all__ = ["cache_location", "warm_up"]
 
@@ -45,19 +44,6 @@ def cache_location() -> str | None:
     return None if path is None else str(path)
 
 
-@contextlib.contextmanager
-def _kernels_env(mode: str):
-    old = os.environ.get(KERNELS_ENV)
-    os.environ[KERNELS_ENV] = mode
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(KERNELS_ENV, None)
-        else:
-            os.environ[KERNELS_ENV] = old
-
-
 def _sweeps(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
     """Every sweep of the kernel API under ``plan`` (groups, far rows, weights)."""
     from . import _api
@@ -73,35 +59,13 @@ def _sweeps(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
         _api.assign(X, C, plan=plan)
 
 
-def _fits(dtype) -> None:
-    """Small fits through the estimators, as users run them, with compiled kernels."""
-    import warnings
-
-    from ..estimator import KMeans
-    from ..minibatch import MiniBatchKMeans
-
-    X = np.random.default_rng(1).normal(size=(3000, 4)).astype(dtype)
-    w = np.random.default_rng(2).uniform(0.5, 2, size=len(X))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for algorithm in ("lloyd", "pruned"):
-            KMeans(5, n_init=2, max_iter=5, random_state=0, algorithm=algorithm).fit(
-                X, sample_weight=w).predict(X)
-        KMeans(5, n_init=1, max_iter=3, random_state=0, init="k-means++").fit(X)
-        MiniBatchKMeans(5, random_state=0, max_iter=2).fit(X)
-
-
-def warm_up(dtypes=("float32", "float64"), *, fits: bool = True,
-            verbose: bool = False) -> dict:
+def warm_up(dtypes=("float32", "float64"), *, verbose: bool = False) -> dict:
     """Compile every variant of the compiled kernels into numba's cache.
 
     Parameters
     ----------
     dtypes : sequence of str
         Data types to compile for.
-    fits : bool
-        Also run small fits (``KMeans``, pruned, ``MiniBatchKMeans``) with the
-        compiled kernels forced, to compile the engine's own uses.
     verbose : bool
         Print every step and its time.
 
@@ -115,7 +79,7 @@ def warm_up(dtypes=("float32", "float64"), *, fits: bool = True,
     Examples
     --------
     >>> from daskmeans.kernels import warm_up
-    >>> report = warm_up(["float32"], fits=False)  # doctest: +SKIP
+    >>> report = warm_up(["float32"])  # doctest: +SKIP
     >>> sorted(report)  # doctest: +SKIP
     ['cache', 'seconds', 'steps', 'target']
     """
@@ -141,14 +105,6 @@ def warm_up(dtypes=("float32", "float64"), *, fits: bool = True,
             out["steps"][f"{mode} {dtype.name}"] = time.perf_counter() - t
             if verbose:
                 print(f"{mode} {dtype.name}: {out['steps'][f'{mode} {dtype.name}']:.1f} s",
-                      flush=True)
-        if fits:
-            t = time.perf_counter()
-            with _kernels_env("numba"):
-                _fits(dtype)
-            out["steps"][f"fits {dtype.name}"] = time.perf_counter() - t
-            if verbose:
-                print(f"fits {dtype.name}: {out['steps'][f'fits {dtype.name}']:.1f} s",
                       flush=True)
     out["seconds"] = time.perf_counter() - t_all
     return out
