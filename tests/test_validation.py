@@ -188,3 +188,62 @@ def test_numpy_input_is_wrapped_without_copy_or_hash(monkeypatch):
     wd = check_sample_weight(w, Xd, in_memory=True)
     assert wd.chunks[0] == Xd.chunks[0]
     np.testing.assert_array_equal(wd.compute(), w)
+
+
+def test_parameter_table_constraints():
+    """check_params: a value of a matching type that no constraint accepts is a
+    ValueError, one of no matching type a TypeError; both name parameter and value."""
+    from numbers import Integral, Real
+
+    from daskmeans._errors import InvalidInputError, InvalidInputTypeError
+    from daskmeans._validation import (
+        Boolean,
+        Callable,
+        Interval,
+        NoneValue,
+        Options,
+        RandomStateLike,
+        check_params,
+    )
+
+    table = {
+        "k": [Interval(Integral, 1)],
+        "ratio": [Interval(Real, 0, 1, high_open=True), NoneValue()],
+        "mode": [Options("a", "b"), Callable()],
+        "flag": [Boolean()],
+        "seed": [RandomStateLike()],
+    }
+    good = {"k": 3, "ratio": None, "mode": print, "flag": np.True_, "seed": np.int64(4)}
+    check_params(table, good)
+    check_params(table, dict(good, ratio=0.0, mode="b", seed=np.random.default_rng(0)))
+    cases = [
+        ({"k": 0}, InvalidInputError, "k must be an integer >= 1, got 0."),
+        ({"k": True}, InvalidInputTypeError, "k must be an integer >= 1, got bool: True."),
+        ({"ratio": 1.0}, InvalidInputError,
+         "ratio must be a finite real number in [0, 1) or None, got 1.0."),
+        ({"ratio": float("nan")}, InvalidInputError, "ratio must be"),
+        ({"mode": "c"}, InvalidInputError,
+         "mode must be one of ['a', 'b'] or a callable, got 'c'."),
+        ({"flag": 1}, InvalidInputTypeError, "flag must be True or False, got int: 1."),
+        ({"seed": -1}, InvalidInputError, "seed must be None, a non-negative int"),
+        ({"seed": 1.5}, InvalidInputTypeError, "seed must be None"),
+    ]
+    for change, exc, msg in cases:
+        with pytest.raises(exc) as info:
+            check_params(table, dict(good, **change))
+        assert str(info.value).startswith(msg), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data,exc",
+    [(np.zeros(10), "InvalidInputError"), (np.zeros((5, 0)), "InvalidInputError"),
+     (np.array([[1 + 1j, 2]] * 9), "InvalidInputError"),
+     (np.array([["a", "b"]] * 9), "InvalidInputTypeError"),
+     (np.array([[np.nan, 1.0]] * 9), "InvalidInputError")],
+)
+def test_bad_data_is_an_input_error(data, exc):
+    """The command line tells bad input (exit 2) from internal errors by these types."""
+    from daskmeans import _errors
+
+    with pytest.raises(getattr(_errors, exc)):
+        KMeans(2).fit(data)
