@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover - for static tools only
     from . import datasets, plot, testing, vq, xarray
     from .estimator import KMeans
+    from .hierarchical import HierarchicalKMeans
     from .io import open_zarr, write_labels
     from .minibatch import MiniBatchKMeans
     from .select_k import select_k
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover - for static tools only
 __version__ = "0.1.0"
 
 __all__ = [
+    "HierarchicalKMeans",
     "KMeans",
     "MiniBatchKMeans",
     "__version__",
@@ -35,6 +37,7 @@ __all__ = [
 #: Public name -> (module, attribute or None for the module itself).
 _LAZY = {
     "KMeans": (".estimator", "KMeans"),
+    "HierarchicalKMeans": (".hierarchical", "HierarchicalKMeans"),
     "MiniBatchKMeans": (".minibatch", "MiniBatchKMeans"),
     "open_zarr": (".io", "open_zarr"),
     "write_labels": (".io", "write_labels"),

@@ -1,0 +1,651 @@
+"""Two-level (hierarchical) k-means for very large k: :class:`HierarchicalKMeans`.
+
+A *coarse* level of about ``sqrt(k)`` centres is fitted by ordinary k-means
+(k-means++ on a sample, then a few Lloyd passes). Every coarse cell then gets
+a share of the ``k`` *fine* centres in proportion to its weight, seeded by
+k-means++ on rows sampled from the cell (one pass, weighted sampling without
+replacement), and all cells' fine Lloyd iterations run together, one pass
+over the data per iteration, in which a row is compared only with the fine
+centres of its nearest coarse cell: ``sqrt(k) + k / sqrt(k)`` distances a
+row instead of ``k``. An optional refinement lets every row probe its
+``n_probe`` nearest coarse cells (all ``k`` centres then move as one
+k-means), and ``predict`` searches the same way.
+
+``balanced=True`` caps the cluster sizes: every fine centre carries a
+*price* added to its squared distance when rows choose their centre; after
+every pass the price of a cluster above ``max_size_ratio`` times the mean
+size rises, until no cluster is above it (checked on the final labels).
+
+Memory: the client and every task hold the ``k x d`` centres and the
+``k x d`` partial sums of one pass, never anything of size N.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from numbers import Integral, Real
+
+import dask.array as da
+import numpy as np
+
+from . import kernels as _kernels
+from ._base import COMMON_PARAMETERS, KMeansBase, _as_frame_labels, in_memory
+from ._rng import as_seed_sequence
+from ._validation import Boolean, Interval, NoneValue, check_sample_weight
+from ._validation import Callable as CallableC
+from .engine._graph import PassRunner, block_reduce, compute_passes
+from .engine._init import init_centers
+from .engine._lloyd import LloydState, _tol_from_moments, check_block, lloyd
+
+__all__ = ["HierarchicalKMeans", "allocate", "probe_labels"]
+
+
+# --------------------------------------------------------------------------- #
+# per-block arithmetic
+# --------------------------------------------------------------------------- #
+def _coarse_probes(X: np.ndarray, coarse: np.ndarray, n_probe: int) -> np.ndarray:
+    """The ``n_probe`` nearest coarse centres of every row, nearest first: (n, P)."""
+    if n_probe == 1:
+        labels, _ = _kernels.nearest(X, coarse)
+        return labels[0][:, None]
+    D = _kernels.distances_block(X, coarse, _kernels.sq_norms(coarse))
+    if n_probe >= coarse.shape[0]:
+        part = np.argsort(D, axis=1, kind="stable")
+    else:
+        part = np.argpartition(D, n_probe - 1, axis=1)[:, :n_probe]
+        order = np.argsort(np.take_along_axis(D, part, 1), axis=1, kind="stable")
+        part = np.take_along_axis(part, order, 1)
+    return part[:, :n_probe]
+
+
+def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: np.ndarray,
+                 n_probe: int = 1, prices: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Two-level search: the best fine centre among the ``n_probe`` nearest cells.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    coarse : ndarray of shape (m, d)
+    fine : ndarray of shape (k, d)
+        Fine centres grouped by cell: cell ``c`` owns ``offsets[c]:offsets[c + 1]``.
+    offsets : ndarray of shape (m + 1,)
+    n_probe : int
+    prices : ndarray of shape (k,), optional
+        Added to the squared distances when choosing (balanced fits).
+
+    Returns
+    -------
+    labels : ndarray of shape (n,), int64
+        Index into ``fine``.
+    sq_dist : ndarray of shape (n,), float64
+        Squared distance to that centre.
+    """
+    n = X.shape[0]
+    labels = np.zeros(n, dtype=np.int64)
+    dist = np.full(n, np.inf)
+    score = np.full(n, np.inf)
+    if n == 0:
+        return labels, np.zeros(0)
+    probes = _coarse_probes(X, coarse, min(n_probe, coarse.shape[0]))
+    x_sq = _kernels.sq_norms(X).astype(np.float64)
+    for p in range(probes.shape[1]):
+        cells = probes[:, p]
+        order = np.argsort(cells, kind="stable")
+        present, starts = np.unique(cells[order], return_index=True)
+        ends = np.append(starts[1:], n)
+        for c, s, e in zip(present, starts, ends, strict=True):
+            lo, hi = int(offsets[c]), int(offsets[c + 1])
+            if hi == lo:
+                continue
+            rows = order[s:e]
+            F = fine[lo:hi]
+            Xr = X[rows]
+            D = (Xr @ F.T).astype(np.float64)
+            D *= -2
+            D += _kernels.sq_norms(F).astype(np.float64)
+            if prices is not None:
+                D += prices[lo:hi]
+            j = np.argmin(D, axis=1)
+            best = D[np.arange(len(rows)), j]
+            better = best < score[rows]
+            rb = rows[better]
+            score[rb] = best[better]
+            labels[rb] = j[better] + lo
+            d2 = best[better] + x_sq[rb]
+            if prices is not None:
+                d2 = d2 - prices[j[better] + lo]
+            dist[rb] = d2
+    np.maximum(dist, 0.0, out=dist)
+    return labels, dist
+
+
+def _probe_chunk(X, w, index, *, coarse, fine, offsets, n_probe, prices, check,
+                 with_moments=False):
+    if check:
+        check_block(X, w)
+    k = fine.shape[0]
+    labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
+    sums, counts = _kernels.accumulate(X, labels, w, k)
+    wd = dist if w is None else dist * w
+    out = {
+        "sums": sums,
+        "counts": counts,
+        "inertia": np.array([wd.sum()]),
+        "cluster_inertia": np.bincount(labels, weights=wd, minlength=k),
+    }
+    if with_moments:
+        out["moments"] = _kernels.moments(X)
+    return out
+
+
+def _probe_combine(parts):
+    out = _kernels.combine_partials(parts)
+    out["cluster_inertia"] = np.sum([p["cluster_inertia"] for p in parts], axis=0)
+    return out
+
+
+def _sample_chunk(X, w, index, *, coarse, quota, seed, check):
+    """Weighted sample without replacement of up to ``quota[c]`` rows of every cell.
+
+    Every row gets the key ``E / w`` (``E`` exponential): the rows with the
+    smallest keys of a cell, across all blocks, are a weighted sample of it
+    (Efraimidis and Spirakis). Returns the block's best rows per cell.
+    """
+    if check:
+        check_block(X, w)
+    n = X.shape[0]
+    rng = np.random.default_rng([seed, index])
+    cells, _ = _kernels.nearest(X, coarse)
+    cells = cells[0]
+    keys = rng.exponential(size=n)
+    if w is not None:
+        with np.errstate(divide="ignore"):
+            keys = np.where(w > 0, keys / np.maximum(w, 1e-300), np.inf)
+    return _keep_best({"keys": keys, "cells": cells, "rows": X}, quota)
+
+
+def _keep_best(part, quota):
+    keys, cells = part["keys"], part["cells"]
+    order = np.lexsort((keys, cells))
+    keys, cells = keys[order], cells[order]
+    finite = np.isfinite(keys)
+    starts = np.searchsorted(cells, cells, side="left")
+    rank = np.arange(len(cells)) - starts
+    keep = finite & (rank < quota[cells])
+    idx = order[keep]
+    return {"keys": part["keys"][idx], "cells": part["cells"][idx], "rows": part["rows"][idx]}
+
+
+def _sample_combine(parts, quota):
+    cat = {key: np.concatenate([p[key] for p in parts]) for key in ("keys", "cells", "rows")}
+    return _keep_best(cat, quota)
+
+
+class _SampleCombine:
+    def __init__(self, quota):
+        self.quota = quota
+
+    def __call__(self, parts):
+        return _sample_combine(parts, self.quota)
+
+    def __dask_tokenize__(self):
+        return ("daskmeans-hier-sample", self.quota.tobytes())
+
+
+def _regroup(fine: np.ndarray, coarse: np.ndarray):
+    """Fine centres grouped by their nearest coarse centre: ``(fine, offsets, perm)``."""
+    cells, _ = _kernels.nearest(fine, coarse)
+    perm = np.argsort(cells[0], kind="stable")
+    counts = np.bincount(cells[0], minlength=coarse.shape[0])
+    offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+    return np.ascontiguousarray(fine[perm]), offsets, perm
+
+
+def allocate(weights: np.ndarray, k: int) -> np.ndarray:
+    """Fine centres per cell in proportion to ``weights`` (largest remainders).
+
+    Every cell of positive weight then gets at least one centre when ``k``
+    allows, taken from the cells with the most.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if not (weights > 0).any():
+        weights = np.ones(len(weights))
+    share = weights / weights.sum() * k
+    out = np.floor(share).astype(np.int64)
+    left = k - int(out.sum())
+    if left > 0:
+        out[np.argsort(-(share - out), kind="stable")[:left]] += 1
+    pos = weights > 0
+    if k >= int(pos.sum()):
+        for c in np.flatnonzero(pos & (out == 0)):
+            out[int(np.argmax(out))] -= 1
+            out[c] = 1
+    return out
+
+
+def _kmeanspp(cands: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (D^2 sampling) of ``k`` rows of ``cands`` in memory."""
+    n = len(cands)
+    if k >= n:
+        out = cands[np.arange(k) % n] if n else np.zeros((k, cands.shape[1]), cands.dtype)
+        return out.copy()
+    X = cands.astype(np.float64)
+    chosen = [int(rng.integers(n))]
+    closest = ((X - X[chosen[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:
+            i = int(rng.integers(n))
+        else:
+            i = int(np.searchsorted(np.cumsum(closest), rng.random() * total))
+            i = min(i, n - 1)
+        chosen.append(i)
+        np.minimum(closest, ((X - X[i]) ** 2).sum(axis=1), out=closest)
+    return cands[chosen].copy()
+
+
+# --------------------------------------------------------------------------- #
+# the estimator
+# --------------------------------------------------------------------------- #
+class HierarchicalKMeans(KMeansBase):
+    """Two-level k-means for very large k, one pass over the data per iteration.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of (fine) clusters k.
+    n_coarse : int or None, default=None
+        Coarse cells; ``None`` is ``round(sqrt(n_clusters))``.
+    coarse_iter : int, default=10
+        Lloyd iterations of the coarse level (at most).
+    max_iter : int, default=20
+        Iterations of the fine level (at most), all cells in the same passes.
+    tol : float, default=1e-4
+        Convergence of both levels, as for :class:`~daskmeans.KMeans`.
+    n_probe : int, default=1
+        Coarse cells searched by ``predict``, by the final labels and by the
+        refinement.
+    refine_iter : int, default=0
+        Iterations in which every row probes its ``n_probe`` nearest cells
+        and all ``k`` centres move together (with ``n_probe >= 2``; with
+        ``n_probe`` equal to the number of cells they are Lloyd iterations).
+    oversampling : float, default=4.0
+        Candidate rows sampled per fine centre of a cell for its k-means++ seeding.
+    balanced : bool, default=False
+        Cap the cluster sizes at ``max_size_ratio`` times the mean (by weight).
+    max_size_ratio : float, default=2.0
+        The cap of ``balanced=True``, at least 1.
+    verbose : int, default=0
+    random_state : int, numpy.random.Generator/RandomState or None
+    split_every : int, optional
+        Fan-in of the combine tree.
+    callback : callable, optional
+        Called after every pass with an event dict whose ``"phase"`` is
+        ``"coarse-init"``, ``"lloyd"`` (the coarse level's Lloyd), ``"seed"``,
+        ``"fine"``, ``"refine"`` or ``"labels"``.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Fine centres, grouped by coarse cell.
+    coarse_centers_ : ndarray of shape (n_coarse, n_features)
+    cell_offsets_ : ndarray of shape (n_coarse + 1,)
+        Cell ``c`` owns ``cluster_centers_[cell_offsets_[c]:cell_offsets_[c + 1]]``.
+    cluster_prices_ : ndarray of shape (n_clusters,) or None
+        Added to the squared distances when choosing a centre (``balanced``).
+    labels_ : ndarray or dask.array.Array of shape (n_samples,)
+    inertia_ : float
+    cluster_sizes_ : ndarray of shape (n_clusters,)
+        Total weight of every cluster in the final labels.
+    n_iter_ : int
+        Fine (and refinement) iterations.
+    n_passes_ : int
+        Passes over the data, all levels together.
+    passes_ : dict
+        Passes per level: ``coarse``, ``seed``, ``fine``, ``refine``, ``labels``.
+    initial_centers_ : ndarray of shape (n_clusters, n_features)
+        The seeded fine centres (before the fine iterations).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from daskmeans import HierarchicalKMeans
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(c, 0.1, size=(50, 2)) for c in range(8)])
+    >>> hk = HierarchicalKMeans(n_clusters=8, n_coarse=2, random_state=0).fit(X)
+    >>> hk.cluster_centers_.shape, hk.coarse_centers_.shape
+    ((8, 2), (2, 2))
+    >>> int(hk.predict(X[:1])[0]) == int(hk.labels_[0])
+    True
+    """
+
+    _parameter_table = {
+        **COMMON_PARAMETERS,
+        "n_coarse": [Interval(Integral, 1), NoneValue()],
+        "coarse_iter": [Interval(Integral, 1)],
+        "n_probe": [Interval(Integral, 1)],
+        "refine_iter": [Interval(Integral, 0)],
+        "oversampling": [Interval(Real, 1)],
+        "balanced": [Boolean()],
+        "max_size_ratio": [Interval(Real, 1)],
+        "split_every": [Interval(Integral, 2), NoneValue()],
+        "callback": [CallableC(), NoneValue()],
+    }
+    _model_format = "daskmeans.HierarchicalKMeans"
+    _model_version = 1
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        n_coarse=None,
+        coarse_iter=10,
+        max_iter=20,
+        tol=1e-4,
+        n_probe=1,
+        refine_iter=0,
+        oversampling=4.0,
+        balanced=False,
+        max_size_ratio=2.0,
+        verbose=0,
+        random_state=None,
+        split_every=None,
+        callback=None,
+    ):
+        self.n_clusters = n_clusters
+        self.n_coarse = n_coarse
+        self.coarse_iter = coarse_iter
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_probe = n_probe
+        self.refine_iter = refine_iter
+        self.oversampling = oversampling
+        self.balanced = balanced
+        self.max_size_ratio = max_size_ratio
+        self.verbose = verbose
+        self.random_state = random_state
+        self.split_every = split_every
+        self.callback = callback
+
+    def _resolve_params(self) -> None:
+        k = self.n_clusters
+        m = self.n_coarse if self.n_coarse is not None else max(1, round(np.sqrt(k)))
+        if m > k:
+            raise ValueError(f"n_coarse={m} must be <= n_clusters={k}.")
+        self._m = int(m)
+        self._reassign = getattr(self, "_reassign", True)
+
+    # ------------------------------------------------------------------ #
+    def _event(self, **event) -> None:
+        if self.verbose:
+            detail = ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
+                               for k, v in event.items() if k != "phase")
+            print(f"[daskmeans] {event['phase']}: {detail}")
+        if self.callback is not None:
+            self.callback(event)
+
+    def fit(self, X, y=None, sample_weight=None, *, storage_options=None):
+        """Fit the coarse level, then all cells' fine centres together.
+
+        Parameters
+        ----------
+        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike of shape \
+(n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), optional
+        storage_options : dict, optional
+            fsspec options when X is a URL.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        Xd, in_mem = self._validate_data(X, reset=True, storage_options=storage_options)
+        self._check_n_samples(Xd)
+        weights = check_sample_weight(sample_weight, Xd, in_memory=in_mem)
+        k, m = self.n_clusters, self._m
+        seq = as_seed_sequence(self.random_state)
+        seeds = seq.spawn(3)
+        check = not in_mem
+        passes = {"coarse": 0, "seed": 0, "fine": 0, "refine": 0, "labels": 0}
+        t0 = time.perf_counter()
+
+        # ---- coarse level: k-means++ on a sample, then Lloyd
+        centers, n_init_passes, moments = init_centers(
+            Xd, weights, m, "k-means++", seeds[0], 1, check=check,
+            split_every=self.split_every,
+        )
+        check = check and n_init_passes == 0
+        tol_abs = None
+        if moments is not None:
+            tol_abs = _tol_from_moments(moments, self.tol)
+        state = LloydState.start([np.ascontiguousarray(centers[0], dtype=Xd.dtype)],
+                                 tol_abs=tol_abs, n_passes=n_init_passes)
+        self._event(phase="coarse-init", n_passes=state.n_passes)
+        state = lloyd(Xd, weights, state, max_iter=self.coarse_iter, tol=self.tol,
+                      split_every=self.split_every, check_first=check,
+                      callback=self.callback, verbose=self.verbose)
+        check = False
+        passes["coarse"] = state.n_passes
+        coarse = state.centers[0]
+        tol_abs = state.tol_abs
+
+        # ---- split: fine centres per cell by weight, seeded in one sampling pass
+        per_cell = allocate(state.sizes[0], k)
+        offsets = np.concatenate(([0], np.cumsum(per_cell))).astype(np.int64)
+        quota = np.ceil(per_cell * self.oversampling).astype(np.int64) + (per_cell > 0)
+        seed_int = int(seeds[1].generate_state(1)[0])
+        graph = block_reduce(Xd, weights, _sample_chunk, _SampleCombine(quota),
+                             name="hkmeans-seed", split_every=self.split_every,
+                             consts={"coarse": coarse, "quota": quota, "seed": seed_int,
+                                     "check": False})
+        (sample,) = compute_passes(graph)
+        passes["seed"] = 1
+        rng = np.random.default_rng(seeds[2])
+        fine = np.empty((k, Xd.shape[1]), dtype=Xd.dtype)
+        order = np.argsort(sample["cells"], kind="stable")
+        cells_sorted = sample["cells"][order]
+        for c in range(m):
+            lo, hi = offsets[c], offsets[c + 1]
+            if hi == lo:
+                continue
+            s, e = np.searchsorted(cells_sorted, [c, c + 1])
+            cands = sample["rows"][order[s:e]]
+            if len(cands) == 0:  # an empty cell: its centres start at the coarse centre
+                fine[lo:hi] = coarse[c]
+                continue
+            fine[lo:hi] = _kmeanspp(cands, int(hi - lo), rng)
+        self.initial_centers_ = fine.copy()
+        self._event(phase="seed", n_passes=passes["coarse"] + 1)
+
+        # ---- fine level: every cell's Lloyd iterations in the same passes
+        prices = np.zeros(k) if self.balanced else None
+        self._steps = None
+        runner = PassRunner(Xd, weights, _probe_chunk, _probe_combine, name="hkmeans-fine",
+                            split_every=self.split_every)
+        n_iter = 0
+        total = None
+        for phase, n_probe, iters in (("fine", 1, self.max_iter),
+                                      ("refine", self.n_probe, self.refine_iter)):
+            for it in range(1, iters + 1):
+                res = runner({"coarse": coarse, "fine": fine, "offsets": offsets,
+                              "n_probe": n_probe, "prices": prices, "check": False})
+                passes[phase] += 1
+                n_iter += 1
+                total = float(res["counts"].sum())
+                counts = res["counts"]
+                new = fine.astype(np.float64)
+                nz = counts > 0
+                new[nz] = res["sums"][nz] / counts[nz, None]
+                new = new.astype(fine.dtype)
+                shift = float(((new.astype(np.float64) - fine) ** 2).sum())
+                fine = new
+                if self._reassign:
+                    fine, offsets, perm = _regroup(fine, coarse)
+                    if prices is not None:
+                        prices = prices[perm]
+                        if self._steps is not None:
+                            self._steps = self._steps[perm]
+                            self._lo = self._lo[perm]
+                            self._hi = self._hi[perm]
+                capped = True
+                if prices is not None:
+                    capped = self._raise_prices(prices, counts, res["cluster_inertia"], total)
+                self._event(phase=phase, iteration=it, inertia=float(res["inertia"][0]),
+                            shift=shift, n_passes=sum(passes.values()))
+                if shift <= tol_abs and capped:
+                    break
+        # ---- final labels (and, with balanced, prices until the cap holds)
+        self.coarse_centers_ = coarse
+        self.cell_offsets_ = offsets
+        self.cluster_centers_ = fine
+        self.cluster_prices_ = prices
+        labels, inertia, sizes, n_label_passes = self._final_labels(Xd, weights, in_mem)
+        passes["labels"] = n_label_passes
+        self.inertia_ = inertia
+        self.cluster_sizes_ = sizes
+        self.n_iter_ = n_iter
+        self.passes_ = passes
+        self.n_passes_ = int(sum(passes.values()))
+        self.labels_ = labels if in_mem else _as_frame_labels(X, labels)
+        self.timings_ = {"fit": time.perf_counter() - t0}
+        return self
+
+    def _cap(self, total: float) -> float:
+        return self.max_size_ratio * total / self.n_clusters
+
+    def _raise_prices(self, prices, counts, cluster_inertia, total) -> bool:
+        """Move the prices towards sizes under the cap; True when none is above it.
+
+        Every price is searched by bisection between a level known to leave
+        its cluster above the cap (``lo``) and one known to leave it well
+        below (``hi``): a cluster above the cap raises its price (by a step
+        that doubles while no ``hi`` is known, starting at a tenth of the mean
+        squared distance in the clusters); a priced cluster below 90 % of the
+        cap lowers it.
+        """
+        cap = self._cap(total)
+        over = counts > cap * (1 + 1e-12)
+        if self._steps is None:
+            pos = counts > 0
+            mean_d = np.where(pos, cluster_inertia / np.maximum(counts, 1e-300), 0.0)
+            scale = float(np.mean(mean_d[pos])) if pos.any() else 1.0
+            k = len(prices)
+            self._steps = np.full(k, 0.1 * max(scale, 1e-300))
+            self._lo = np.zeros(k)
+            self._hi = np.full(k, np.inf)
+        steps, lo, hi = self._steps, self._lo, self._hi
+        if not over.any():
+            return True
+        lo[over] = prices[over]
+        # the other prices moved: a bracket that no longer holds is dropped
+        hi[over & (hi <= prices * (1 + 1e-9))] = np.inf
+        bracketed = over & np.isfinite(hi)
+        prices[bracketed] = 0.5 * (lo[bracketed] + hi[bracketed])
+        free = over & ~bracketed
+        prices[free] += steps[free]
+        steps[free] *= 2.0
+        under = (counts < 0.9 * cap) & (prices > 0)
+        lo[under & (lo >= prices * (1 - 1e-9))] = 0.0
+        hi[under] = prices[under]
+        prices[under] = 0.5 * (lo[under] + prices[under])
+        return False
+
+    def _final_labels(self, Xd, weights, in_mem):
+        """Labels of the final centres with ``n_probe``; ``(labels, inertia, sizes, passes)``.
+
+        One pass; with ``balanced``, passes again with raised prices until
+        no cluster is above the cap (at most 60 passes; a warning if the cap
+        still does not hold). In-memory data gets its labels from the last
+        pass; other data gets lazy labels, and its passes return only the
+        per-cluster sums (bounded by k, not N).
+        """
+        w = None if weights is None or not in_mem else in_memory(weights)
+        n_passes = 0
+        labels = None
+        for _ in range(60):
+            if in_mem:
+                lab = Xd.map_blocks(_label_dist_block, self.coarse_centers_,
+                                    self.cluster_centers_, self.cell_offsets_, self.n_probe,
+                                    self.cluster_prices_, dtype=np.float64,
+                                    chunks=(Xd.chunks[0], (2,)), token="hkmeans-labels")
+                (out,) = compute_passes(lab)
+                labels = out[:, 0].astype(np.int64)
+                dist = out[:, 1] if w is None else out[:, 1] * w
+                sizes = np.bincount(labels, weights=w, minlength=self.n_clusters).astype(float)
+                ci = np.bincount(labels, weights=dist, minlength=self.n_clusters)
+                inertia = float(dist.sum())
+            else:
+                graph = block_reduce(Xd, weights, _probe_chunk, _probe_combine,
+                                     name="hkmeans-final", split_every=self.split_every,
+                                     consts={"coarse": self.coarse_centers_,
+                                             "fine": self.cluster_centers_,
+                                             "offsets": self.cell_offsets_,
+                                             "n_probe": self.n_probe,
+                                             "prices": self.cluster_prices_, "check": False})
+                (res,) = compute_passes(graph)
+                sizes, ci = res["counts"], res["cluster_inertia"]
+                inertia = float(res["inertia"][0])
+            n_passes += 1
+            self._event(phase="labels", inertia=inertia, n_passes=n_passes)
+            if not self.balanced or self._raise_prices(self.cluster_prices_, sizes, ci,
+                                                       float(sizes.sum())):
+                break
+        else:
+            warnings.warn(
+                f"balanced: the largest cluster ({sizes.max():.6g}) is still above "
+                f"max_size_ratio={self.max_size_ratio} times the mean after {n_passes} "
+                "passes of the final labels.", RuntimeWarning, stacklevel=3)
+        if labels is None:
+            labels = self._predict_dask(Xd, check=False)
+        return labels, inertia, sizes, n_passes
+
+    # ------------------------------------------------------------------ #
+    def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
+        return Xd.map_blocks(
+            _predict_block, self.coarse_centers_, self.cluster_centers_, self.cell_offsets_,
+            self.n_probe, self.cluster_prices_, check, dtype=np.int64, drop_axis=1,
+            token="hkmeans-predict",
+        )
+
+    def _fitted_to_doc(self) -> dict:
+        doc = super()._fitted_to_doc()
+        doc.update({
+            "coarse_centers_": self.coarse_centers_.astype(np.float64).tolist(),
+            "cell_offsets_": [int(v) for v in self.cell_offsets_],
+            "cluster_prices_": None if self.cluster_prices_ is None
+            else [float(v) for v in self.cluster_prices_],
+            "inertia_": float(self.inertia_),
+            "n_iter_": int(self.n_iter_),
+            "cluster_sizes_": [float(v) for v in self.cluster_sizes_],
+            "passes_": {k: int(v) for k, v in self.passes_.items()},
+        })
+        return doc
+
+    def _fitted_from_doc(self, fit: dict) -> None:
+        super()._fitted_from_doc(fit)
+        dtype = self.cluster_centers_.dtype
+        self.coarse_centers_ = np.asarray(fit["coarse_centers_"], dtype=np.float64).astype(dtype)
+        self.cell_offsets_ = np.asarray(fit["cell_offsets_"], dtype=np.int64)
+        prices = fit.get("cluster_prices_")
+        self.cluster_prices_ = None if prices is None else np.asarray(prices, dtype=np.float64)
+        self.inertia_ = float(fit["inertia_"])
+        self.n_iter_ = int(fit["n_iter_"])
+        self.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
+        self.passes_ = dict(fit["passes_"])
+        self.n_passes_ = int(sum(self.passes_.values()))
+
+
+def _label_dist_block(X, coarse, fine, offsets, n_probe, prices):
+    labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
+    return np.stack([labels.astype(np.float64), dist], axis=1)
+
+
+def _predict_block(X, coarse, fine, offsets, n_probe, prices, check):
+    if check:
+        check_block(X, None)
+    X = X.astype(fine.dtype, copy=False)
+    return probe_labels(X, coarse, fine, offsets, n_probe, prices)[0]

@@ -1,0 +1,131 @@
+"""HierarchicalKMeans: two levels, one pass per iteration, probes and size caps."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from daskmeans import HierarchicalKMeans, KMeans
+from daskmeans.hierarchical import allocate, probe_labels
+from daskmeans.testing import counting_dask
+
+
+def _mixture(n=3000, d=6, n_comp=24, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    comp = rng.normal(size=(n_comp, d)) * 4
+    sizes = rng.dirichlet(np.full(n_comp, 1.0))
+    lab = rng.choice(n_comp, n, p=sizes)
+    return (comp[lab] + rng.normal(size=(n, d))).astype(dtype)
+
+
+def _brute_labels(X, C):
+    D = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+    return D.argmin(1), D.min(1)
+
+
+def test_one_coarse_cell_is_flat_kmeans():
+    X = _mixture()
+    hk = HierarchicalKMeans(20, n_coarse=1, max_iter=30, random_state=0).fit(X)
+    km = KMeans(20, init=hk.initial_centers_, max_iter=30, algorithm="lloyd").fit(X)
+    np.testing.assert_allclose(hk.cluster_centers_, km.cluster_centers_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(hk.labels_, km.labels_)
+    assert hk.inertia_ == pytest.approx(km.inertia_, rel=1e-9)
+    assert hk.n_iter_ == km.n_iter_
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_probes_is_flat_assignment(dtype):
+    X = _mixture(dtype=dtype)
+    hk = HierarchicalKMeans(30, n_coarse=5, n_probe=5, random_state=1).fit(X)
+    ref, dist = _brute_labels(X, hk.cluster_centers_)
+    np.testing.assert_array_equal(hk.labels_, ref)
+    np.testing.assert_array_equal(hk.predict(X), ref)
+    assert hk.inertia_ == pytest.approx(dist.sum(), rel=1e-5)
+    # one probe: the best centre of the row's nearest cell only
+    lab1, _ = probe_labels(X, hk.coarse_centers_, hk.cluster_centers_, hk.cell_offsets_, 1)
+    cells, _ = _brute_labels(X, hk.coarse_centers_)
+    for i in range(0, len(X), 97):
+        lo, hi = hk.cell_offsets_[cells[i]], hk.cell_offsets_[cells[i] + 1]
+        sub, _ = _brute_labels(X[i : i + 1], hk.cluster_centers_[lo:hi])
+        assert lab1[i] == lo + sub[0]
+
+
+def test_refinement_improves_on_two_levels():
+    X = _mixture(n=4000, n_comp=40, seed=2)
+    plain = HierarchicalKMeans(40, n_coarse=6, random_state=3).fit(X)
+    refined = HierarchicalKMeans(40, n_coarse=6, n_probe=3, refine_iter=5,
+                                 random_state=3).fit(X)
+    assert refined.inertia_ <= plain.inertia_
+    assert refined.passes_["refine"] >= 1
+
+
+@pytest.mark.parametrize(("ratio", "n_probe"), [(2.0, 1), (1.6, 2)])
+def test_balanced_caps_hold(ratio, n_probe):
+    X = _mixture(n=3000, n_comp=6, seed=4)  # very unequal components
+    w = np.random.default_rng(5).uniform(0.5, 2.0, len(X))
+    hk = HierarchicalKMeans(12, n_coarse=3, balanced=True, max_size_ratio=ratio,
+                            n_probe=n_probe, random_state=6).fit(X, sample_weight=w)
+    sizes = np.bincount(hk.labels_, weights=w, minlength=12)
+    np.testing.assert_allclose(sizes, hk.cluster_sizes_)
+    assert sizes.max() <= ratio * w.sum() / 12 * (1 + 1e-9)
+    free = HierarchicalKMeans(12, n_coarse=3, random_state=6).fit(X, sample_weight=w)
+    assert free.cluster_sizes_.max() > ratio * w.sum() / 12  # the cap did something
+    np.testing.assert_array_equal(hk.predict(X), hk.labels_)
+
+
+def test_one_pass_per_iteration_at_each_level():
+    X = _mixture(n=2000, seed=7)
+    Xd, counter = counting_dask(X, 500)
+    events = []
+    hk = HierarchicalKMeans(16, n_coarse=4, max_iter=5, n_probe=2, refine_iter=2,
+                            random_state=8, callback=events.append).fit(Xd)
+    passes = hk.passes_
+    assert passes["seed"] == 1 and 1 <= passes["fine"] <= 5 and passes["refine"] == 2
+    assert counter.reads == hk.n_passes_ * Xd.numblocks[0]
+    assert sum(e["phase"] == "fine" for e in events) == passes["fine"]
+    assert sum(e["phase"] == "refine" for e in events) == passes["refine"]
+    # the lazy labels and the inertia of the last pass are those of the two-level search
+    lab, dist = probe_labels(X, hk.coarse_centers_, hk.cluster_centers_, hk.cell_offsets_, 2)
+    np.testing.assert_array_equal(np.asarray(hk.labels_.compute()), lab)
+    np.testing.assert_array_equal(hk.predict(X), lab)
+    assert hk.inertia_ == pytest.approx(dist.sum(), rel=1e-9)
+
+
+def test_model_round_trip(tmp_path):
+    X = _mixture(dtype=np.float32)
+    hk = HierarchicalKMeans(20, n_coarse=4, n_probe=2, balanced=True, random_state=9).fit(X)
+    hk.save(tmp_path / "m.json")
+    back = HierarchicalKMeans.load(tmp_path / "m.json")
+    np.testing.assert_array_equal(back.cluster_centers_, hk.cluster_centers_)
+    np.testing.assert_array_equal(back.cell_offsets_, hk.cell_offsets_)
+    np.testing.assert_array_equal(back.predict(X), hk.predict(X))
+    assert back.passes_ == hk.passes_
+
+
+def test_allocate_and_bad_parameters():
+    assert allocate(np.array([5.0, 0.0, 15.0]), 8).tolist() == [2, 0, 6]
+    assert allocate(np.array([1.0, 1.0, 100.0]), 3).tolist() == [1, 1, 1]
+    assert allocate(np.array([3.0, 1.0]), 10).sum() == 10
+    X = _mixture(n=200)
+    with pytest.raises(ValueError, match="n_coarse"):
+        HierarchicalKMeans(4, n_coarse=5).fit(X)
+    with pytest.raises(ValueError, match="n_probe"):
+        HierarchicalKMeans(4, n_probe=0).fit(X)
+    with pytest.raises(ValueError, match="max_size_ratio"):
+        HierarchicalKMeans(4, balanced=True, max_size_ratio=0.5).fit(X)
+    with pytest.raises(ValueError, match="n_clusters"):
+        HierarchicalKMeans(500).fit(X)
+
+
+def test_dask_input_with_weights_same_blocks_same_result():
+    X = _mixture(n=1500, seed=10)
+    w = np.random.default_rng(11).uniform(0.1, 3, len(X))
+    wd = da.from_array(w, chunks=400)
+    a = HierarchicalKMeans(9, n_coarse=3, random_state=12).fit(
+        da.from_array(X, chunks=400), sample_weight=wd)
+    Xc, _ = counting_dask(X, 400)
+    b = HierarchicalKMeans(9, n_coarse=3, random_state=12).fit(Xc, sample_weight=wd)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert a.inertia_ == b.inertia_
+    lab, dist = probe_labels(X, a.coarse_centers_, a.cluster_centers_, a.cell_offsets_, 1)
+    np.testing.assert_array_equal(np.asarray(a.labels_.compute()), lab)
+    assert a.inertia_ == pytest.approx(dist @ w, rel=1e-9)
