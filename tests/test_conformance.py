@@ -333,3 +333,37 @@ def test_estimator_tags_are_honest(cls):
         assert not get_tags(cls(standardize=True)).input_tags.sparse
     for dtype in (np.float32, np.float64):
         assert cls(2, random_state=0).fit(X.astype(dtype)).transform(X.astype(dtype)).dtype == dtype
+
+
+def test_estimators_work_without_sklearn():
+    """scikit-learn is optional: the stand-in base gives parameters, errors and methods."""
+    code = """
+import sys
+sys.modules["sklearn"] = None  # import sklearn now fails
+import json
+import numpy as np
+import daskmeans
+from daskmeans._compat import NotFittedError
+X = np.random.default_rng(0).normal(size=(40, 3))
+for cls in (daskmeans.KMeans, daskmeans.MiniBatchKMeans):
+    km = cls(2, random_state=0).fit(X)
+    assert (km.fit_predict(X) == km.predict(X)).all()
+    assert km.fit_transform(X).shape == (40, 2)
+    again = cls.from_dict(json.loads(json.dumps(km.to_dict())))
+    assert again.get_params() == km.get_params()
+    assert (again.predict(X) == km.predict(X)).all()
+    try:
+        cls(2).predict(X)
+    except NotFittedError as exc:
+        assert isinstance(exc, ValueError) and "not fitted yet" in str(exc)
+    else:
+        raise AssertionError("no NotFittedError")
+    try:
+        cls(0).fit(X)
+    except ValueError as exc:
+        assert "n_clusters must be an integer >= 1" in str(exc)
+print("ok")
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
