@@ -301,6 +301,8 @@ class HierarchicalKMeans(KMeansBase):
         Total weight of every cluster in the final labels.
     n_iter_ : int
         Fine (and refinement) iterations.
+    inertia_history_ : list of float
+        Inertia of every fine (and refinement) pass, before its update.
     n_passes_ : int
         Passes over the data, all levels together.
     passes_ : dict
@@ -468,6 +470,7 @@ class HierarchicalKMeans(KMeansBase):
                             split_every=self.split_every)
         n_iter = 0
         total = None
+        history = []
         for phase, n_probe, iters in (("fine", 1, self.max_iter),
                                       ("refine", self.n_probe, self.refine_iter)):
             for it in range(1, iters + 1):
@@ -476,6 +479,7 @@ class HierarchicalKMeans(KMeansBase):
                 passes[phase] += 1
                 n_iter += 1
                 total = float(res["counts"].sum())
+                history.append(float(res["inertia"][0]))
                 counts = res["counts"]
                 new = fine.astype(np.float64)
                 nz = counts > 0
@@ -508,6 +512,7 @@ class HierarchicalKMeans(KMeansBase):
         self.inertia_ = inertia
         self.cluster_sizes_ = sizes
         self.n_iter_ = n_iter
+        self.inertia_history_ = history
         self.passes_ = passes
         self.n_passes_ = int(sum(passes.values()))
         self.labels_ = labels if in_mem else _as_frame_labels(X, labels)
@@ -620,6 +625,7 @@ class HierarchicalKMeans(KMeansBase):
             else [float(v) for v in self.cluster_prices_],
             "inertia_": float(self.inertia_),
             "n_iter_": int(self.n_iter_),
+            "inertia_history_": [float(v) for v in self.inertia_history_],
             "cluster_sizes_": [float(v) for v in self.cluster_sizes_],
             "passes_": {k: int(v) for k, v in self.passes_.items()},
         })
@@ -634,6 +640,7 @@ class HierarchicalKMeans(KMeansBase):
         self.cluster_prices_ = None if prices is None else np.asarray(prices, dtype=np.float64)
         self.inertia_ = float(fit["inertia_"])
         self.n_iter_ = int(fit["n_iter_"])
+        self.inertia_history_ = [float(v) for v in fit.get("inertia_history_", [])]
         self.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
         self.passes_ = dict(fit["passes_"])
         self.n_passes_ = int(sum(self.passes_.values()))

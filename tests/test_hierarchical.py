@@ -129,3 +129,29 @@ def test_dask_input_with_weights_same_blocks_same_result():
     lab, dist = probe_labels(X, a.coarse_centers_, a.cluster_centers_, a.cell_offsets_, 1)
     np.testing.assert_array_equal(np.asarray(a.labels_.compute()), lab)
     assert a.inertia_ == pytest.approx(dist @ w, rel=1e-9)
+
+
+def test_command_line_fit_hierarchical(tmp_path, capsys):
+    import json
+
+    import zarr
+
+    from daskmeans.cli import main
+
+    X = _mixture(n=1200, dtype=np.float32, seed=13)
+    z = zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=X.shape, chunks=(400, 6),
+                        dtype=X.dtype)
+    z[:] = X
+    out = tmp_path / "res"
+    assert main(["fit", str(tmp_path / "x.zarr"), "--algorithm", "hierarchical", "--k", "16",
+                 "--n-probe", "2", "--balanced", "--max-size-ratio", "3", "--seed", "1",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "[coarse-init]" in err and "[fine] iteration 1" in err and "[labels]" in err
+    model = HierarchicalKMeans.load(out / "model.json")
+    assert model.cluster_centers_.shape == (16, 6) and model.coarse_centers_.shape == (4, 6)
+    labels = zarr.open_array(str(out / "labels.zarr"), mode="r")[:]
+    np.testing.assert_array_equal(labels, model.predict(X))
+    report = json.loads((out / "report.json").read_text())
+    assert report["algorithm"] == "hierarchical" and report["passes"]["seed"] == 1
+    assert report["n_passes"] == sum(report["passes"].values())

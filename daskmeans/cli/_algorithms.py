@@ -18,7 +18,7 @@ import sys
 
 from ._common import UsageError, one_line, positive_int
 
-__all__ = ["ALGORITHMS", "Algorithm", "Lloyd", "MiniBatch"]
+__all__ = ["ALGORITHMS", "Algorithm", "Hierarchical", "Lloyd", "MiniBatch"]
 
 
 class Algorithm:
@@ -146,5 +146,65 @@ class MiniBatch(Algorithm):
         return f"{report['n_steps']} mini-batch steps"
 
 
+class Hierarchical(Algorithm):
+    """Two-level k-means for very large k (:class:`daskmeans.HierarchicalKMeans`)."""
+
+    name = "hierarchical"
+    help = ("two-level k-means for very large k: about sqrt(k) coarse cells, then every "
+            "cell's share of the k centres, one pass per iteration; --max-iter counts the "
+            "fine iterations; --init and --n-init do not apply; no --checkpoint")
+
+    def add_arguments(self, group) -> None:
+        group.add_argument("--n-coarse", type=positive_int, default=None, metavar="M",
+                           help="with --algorithm hierarchical: coarse cells "
+                                "(default: round(sqrt(k)))")
+        group.add_argument("--n-probe", type=positive_int, default=1, metavar="P",
+                           help="with --algorithm hierarchical: coarse cells searched by the "
+                                "labels and the refinement (default: 1)")
+        group.add_argument("--refine-iter", type=int, default=0, metavar="R",
+                           help="with --algorithm hierarchical: iterations in which every row "
+                                "probes its --n-probe nearest cells (default: 0)")
+        group.add_argument("--balanced", action="store_true",
+                           help="with --algorithm hierarchical: cap the cluster sizes at "
+                                "--max-size-ratio times the mean")
+        group.add_argument("--max-size-ratio", type=float, default=2.0, metavar="R",
+                           help="the cap of --balanced (default: 2.0)")
+
+    def parameters(self, args: argparse.Namespace) -> dict:
+        return {"algorithm": self.name, "n_coarse": args.n_coarse, "n_probe": args.n_probe,
+                "refine_iter": args.refine_iter, "balanced": args.balanced,
+                "max_size_ratio": args.max_size_ratio}
+
+    def build(self, args: argparse.Namespace, seed: int):
+        from daskmeans import HierarchicalKMeans
+
+        def progress(event: dict) -> None:
+            if args.quiet:
+                return
+            detail = ", ".join(
+                f"{key} {value:.6g}" if isinstance(value, float) else f"{key} {value}"
+                for key, value in event.items() if key not in ("phase", "max_iter"))
+            print(f"[{event['phase']}] {detail}", file=sys.stderr, flush=True)
+
+        model = HierarchicalKMeans(
+            n_clusters=args.k, n_coarse=args.n_coarse, max_iter=args.max_iter, tol=args.tol,
+            n_probe=args.n_probe, refine_iter=args.refine_iter, balanced=args.balanced,
+            max_size_ratio=args.max_size_ratio, random_state=seed, callback=progress,
+        )
+        return model, contextlib.nullcontext()
+
+    def results(self, model, args: argparse.Namespace) -> dict:
+        return {
+            **super().results(model, args),
+            "passes": {k: int(v) for k, v in model.passes_.items()},
+            "n_coarse": int(len(model.coarse_centers_)),
+        }
+
+    def summary(self, report: dict) -> str:
+        p = report["passes"]
+        return (f"{report['n_coarse']} cells, passes: coarse {p['coarse']}, seed {p['seed']}, "
+                f"fine {p['fine']}, refine {p['refine']}, labels {p['labels']}")
+
+
 #: ``--algorithm`` choices, the default first.
-ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (Lloyd(), MiniBatch())}
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (Lloyd(), MiniBatch(), Hierarchical())}
