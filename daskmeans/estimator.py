@@ -139,6 +139,10 @@ default="k-means||"
     inertia_history_ : list of float
         Inertia of the centres used in each iteration.
     n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Column names of a pandas or Dask DataFrame given to ``fit`` (only
+        then); ``predict``, ``transform`` and ``score`` check them, and
+        ``get_feature_names_out`` names the distances ``kmeans0``, ``kmeans1``, ...
     n_passes_ : int
         Passes over the data made by ``fit``, initialisation included.
     cluster_sizes_ : ndarray of shape (n_clusters,)
