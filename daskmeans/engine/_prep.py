@@ -25,7 +25,6 @@ __all__ = [
     "Prep",
     "ZeroRowsError",
     "apply_prep",
-    "check_prep_params",
     "make_prep",
     "normalize_rows",
     "zero_rows_block",
@@ -36,23 +35,6 @@ PREP_PARAMS = {
     "metric": ("euclidean", "cosine"),
     "nan_policy": ("raise", "omit"),
 }
-
-
-def check_prep_params(metric, standardize, nan_policy) -> None:
-    """Validate ``metric``, ``standardize`` and ``nan_policy`` (TypeError/ValueError)."""
-    for name, value in (("metric", metric), ("nan_policy", nan_policy)):
-        if not isinstance(value, str):
-            raise TypeError(
-                f"{name} must be one of {list(PREP_PARAMS[name])}, got "
-                f"{type(value).__name__}: {value!r}."
-            )
-        if value not in PREP_PARAMS[name]:
-            raise ValueError(f"{name} must be one of {list(PREP_PARAMS[name])}, got {value!r}.")
-    if not isinstance(standardize, bool | np.bool_):
-        raise TypeError(
-            f"standardize must be True or False, got {type(standardize).__name__}: "
-            f"{standardize!r}."
-        )
 
 
 class ZeroRowsError(ValueError):
