@@ -19,16 +19,19 @@ directory and renamed when complete. Progress and messages go to standard
 error; standard output only carries the ``--json`` document.
 
 Layout (imports go one way: this module -> a sub-command -> ``_fit``'s parts
--> ``_common``; nothing imports back up)::
+-> ``_common``; nothing imports back up, ``tests/test_imports.py`` checks)::
 
     __init__.py      the parser and main(): exit statuses, error mapping
     _common.py       shared pieces: exit codes, option types and groups,
                      scheduler, paths, messages, the label writer, report.json
     _fit.py          fit: the pipeline, an input adapter crossed with an algorithm
-    _inputs.py       input adapters: Zarr array, xarray Zarr group, Parquet table
-    _algorithms.py   algorithms: lloyd, minibatch
-    _predict.py, _generate.py, _info.py, _scan_k.py, _plot.py, _update.py
-                     one sub-command each
+    _inputs.py       input adapters (the registry): Parquet table, sparse
+                     matrix, xarray Zarr group, Zarr array
+    _sources.py      what the pipeline sees of an opened INPUT (Source)
+    _sparse.py       the sparse kind: save_npz files, CSR Zarr groups
+    _algorithms.py   algorithms (the registry): lloyd, minibatch
+    _predict.py, _generate.py, _info.py, _scan_k.py, _plot.py, _update.py,
+    _warm_up.py      one sub-command each
 
 Adding a sub-command: write ``daskmeans/cli/_name.py`` whose docstring is a
 summary line, then the paragraph ``daskmeans name --help`` shows; give it
