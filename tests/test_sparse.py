@@ -17,7 +17,7 @@ sklearn_cluster = pytest.importorskip("sklearn.cluster")
 
 from daskmeans import KMeans, MiniBatchKMeans  # noqa: E402
 from daskmeans.kernels import _sparse as sparse_kernels  # noqa: E402
-from daskmeans.testing import CountingArray  # noqa: E402
+from daskmeans.testing import CountingArray, brute_force_lloyd  # noqa: E402
 
 N, D, K = 1200, 60, 6
 RTOL = {np.float32: 1e-4, np.float64: 1e-7}
@@ -76,6 +76,22 @@ def test_lloyd_matches_sklearn(dtype, kind, weighted):
     np.testing.assert_array_equal(_labels(km), ref.labels_)
     scale = float(np.abs(ref.cluster_centers_).max())
     _assert_close(km.cluster_centers_, ref.cluster_centers_, dtype, scale)
+    np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=RTOL[dtype] * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lloyd_both_kernel_paths_match_sklearn(dtype, kernels_mode):
+    X = _matrix(dtype)
+    w = np.random.default_rng(3).random(N)
+    C0 = X[[0, 200, 400, 600, 800, 1000]].toarray()
+    ref = sklearn_cluster.KMeans(K, init=C0, n_init=1, max_iter=100, tol=1e-6).fit(
+        X, sample_weight=w)
+    km = KMeans(K, init=C0, n_init=1, max_iter=100, tol=1e-6).fit(
+        da.from_array(X, chunks=(250, -1)), sample_weight=w)
+    assert km.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(_labels(km), ref.labels_)
+    _assert_close(km.cluster_centers_, ref.cluster_centers_, dtype,
+                  float(np.abs(ref.cluster_centers_).max()))
     np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=RTOL[dtype] * 10)
 
 
@@ -250,8 +266,17 @@ def test_duplicates_are_summed():
     np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=1e-12)
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def kernels_mode(request, monkeypatch):
+    """Both paths of the sparse kernels: the compiled loop and SciPy's products."""
+    if request.param == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("DASKMEANS_KERNELS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernels_against_dense(dtype):
+def test_kernels_against_dense(dtype, kernels_mode):
     X = _matrix(dtype, n=300)
     Xd = X.toarray()
     rng = np.random.default_rng(0)
@@ -265,6 +290,11 @@ def test_kernels_against_dense(dtype):
     for key in ("sums", "counts", "inertia"):
         np.testing.assert_allclose(got[key], ref[key], rtol=RTOL[dtype] * 10,
                                    atol=RTOL[dtype])
+    brute = brute_force_lloyd(Xd, C[3:], w)
+    one = sparse_kernels.lloyd_partial(X, C[3:], w)
+    np.testing.assert_allclose(one["sums"], brute[2], rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
+    np.testing.assert_allclose(one["inertia"][0], brute[4], rtol=RTOL[dtype] * 10)
+    np.testing.assert_array_equal(sparse_kernels.assign(X, C[3:]), brute[0])
     np.testing.assert_array_equal(got["far"]["labels"], ref["far"]["labels"])
     np.testing.assert_allclose(got["far"]["rows"], ref["far"]["rows"])
     for a, b in zip(got["moments"], ref["moments"], strict=True):

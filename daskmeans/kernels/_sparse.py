@@ -26,6 +26,7 @@ set of centres and shared by the blocks of a pass (:func:`_centers_t`).
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -113,6 +114,84 @@ def take_rows(X, idx) -> np.ndarray:
     return rows.reshape(idx.shape + (X.shape[1],))
 
 
+def _use_compiled(X, centers: np.ndarray) -> bool:
+    """Whether the compiled (numba) loops run: the kernel plan's choice for this
+    data (``DASKMEANS_KERNELS``; numba installed), float32/float64 of one dtype."""
+    if X.dtype not in (np.float32, np.float64) or centers.dtype != X.dtype:
+        return False
+    from ._plan import choose_plan
+
+    return choose_plan(X.dtype, centers.shape[0], X.shape[1], X.shape[0]).compiled
+
+
+@functools.lru_cache(maxsize=1)
+def _loops():
+    """The compiled loops (numba imported and the functions built on first use)."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True, fastmath={"contract"})
+    def sweep(data, indices, indptr, ct, c_sq, bounds, w, labels, mins, sums, counts,
+              accumulate):
+        """Nearest centre of every group for every row, fused with the weighted sums.
+
+        Per row: ``acc = x @ C.T`` from the stored values (k contiguous values of
+        ``ct`` per stored value), distances ``|c|^2 - 2 acc`` in the dtype of the
+        data, their argmin per group, ``|x|^2`` added in float64; with
+        ``accumulate``, the row's weight and values are added to its centres.
+        """
+        n = indptr.shape[0] - 1
+        k = ct.shape[1]
+        g = bounds.shape[0] - 1
+        acc = np.empty(k, dtype=ct.dtype)
+        for i in range(n):
+            acc[:] = 0
+            xsq = 0.0
+            lo_p, hi_p = indptr[i], indptr[i + 1]
+            for p in range(lo_p, hi_p):
+                v = data[p]
+                xsq += np.float64(v) * np.float64(v)
+                row = ct[indices[p]]
+                for j in range(k):
+                    acc[j] += v * row[j]
+            for gi in range(g):
+                lo, hi = bounds[gi], bounds[gi + 1]
+                best = c_sq[lo] - 2 * acc[lo]
+                arg = lo
+                for j in range(lo + 1, hi):
+                    dj = c_sq[j] - 2 * acc[j]
+                    if dj < best:
+                        best = dj
+                        arg = j
+                m = np.float64(best) + xsq
+                labels[gi, i] = arg
+                mins[gi, i] = m if m > 0 else 0.0
+                if accumulate:
+                    wi = w[i]
+                    counts[arg] += wi
+                    for p in range(lo_p, hi_p):
+                        sums[arg, indices[p]] += wi * np.float64(data[p])
+
+    return sweep
+
+
+def _sweep(X, centers: np.ndarray, bounds: np.ndarray, w, accumulate: bool):
+    """``(labels (g, n), mins (g, n) float64, sums (K, d) or None, counts (K,) or None)``
+    by the compiled loop."""
+    n, d = X.shape
+    K = centers.shape[0]
+    g = len(bounds) - 1
+    labels = np.empty((g, n), dtype=np.intp)
+    mins = np.empty((g, n), dtype=np.float64)
+    sums = np.zeros((K, d) if accumulate else (1, 1), dtype=np.float64)
+    counts = np.zeros(K, dtype=np.float64)
+    ws = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    indptr = X.indptr
+    _loops()(X.data, X.indices, indptr, _centers_t(centers), c_sq, bounds, ws, labels, mins,
+             sums, counts, accumulate)
+    return labels, mins, (sums if accumulate else None), (counts if accumulate else None)
+
+
 _CACHE_LOCK = threading.Lock()
 _CACHE: list = [None, None]
 
@@ -174,6 +253,9 @@ def nearest(X, centers: np.ndarray, bounds=None) -> tuple[np.ndarray, np.ndarray
     """
     X = _csr(X)
     bounds = _bounds(bounds, centers.shape[0])
+    if _use_compiled(X, centers):
+        labels, dist, _, _ = _sweep(X, centers, bounds, None, False)
+        return labels, dist
     n = X.shape[0]
     labels = np.empty((len(bounds) - 1, n), dtype=np.intp)
     dist = np.empty((len(bounds) - 1, n), dtype=np.float64)
@@ -283,13 +365,16 @@ def lloyd_partial(X, centers: np.ndarray, weights=None, *, bounds=None, n_far: i
     K = centers.shape[0]
     g = len(bounds) - 1
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
-    labels, mins = nearest(X, centers, bounds)
     ws = np.ones(n) if w is None else w
+    if _use_compiled(X, centers):
+        labels, mins, sums, counts = _sweep(X, centers, bounds, ws, True)
+    else:
+        labels, mins = nearest(X, centers, bounds)
+        counts = np.zeros(K, dtype=np.float64)
+        for j in range(g):
+            counts += np.bincount(labels[j], weights=ws, minlength=K)
+        sums = _sums(X, labels, ws, K)
     inertia = mins @ ws
-    counts = np.zeros(K, dtype=np.float64)
-    for j in range(g):
-        counts += np.bincount(labels[j], weights=ws, minlength=K)
-    sums = _sums(X, labels, ws, K)
     out = {"sums": sums, "counts": counts, "inertia": inertia}
     if n_far:
         out["far"] = _far_rows(X, w, labels, mins, n_far)
