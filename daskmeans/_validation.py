@@ -41,6 +41,7 @@ __all__ = [
     "check_params",
     "check_real",
     "check_sample_weight",
+    "check_shape",
     "default_row_chunks",
     "has_unknown_rows",
     "numpy_blocks",
@@ -387,7 +388,7 @@ def check_array_input(
         in_memory = True
         if X.dtype == object:
             X = _object_as_float(X, name)
-    _check_shape(X, name)
+    check_shape(X, name)
     if X.dtype.kind == "c":
         raise InvalidInputError(
             f"Complex data not supported: {name} must hold real numbers, got dtype {X.dtype}."
@@ -430,8 +431,10 @@ def _object_as_float(X: np.ndarray, name: str) -> np.ndarray:
         ) from exc
 
 
-def _check_shape(X, name: str) -> None:
+def check_shape(X, name: str = "X") -> None:
     """2-D, with at least one row and one column (scikit-learn's wording first).
+
+    For every container (NumPy, Dask, sparse): only ``ndim`` and ``shape`` are read.
 
     Unknown row counts (NaN, as from a Dask DataFrame) pass: the first pass
     counts the rows for the checks that need them.
