@@ -51,7 +51,10 @@ A third estimator (``HierarchicalKMeans``, say) needs, in its own module:
 
 ``predict``, ``transform``, ``score``, ``fit_predict``, ``fit_transform``,
 ``get_feature_names_out``, ``set_output`` (with scikit-learn) and the tags
-then come with the base. Preprocessing parameters (``metric``,
+then come with the base. The tags say that sparse input is taken (unless
+``standardize`` or ``nan_policy="omit"``): override ``__sklearn_tags__`` if
+the new estimator cannot take it, and list it in ``tests/test_conformance.py``'s
+estimator checks. Preprocessing parameters (``metric``,
 ``standardize``, ``nan_policy``) are honoured by the prediction methods when
 the estimator has them (see :meth:`KMeansBase._predict_prep`).
 """
@@ -78,7 +81,7 @@ from ._validation import (
     check_params,
     check_sample_weight,
 )
-from .engine._graph import compute_passes
+from .engine._graph import compute_passes, map_row_blocks
 from .engine._lloyd import check_block, partial_pass, prepare_block
 from .engine._prep import make_prep
 from .io._atomic import write_json
@@ -306,9 +309,9 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
     # prediction
     # ------------------------------------------------------------------ #
     def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
-        """Lazy labels of a checked Dask array (one task per row block)."""
-        return Xd.map_blocks(
-            _predict_block, self._centers_work(), check, dtype=np.int64, drop_axis=1,
+        """Lazy labels of a checked Dask array (one task per row block, reading it)."""
+        return map_row_blocks(
+            Xd, _predict_block, self._centers_work(), check, dtype=np.int64,
             prep=self._predict_prep(),
             token="kmeans-predict",
         )
