@@ -52,9 +52,9 @@ A third estimator (``HierarchicalKMeans``, say) needs, in its own module:
 ``predict``, ``transform``, ``score``, ``fit_predict``, ``fit_transform``,
 ``get_feature_names_out``, ``set_output`` (with scikit-learn) and the tags
 then come with the base. The tags say that sparse input is taken (unless
-``standardize`` or ``nan_policy="omit"``): override ``__sklearn_tags__`` if
-the new estimator cannot take it, and list it in ``tests/test_conformance.py``'s
-estimator checks. Preprocessing parameters (``metric``,
+``standardize`` or ``nan_policy="omit"``): set ``_sparse_input = False`` on
+the class if the new estimator cannot take it, and add it to the estimator
+checks of ``tests/test_conformance.py``. Preprocessing parameters (``metric``,
 ``standardize``, ``nan_policy``) are honoured by the prediction methods when
 the estimator has them (see :meth:`KMeansBase._predict_prep`).
 """
@@ -143,6 +143,8 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
     #: ``"format"`` of saved models, and the newest ``"format_version"`` understood.
     _model_format: str = ""
     _model_version: int = 1
+    #: Whether ``fit`` takes ``scipy.sparse`` input (and Dask arrays of sparse blocks).
+    _sparse_input: bool = True
 
     # ------------------------------------------------------------------ #
     # parameters
@@ -435,7 +437,9 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
         omit = getattr(self, "nan_policy", "raise") == "omit"
         tags.input_tags.allow_nan = omit
         # scipy.sparse input: kept sparse; centring (standardize) and NaN rows are refused
-        tags.input_tags.sparse = not omit and not getattr(self, "standardize", False)
+        tags.input_tags.sparse = (
+            self._sparse_input and not omit and not getattr(self, "standardize", False)
+        )
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
