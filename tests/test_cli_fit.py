@@ -118,10 +118,12 @@ def test_a_new_algorithm_is_one_registry_entry(tmp_path, monkeypatch, capsys):
     import daskmeans.datasets as ds
 
     class Fixed(_algorithms.Lloyd):
-        """Lloyd from the first k rows."""
+        """Lloyd from fixed centres.
+
+        Lloyd from (-1, -1) and (1, 1)
+        """
 
         name = "fixed"
-        help = "Lloyd from the first K rows"
 
         def add_arguments(self, group):
             group.add_argument("--shout", action="store_true", help="a flag of its own")
@@ -135,7 +137,7 @@ def test_a_new_algorithm_is_one_registry_entry(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     ds.write_blobs(tmp_path / "x.zarr", 50, 2, 2, chunk_rows=20, random_state=0)
     assert main(["fit", "--help"]) == 0
-    assert "fixed: Lloyd from the first K rows" in capsys.readouterr().out
+    assert "fixed: Lloyd from (-1, -1) and (1, 1)" in " ".join(capsys.readouterr().out.split())
     assert main(["fit", "x.zarr", "--k", "2", "--out", "r", "--algorithm", "fixed",
                  "--shout", "-q"]) == 0
     assert _report(tmp_path / "r")["parameters"]["algorithm"] == "fixed"

@@ -1,19 +1,21 @@
 """The algorithms of ``daskmeans fit --algorithm NAME``: one small class each.
 
 An algorithm builds the estimator from the parsed flags, fits it on a
-:class:`~daskmeans.cli._inputs.Source`, and names what its fit adds to the
+:class:`~daskmeans.cli._sources.Source`, and names what its fit adds to the
 report and to the closing message. The pipeline in :mod:`daskmeans.cli._fit`
 does the rest (inputs, scheduler, labels, model file, report).
 
-To add one: subclass :class:`Algorithm`, add its flags in
-:meth:`Algorithm.add_arguments` (they appear in the "algorithm" group of
-``daskmeans fit --help``), and put an instance in :data:`ALGORITHMS`.
+To add one: subclass :class:`Algorithm` with a docstring whose second
+paragraph is its text under ``--algorithm`` in ``daskmeans fit --help``, add
+its flags in :meth:`Algorithm.add_arguments` (they appear in the "algorithm"
+group), and put an instance in :data:`ALGORITHMS`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 
 from ._common import UsageError, one_line, positive_int
@@ -25,8 +27,11 @@ class Algorithm:
     """How ``daskmeans fit`` runs one algorithm."""
 
     name = ""
-    #: One line for ``--algorithm`` in ``daskmeans fit --help``.
-    help = ""
+
+    @property
+    def help(self) -> str:
+        """Its text under ``--algorithm`` in ``fit --help``: the docstring's 2nd paragraph."""
+        return " ".join(re.split(r"\n\s*\n", self.__doc__ or "")[1].split())
     supports_checkpoint = False
 
     def add_arguments(self, group) -> None:
@@ -73,10 +78,12 @@ def _model_options(args: argparse.Namespace) -> dict:
 
 
 class Lloyd(Algorithm):
-    """Exact k-means (Lloyd's iterations), with checkpoints."""
+    """Exact k-means (Lloyd's iterations), with checkpoints.
+
+    exact k-means (default)
+    """
 
     name = "lloyd"
-    help = "exact k-means (default)"
     supports_checkpoint = True
 
     def build(self, args: argparse.Namespace, seed: int):
@@ -100,12 +107,14 @@ class Lloyd(Algorithm):
 
 
 class MiniBatch(Algorithm):
-    """Mini-batch k-means (one pass or a few over the data)."""
+    """Mini-batch k-means (one pass or a few over the data).
+
+    mini-batch k-means, where --max-iter counts passes over the data and --tol
+    bounds the centre shift of one mini-batch step (0 leaves only the no-improvement
+    rule); --init k-means|| is read as k-means++; no --checkpoint
+    """
 
     name = "minibatch"
-    help = ("mini-batch k-means, where --max-iter counts passes over the data and --tol "
-            "bounds the centre shift of one mini-batch step (0 leaves only the "
-            "no-improvement rule); --init k-means|| is read as k-means++; no --checkpoint")
 
     def add_arguments(self, group) -> None:
         group.add_argument("--batch-size", type=positive_int, default=1024, metavar="B",
@@ -147,12 +156,14 @@ class MiniBatch(Algorithm):
 
 
 class Hierarchical(Algorithm):
-    """Two-level k-means for very large k (:class:`daskmeans.HierarchicalKMeans`)."""
+    """Two-level k-means for very large k (:class:`daskmeans.HierarchicalKMeans`).
+
+    two-level k-means for very large k: about sqrt(k) coarse cells, then every
+    cell's share of the k centres, one pass per iteration; --max-iter counts the
+    fine iterations; --init and --n-init do not apply; no --checkpoint
+    """
 
     name = "hierarchical"
-    help = ("two-level k-means for very large k: about sqrt(k) coarse cells, then every "
-            "cell's share of the k centres, one pass per iteration; --max-iter counts the "
-            "fine iterations; --init and --n-init do not apply; no --checkpoint")
 
     def add_arguments(self, group) -> None:
         group.add_argument("--n-coarse", type=positive_int, default=None, metavar="M",
