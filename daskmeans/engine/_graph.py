@@ -13,6 +13,7 @@ import contextlib
 import math
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "block_reduce",
     "blocks_per_task",
     "compute_passes",
+    "map_row_blocks",
     "map_selected_blocks",
     "resolve_split_every",
 ]
@@ -54,7 +56,32 @@ def resolve_split_every(split_every: int | None) -> int:
 
 
 def _call_chunk(func, block, weights, index, consts):
+    consts = consts.value if isinstance(consts, _Inline) else consts
     return func(_read(block), _read(weights), index, **consts)
+
+
+class _Inline:
+    """Constants carried by a task itself rather than by a key of their own."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
+def _inline_consts(X, n_tasks: int) -> bool:
+    """Whether partial tasks carry their constants on a distributed cluster.
+
+    The scheduler spreads a pass's tasks over the workers when there are more
+    than twice as many as worker threads ("root-ish" tasks, queued); fewer
+    tasks that all depend on one small key are all sent to the worker holding
+    it, and wait there to be stolen. Carrying the constants costs one copy
+    per task, at most two per thread, about what the workers would fetch.
+    """
+    if _local_scheduler([X]):
+        return False
+    threads = _cluster_threads([X])
+    return threads is not None and n_tasks <= 2 * threads
 
 
 def _call_combine(func, parts):
@@ -95,6 +122,7 @@ def _call_read_chunks(func, combine, levels, blocks, weights, indices, consts):
     continues from. Only one block is held at a time.
     """
     fan_in, depth = levels
+    consts = consts.value if isinstance(consts, _Inline) else consts
     out = [func(_read(b), _read(w), i, **consts)
            for b, w, i in zip(blocks, weights, indices, strict=True)]
     for _ in range(depth):
@@ -165,10 +193,21 @@ def _cluster_threads(collections) -> int | None:
     client = getattr(get, "__self__", None)
     if client is None or not hasattr(client, "nthreads"):
         return None
+    hit = _THREADS.get(id(client))
+    now = time.monotonic()
+    if hit is not None and hit[0]() is client and now - hit[1] < 2.0:
+        return hit[2]
     try:
-        return max(1, sum(client.nthreads().values()))
+        n = max(1, sum(client.nthreads().values()))
     except Exception:  # noqa: BLE001 - a closing client: no grouping
         return None
+    _THREADS.clear()
+    _THREADS[id(client)] = (weakref.ref(client), now, n)
+    return n
+
+
+#: The last client asked for its worker threads: (weak reference, when, threads).
+_THREADS: dict = {}
 
 
 def _groupings(n_blocks: int, fan_in: int):
@@ -341,6 +380,41 @@ def map_selected_blocks(X: da.Array, weights, chunk: Callable[..., Any], jobs: l
     return res
 
 
+def _call_row_map(func, block, args, kwargs):
+    args = args.value if isinstance(args, _Inline) else args
+    return func(_read(block), *args, **kwargs)
+
+
+def map_row_blocks(X: da.Array, func: Callable[..., np.ndarray], *args, dtype, token: str,
+                   **kwargs) -> da.Array:
+    """``X.map_blocks(func, *args, drop_axis=1, ...)`` whose tasks read their own blocks.
+
+    A 1-D result with one value per row (labels), one task per row block.
+    ``X.map_blocks`` fuses with the read of ``X`` only while nothing else
+    follows it in the graph (a rechunk of the labels, as writing them to
+    stored chunks does, keeps the read a task of its own, whose block the
+    scheduler may ship). Here every task reads its block (see
+    :func:`block_readers`); other arrays fall back to ``X.map_blocks``.
+    ``args`` (centres) are stored once in the graph, or carried by every
+    task when a cluster would otherwise send all tasks to one worker.
+    """
+    reads = block_readers(X) if X.ndim == 2 and X.numblocks[1] == 1 else None
+    if reads is None:
+        return X.map_blocks(func, *args, dtype=dtype, drop_axis=1, token=token, **kwargs)
+    name = f"{token}-{tokenize(X.name, func, args, kwargs, dtype)}"
+    args_key = f"{token}-args-{tokenize(name)}"
+    n_blocks = X.numblocks[0]
+    aref = _Inline(args) if _inline_consts(X, n_blocks) else args_key
+    dsk = {(name, i): (_call_row_map, func, reads[i], aref, kwargs) for i in range(n_blocks)}
+    layers, deps = {name: dsk}, {name: set()}
+    if not isinstance(aref, _Inline):  # one task per block in the array's own layer
+        layers[args_key] = {args_key: _Inline(args)}
+        deps = {name: {args_key}, args_key: set()}
+    graph = HighLevelGraph(layers, deps)
+    return da.Array(graph, name, chunks=(X.chunks[0],), dtype=dtype,
+                    meta=np.empty((0,), dtype=dtype))
+
+
 def _delayed(X, weights, dsk: dict, out) -> Delayed:
     deps = [X] if weights is None else [X, weights]
     return Delayed(out, HighLevelGraph.from_collections(out, dsk, dependencies=deps))
@@ -367,6 +441,9 @@ def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
     part = f"{name}-partial-{token}"
     dsk: dict = {const_key: consts}
     n_blocks = X.numblocks[0]
+    # few tasks on a cluster: each carries the constants, or the scheduler would send
+    # every task to the one worker that holds them (see _inline_consts)
+    cref = _Inline(consts) if fused and _inline_consts(X, -(-n_blocks // g)) else const_key
 
     def xsrc(i):
         return reads[i] if fused else (X.name, i, 0)
@@ -380,7 +457,7 @@ def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
     level_no = 0
     if g == 1 and depth == 0:
         for i in range(n_blocks):
-            dsk[(part, i)] = (_call_chunk, chunk, xsrc(i), wsrc(i), i, const_key)
+            dsk[(part, i)] = (_call_chunk, chunk, xsrc(i), wsrc(i), i, cref)
         level = [(part, i) for i in range(n_blocks)]
     else:
         # a task per g consecutive blocks, each returning the nodes of the tree's level
@@ -388,7 +465,7 @@ def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
         for b, start in enumerate(range(0, n_blocks, g)):
             idx = list(range(start, min(start + g, n_blocks)))
             dsk[(part, b)] = (_call_read_chunks, chunk, combine, (fan_in, depth),
-                              [xsrc(i) for i in idx], [wsrc(i) for i in idx], idx, const_key)
+                              [xsrc(i) for i in idx], [wsrc(i) for i in idx], idx, cref)
         batches = [(part, b) for b in range(-(-n_blocks // g))]
         if -(-n_blocks // fan_in**depth) == 1:  # the tasks made the whole tree
             level = [(_only, batches[0])]
