@@ -249,10 +249,10 @@ def argmin_rows(D, c_sq, lo, hi, labels, best, ahead, vector):
     Ties go to the smallest index, as :func:`numpy.argmin`. Four rows are
     scanned together: their running minima are independent, so the compare
     and select of one row overlap those of the others (one row alone is a
-    chain of dependent compares, twice as slow for few centres). From 5 to 64
-    centres each row is one to four SIMD vectors instead (see
-    :func:`_make_vector_argmin`; 2.7 against 6.5 ns a row at 16 centres,
-    float32 or float64). ``D`` must be C-contiguous. ``ahead``
+    chain of dependent compares). With ``vector`` (the plan's
+    ``vector_argmin``), rows of 5 to 64 centres are one to four SIMD vectors
+    instead (see :func:`daskmeans.kernels._llvm.vector_argmin_kernels`; timings
+    in benchmarks/RESULTS.md). ``D`` must be C-contiguous. ``ahead``
     (rows to be read next, possibly none) is prefetched alongside, as in
     :func:`accumulate_rows`.
     """
@@ -704,7 +704,7 @@ def _block_products(Xs, cm2, rowmajor, buf):
 @numba.njit(nogil=True)
 def _fused_labels(n_centers, Xs, CT, c_sq, labels, best):
     """Labels and minima of the rows of ``Xs`` by the fused tiles of ``n_centers``
-    (padded) centres (see :func:`_make_fused_argmin`)."""
+    (padded) centres (see :func:`daskmeans.kernels._llvm.fused_tile_kernels`)."""
     if n_centers == 16:
         fused_rows16(Xs, CT, c_sq, labels, best)
     elif n_centers == 32:
@@ -718,7 +718,7 @@ def _fused_labels(n_centers, Xs, CT, c_sq, labels, best):
 @numba.njit(nogil=True, cache=True)
 def sweep_block(X, w, cm2, c_sq, bounds, step, rowmajor, vector, sums, counts, inertia,
                  far_m, far_dist, far_rows, far_lab, far_state, far_tau):
-    """The sweep of :func:`daskmeans._kernels.lloyd_partial` over a whole block.
+    """The sweep of :func:`daskmeans.kernels.lloyd_partial` over a whole block.
 
     Sub-blocks of ``step`` rows: distance products by BLAS (see
     :func:`_block_products`), then per group ``g`` (centres
@@ -789,7 +789,7 @@ def sweep_fused(X, w, CT, c_sq, step, sums, counts, inertia,
     """:func:`sweep_block` for one group, labelled by the fused tiles.
 
     ``CT`` and ``c_sq`` are padded to ``width`` centres (see
-    :func:`_make_fused_argmin`); no distance matrix is formed, so BLAS is
+    :func:`daskmeans.kernels._llvm.fused_tile_kernels`); no distance matrix is formed, so BLAS is
     not needed. A function of its own, so that a sweep that does not use the
     tiles does not compile them, and the other way round.
     """
