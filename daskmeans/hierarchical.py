@@ -12,9 +12,11 @@ row instead of ``k``. An optional refinement lets every row probe its
 k-means), and ``predict`` searches the same way.
 
 ``balanced=True`` caps the cluster sizes: every fine centre carries a
-*price* added to its squared distance when rows choose their centre; after
-every pass the price of a cluster above ``max_size_ratio`` times the mean
-size rises, until no cluster is above it (checked on the final labels).
+*price* added to its squared distance when rows choose their centre. After
+every pass, a cluster above ``max_size_ratio`` times the mean size raises its
+price by the regret (the extra cost of the second choice) below which its
+excess lies, read from a per-cluster histogram of the rows' regrets (an
+auction: prices only rise), until no cluster is above it in the final labels.
 
 Memory: the client and every task hold the ``k x d`` centres and the
 ``k x d`` partial sums of one pass, never anything of size N.
@@ -60,8 +62,8 @@ def _coarse_probes(X: np.ndarray, coarse: np.ndarray, n_probe: int) -> np.ndarra
 
 
 def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: np.ndarray,
-                 n_probe: int = 1, prices: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 n_probe: int = 1, prices: np.ndarray | None = None, *,
+                 with_regret: bool = False):
     """Two-level search: the best fine centre among the ``n_probe`` nearest cells.
 
     Parameters
@@ -74,6 +76,9 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
     n_probe : int
     prices : ndarray of shape (k,), optional
         Added to the squared distances when choosing (balanced fits).
+    with_regret : bool
+        Also return every row's regret: how much more its second choice
+        (among the searched centres, prices included) costs than its first.
 
     Returns
     -------
@@ -81,13 +86,15 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
         Index into ``fine``.
     sq_dist : ndarray of shape (n,), float64
         Squared distance to that centre.
+    regret : ndarray of shape (n,), float64, only with ``with_regret``
+        Infinite for a row with a single candidate.
     """
     n = X.shape[0]
     labels = np.zeros(n, dtype=np.int64)
-    dist = np.full(n, np.inf)
     score = np.full(n, np.inf)
+    second = np.full(n, np.inf)
     if n == 0:
-        return labels, np.zeros(0)
+        return (labels, np.zeros(0), np.zeros(0)) if with_regret else (labels, np.zeros(0))
     probes = _coarse_probes(X, coarse, min(n_probe, coarse.shape[0]))
     x_sq = _kernels.sq_norms(X).astype(np.float64)
     for p in range(probes.shape[1]):
@@ -101,32 +108,57 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
                 continue
             rows = order[s:e]
             F = fine[lo:hi]
-            Xr = X[rows]
-            D = (Xr @ F.T).astype(np.float64)
+            D = (X[rows] @ F.T).astype(np.float64)
             D *= -2
             D += _kernels.sq_norms(F).astype(np.float64)
             if prices is not None:
                 D += prices[lo:hi]
+            r = np.arange(len(rows))
             j = np.argmin(D, axis=1)
-            best = D[np.arange(len(rows)), j]
+            best = D[r, j]
+            if with_regret:
+                if hi - lo > 1:
+                    D[r, j] = np.inf
+                    runner = D.min(axis=1)
+                else:
+                    runner = np.full(len(rows), np.inf)
+                old_best, old_second = score[rows], second[rows]
+                better = best < old_best
+                second[rows] = np.where(better, np.minimum(old_best, runner),
+                                        np.minimum(old_second, best))
             better = best < score[rows]
             rb = rows[better]
             score[rb] = best[better]
             labels[rb] = j[better] + lo
-            d2 = best[better] + x_sq[rb]
-            if prices is not None:
-                d2 = d2 - prices[j[better] + lo]
-            dist[rb] = d2
+    dist = score + x_sq
+    if prices is not None:
+        dist -= prices[labels]
     np.maximum(dist, 0.0, out=dist)
+    if with_regret:
+        return labels, dist, second - score
     return labels, dist
 
 
+def _regret_hist(labels, regret, w, k, edges):
+    """Weight of every cluster's rows per bin of regret: (k, len(edges))."""
+    b = np.searchsorted(edges, regret, side="right") - 1  # bin i: edges[i] <= r < edges[i+1]
+    nb = len(edges)
+    wt = np.ones(len(labels)) if w is None else w
+    return np.bincount(labels * nb + np.clip(b, 0, nb - 1), weights=wt,
+                       minlength=k * nb).reshape(k, nb)
+
+
 def _probe_chunk(X, w, index, *, coarse, fine, offsets, n_probe, prices, check,
-                 with_moments=False):
+                 with_moments=False, edges=None):
     if check:
         check_block(X, w)
     k = fine.shape[0]
-    labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
+    regret = None
+    if edges is not None:
+        labels, dist, regret = probe_labels(X, coarse, fine, offsets, n_probe, prices,
+                                            with_regret=True)
+    else:
+        labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
     sums, counts = _kernels.accumulate(X, labels, w, k)
     wd = dist if w is None else dist * w
     out = {
@@ -135,6 +167,8 @@ def _probe_chunk(X, w, index, *, coarse, fine, offsets, n_probe, prices, check,
         "inertia": np.array([wd.sum()]),
         "cluster_inertia": np.bincount(labels, weights=wd, minlength=k),
     }
+    if regret is not None:
+        out["regret_hist"] = _regret_hist(labels, regret, w, k, edges)
     if with_moments:
         out["moments"] = _kernels.moments(X)
     return out
@@ -142,7 +176,9 @@ def _probe_chunk(X, w, index, *, coarse, fine, offsets, n_probe, prices, check,
 
 def _probe_combine(parts):
     out = _kernels.combine_partials(parts)
-    out["cluster_inertia"] = np.sum([p["cluster_inertia"] for p in parts], axis=0)
+    for key in ("cluster_inertia", "regret_hist"):
+        if key in parts[0]:
+            out[key] = np.sum([p[key] for p in parts], axis=0)
     return out
 
 
@@ -465,7 +501,7 @@ class HierarchicalKMeans(KMeansBase):
 
         # ---- fine level: every cell's Lloyd iterations in the same passes
         prices = np.zeros(k) if self.balanced else None
-        self._steps = None
+        self._edges = None
         runner = PassRunner(Xd, weights, _probe_chunk, _probe_combine, name="hkmeans-fine",
                             split_every=self.split_every)
         n_iter = 0
@@ -475,7 +511,8 @@ class HierarchicalKMeans(KMeansBase):
                                       ("refine", self.n_probe, self.refine_iter)):
             for it in range(1, iters + 1):
                 res = runner({"coarse": coarse, "fine": fine, "offsets": offsets,
-                              "n_probe": n_probe, "prices": prices, "check": False})
+                              "n_probe": n_probe, "prices": prices, "check": False,
+                              "edges": self._edges})
                 passes[phase] += 1
                 n_iter += 1
                 total = float(res["counts"].sum())
@@ -487,17 +524,14 @@ class HierarchicalKMeans(KMeansBase):
                 new = new.astype(fine.dtype)
                 shift = float(((new.astype(np.float64) - fine) ** 2).sum())
                 fine = new
+                capped = True
+                if prices is not None:  # the prices of this pass's order of the centres
+                    capped = self._raise_prices(prices, counts, res.get("regret_hist"),
+                                                float(res["inertia"][0]), total)
                 if self._reassign:
                     fine, offsets, perm = _regroup(fine, coarse)
                     if prices is not None:
                         prices = prices[perm]
-                        if self._steps is not None:
-                            self._steps = self._steps[perm]
-                            self._lo = self._lo[perm]
-                            self._hi = self._hi[perm]
-                capped = True
-                if prices is not None:
-                    capped = self._raise_prices(prices, counts, res["cluster_inertia"], total)
                 self._event(phase=phase, iteration=it, inertia=float(res["inertia"][0]),
                             shift=shift, n_passes=sum(passes.values()))
                 if shift <= tol_abs and capped:
@@ -522,41 +556,38 @@ class HierarchicalKMeans(KMeansBase):
     def _cap(self, total: float) -> float:
         return self.max_size_ratio * total / self.n_clusters
 
-    def _raise_prices(self, prices, counts, cluster_inertia, total) -> bool:
-        """Move the prices towards sizes under the cap; True when none is above it.
+    def _raise_prices(self, prices, counts, hist, inertia, total) -> bool:
+        """Raise the prices of the clusters above the cap; True when none is.
 
-        Every price is searched by bisection between a level known to leave
-        its cluster above the cap (``lo``) and one known to leave it well
-        below (``hi``): a cluster above the cap raises its price (by a step
-        that doubles while no ``hi`` is known, starting at a tenth of the mean
-        squared distance in the clusters); a priced cluster below 90 % of the
-        cap lowers it.
+        An auction: a cluster above the cap raises its price by the regret
+        (second choice's cost less the first's) below which its excess
+        weight lies, read from the pass's per-cluster histogram of regrets
+        (the bin's upper edge, so at least the excess moves to its second
+        choice). Prices only rise. The bins are set from the mean squared
+        distance of the first pass, which only measures (``hist`` None).
         """
-        cap = self._cap(total)
-        over = counts > cap * (1 + 1e-12)
-        if self._steps is None:
-            pos = counts > 0
-            mean_d = np.where(pos, cluster_inertia / np.maximum(counts, 1e-300), 0.0)
-            scale = float(np.mean(mean_d[pos])) if pos.any() else 1.0
-            k = len(prices)
-            self._steps = np.full(k, 0.1 * max(scale, 1e-300))
-            self._lo = np.zeros(k)
-            self._hi = np.full(k, np.inf)
-        steps, lo, hi = self._steps, self._lo, self._hi
+        if self._edges is None:
+            scale = max(inertia / max(total, 1e-300), 1e-300)
+            self._edges = np.concatenate(([0.0], scale * 2.0 ** np.arange(-24.0, 8.0, 0.25)))
+        over = counts > self._cap(total) * (1 + 1e-12)
         if not over.any():
             return True
-        lo[over] = prices[over]
-        # the other prices moved: a bracket that no longer holds is dropped
-        hi[over & (hi <= prices * (1 + 1e-9))] = np.inf
-        bracketed = over & np.isfinite(hi)
-        prices[bracketed] = 0.5 * (lo[bracketed] + hi[bracketed])
-        free = over & ~bracketed
-        prices[free] += steps[free]
-        steps[free] *= 2.0
-        under = (counts < 0.9 * cap) & (prices > 0)
-        lo[under & (lo >= prices * (1 - 1e-9))] = 0.0
-        hi[under] = prices[under]
-        prices[under] = 0.5 * (lo[under] + prices[under])
+        if hist is None:
+            return False
+        cap = self._cap(total)
+        edges = np.append(self._edges, np.inf)
+        for c in np.flatnonzero(over):
+            cum = np.cumsum(hist[c])
+            excess = counts[c] - cap
+            b = min(int(np.searchsorted(cum, excess, side="left")), len(cum) - 1)
+            lo, hi = edges[b], edges[b + 1]
+            if not np.isfinite(hi):  # rows with a single candidate: past the last bin
+                step = 2.0 * lo
+            else:  # where the excess falls in the bin, the regrets taken as spread evenly
+                before = cum[b - 1] if b else 0.0
+                frac = (excess - before) / max(hist[c, b], 1e-300)
+                step = lo + (hi - lo) * min(max(frac, 0.0), 1.0)
+            prices[c] += step * (1 + 1e-9)
         return False
 
     def _final_labels(self, Xd, weights, in_mem):
@@ -565,24 +596,27 @@ class HierarchicalKMeans(KMeansBase):
         One pass; with ``balanced``, passes again with raised prices until
         no cluster is above the cap (at most 60 passes; a warning if the cap
         still does not hold). In-memory data gets its labels from the last
-        pass; other data gets lazy labels, and its passes return only the
+        pass; other data gets lazy labels, and its passes return only
         per-cluster sums (bounded by k, not N).
         """
         w = None if weights is None or not in_mem else in_memory(weights)
         n_passes = 0
         labels = None
+        k = self.n_clusters
         for _ in range(60):
+            hist = None
             if in_mem:
                 lab = Xd.map_blocks(_label_dist_block, self.coarse_centers_,
                                     self.cluster_centers_, self.cell_offsets_, self.n_probe,
-                                    self.cluster_prices_, dtype=np.float64,
-                                    chunks=(Xd.chunks[0], (2,)), token="hkmeans-labels")
+                                    self.cluster_prices_, self.balanced, dtype=np.float64,
+                                    chunks=(Xd.chunks[0], (3,)), token="hkmeans-labels")
                 (out,) = compute_passes(lab)
                 labels = out[:, 0].astype(np.int64)
                 dist = out[:, 1] if w is None else out[:, 1] * w
-                sizes = np.bincount(labels, weights=w, minlength=self.n_clusters).astype(float)
-                ci = np.bincount(labels, weights=dist, minlength=self.n_clusters)
+                sizes = np.bincount(labels, weights=w, minlength=k).astype(float)
                 inertia = float(dist.sum())
+                if self.balanced and self._edges is not None:
+                    hist = _regret_hist(labels, out[:, 2], w, k, self._edges)
             else:
                 graph = block_reduce(Xd, weights, _probe_chunk, _probe_combine,
                                      name="hkmeans-final", split_every=self.split_every,
@@ -590,14 +624,15 @@ class HierarchicalKMeans(KMeansBase):
                                              "fine": self.cluster_centers_,
                                              "offsets": self.cell_offsets_,
                                              "n_probe": self.n_probe,
-                                             "prices": self.cluster_prices_, "check": False})
+                                             "prices": self.cluster_prices_, "check": False,
+                                             "edges": self._edges if self.balanced else None})
                 (res,) = compute_passes(graph)
-                sizes, ci = res["counts"], res["cluster_inertia"]
+                sizes, hist = res["counts"], res.get("regret_hist")
                 inertia = float(res["inertia"][0])
             n_passes += 1
             self._event(phase="labels", inertia=inertia, n_passes=n_passes)
-            if not self.balanced or self._raise_prices(self.cluster_prices_, sizes, ci,
-                                                       float(sizes.sum())):
+            if not self.balanced or self._raise_prices(self.cluster_prices_, sizes, hist,
+                                                       inertia, float(sizes.sum())):
                 break
         else:
             warnings.warn(
@@ -646,9 +681,14 @@ class HierarchicalKMeans(KMeansBase):
         self.n_passes_ = int(sum(self.passes_.values()))
 
 
-def _label_dist_block(X, coarse, fine, offsets, n_probe, prices):
-    labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
-    return np.stack([labels.astype(np.float64), dist], axis=1)
+def _label_dist_block(X, coarse, fine, offsets, n_probe, prices, with_regret):
+    if with_regret:
+        labels, dist, regret = probe_labels(X, coarse, fine, offsets, n_probe, prices,
+                                            with_regret=True)
+    else:
+        labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
+        regret = np.zeros(len(labels))
+    return np.stack([labels.astype(np.float64), dist, regret], axis=1)
 
 
 def _predict_block(X, coarse, fine, offsets, n_probe, prices, check):
