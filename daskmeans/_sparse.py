@@ -135,7 +135,7 @@ def check_sparse_input(
     in_memory : bool
         True for an in-memory matrix (results come back as NumPy).
     """
-    from ._validation import as_float_dtype
+    from ._arrays import as_float_dtype
 
     if X.ndim != 2:
         raise ValueError(
