@@ -28,6 +28,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
+from ._errors import InvalidInputError
 from .kernels._sparse import is_sparse
 
 __all__ = ["check_sparse_input", "is_sparse_input", "sparse_row_chunks"]
@@ -78,11 +79,12 @@ def _check_values(block, name: str, allow_nan: bool):
     data = block.data
     if allow_nan:
         if np.isinf(data).any():
-            raise ValueError(
-                f"{name} contains infinity; expected finite values or NaN (nan_policy='omit')."
+            raise InvalidInputError(
+                f"Input {name} contains infinity; expected finite values or NaN "
+                "(nan_policy='omit')."
             )
     elif not np.isfinite(data).all():
-        raise ValueError(f"{name} contains NaN or infinity; expected finite values.")
+        raise InvalidInputError(f"Input {name} contains NaN or infinity; expected finite values.")
 
 
 def _row_views(X, rows: int, content_name: bool, name: str):
@@ -135,20 +137,14 @@ def check_sparse_input(
     in_memory : bool
         True for an in-memory matrix (results come back as NumPy).
     """
-    from ._arrays import as_float_dtype
+    from ._arrays import as_float_dtype, check_shape
+    from ._errors import InvalidInputTypeError
 
-    if X.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features), got an array of shape {X.shape}."
-        )
+    check_shape(X, name)  # the wording of dense input (scikit-learn's first)
     if np.dtype(X.dtype).kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
+        raise InvalidInputTypeError(f"{name} must hold real numbers, got dtype {X.dtype}.")
     work = as_float_dtype(X.dtype) if dtype is None else np.dtype(dtype)
     n, d = X.shape
-    if n < 1:
-        raise ValueError(f"{name} must have at least one sample (row), got shape {X.shape}.")
-    if d < 1:
-        raise ValueError(f"{name} must have at least one feature (column), got shape {X.shape}.")
     if isinstance(X, da.Array):
         if X.numblocks[1] != 1:
             X = X.rechunk({1: -1})
