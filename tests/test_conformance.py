@@ -367,3 +367,15 @@ print("ok")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_sparse_input_has_the_same_wording(cls):
+    import scipy.sparse as sp
+
+    with pytest.raises(InvalidInputError, match=r"0 feature\(s\) \(shape=\(5, 0\)\)"):
+        cls(2).fit(sp.csr_matrix((5, 0)))
+    bad = sp.csr_matrix(X)
+    bad.data[0] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        cls(2).fit(bad)
