@@ -183,7 +183,7 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
                 "Explicit initial center position passed: performing only one init in "
                 f"{type(self).__name__} instead of n_init={self._n_init}.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,  # the caller of fit
             )
             self._n_init = 1
 
