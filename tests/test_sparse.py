@@ -327,3 +327,15 @@ def test_many_clusters_and_pruning_settings(algorithm):
     km = KMeans(260, init=C0, n_init=1, max_iter=4, algorithm=algorithm).fit(X)
     np.testing.assert_array_equal(km.labels_, ref.labels_)
     np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-7, atol=1e-9)
+
+
+def test_centres_changed_in_place_are_seen(kernels_mode):
+    """The shared transposed centres follow an array changed in place."""
+    X = _matrix(n=200)
+    C = X[:4].toarray()
+    before = sparse_kernels.lloyd_partial(X, C)
+    C[:] = X[10:14].toarray()
+    after = sparse_kernels.lloyd_partial(X, C)
+    fresh = sparse_kernels.lloyd_partial(X, C.copy())
+    assert not np.allclose(before["sums"], after["sums"])
+    np.testing.assert_array_equal(after["sums"], fresh["sums"])

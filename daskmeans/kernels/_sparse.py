@@ -193,17 +193,27 @@ def _sweep(X, centers: np.ndarray, bounds: np.ndarray, w, accumulate: bool):
 
 
 _CACHE_LOCK = threading.Lock()
-_CACHE: list = [None, None]
+_CACHE: list = [None, None, None]
+
+
+def _probe(centers: np.ndarray) -> np.ndarray:
+    """A strided sample of about 1,000 values, to notice centres changed in place."""
+    flat = centers.reshape(-1)
+    return flat[:: max(1, flat.size // 1024)].copy()
 
 
 def _centers_t(centers: np.ndarray) -> np.ndarray:
-    """``centers.T`` C-contiguous, made once per centres array (a pass's blocks share it)."""
+    """``centers.T`` C-contiguous, made once per centres array (a pass's blocks share it).
+
+    The cache holds one entry, keyed by the array object and checked against a
+    sample of its values.
+    """
     with _CACHE_LOCK:
-        if _CACHE[0] is centers:
+        if _CACHE[0] is centers and np.array_equal(_CACHE[2], _probe(centers)):
             return _CACHE[1]
     ct = np.ascontiguousarray(centers.T)
     with _CACHE_LOCK:
-        _CACHE[0], _CACHE[1] = centers, ct
+        _CACHE[0], _CACHE[1], _CACHE[2] = centers, ct, _probe(centers)
     return ct
 
 
