@@ -121,3 +121,19 @@ def test_cli_fit_sparse_weighted(tmp_path, monkeypatch):
     model = KMeans.load(tmp_path / "res" / "model.json")
     ref = KMeans(3, random_state=0).fit(X, sample_weight=w)
     np.testing.assert_allclose(model.cluster_centers_, ref.cluster_centers_, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_zarr_csr_on_a_cluster(tmp_path):
+    """Worker processes read their blocks of a CSR Zarr group; same result as in memory."""
+    distributed = pytest.importorskip("distributed")
+    X = _matrix(n=2000, dtype=np.float64)
+    path = write_anndata_csr(tmp_path / "x.zarr", X)
+    C0 = X[[0, 700, 1400]].toarray()
+    ref = KMeans(3, init=C0, n_init=1).fit(X)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cl, distributed.Client(cl):
+        km = KMeans(3, init=C0, n_init=1).fit(daskmeans.open_zarr(path, chunks=400))
+        labels = km.labels_.compute()
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(labels, ref.labels_)
