@@ -108,18 +108,18 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
                 continue
             rows = order[s:e]
             F = fine[lo:hi]
-            D = (X[rows] @ F.T).astype(np.float64)
-            D *= -2
-            D += _kernels.sq_norms(F).astype(np.float64)
+            # ||c||^2 - 2 x.c in the data's dtype (as plain Lloyd's kernels), prices in float64
+            D = X[rows] @ (F * F.dtype.type(-2)).T
+            D += _kernels.sq_norms(F)
             if prices is not None:
-                D += prices[lo:hi]
+                D = D + prices[lo:hi]
             r = np.arange(len(rows))
             j = np.argmin(D, axis=1)
-            best = D[r, j]
+            best = D[r, j].astype(np.float64)
             if with_regret:
                 if hi - lo > 1:
                     D[r, j] = np.inf
-                    runner = D.min(axis=1)
+                    runner = D.min(axis=1).astype(np.float64)
                 else:
                     runner = np.full(len(rows), np.inf)
                 old_best, old_second = score[rows], second[rows]
