@@ -216,3 +216,18 @@ def test_partial_tasks_read_their_own_blocks():
     dp = block_reduce(Xp, None, _chunk, _combine, name="kmeans", consts={"offset": 0.0})
     assert any(isinstance(k, tuple) and k[0] == X.name for k in dict(dp.__dask_graph__()))
     assert dask.compute(dp, scheduler="sync")[0] == dask.compute(d, scheduler="sync")[0]
+
+
+def test_tasks_per_thread_keeps_the_scheduler_share():
+    """1 to TASKS_PER_THREAD tasks per thread; the scheduler's estimated share of a
+    pass stays at most SCHEDULER_SHARE whenever more than one task per thread is used."""
+    from daskmeans.engine import _graph as g
+
+    assert g.tasks_per_thread(1e6, 4) == 1.0  # little data: every thread one task
+    assert g.tasks_per_thread(1e15, 4) == g.TASKS_PER_THREAD  # much data: the cap
+    for data, threads in [(1e12, 256), (1e13, 1600), (1e11, 16), (1e13, 256)]:
+        per = g.tasks_per_thread(data, threads)
+        assert 1.0 <= per <= g.TASKS_PER_THREAD
+        seconds = data / (threads * g.THREAD_BYTES_PER_SECOND)
+        share = per * threads * g.SCHEDULER_SECONDS_PER_TASK / seconds
+        assert per == 1.0 or share <= g.SCHEDULER_SHARE + 1e-12

@@ -40,6 +40,7 @@ __all__ = [
     "map_row_blocks",
     "map_selected_blocks",
     "resolve_split_every",
+    "tasks_per_thread",
 ]
 
 #: Fan-in of the combine tree when neither the caller nor dask's config sets one.
@@ -173,15 +174,45 @@ def batch_size(X: da.Array, fan_in: int) -> int:
     return max(g for g in range(1, fan_in + 1) if fan_in % g == 0 and g <= max(1, want))
 
 
-#: Partial tasks per worker thread that a pass aims at on a distributed
-#: cluster (dask config ``daskmeans.tasks-per-thread``); blocks are grouped
-#: into fewer, longer tasks beyond it (see :func:`blocks_per_task`).
+#: Most partial tasks per worker thread that a pass aims at on a distributed
+#: cluster (dask config ``daskmeans.tasks-per-thread``: an int, or "auto" for
+#: the rule of :func:`tasks_per_thread`); beyond it blocks are grouped into
+#: fewer, longer tasks (see :func:`blocks_per_task`).
 TASKS_PER_THREAD = 4
+
+#: Share of a pass that the scheduler's own work may take under "auto".
+SCHEDULER_SHARE = 0.05
+
+#: The distributed scheduler's CPU time per task of a pass, seconds (its
+#: transitions, messages and bookkeeping), as ``benchmarks/bench_scale_out.py
+#: --sweep`` measures it; used by "auto".
+SCHEDULER_SECONDS_PER_TASK = 1e-3
+
+#: Bytes one worker thread reads and reduces per second in a pass (a fast
+#: case: the faster the pass, the fewer tasks it can afford); used by "auto".
+THREAD_BYTES_PER_SECOND = 1e9
 
 #: Most bytes of data one grouped partial task reads on a distributed cluster
 #: (dask config ``daskmeans.task-bytes``). The blocks of a task are read one
 #: at a time, so this bounds a task's duration, not its memory.
-TASK_BYTES = 2 << 30
+TASK_BYTES = 4 << 30
+
+
+def tasks_per_thread(data_bytes: float, threads: int) -> float:
+    """Partial tasks per worker thread that keep the scheduler's share of a pass small.
+
+    A pass over ``data_bytes`` on ``threads`` worker threads lasts about
+    ``data_bytes / (threads * THREAD_BYTES_PER_SECOND)`` seconds, and the
+    scheduler spends ``SCHEDULER_SECONDS_PER_TASK`` on each of its
+    ``tasks_per_thread * threads`` tasks, one after the other. Keeping that
+    under :data:`SCHEDULER_SHARE` of the pass gives the number returned,
+    between 1 (every thread busy) and :data:`TASKS_PER_THREAD` (some room to
+    balance uneven workers). A large cluster on little data gets one task per
+    thread: the scheduler's work then bounds the pass, whatever the grouping.
+    """
+    seconds = data_bytes / (max(1, threads) * THREAD_BYTES_PER_SECOND)
+    per = SCHEDULER_SHARE * seconds / (SCHEDULER_SECONDS_PER_TASK * max(1, threads))
+    return float(min(TASKS_PER_THREAD, max(1.0, per)))
 
 
 def _cluster_threads(collections) -> int | None:
@@ -231,10 +262,10 @@ def blocks_per_task(X: da.Array, fan_in: int, *, fused: bool = True) -> tuple[in
 
     Under dask's local threads: :func:`batch_size` (``depth`` 0). On a
     distributed cluster, when partial tasks read their own blocks (``fused``),
-    a pass aims at :data:`TASKS_PER_THREAD` tasks per worker thread: the
-    scheduler's own time per task (a fraction of a millisecond) is then a
-    small share of the pass however many blocks there are, and a task reads
-    at most :data:`TASK_BYTES`. Memory is unchanged: a task holds one block
+    a pass aims at :func:`tasks_per_thread` tasks per worker thread (1 to
+    :data:`TASKS_PER_THREAD`): the scheduler's own time per task (about a
+    millisecond) is then a small share of the pass however many blocks there
+    are, and a task reads at most :data:`TASK_BYTES`. Memory is unchanged: a task holds one block
     at a time. ``g`` is ``h * fan_in**depth`` (``h`` dividing ``fan_in``) and
     the task combines its results ``depth`` levels up, exactly as the tree
     would, so results are bitwise the same for every grouping. The dask
@@ -255,10 +286,14 @@ def blocks_per_task(X: da.Array, fan_in: int, *, fused: bool = True) -> tuple[in
         threads = _cluster_threads([X])
         if threads is None:
             return 1, 0
-        per_thread = int(dask.config.get("daskmeans.tasks-per-thread", TASKS_PER_THREAD))
+        row_bytes = X.shape[1] * X.dtype.itemsize
+        per_thread = dask.config.get("daskmeans.tasks-per-thread", "auto")
+        if per_thread in (None, "auto"):
+            per_thread = tasks_per_thread(X.shape[0] * row_bytes, threads)
         cap_bytes = int(dask.config.get("daskmeans.task-bytes", TASK_BYTES))
-        block_bytes = max(1, max(rows) * X.shape[1] * X.dtype.itemsize)
-        want = min(n_blocks // max(1, per_thread * threads), cap_bytes // block_bytes)
+        block_bytes = max(1, max(rows) * row_bytes)
+        want = min(int(n_blocks // max(1, float(per_thread) * threads)),
+                   cap_bytes // block_bytes)
     else:
         want = int(forced)
     best = (1, 0)
