@@ -40,6 +40,7 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import resource  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -69,13 +70,21 @@ IMPORTS = {
 }
 
 
+def _children_cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
+
+
 def _run(code: str, env: dict | None = None) -> tuple[float, str]:
+    """Run ``code`` in a fresh interpreter: (wall seconds, stdout); the CPU
+    seconds it used are kept in ``_run.cpu``."""
     full = dict(os.environ)
     full.pop("DASKMEANS_KERNELS", None)
     full.update(env or {})
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _children_cpu()
     out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True,
                          text=True, check=True)
+    _run.cpu = _children_cpu() - c
     return time.perf_counter() - t, out.stdout
 
 
@@ -96,6 +105,7 @@ def first_fit(who: str, n: int, d: int, k: int, dtype: str, env: dict | None = N
     wall, out = _run(code, env)
     res = json.loads(out.strip().splitlines()[-1])
     res["wall"] = wall
+    res["cpu"] = _run.cpu  # the whole process's CPU time (all threads)
     return res
 
 
@@ -142,7 +152,9 @@ def startup(args) -> list[str]:
                         f"inertia {res['inertia']:.6g} vs {sk_best['inertia']:.6g}, "
                         f"{res['n_iter']} vs {sk_best['n_iter']} iterations, numba "
                         f"{'imported' if res['numba'] else 'not imported'}) | "
-                        f"{res['total']:.2f} | {sk_best['total']:.2f} | "
+                        f"{res['total']:.2f} (import {res['import']:.2f}, process CPU "
+                        f"{res['cpu']:.2f}) | {sk_best['total']:.2f} (import "
+                        f"{sk_best['import']:.2f}, process CPU {sk_best['cpu']:.2f}) | "
                         f"{res['total'] / sk_best['total']:.2f} |")
     finally:
         shutil.rmtree(kept, ignore_errors=True)
