@@ -30,6 +30,7 @@ from .engine._fold import ORDER_KEY, FoldParams, FoldState, block_readers, run_p
 from .engine._graph import compute_passes
 from .engine._lloyd import partial_pass, warn_if_degenerate
 from .engine._prep import make_prep
+from .kernels import choose_plan
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -281,6 +282,7 @@ class MiniBatchKMeans(KMeansBase):
             seq=seq, batch_size=self._batch_size,
             reassignment_ratio=float(self.reassignment_ratio), early_stop=True,
             max_no_improvement=self.max_no_improvement, n_samples=n, check=not in_mem,
+            plan=choose_plan(Xd.dtype, k, Xd.shape[1], n),  # once per fit, not per block
         )
         t0 = time.perf_counter()
         state, init_spec, history = None, self._init_spec(Xd, seq), []

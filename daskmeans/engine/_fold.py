@@ -141,6 +141,7 @@ class FoldParams:
     n_samples: int = 0  # rows of the whole data (smoothing factor of the ewa)
     check: bool = False
     omit_nan: bool = False  # nan_policy="omit": rows holding NaN are dropped per block
+    plan: object = None  # daskmeans.kernels.KernelPlan of every step; None: per block
 
 
 # --------------------------------------------------------------------------- #
@@ -184,7 +185,7 @@ def minibatch_step(
     if (state.counts == 0).any() or state.n_since_reassign >= 10 * k:
         state.n_since_reassign = 0
         reassign = True
-    part = _kernels.lloyd_partial(X, state.centers, w)
+    part = _kernels.lloyd_partial(X, state.centers, w, plan=params.plan)
     got = part["counts"]
     old = state.centers
     counts = state.counts + got
