@@ -62,6 +62,13 @@ def _is_lazy(obj) -> bool:
 
 def _as_obs(obs, name: str, check_finite: bool, dtype=None):
     """(X, lazy, was_1d): X 2-D NumPy or Dask (one column block) of a float dtype."""
+    from ._sparse import is_sparse_input
+
+    if is_sparse_input(obs):
+        raise TypeError(
+            f"{name} is a sparse matrix; daskmeans.vq, like scipy.cluster.vq, takes dense "
+            "arrays. daskmeans.KMeans and MiniBatchKMeans take sparse input."
+        )
     lazy = _is_lazy(obs)
     if lazy:
         X = obs if isinstance(obs, da.Array) else da.from_array(obs, chunks=obs.chunks)

@@ -297,3 +297,12 @@ def test_check_finite(obs):
     c, lab = dvq.kmeans2(obs, guess, minit="matrix", check_finite=False)
     rc, rl = svq.kmeans2(obs, guess, minit="matrix", check_finite=False)
     np.testing.assert_allclose(c, rc, rtol=1e-10)
+
+
+def test_sparse_input_is_refused_with_a_pointer():
+    sp = pytest.importorskip("scipy.sparse")
+    X = sp.random(20, 3, density=0.5, format="csr", random_state=0)
+    with pytest.raises(TypeError, match="sparse matrix.*KMeans"):
+        dvq.vq(X, np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="sparse matrix"):
+        dvq.kmeans2(da.from_array(X, chunks=(10, -1)), 2)
