@@ -349,9 +349,8 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
-        storage_options : dict, optional
-            fsspec options used when X is a URL.
+        X, storage_options
+            As for :meth:`predict`.
 
         Returns
         -------
@@ -382,11 +381,10 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like, dask.array.Array, zarr.Array, str or os.PathLike
+        X, storage_options
+            As for :meth:`predict`.
         y : ignored
         sample_weight : array-like or dask.array.Array of shape (n_samples,), optional
-        storage_options : dict, optional
-            fsspec options used when X is a URL.
 
         Returns
         -------
