@@ -24,7 +24,6 @@ from ._validation import (
     check_centers,
     check_sample_weight,
 )
-from .engine._graph import compute_passes
 from .engine._init import init_centers
 from .engine._lloyd import LloydState, finalize, lloyd, warn_if_degenerate
 from .engine._prep import PREP_PARAMS, ZeroRowsError, make_prep
