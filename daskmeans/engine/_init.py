@@ -353,7 +353,12 @@ def check_n_samples(n_clusters: int, n_samples: int) -> None:
     """Raise when there are fewer rows than clusters (known only after a pass when the
     row count of X is unknown)."""
     if n_clusters > n_samples:
-        raise ValueError(f"n_clusters={n_clusters} must be <= n_samples={n_samples}.")
+        from .._errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"n_samples={n_samples} should be >= n_clusters={n_clusters}: X has fewer rows "
+            "than the clusters asked for."
+        )
 
 
 def _first_centers(X: da.Array, weights, n_groups: int, seq, prep=None) -> list:
