@@ -70,11 +70,15 @@ def test_block_kernel_exact_ties():
         moved = _bounds.drift(C, C)
 
 
-@pytest.mark.parametrize(("rows", "store", "weighted"), [
-    (400, "memory", False), (400, "memory", True), ((700, 300, 1000, 1000), "memory", True),
-    ((700, 300, 1000, 1000), "zarr", False),
+@pytest.mark.parametrize(("rows", "store", "weighted", "kernels"), [
+    (400, "memory", False, "numba"), (400, "memory", True, "numpy"),
+    ((700, 300, 1000, 1000), "memory", True, "numba"),
+    ((700, 300, 1000, 1000), "zarr", False, "auto"),
 ])
-def test_driver_equals_plain_lloyd(rows, store, weighted):
+def test_driver_equals_plain_lloyd(rows, store, weighted, kernels, monkeypatch):
+    if kernels == "numba" and not _plan.numba_installed():
+        pytest.skip("numba is an optional extra")
+    monkeypatch.setenv(K.KERNELS_ENV, kernels)
     X = _mixture(3000, 8, 30, 3)
     rng = np.random.default_rng(4)
     w = rng.random(len(X)) if weighted else None
