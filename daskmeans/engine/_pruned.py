@@ -56,9 +56,9 @@ from ._prep import normalize_rows
 
 __all__ = ["AUTO_MIN_K", "MemoryStore", "ZarrStore", "make_store", "pruned_lloyd", "use_pruned"]
 
-#: Smallest k for which ``algorithm="auto"`` prunes. Below it the per-row
-#: bound test costs about as much as the distances it saves (see
-#: ``benchmarks/bench_large_k.py``).
+#: Smallest k for which ``algorithm="auto"`` prunes: a guess below the
+#: smallest k measured by ``benchmarks/bench_large_k.py`` (1,000), not a
+#: measured crossover.
 AUTO_MIN_K = 256
 
 
