@@ -499,12 +499,13 @@ def lloyd_numpy(
     max_iter: int = 300,
     tol_abs: float = 0.0,
     normalize: bool = False,
+    plan=None,
 ) -> tuple[np.ndarray, float, int]:
     """Weighted Lloyd on an in-memory array (used on k-means|| candidates).
 
     With ``normalize`` (cosine), centres are renormalised after every update
     (rows of ``X`` must already have unit norm); the inertia stays the
-    squared Euclidean one.
+    squared Euclidean one. ``plan``: the kernel plan (default: chosen for ``X``).
 
     Returns
     -------
@@ -516,7 +517,7 @@ def lloyd_numpy(
     strict = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007
-        res = _kernels.lloyd_partial(X, C, weights, n_far=len(C))
+        res = _kernels.lloyd_partial(X, C, weights, n_far=len(C), plan=plan)
         new, _, _ = update_centers(C, res["sums"], res["counts"], res["far"], 0, 0)
         if normalize:
             new = normalize_rows(new, old=C)
@@ -530,7 +531,7 @@ def lloyd_numpy(
     if strict:
         inertia = float(res["inertia"][0])
     else:
-        inertia = float(_kernels.lloyd_partial(X, C, weights)["inertia"][0])
+        inertia = float(_kernels.lloyd_partial(X, C, weights, plan=plan)["inertia"][0])
     return C, inertia, n_iter
 
 
