@@ -185,10 +185,12 @@ print(json.dumps(out))
 """
 
 LOAD = r"""
-import time, numpy as np
+import os, time, numpy as np
 X = np.random.default_rng(0).normal(size=(5000, 8)).astype("{dtype}")
 from daskmeans import KMeans
+os.environ["DASKMEANS_KERNELS"] = "numpy"
 KMeans(8, random_state=0, max_iter=1).fit(X[:100])   # dask and the rest imported
+os.environ["DASKMEANS_KERNELS"] = "{mode}"
 t = time.perf_counter()
 KMeans(8, random_state=0, max_iter=3).fit(X)
 print(time.perf_counter() - t)
@@ -211,7 +213,7 @@ def crossover(args) -> list[str]:
                             f"{r['numpy'] - r['numba']:.3f} |")
             fixed = {}
             for mode in ("numpy", "numba"):
-                ts = [float(_run(LOAD.format(dtype=dtype), {**env, "DASKMEANS_KERNELS": mode})[1])
+                ts = [float(_run(LOAD.format(dtype=dtype, mode=mode), env)[1])
                       for _ in range(args.repeat)]
                 fixed[mode] = min(ts)
             rows.append(f"| fixed cost of the compiled plan in a fresh process, {dtype} "
