@@ -477,3 +477,37 @@ def test_fused_rows_refuse_operands_of_the_wrong_shape():
                  (X, CT, c_sq, labels[:9], best)):
         with pytest.raises(ValueError, match="wrong shape"):
             _kernels_numba.fused_rows16(*args)
+
+
+@pytest.mark.parametrize(("registers", "expected"), [
+    ((32, 64), [6, 4, 4, 4, 3, 2]),  # AVX-512: the tuned table
+    ((16, 32), [6, 2, 1, 1, 1, 1]),  # AVX2
+    ((32, 16), [6, 2, 1, 1, 1, 1]),  # NEON
+])
+def test_tile_rows_keep_the_accumulators_in_registers(registers, expected):
+    count, size = registers
+    rows = [_llvm.tile_rows(v, registers) for v in (1, 2, 3, 4, 6, 8)]
+    assert rows == expected
+    for v, r in zip((1, 2, 3, 4, 6, 8), rows, strict=True):
+        per = max(1, 64 // size)
+        assert r == 1 or r * v * per + v * per + 1 <= count
+
+
+def test_vector_registers_follow_numba_cpu_name(monkeypatch):
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):  # pragma: no cover
+        pytest.skip("x86 names")
+    _llvm.vector_registers.cache_clear()
+    try:
+        monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
+        monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
+        assert _llvm.vector_registers() == (16, 32)
+        _llvm.vector_registers.cache_clear()
+        monkeypatch.setenv("NUMBA_CPU_NAME", "skylake-avx512")
+        assert _llvm.vector_registers() == (32, 64)
+        _llvm.vector_registers.cache_clear()
+        monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse4.2,-avx")
+        assert _llvm.vector_registers() == (16, 16)
+    finally:
+        _llvm.vector_registers.cache_clear()

@@ -18,10 +18,14 @@ runs is stated by :meth:`daskmeans.kernels.KernelPlan.describe`.
 
 Vector widths: the tiles use 16 float32 or 8 float64 lanes (512 bits). On a
 processor with narrower registers (AVX2, NEON) LLVM splits every vector
-operation into two or four native ones; results are the same.
+operation into two or four native ones, and the tiles hold fewer rows so that
+their accumulators stay in registers (:func:`tile_rows`, from the registers of
+the CPU numba compiles for); results are the same.
 """
 
 from __future__ import annotations
+
+import functools
 
 __all__ = [
     "FUSED_CENTERS",
@@ -31,6 +35,7 @@ __all__ = [
     "prefetch_kernel",
     "tile_rows",
     "vector_argmin_kernels",
+    "vector_registers",
 ]
 
 #: (lanes, vectors) of the SIMD argmin loops, for up to 8, 16, 32, 48 and 64 centres.
@@ -208,10 +213,69 @@ def vector_argmin_kernels():
     return tuple(build(w, c) for w, c in VECTOR_SHAPES)
 
 
-def tile_rows(vectors: int) -> int:
-    """Rows per fused tile for ``vectors`` SIMD vectors of centres per row: the
-    accumulators (rows x vectors) and the centre vectors fit in 32 registers."""
-    return {1: 6, 2: 4, 3: 4, 4: 4, 6: 3, 8: 2}[vectors]
+#: Names of CPUs with AVX-512, for ``NUMBA_CPU_NAME`` without ``NUMBA_CPU_FEATURES``.
+_AVX512_CPUS = ("avx512", "cascadelake", "cooperlake", "icelake", "tigerlake", "cannonlake",
+                "sapphirerapids", "graniterapids", "emeraldrapids", "znver4", "znver5",
+                "x86-64-v4", "rocketlake", "knl", "knm")
+
+
+@functools.cache
+def vector_registers() -> tuple[int, int]:
+    """``(count, bytes)`` of the SIMD registers of the CPU numba compiles for.
+
+    AVX-512: 32 of 64 bytes; AVX/AVX2: 16 of 32; AArch64 (NEON): 32 of 16; other
+    targets: 16 of 16. Read from ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when
+    set (as numba does), else from LLVM's view of the host.
+    """
+    import os
+    import platform
+
+    machine = platform.machine().lower()
+    if machine in ("arm64", "aarch64"):
+        return 32, 16
+    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return 16, 16
+    name = os.environ.get("NUMBA_CPU_NAME", "")
+    text = os.environ.get("NUMBA_CPU_FEATURES", "")
+    if text:
+        feats = {f[1:] for f in text.split(",") if f.startswith("+")}
+    elif name and name != "host":
+        low = name.lower()
+        if any(key in low for key in _AVX512_CPUS):
+            feats = {"avx512f"}
+        elif low.startswith(("generic", "x86-64", "core2", "nehalem", "westmere", "k8")) \
+                and low != "x86-64-v3":
+            feats = set()
+        else:
+            feats = {"avx"}
+    else:
+        import llvmlite.binding as llvm
+
+        feats = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    if "avx512f" in feats:
+        return 32, 64
+    if "avx" in feats or "avx2" in feats:
+        return 16, 32
+    return 16, 16
+
+
+def tile_rows(vectors: int, registers: tuple[int, int] | None = None,
+              vector_bytes: int = 64) -> int:
+    """Rows per fused tile for ``vectors`` SIMD vectors of centres per row.
+
+    The accumulators (rows x vectors), the centre vectors and the broadcast row
+    value must fit in the CPU's vector registers (:func:`vector_registers`); a
+    vector of ``vector_bytes`` (16 float32 or 8 float64 lanes) takes
+    ``vector_bytes / register bytes`` of them. With 32 registers of 64 bytes
+    (AVX-512) this is the tuned table ``{1: 6, 2: 4, 3: 4, 4: 4, 6: 3, 8: 2}``; with
+    16 of 32 bytes (AVX2) 6, 2, 1, 1, 1, 1: more rows spill the accumulators to
+    memory (timings in benchmarks/RESULTS.md). The rows of a tile do not
+    change any row's arithmetic: labels and minima are the same for any height.
+    """
+    count, size = vector_registers() if registers is None else registers
+    per_vector = max(1, vector_bytes // size)
+    fits = (count - 1 - vectors * per_vector) // (vectors * per_vector)
+    return max(1, min({1: 6, 2: 4, 3: 4, 4: 4, 6: 3, 8: 2}[vectors], fits))
 
 
 

@@ -175,6 +175,8 @@ def _fused_rows_with(kernels, width):
     return numba.njit(nogil=True)(rows)
 
 
+# the tiles' heights follow the vector registers of the CPU numba compiles for
+# (_llvm.tile_rows); numba's cache is kept per CPU type
 _FUSED_KERNELS = _llvm.fused_tile_kernels()
 #: True when rows of up to 64 centres can be labelled by fused tiles (no distance matrix).
 FUSED_ARGMIN = _FUSED_KERNELS is not None
