@@ -54,9 +54,9 @@ def test_kmeans_parallel_uses_candidate_weights(monkeypatch):
     seen = []
     real = _init.kmeans_plusplus
 
-    def spy(cand, wts, k, rng, n_local_trials=None):
+    def spy(cand, wts, k, rng, n_local_trials=None, plan=None):
         seen.append(np.asarray(wts))
-        return real(cand, wts, k, rng)
+        return real(cand, wts, k, rng, plan=plan)
 
     monkeypatch.setattr(_init, "kmeans_plusplus", spy)
     _init.kmeans_parallel(da.from_array(X, chunks=(500, 2)), None, 4, 1, as_seed_sequence(1))
@@ -86,18 +86,19 @@ def test_block_rng_is_keyed_not_stateful():
 def test_compiled_seeding_trials_match_numpy(monkeypatch):
     import pytest
 
-    from daskmeans.kernels import _numba_loops as _kernels_numba
+    from daskmeans.kernels import KernelPlan, _plan
 
-    if not _kernels_numba.BLAS_AVAILABLE:
+    if not _plan.numba_installed():
+        pytest.skip("needs numba and SciPy")
+    compiled, numpy_plan = KernelPlan.numba(), KernelPlan.numpy()
+    if not compiled.whole_block:
         pytest.skip("needs numba and SciPy")
     rng = np.random.default_rng(3)
     for dtype in (np.float32, np.float64):
         X = (rng.normal(size=(3001, 7)) * 5).astype(dtype)
         for w in (None, rng.uniform(0, 2, size=len(X))):
-            fast = _init._Trials(X, w)
-            with monkeypatch.context() as m:
-                m.setattr(_kernels_numba, "BLAS_AVAILABLE", False)
-                slow = _init._Trials(X, w)
+            fast = _init._Trials(X, w, compiled)
+            slow = _init._Trials(X, w, numpy_plan)
             assert fast.compiled and not slow.compiled
             closest = rng.uniform(0, 80, size=len(X))
             closest[:5] = np.inf
@@ -108,9 +109,7 @@ def test_compiled_seeding_trials_match_numpy(monkeypatch):
             np.testing.assert_allclose(p1, p2, rtol=rtol)
             assert (d1 <= closest).all() and (d1 >= 0).all()
             # whole seedings agree
-            C1 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0))
-            with monkeypatch.context() as m:
-                m.setattr(_kernels_numba, "BLAS_AVAILABLE", False)
-                assert not _init._Trials(X, w).compiled
-                C2 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0))
+            C1 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0), plan=compiled)
+            assert not _init._Trials(X, w, numpy_plan).compiled
+            C2 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0), plan=numpy_plan)
             np.testing.assert_array_equal(C1, C2)

@@ -23,7 +23,6 @@ import numpy as np
 from .. import kernels as _kernels
 from ..kernels import _sparse as _sparse_kernels
 from ..kernels._sparse import is_sparse as _is_sparse
-from ..kernels import _numba_loops as _kernels_numba
 from ._graph import PassRunner, block_reduce, compute_passes, map_selected_blocks
 from ._lloyd import lloyd_numpy, partial_pass, prepare_block
 from ._prep import apply_prep
@@ -48,6 +47,7 @@ def kmeans_plusplus(
     n_clusters: int,
     rng: np.random.Generator,
     n_local_trials: int | None = None,
+    plan=None,
 ) -> np.ndarray:
     """Greedy weighted k-means++ seeding on an in-memory array.
 
@@ -63,6 +63,8 @@ def kmeans_plusplus(
     n_clusters : int
     rng : numpy.random.Generator
     n_local_trials : int, optional
+    plan : daskmeans.kernels.KernelPlan, optional
+        Default: chosen for ``X``.
 
     Returns
     -------
@@ -73,7 +75,7 @@ def kmeans_plusplus(
     if n_local_trials is None:
         n_local_trials = 2 + int(math.log(n_clusters))
     centers = np.empty((n_clusters, d), dtype=X.dtype)
-    trials = _Trials(X, weights)
+    trials = _Trials(X, weights, plan)
     first = rng.choice(n, p=w / w.sum())
     centers[0] = X[first]
     closest, pot = trials(np.array([first]), np.full(n, np.inf))
@@ -99,16 +101,17 @@ class _Trials:
     """Squared distances of the rows to k-means++ candidates, capped by the
     current ones, and the weighted potential of every candidate.
 
-    One compiled pass (:func:`_kernels_numba.seeding_trials`) when numba and
-    SciPy's BLAS are there, else NumPy (:func:`_sq_dist_to`); both expand the
-    distances the same way.
+    One compiled pass (:func:`daskmeans.kernels.seeding_trials`) when the
+    kernel plan runs compiled whole blocks, else NumPy (:func:`_sq_dist_to`);
+    both expand the distances the same way.
     """
 
-    def __init__(self, X: np.ndarray, weights: np.ndarray | None) -> None:
+    def __init__(self, X: np.ndarray, weights: np.ndarray | None, plan=None) -> None:
         self.X = X
         self.x_sq = _kernels.sq_norms(X).astype(np.float64)
-        self.compiled = (_kernels_numba.BLAS_AVAILABLE and X.dtype in (np.float32, np.float64)
-                         and X.ndim == 2 and X.flags.c_contiguous)
+        if plan is None:
+            plan = _kernels.choose_plan(X.dtype, 1, X.shape[1], X.shape[0])
+        self.compiled = _kernels.seeding_compiled(X, plan)
         if weights is not None:
             self.w = np.asarray(weights, dtype=np.float64)
         else:  # unit weights: length 0 for the compiled pass
@@ -120,7 +123,7 @@ class _Trials:
             picks = np.asarray(picks, dtype=np.intp)
             dist = np.empty((len(picks), self.X.shape[0]))
             pots = np.empty(len(picks))
-            _kernels_numba.seeding_trials(self.X, self.x_sq, picks, closest, self.w, dist, pots)
+            _kernels.seeding_trials(self.X, self.x_sq, picks, closest, self.w, dist, pots)
             return dist, pots
         dist = _sq_dist_to(self.X, self.x_sq, self.X[picks])
         np.minimum(dist, closest, out=dist)
@@ -166,13 +169,22 @@ def _race_keys(rng, w, n_groups, n):
         return np.where(wts > 0, logu / np.where(wts > 0, wts, 1), -np.inf)
 
 
-def _prep_consts(consts: dict, prep, with_moments: bool) -> dict:
-    """Add the row preprocessing (only when there is one) to a chunk's constants."""
+def _prep_consts(consts: dict, prep, with_moments: bool, plan=None) -> dict:
+    """Add the row preprocessing (only when there is one), and the kernel plan,
+    to a chunk's constants."""
     if prep is not None:
         consts["prep"] = prep
     if with_moments:
         consts["with_moments"] = True
+    if plan is not None:
+        consts["plan"] = plan
     return consts
+
+
+def _array_plan(X):
+    """The kernel plan of a fit on ``X`` (the one its Lloyd passes use; see
+    :func:`daskmeans.engine._lloyd.fit_plan`), for every init pass too."""
+    return _kernels.choose_plan(X.dtype, 1, X.shape[1], X.shape[0])
 
 
 def _take(X, idx) -> np.ndarray:
@@ -180,8 +192,8 @@ def _take(X, idx) -> np.ndarray:
     return _sparse_kernels.take_rows(X, idx) if _is_sparse(X) else X[idx]
 
 
-def _block_moments(X, valid):
-    return _kernels.moments(X if valid is None else X[valid])
+def _block_moments(X, valid, plan=None):
+    return _kernels.moments(X if valid is None else X[valid], plan=plan)
 
 
 def _combine_with_moments(parts, combine):
@@ -190,11 +202,12 @@ def _combine_with_moments(parts, combine):
     return (*out, _kernels.combine_moments([p[-1] for p in parts]))
 
 
-def _random_chunk(X, w, index, *, seq, n_groups, m, check, prep=None, with_moments=False):
+def _random_chunk(X, w, index, *, seq, n_groups, m, check, prep=None, with_moments=False,
+                  plan=None):
     X, w, valid = prepare_block(X, w, prep, check)
     keys = _race_keys(block_rng(seq, _RANDOM, index), w, n_groups, X.shape[0])
     out = _top_rows(keys, X, m)
-    return (*out, _block_moments(X, valid)) if with_moments else out
+    return (*out, _block_moments(X, valid, plan)) if with_moments else out
 
 
 def random_rows(X: da.Array, weights, n_rows: int, n_groups: int, seq, *, check=False,
@@ -212,19 +225,19 @@ def random_rows(X: da.Array, weights, n_rows: int, n_groups: int, seq, *, check=
         X, weights, _random_chunk, combine, name="kmeans-init-random",
         split_every=split_every,
         consts=_prep_consts({"seq": seq, "n_groups": n_groups, "m": n_rows, "check": check},
-                            prep, with_moments),
+                            prep, with_moments, _array_plan(X)),
     )
     (res,) = compute_passes(graph)
     return (res[1], res[2]) if with_moments else res[1]
 
 
-def _sample_chunk(X, w, index, *, seq, p, check, prep=None, with_moments=False):
+def _sample_chunk(X, w, index, *, seq, p, check, prep=None, with_moments=False, plan=None):
     X, w, valid = prepare_block(X, w, prep, check)
     rng = block_rng(seq, _SAMPLE, index)
     keep = rng.random(X.shape[0]) < p
     ws = np.ones(int(keep.sum())) if w is None else w[keep].astype(np.float64)
     if with_moments:
-        return _take(X, keep), ws, _block_moments(X, valid)
+        return _take(X, keep), ws, _block_moments(X, valid, plan)
     return _take(X, keep), ws
 
 
@@ -235,7 +248,8 @@ def _sample_combine(parts):
     )
 
 
-def _uniform_top_chunk(X, w, index, *, seq, m, check, prep=None, with_moments=False):
+def _uniform_top_chunk(X, w, index, *, seq, m, check, prep=None, with_moments=False,
+                       plan=None):
     X, w, valid = prepare_block(X, w, prep, check)
     n = X.shape[0]
     keys = block_rng(seq, _SAMPLE, index).random(n)
@@ -245,7 +259,7 @@ def _uniform_top_chunk(X, w, index, *, seq, m, check, prep=None, with_moments=Fa
     idx = np.argpartition(keys, n - take)[n - take :] if take else np.zeros(0, np.intp)
     ws = np.ones(take) if w is None else w[idx].astype(np.float64)
     if with_moments:
-        return keys[idx], _take(X, idx), ws, _block_moments(X, valid)
+        return keys[idx], _take(X, idx), ws, _block_moments(X, valid, plan)
     return keys[idx], _take(X, idx), ws
 
 
@@ -276,7 +290,8 @@ def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_ever
         graph = block_reduce(
             X, weights, _uniform_top_chunk, combine,
             name="kmeans-init-sample", split_every=split_every,
-            consts=_prep_consts({"seq": seq, "m": size, "check": check}, prep, with_moments),
+            consts=_prep_consts({"seq": seq, "m": size, "check": check}, prep, with_moments,
+                                _array_plan(X)),
         )
         (res,) = compute_passes(graph)
         keys, rows, ws = res[:3]
@@ -291,7 +306,8 @@ def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_ever
     graph = block_reduce(
         X, weights, _sample_chunk, combine, name="kmeans-init-sample",
         split_every=split_every,
-        consts=_prep_consts({"seq": seq, "p": p, "check": check}, prep, with_moments),
+        consts=_prep_consts({"seq": seq, "p": p, "check": check}, prep, with_moments,
+                            _array_plan(X)),
     )
     (res,) = compute_passes(graph)
     return res
@@ -300,9 +316,9 @@ def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_ever
 # --------------------------------------------------------------------------- #
 # k-means||
 # --------------------------------------------------------------------------- #
-def _parallel_chunk(X, w, index, *, seq, rnd, cands, bounds, m, check, prep=None):
+def _parallel_chunk(X, w, index, *, seq, rnd, cands, bounds, m, check, prep=None, plan=None):
     X, w, _ = prepare_block(X, w, prep, check)
-    _, mins = _kernels.nearest(X, cands, bounds)
+    _, mins = _kernels.nearest(X, cands, bounds, plan=plan)
     if w is not None:
         mins = mins * w
     cost = mins.sum(axis=1)
@@ -497,12 +513,13 @@ def kmeans_parallel(
     # the rounds differ only in their constants: one graph, built once (PassRunner)
     run_round = PassRunner(X, weights, _parallel_chunk, partial(_parallel_combine, m=m),
                            name="kmeans-init-round", split_every=split_every)
+    plan = _array_plan(X)  # the fit's kernel plan, in memory as in the passes
     for rnd in range(init_rounds):
         stacked = np.concatenate(cands, axis=0)
         bounds = np.concatenate(([0], np.cumsum([len(c) for c in cands]))).astype(np.intp)
         res = run_round(_prep_consts({"seq": seq, "rnd": rnd, "cands": stacked,
                                       "bounds": bounds, "m": m, "check": check and rnd == 0},
-                                     prep, False))
+                                     prep, False, plan))
         n_passes += 1
         cost, keys, rows = res
         for g in range(n_groups):
@@ -524,7 +541,7 @@ def kmeans_parallel(
                       "inertia": float(cost.min()), "shift": None, "n_passes": n_passes})
     # weight the candidates: one pass, which also measures the variance for tol
     graph = partial_pass(X, weights, cands, with_moments=True, split_every=split_every,
-                         name="kmeans-init-weights", prep=prep)
+                         name="kmeans-init-weights", prep=prep, plan=plan)
     (res,) = compute_passes(graph)
     n_passes += 1
     centers = []
@@ -538,9 +555,9 @@ def kmeans_parallel(
         if len(cand) <= n_clusters:
             C = _pad_centers(cand, n_clusters, rng)
         else:
-            C0 = kmeans_plusplus(cand, wts, n_clusters, rng)
+            C0 = kmeans_plusplus(cand, wts, n_clusters, rng, plan=plan)
             C, _, _ = lloyd_numpy(cand, wts, C0, max_iter=100, tol_abs=0.0,
-                                  normalize=prep is not None and prep.normalize)
+                                  normalize=prep is not None and prep.normalize, plan=plan)
         centers.append(C)
     return centers, n_passes, res["moments"]
 
@@ -639,7 +656,8 @@ def init_centers(
         if pending:
             sample = prep.resolve(moments).to_work(sample, what="X")
         centers = [
-            kmeans_plusplus(sample, wts, n_clusters, block_rng(seq, _LOCAL, g))
+            kmeans_plusplus(sample, wts, n_clusters, block_rng(seq, _LOCAL, g),
+                            plan=_array_plan(X))
             for g in range(n_groups)
         ]
         return centers, 1, moments
