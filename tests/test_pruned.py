@@ -164,3 +164,21 @@ def test_several_initialisations_run_one_after_the_other():
     for a, b in zip(pruned.centers, plain.centers, strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(pruned.n_iter, plain.n_iter)
+
+
+@pytest.mark.parametrize("prep", [
+    {"metric": "cosine"}, {"standardize": True}, {"nan_policy": "omit"},
+    {"metric": "cosine", "standardize": True, "nan_policy": "omit"},
+])
+def test_kmeans_pruned_with_row_preprocessing(prep):
+    rng = np.random.default_rng(14)
+    X = rng.normal(size=(2000, 5)) + 3
+    if prep.get("nan_policy") == "omit":
+        X[::50, 2] = np.nan
+    C0 = X[1:300][~np.isnan(X[1:300]).any(axis=1)][:256]
+    Xd = da.from_array(X, chunks=700)
+    a = KMeans(256, init=C0, algorithm="lloyd", max_iter=10, **prep).fit(Xd)
+    b = KMeans(256, init=C0, algorithm="pruned", max_iter=10, **prep).fit(Xd)
+    np.testing.assert_array_equal(b.cluster_centers_, a.cluster_centers_)
+    np.testing.assert_array_equal(np.asarray(b.labels_), np.asarray(a.labels_))
+    assert b.inertia_ == pytest.approx(a.inertia_, rel=1e-9)
