@@ -31,6 +31,9 @@ import dask.array as da
 import numpy as np
 
 from . import kernels as _kernels
+from ._errors import InvalidInputError
+from ._sparse import is_sparse_input
+from .kernels._sparse import is_sparse, take_rows
 from .engine._graph import block_reduce, compute_passes
 from .engine._init import init_centers, kmeans_plusplus, random_rows
 from .engine._lloyd import LloydState, check_block, finalize, lloyd, lloyd_numpy
@@ -43,6 +46,10 @@ __all__ = ["METHODS", "SelectKResult", "elbow_index", "fk_scores", "gap_choice",
 
 #: Methods understood by :func:`select_k`, in their default order.
 METHODS = ("elbow", "gap", "fk", "silhouette")
+
+#: Methods refused for sparse input: the gap statistic's reference data sets are
+#: uniform in the bounding box, dense (``ref_size`` x n_features), and model no sparsity.
+SPARSE_REFUSED = ("gap",)
 
 _PREP = purpose_key("select-k-prep")
 _SEED = purpose_key("select-k-seed")
@@ -214,6 +221,13 @@ def _prep_chunk(X, w, index, *, seq, p, check):
         check_block(X, w)
     rng = block_rng(seq, _PREP, index)
     keep = rng.random(X.shape[0]) < p
+    if is_sparse(X):  # the sampled rows dense, the box with the implicit zeros
+        return {
+            "sample": take_rows(X, np.flatnonzero(keep)),
+            "min": np.asarray(X.min(axis=0).toarray(), dtype=np.float64).ravel(),
+            "max": np.asarray(X.max(axis=0).toarray(), dtype=np.float64).ravel(),
+            "moments": _kernels.moments(X),
+        }
     return {
         "sample": X[keep],
         "min": X.min(axis=0).astype(np.float64),
@@ -245,7 +259,7 @@ def _score_chunk(X, w, index, *, centers, bounds, silhouette):
     sil = np.zeros(n_groups)
     counts = np.zeros(K)
     c_sq = _kernels.sq_norms(centers)
-    step = _kernels.row_block_size(K, X.itemsize, n)
+    step = _kernels.row_block_size(K, X.dtype.itemsize, n)
     for start in range(0, n, step):
         Xs = X[start : start + step]
         D = _kernels.distances_block(Xs, centers, c_sq).astype(np.float64, copy=False)
@@ -344,7 +358,10 @@ def select_k(
     ----------
     X : array-like, dask.array.Array, zarr.Array, str or os.PathLike of shape \
 (n_samples, n_features)
-        Data, as accepted by :meth:`daskmeans.KMeans.fit`.
+        Data, as accepted by :meth:`daskmeans.KMeans.fit`, ``scipy.sparse``
+        matrices and Dask arrays of sparse blocks included (kept sparse; the
+        gap statistic is refused for them: its uniform reference data would
+        be dense).
     ks : iterable of int
         Candidate numbers of clusters (at least two).
     methods : sequence of {"elbow", "gap", "fk", "silhouette"}
@@ -405,6 +422,15 @@ def select_k(
             f"select_k: init must be 'k-means++', 'random' or 'k-means||', got {params['init']!r}."
         )
     Xd, in_memory = check_array_input(X)
+    if is_sparse_input(Xd):
+        refused = [m for m in methods if m in SPARSE_REFUSED]
+        if refused:
+            raise InvalidInputError(
+                f"select_k: methods={list(methods)!r} includes {refused[0]!r}, which sparse X "
+                f"does not support (its reference data sets, uniform in the bounding box, "
+                f"would be dense); expected a subset of "
+                f"{[m for m in METHODS if m not in SPARSE_REFUSED]} for sparse input."
+            )
     n, d = Xd.shape
     ks_arr = _check_ks(ks, n)
     # f(K) needs S_{K-1}; S_1 comes from the moments, other K-1 are fitted too
@@ -440,8 +466,10 @@ def select_k(
     method = params["init"]
     if method == "k-means++":
         sample = prep["sample"]
-        if len(sample) < max(fit_ks):
+        if sample.shape[0] < max(fit_ks):  # fewer rows than k: the whole (small) data
             sample = Xd.compute()
+            if is_sparse(sample):
+                sample = sample.toarray()
         for k in fit_ks:
             for i in range(n_init):
                 groups.append(kmeans_plusplus(sample, None, k, block_rng(seq, _SEED, k, i)))

@@ -204,3 +204,51 @@ def test_cli_scan_k(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+# --------------------------------------------------------------------------- sparse input
+def sparse_blobs(n=1200, d=20, seed=0):
+    """Three blobs with most coordinates set to zero: (dense ndarray, CSR matrix)."""
+    sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(seed)
+    C = rng.uniform(-5, 5, (3, d))
+    D = np.concatenate([c + 0.3 * rng.standard_normal((n // 3, d)) for c in C])
+    D[np.abs(D) < 2] = 0.0
+    return D, sparse.csr_matrix(D)
+
+
+@pytest.mark.parametrize("init, chunks", [("k-means++", None), ("random", (300, -1)),
+                                          ("k-means||", (300, -1))])
+def test_sparse_matches_the_densified_matrix(init, chunks):
+    D, S = sparse_blobs()
+    assert S.nnz < 0.8 * D.size
+    if chunks is not None:  # Dask arrays of CSR blocks against dense blocks of the same rows
+        D, S = da.from_array(D, chunks=chunks), da.from_array(S, chunks=chunks)
+    methods = ("elbow", "fk", "silhouette")
+    a = select_k(S, [2, 3, 4, 5], methods=methods, random_state=0, init=init)
+    b = select_k(D, [2, 3, 4, 5], methods=methods, random_state=0, init=init)
+    assert a.best_k_ == b.best_k_ == {"elbow": 3, "fk": 3, "silhouette": 3}
+    np.testing.assert_allclose(a.inertia_, b.inertia_, rtol=1e-10)
+    for m in methods:
+        np.testing.assert_allclose(a.scores_[m], b.scores_[m], rtol=1e-10, atol=1e-12)
+    for k in a.ks_:
+        assert isinstance(a.cluster_centers_[k], np.ndarray)
+        np.testing.assert_allclose(a.cluster_centers_[k], b.cluster_centers_[k], rtol=1e-10,
+                                   atol=1e-12)
+        np.testing.assert_array_equal(a.models_[k].cluster_sizes_, b.models_[k].cluster_sizes_)
+    assert a.n_passes_ == b.n_passes_
+
+
+def test_sparse_refuses_gap_before_any_pass(monkeypatch):
+    from daskmeans._errors import InvalidInputError
+
+    _, S = sparse_blobs(n=300)
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("a pass ran before the method was refused")
+
+    monkeypatch.setattr(sk, "compute_passes", no_pass)
+    with pytest.raises(InvalidInputError, match="'gap'"):
+        select_k(S, [2, 3], random_state=0)  # the default methods include the gap statistic
+    with pytest.raises(InvalidInputError, match="'gap'"):
+        select_k(da.from_array(S, chunks=(100, -1)), [2, 3], methods=("gap",), random_state=0)
