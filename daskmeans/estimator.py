@@ -32,7 +32,7 @@ from .engine._pruned import pruned_lloyd, use_pruned
 
 __all__ = ["KMeans"]
 
-_INIT_METHODS = ("k-means||", "k-means++", "random")
+_INIT_METHODS = ("k-means||", "k-means++", "random", "hierarchical")
 _ALGORITHMS = ("auto", "lloyd", "pruned", "elkan")
 MODEL_FORMAT = "daskmeans.KMeans"
 MODEL_VERSION = 1
@@ -61,7 +61,10 @@ default="k-means||"
         in one pass. ``"random"``: k distinct rows drawn in one pass with
         probability proportional to their weight. A callable is called as
         ``init(X, n_clusters, random_state)`` with the (Dask) array and a
-        ``numpy.random.RandomState``.
+        ``numpy.random.RandomState``. ``"hierarchical"``: the centres of a
+        :class:`~daskmeans.HierarchicalKMeans` fit (about ``sqrt(k)`` coarse
+        cells, 5 fine iterations), whose memory and time grow gently with k
+        (dense Euclidean data without ``standardize`` or ``nan_policy="omit"``).
     n_init : "auto" or int, default="auto"
         Number of initialisations; the one with the lowest inertia is kept.
         All of them iterate in the same passes over the data. ``"auto"`` is 1,
@@ -377,6 +380,8 @@ default="k-means||"
             tol=self._tol,
         )
         check = check and n_stats == 0
+        if isinstance(self.init, str) and self.init == "hierarchical":
+            return self._hierarchical_init(Xd, weights, seq, g, prep, tol_abs, n_stats)
         if init_array is not None:
             C = init_array if prep is None else prep.to_work(init_array, what="init")
             return _start_state([C], prep, tol_abs, n_stats)
@@ -404,6 +409,25 @@ default="k-means||"
             count, _, m2 = moments
             tol_abs = float(np.mean(m2 / count) * self._tol) if count else 0.0
         centers = [np.ascontiguousarray(c, dtype=Xd.dtype) for c in centers]
+        return _start_state(centers, prep, tol_abs, n_stats + n_passes)
+
+    def _hierarchical_init(self, Xd, weights, seq, g, prep, tol_abs, n_stats) -> LloydState:
+        """Initial centres of ``init="hierarchical"``: one two-level fit per group."""
+        from .hierarchical import HierarchicalKMeans
+
+        if prep is not None or is_sparse_input(Xd):
+            raise ValueError(
+                "init='hierarchical' needs dense data, metric='euclidean', standardize=False "
+                "and nan_policy='raise'; use init='k-means++' otherwise."
+            )
+        centers, n_passes = [], 0
+        for s in seq.spawn(g):
+            hk = HierarchicalKMeans(self.n_clusters, max_iter=5, tol=self._tol,
+                                    random_state=int(s.generate_state(1)[0]),
+                                    split_every=self.split_every)
+            hk.fit(Xd, sample_weight=weights)
+            centers.append(np.ascontiguousarray(hk.cluster_centers_, dtype=Xd.dtype))
+            n_passes += hk.n_passes_
         return _start_state(centers, prep, tol_abs, n_stats + n_passes)
 
     def _guard_zero_rows(self, Xd, func):

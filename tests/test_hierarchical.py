@@ -155,3 +155,15 @@ def test_command_line_fit_hierarchical(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["algorithm"] == "hierarchical" and report["passes"]["seed"] == 1
     assert report["n_passes"] == sum(report["passes"].values())
+
+
+def test_hierarchical_initialisation_of_flat_kmeans():
+    X = _mixture(n=3000, n_comp=30, seed=15, dtype=np.float32)
+    Xd, counter = counting_dask(X, 1000)
+    km = KMeans(30, init="hierarchical", random_state=0).fit(Xd)
+    # the initialisation's passes are counted, one read of every block each
+    assert counter.reads == km.n_passes_ * Xd.numblocks[0]
+    hk = HierarchicalKMeans(30, max_iter=5, random_state=0).fit(X)
+    assert km.inertia_ <= hk.inertia_ * (1 + 1e-6)
+    with pytest.raises(ValueError, match="init='hierarchical'"):
+        KMeans(4, init="hierarchical", metric="cosine").fit(X)
