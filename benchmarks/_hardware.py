@@ -18,7 +18,8 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["blas_info", "cpu_model", "header_lines", "numba_target", "vector_extensions"]
+__all__ = ["blas_info", "cpu_model", "header_lines", "numba_target", "openblas_core",
+           "vector_extensions"]
 
 
 def cpu_model() -> str:
@@ -58,15 +59,38 @@ def blas_info() -> str:
     return "; ".join(lines) or "none found"
 
 
+def _forced(names: tuple) -> str:
+    """``"forced by A=x, B=y"`` for the variables set, else ``""``."""
+    set_ = [f"{v}={os.environ[v]}" for v in names if os.environ.get(v)]
+    return f"forced by {', '.join(set_)}" if set_ else ""
+
+
+def openblas_core() -> str:
+    """The OpenBLAS core type in force and whether ``OPENBLAS_CORETYPE`` forced it."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+    cores = sorted({str(p.get("architecture")) for p in threadpool_info()
+                    if p.get("internal_api") == "openblas"})
+    if not cores:
+        return "no OpenBLAS loaded"
+    forced = _forced(("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"))
+    return f"{', '.join(cores)} ({forced or 'OpenBLAS chose it for this CPU'})"
+
+
 def numba_target() -> str:
-    """The CPU numba compiles for (name and vector features), or why there is none."""
+    """The CPU numba compiles for (name and vector features), whether
+    ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` forced it, or why there is none."""
     from daskmeans.kernels import _plan
 
     if not _plan.numba_installed():
         return "numba not installed"
     import numba
 
-    return f"numba {numba.__version__}, {_plan.numba_target()}"
+    forced = _forced(("NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES"))
+    return (f"numba {numba.__version__}, {_plan.numba_target()} "
+            f"({forced or 'the host CPU'})")
 
 
 def header_lines() -> list[str]:
@@ -78,6 +102,7 @@ def header_lines() -> list[str]:
         f"CPU: {cpu_model()}",
         f"vector extensions: {vector_extensions()}",
         f"BLAS: {blas_info()}",
+        f"OpenBLAS core type: {openblas_core()}",
         f"numba target: {numba_target()}",
         f"overrides: {', '.join(overrides) or 'none'}",
     ]

@@ -28,7 +28,22 @@ Usage::
     python benchmarks/bench_lloyd.py --ooc --gb 3 --path /tmp/ooc.zarr   # then bench_ooc.py
 
 If ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set, the script re-runs
-itself with both removed from its own environment (benchmark only).
+itself with both removed from its own environment (benchmark only), unless the
+run forces a target (below).
+
+Both ways, natively and with the AVX2 target forced (numba's code generation and
+OpenBLAS's kernels; runs on any x86 processor with AVX2, AVX-512 ones included),
+and report both tables::
+
+    python benchmarks/bench_lloyd.py --out native.md
+    NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell \
+        python benchmarks/bench_lloyd.py --keep-blas-env --out avx2.md
+
+A forced run keeps ``OPENBLAS_CORETYPE`` when ``--keep-blas-env`` is given,
+``DASKMEANS_BENCH_KEEP_BLAS=1`` is set, or ``NUMBA_CPU_NAME`` /
+``NUMBA_CPU_FEATURES`` is set (see ``benchmarks/_blas_env.py``). The header
+prints the OpenBLAS core type and the numba target in force, and what forced
+them.
 """
 
 from __future__ import annotations
