@@ -63,6 +63,8 @@ BYTES_PER_ROW = 8
 _SAFETY = 1.5
 #: A float64 value times this, rounded to float32, is below the value (for x > 0).
 _DOWN = 1.0 - 2.0**-21
+#: Screening is skipped when its estimated cost is above this share of a full pass.
+_SKIP_SCREEN = 0.9
 #: Target bytes of the distance block of the recomputed rows.
 _RECOMPUTE_BYTES = 1 << 22
 
@@ -130,7 +132,9 @@ def choose_movers(X, centers, labels, lower, moved: Drift, sample: int = 256) ->
     operations). On the first ``sample`` rows of the block, the ``s`` of the
     smallest estimated cost ``2 s + fail(s) k`` is chosen (a row that fails
     costs its ``k`` distances, done by BLAS about four times faster per
-    operation than the compiled loop over the movers).
+    operation than the compiled loop over the movers). Returns -1 when even
+    that ``s`` would keep fewer than a tenth of the sampled rows: the block
+    is then recomputed in full without screening (as in a first pass).
     """
     k = centers.shape[0]
     m = min(sample, X.shape[0])
@@ -150,6 +154,8 @@ def choose_movers(X, centers, labels, lower, moved: Drift, sample: int = 256) ->
         if s >= min(k - 1, 1024):
             break
         s = min(max(1, 2 * s), k - 1, 1024)
+    if best_cost >= _SKIP_SCREEN * k:
+        return -1
     return best_s
 
 
@@ -360,10 +366,11 @@ def pruned_block(
     has_state = state is not None
     movers = np.empty(0, dtype=np.intp)
     rest = 0.0
+    s = choose_movers(X, centers, state[0], state[1], moved) if has_state else -1
+    has_state = s >= 0  # no state, or bounds too weak to be worth screening
     if has_state:
         labels[:] = state[0]
         old_lower = state[1]
-        s = choose_movers(X, centers, labels, old_lower, moved)
         movers = np.ascontiguousarray(moved.order[:s])
         rest = moved.rest(s)
     else:
@@ -405,7 +412,7 @@ def _recompute(X, rows, centers, c_sq, ex, ec, labels, lower, best, plan=None):
     ``(-2 C) @ X.T`` in sub-blocks, then the best two per row (vectorised over rows)."""
     nb = _nb()
     k = centers.shape[0]
-    Xg = X[rows]
+    Xg = X if len(rows) == X.shape[0] else X[rows]  # every row: no copy
     m = Xg.shape[0]
     cm2 = centers * centers.dtype.type(-2)
     step = max(64, min(2048, _RECOMPUTE_BYTES // max(1, k * X.itemsize)))
@@ -456,9 +463,9 @@ def pruned_block_numpy(X, weights, centers, state, moved, *, coefs=None):
     labels = np.zeros(n, dtype=np.intp)
     lower = np.zeros(n, dtype=np.float32)
     todo = np.ones(n, dtype=bool)
-    if state is not None and n:
+    s = choose_movers(X, centers, state[0], state[1], moved) if state is not None and n else -1
+    if s >= 0:
         labels[:] = state[0]
-        s = choose_movers(X, centers, labels, state[1], moved)
         lo = state[1].astype(np.float64) - moved.rest(s)
         diff = X64 - centers[labels].astype(np.float64)
         da = (diff * diff).sum(axis=1)
