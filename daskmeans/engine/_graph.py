@@ -156,9 +156,9 @@ def batch_size(X: da.Array, fan_in: int) -> int:
     Dask's local scheduler spends a few hundred microseconds of the GIL on
     every task, so with blocks of a few MiB it adds 10-30 % to a pass.
     Consecutive blocks are batched up to :data:`BATCH_BYTES` per task, keeping
-    at least four tasks per thread, and only under the threaded (or
-    synchronous) scheduler: on a cluster the blocks of one task would have to
-    travel to one worker. The batch size divides ``fan_in``, so the first
+    at least four tasks per thread, under the threaded (or synchronous)
+    scheduler; clusters group blocks by :func:`blocks_per_task`. The batch
+    size divides ``fan_in``, so the first
     level of the combine tree receives exactly the results it would receive
     without batching, in the same order: results are bitwise identical.
     """
@@ -195,7 +195,7 @@ THREAD_BYTES_PER_SECOND = 1e9
 #: Most bytes of data one grouped partial task reads on a distributed cluster
 #: (dask config ``daskmeans.task-bytes``). The blocks of a task are read one
 #: at a time, so this bounds a task's duration, not its memory.
-TASK_BYTES = 4 << 30
+TASK_BYTES = 16 << 30
 
 
 def tasks_per_thread(data_bytes: float, threads: int) -> float:
@@ -451,8 +451,30 @@ def map_row_blocks(X: da.Array, func: Callable[..., np.ndarray], *args, dtype, t
 
 
 def _delayed(X, weights, dsk: dict, out) -> Delayed:
+    if not _reads_keys(dsk, X, weights):  # every task reads its own blocks
+        return Delayed(out, HighLevelGraph.from_collections(out, dsk, dependencies=[]))
     deps = [X] if weights is None else [X, weights]
     return Delayed(out, HighLevelGraph.from_collections(out, dsk, dependencies=deps))
+
+
+def _reads_keys(dsk: dict, X, weights) -> bool:
+    """Whether some task of ``dsk`` depends on a block key of ``X`` or the weights.
+
+    Tasks that read their own blocks hold :class:`_Reader` objects instead,
+    and then the graphs of ``X`` and the weights are not needed at all.
+    """
+    names = {X.name} if weights is None else {X.name, weights.name}
+
+    def refers(obj) -> bool:
+        if isinstance(obj, tuple):
+            if obj and obj[0] in names:
+                return True
+            return any(refers(o) for o in obj)
+        if isinstance(obj, list):
+            return any(refers(o) for o in obj)
+        return False
+
+    return any(refers(v) for v in dsk.values())
 
 
 def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
