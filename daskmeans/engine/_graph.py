@@ -620,6 +620,10 @@ class PassRunner:
         if _convert_legacy_graph is not None:
             dsk = _convert_legacy_graph(dsk)
         limit = _shared_blas_limit if _wants_blas_limit([graph]) else contextlib.nullcontext
+        # small in-memory data: the same tasks run inline, without the scheduler's cost
+        from ._inline import inline_get
+
+        get = inline_get(self.args[0], dsk, out) or get
         return dsk, out, const_key, get, limit
 
 
