@@ -1,0 +1,79 @@
+"""Passes over small in-memory data run inline (daskmeans.engine._inline): the
+same results, bitwise, as under dask's threaded and synchronous schedulers."""
+
+from __future__ import annotations
+
+import math
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+
+from daskmeans import KMeans
+from daskmeans.engine import _graph, _inline
+
+
+def _chunk(block, w, index, *, offset):
+    return float(block.sum()) * (1.0 + 1e-7 * index) + offset
+
+
+def _combine(parts):
+    # not associative: a change in the tree's shape or order changes the result
+    out = 0.0
+    for p in parts:
+        out = out * 1.000001 + p
+    return out
+
+
+def _count_inline(monkeypatch) -> list:
+    calls: list = []
+    real = _inline._InlineGet.__call__
+    monkeypatch.setattr(_inline._InlineGet, "__call__",
+                        lambda self, dsk, out: calls.append(1) or real(self, dsk, out))
+    return calls
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_small_pass_runs_inline_and_equals_the_scheduler(scheduler, monkeypatch):
+    X = da.from_array(np.random.default_rng(0).normal(size=(900, 3)), chunks=(50, 3))
+    calls = _count_inline(monkeypatch)
+    with dask.config.set(scheduler=scheduler):
+        want = [_graph.compute_passes(_graph.block_reduce(
+                    X, None, _chunk, _combine, name="t", split_every=4,
+                    consts={"offset": float(o)}))[0] for o in range(3)]
+        run = _graph.PassRunner(X, None, _chunk, _combine, name="t", split_every=4)
+        got = [run({"offset": float(o)}) for o in range(3)]
+    assert len(calls) == 3  # every call of the runner ran inline
+    assert got == want  # bitwise: the same tasks, the same tree
+    assert got[1] != got[0]  # the constants did change
+
+
+def test_large_or_unknown_sized_data_keeps_the_scheduler(monkeypatch):
+    small = da.ones((100, 2), chunks=(10, 2))
+    dsk = {"a": dask._task_spec.DataNode("a", 1)}
+    assert _inline.inline_get(small, dsk, "a") is not None
+    monkeypatch.setattr(_inline, "INLINE_BYTES", small.nbytes - 1)
+    assert _inline.inline_get(small, dsk, "a") is None
+    unknown = da.ones((100, 2), chunks=(10, 2))
+    unknown._chunks = ((math.nan,) * 10, (2,))
+    assert _inline.inline_get(unknown, dsk, "a") is None
+    # a graph of plain tuples (not dask's task objects) is left to the scheduler
+    assert _inline.inline_get(small, {"a": 1}, "a") is None
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++"])
+def test_fit_inline_is_bitwise_the_threaded_fit(init, monkeypatch):
+    X = np.random.default_rng(3).normal(size=(6000, 5))
+    assert X.nbytes <= _inline.INLINE_BYTES
+    with dask.config.set(scheduler="threads"):
+        calls = _count_inline(monkeypatch)
+        a = KMeans(6, init=init, random_state=0).fit(X)
+        assert calls  # the Lloyd passes ran inline
+        monkeypatch.setattr(_inline, "INLINE_BYTES", 0)
+        del calls[:]
+        b = KMeans(6, init=init, random_state=0).fit(X)
+        assert not calls
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.inertia_ == b.inertia_ and a.n_iter_ == b.n_iter_ > 1
