@@ -20,12 +20,20 @@ fixed cost of the compiled plan in a fresh process (numba's import and cache
 loads): the sizes where the compiled kernels start to pay set
 ``NUMBA_MIN_ELEMENTS`` in ``daskmeans/kernels/_thresholds.py``.
 
+With ``--small`` it times, in one process after a warm-up fit of every size,
+default fits ``KMeans(k, random_state=0).fit(X)`` of in-memory arrays from
+1,000 x 2 to 100,000 x 8 (``--sizes``) against scikit-learn's, alternating,
+best of ``--repeat``, with both inertias: small data should not pay for the
+machinery built for large data (goal: at most 1.5x scikit-learn's wall time at
+equal or lower inertia).
+
 Usage::
 
     python benchmarks/bench_startup.py                  # 100,000 x 8, both dtypes
     python benchmarks/bench_startup.py --numba          # and the forced compiled kernels
     python benchmarks/bench_startup.py --n 10000 --d 2 --repeat 5
     python benchmarks/bench_startup.py --crossover
+    python benchmarks/bench_startup.py --small --repeat 5
 """
 
 from __future__ import annotations
@@ -225,6 +233,44 @@ def crossover(args) -> list[str]:
     return rows
 
 
+SMALL_SIZES = "1000x2,10000x2,10000x8,100000x2,100000x8"
+
+
+def small(args) -> list[str]:
+    """Warm default fits of small in-memory arrays against scikit-learn's, in this process."""
+    import warnings
+
+    from sklearn.cluster import KMeans as SKKMeans
+
+    from daskmeans import KMeans
+
+    rows = ["| N x d, dtype, k | daskmeans (s) | scikit-learn (s) | ratio | inertia ratio "
+            "| iterations |", "|---|---|---|---|---|---|"]
+    for dtype in args.dtypes.split(","):
+        for text in args.sizes.split(","):
+            n, d = (int(v) for v in text.lower().split("x"))
+            X = np.random.default_rng(0).normal(size=(n, d)).astype(dtype)
+            fits = {"daskmeans": lambda: KMeans(args.k, random_state=0).fit(X),
+                    "sklearn": lambda: SKKMeans(args.k, random_state=0).fit(X)}
+            times: dict = {who: [] for who in fits}
+            models: dict = {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for who, fit in fits.items():
+                    fit()  # warm-up: imports, compiled kernels loaded, caches
+                for _ in range(args.repeat):
+                    for who, fit in fits.items():
+                        t = time.perf_counter()
+                        models[who] = fit()
+                        times[who].append(time.perf_counter() - t)
+            dm, sk = min(times["daskmeans"]), min(times["sklearn"])
+            m_dm, m_sk = models["daskmeans"], models["sklearn"]
+            rows.append(f"| {n:,} x {d}, {dtype}, k={args.k} | {dm:.4f} | {sk:.4f} | "
+                        f"{dm / sk:.2f} | {m_dm.inertia_ / m_sk.inertia_:.4f} | "
+                        f"{m_dm.n_iter_} vs {m_sk.n_iter_} |")
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=100_000)
@@ -236,6 +282,10 @@ def main(argv=None) -> int:
                    help="also time fits with the compiled kernels forced (cold: compiles)")
     p.add_argument("--crossover", action="store_true",
                    help="time NumPy against compiled plans over sizes (sets NUMBA_MIN_ELEMENTS)")
+    p.add_argument("--small", action="store_true",
+                   help="warm default fits of small in-memory arrays against scikit-learn's")
+    p.add_argument("--sizes", default=SMALL_SIZES,
+                   help="N x d sizes of --small, comma-separated (default %(default)s)")
     args = p.parse_args(argv)
     import dask
     import sklearn
@@ -249,7 +299,10 @@ def main(argv=None) -> int:
     print(f"load average before: {os.getloadavg()[0]:.2f}; unset OPENBLAS_CORETYPE/"
           f"OPENBLAS_L2_SIZE for this run: {unset_note()}")
     print(f"command: python benchmarks/bench_startup.py {' '.join(argv or sys.argv[1:])}")
-    rows = crossover(args) if args.crossover else startup(args)
+    if args.small:
+        rows = small(args)
+    else:
+        rows = crossover(args) if args.crossover else startup(args)
     print("\n".join(rows))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
