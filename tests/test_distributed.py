@@ -83,10 +83,12 @@ def test_all_work_on_cluster_named_tasks_small_traffic(thread_client, zarr_data,
     for name in list(dask.base.named_schedulers):
         monkeypatch.setitem(dask.base.named_schedulers, name, _no_local_scheduler)
     try:
-        km = KMeans(5, random_state=0, n_init=2).fit(url)
-        score = km.score(url)
-        fit_and_score = len(rec.done)
-        labels = km.predict(url).compute()
+        # one task per block, to count them (grouped tasks: test_grouped_passes_on_a_cluster)
+        with dask.config.set({"daskmeans.blocks-per-task": 1}):
+            km = KMeans(5, random_state=0, n_init=2).fit(url)
+            score = km.score(url)
+            fit_and_score = len(rec.done)
+            labels = km.predict(url).compute()
     finally:
         thread_client.cluster.scheduler.remove_plugin(name="daskmeans-recorder")
     prefixes = {p for p, _, _ in rec.done}
@@ -105,23 +107,36 @@ def test_all_work_on_cluster_named_tasks_small_traffic(thread_client, zarr_data,
     assert labels.shape == (X.shape[0],)
     to_client = [(p, b) for p, b, wanted in rec.done[:fit_and_score] if wanted]
     big = [(p, b) for p, b in to_client if b > 16_384]
-    # only the k-means|| first-centre reads (one block per candidate) hand a block to the client
-    assert len(big) <= 2 and all(b <= block_bytes for _, b in big), big
+    # no block reaches the client: the k-means|| first centre comes back as one row
+    assert not big, big
     small = [b for _, b in to_client if b <= 16_384]
     assert sum(small) <= (km.n_passes_ + 1) * 8192  # a few kB per pass, whatever n is
     assert score == pytest.approx(-km.inertia_)
 
 
-def test_no_batched_partials_on_a_cluster(thread_client):
-    """Batching blocks into one task would move whole blocks to one worker."""
+def test_grouped_passes_on_a_cluster(thread_client, zarr_data):
+    """On a cluster a pass groups blocks into tasks that read them (1 to 4 per thread);
+    the local batching rule applies only to dask's threads. Same centres either way."""
     import dask.array as da
 
-    from daskmeans.engine._graph import batch_size
+    from daskmeans.engine._graph import batch_size, blocks_per_task
 
     X = da.ones((6400, 2), chunks=(100, 2))
     assert batch_size(X, 8) == 1
     with dask.config.set(scheduler="threads"):
         assert batch_size(X, 8) == 8
+    url, _ = zarr_data
+    Xz = open_zarr(url, chunks="stored")
+    threads = sum(thread_client.nthreads().values())
+    g, _ = blocks_per_task(Xz, 8)
+    assert g > 1 and -(-Xz.numblocks[0] // g) >= threads  # grouped; every thread has a task
+    grouped = _fit(Xz)
+    with dask.config.set({"daskmeans.blocks-per-task": 1}):
+        single = _fit(Xz)
+    with dask.config.set(scheduler="sync"):
+        ref = _fit(Xz)
+    np.testing.assert_array_equal(grouped.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(single.cluster_centers_, ref.cluster_centers_)
 
 
 def _fit(url, **kw):
