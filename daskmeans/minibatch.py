@@ -108,7 +108,8 @@ class MiniBatchKMeans(KMeansBase):
         iterations on a sample of ~10,000 rows cost a small fraction of a
         pass and, with ``n_init`` of 2 or 3, bring one pass within 1 % of a
         converged exact fit on overlapping clusters where scikit-learn's
-        initialisation lands 2-3 % above it (see the README's benchmark).
+        initialisation lands 2-3 % above it (``benchmarks/bench_minibatch.py``,
+        results in ``benchmarks/RESULTS.md``).
         An explicit ``init`` array is used as given.
 
     Attributes
