@@ -4,6 +4,7 @@ same results, bitwise, as under dask's threaded and synchronous schedulers."""
 from __future__ import annotations
 
 import math
+import threading
 
 import dask
 import dask.array as da
@@ -71,9 +72,33 @@ def test_fit_inline_is_bitwise_the_threaded_fit(init, monkeypatch):
         a = KMeans(6, init=init, random_state=0).fit(X)
         assert calls  # the Lloyd passes ran inline
         monkeypatch.setattr(_inline, "INLINE_BYTES", 0)
+        monkeypatch.setattr(_inline, "_SMALL_KEYS", {})
         del calls[:]
         b = KMeans(6, init=init, random_state=0).fit(X)
         assert not calls
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
     np.testing.assert_array_equal(a.labels_, b.labels_)
     assert a.inertia_ == b.inertia_ and a.n_iter_ == b.n_iter_ > 1
+
+
+def _thread_chunk(block, w, index, *, seen):
+    seen.append(threading.get_ident())
+    return float(block.sum())
+
+
+def test_one_off_passes_on_small_data_use_the_synchronous_scheduler(monkeypatch):
+    X = da.from_array(np.random.default_rng(0).normal(size=(900, 3)), chunks=(50, 3))
+    here = threading.get_ident()
+    results, threads = [], []
+    with dask.config.set(scheduler="threads", num_workers=2):
+        for limit in (_inline.INLINE_BYTES, 0):
+            monkeypatch.setattr(_inline, "INLINE_BYTES", limit)
+            monkeypatch.setattr(_inline, "_SMALL_KEYS", {})  # the same keys come again
+            seen: list = []
+            graph = _graph.block_reduce(X, None, _thread_chunk, _combine, name="t",
+                                        split_every=4, consts={"seen": seen})
+            results.append(_graph.compute_passes(graph)[0])
+            threads.append(set(seen))
+    assert threads[0] == {here}  # small: the synchronous scheduler, in this thread
+    assert here not in threads[1]  # above the limit: dask's worker threads
+    assert results[0] == results[1]

@@ -446,11 +446,17 @@ def map_row_blocks(X: da.Array, func: Callable[..., np.ndarray], *args, dtype, t
         layers[args_key] = {args_key: _Inline(args)}
         deps = {name: {args_key}, args_key: set()}
     graph = HighLevelGraph(layers, deps)
+    from ._inline import note_small
+
+    note_small(X, name)
     return da.Array(graph, name, chunks=(X.chunks[0],), dtype=dtype,
                     meta=np.empty((0,), dtype=dtype))
 
 
 def _delayed(X, weights, dsk: dict, out) -> Delayed:
+    from ._inline import note_small
+
+    note_small(X, out)  # small data: compute_passes uses the synchronous scheduler
     if not _reads_keys(dsk, X, weights):  # every task reads its own blocks
         return Delayed(out, HighLevelGraph.from_collections(out, dsk, dependencies=[]))
     deps = [X] if weights is None else [X, weights]
@@ -642,7 +648,12 @@ def compute_passes(*passes: Delayed) -> tuple:
     threaded scheduler BLAS is limited to one thread for the duration of the
     compute (see :func:`_blas_limit`).
     """
+    from ._inline import all_small
+
     with _blas_limit(passes):
+        if all_small(passes) and dask.base.get_scheduler(
+                collections=list(passes)) is dask.threaded.get:
+            return dask.compute(*passes, scheduler="sync")  # the same tasks, one thread
         return dask.compute(*passes)
 
 

@@ -13,6 +13,7 @@ the threaded and synchronous schedulers; only the threads are not used.
 from __future__ import annotations
 
 import math
+import threading
 
 __all__ = ["INLINE_BYTES", "inline_get"]
 
@@ -81,3 +82,44 @@ class _InlineGet:
         for key in self.order:
             values[key] = dsk[key](values)
         return values[out]
+
+
+# --------------------------------------------------------------------------- #
+# One-off passes (compute_passes): dask's synchronous scheduler on small data
+# --------------------------------------------------------------------------- #
+#: Keys of graphs (pass results, label arrays) built over data of at most
+#: :data:`INLINE_BYTES`; the most recent ones only.
+_SMALL_KEYS: dict = {}
+_MAX_KEYS = 256
+_KEYS_LOCK = threading.Lock()  # fits may run in several threads at once
+
+
+def note_small(X, key) -> None:
+    """Remember that the graph computing ``key`` reads ``X``, if ``X`` is small."""
+    if getattr(X, "nbytes", math.nan) <= INLINE_BYTES:
+        with _KEYS_LOCK:
+            _SMALL_KEYS[key] = None
+            while len(_SMALL_KEYS) > _MAX_KEYS:
+                _SMALL_KEYS.pop(next(iter(_SMALL_KEYS)))
+
+
+def all_small(collections) -> bool:
+    """Whether every collection (Delayed or Dask array) was noted by :func:`note_small`.
+
+    Such passes run on dask's synchronous scheduler instead of its threads:
+    the same tasks in one thread, so the same results, without handing a few
+    sub-millisecond tasks to the thread pool.
+    """
+    from dask.array import Array
+    from dask.delayed import Delayed
+
+    for c in collections:
+        if isinstance(c, Array):
+            key = c.name
+        elif isinstance(c, Delayed):  # (its attributes are lazy: ask for nothing else)
+            key = c.key
+        else:
+            return False
+        if key not in _SMALL_KEYS:
+            return False
+    return bool(collections)
