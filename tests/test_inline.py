@@ -102,3 +102,14 @@ def test_one_off_passes_on_small_data_use_the_synchronous_scheduler(monkeypatch)
     assert threads[0] == {here}  # small: the synchronous scheduler, in this thread
     assert here not in threads[1]  # above the limit: dask's worker threads
     assert results[0] == results[1]
+
+
+def test_arrays_computed_from_small_data_count_as_small(monkeypatch):
+    monkeypatch.setattr(_inline, "_SMALL_KEYS", {})
+    X = da.from_array(np.ones((100, 2)), chunks=(10, 2))
+    other = da.from_array(np.ones(100), chunks=10) * 2
+    labels = X.map_blocks(lambda b: b[:, 0], drop_axis=1, dtype=float)
+    assert not _inline.all_small([labels])
+    _graph.block_reduce(X, None, _chunk, _combine, name="t", consts={"offset": 0.0})
+    assert _inline.all_small([labels])  # X was noted with the pass over it
+    assert not _inline.all_small([labels + other])  # another, unnoted root

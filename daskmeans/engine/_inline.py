@@ -95,16 +95,19 @@ _KEYS_LOCK = threading.Lock()  # fits may run in several threads at once
 
 
 def note_small(X, key) -> None:
-    """Remember that the graph computing ``key`` reads ``X``, if ``X`` is small."""
+    """Remember that the graph computing ``key`` reads ``X``, and ``X`` itself, if
+    ``X`` is small."""
     if getattr(X, "nbytes", math.nan) <= INLINE_BYTES:
         with _KEYS_LOCK:
             _SMALL_KEYS[key] = None
+            _SMALL_KEYS[getattr(X, "name", key)] = None
             while len(_SMALL_KEYS) > _MAX_KEYS:
                 _SMALL_KEYS.pop(next(iter(_SMALL_KEYS)))
 
 
 def all_small(collections) -> bool:
-    """Whether every collection (Delayed or Dask array) was noted by :func:`note_small`.
+    """Whether every collection (Delayed or Dask array) was noted by :func:`note_small`,
+    or is a Dask array computed from noted arrays only (``X.map_blocks`` of one).
 
     Such passes run on dask's synchronous scheduler instead of its threads:
     the same tasks in one thread, so the same results, without handing a few
@@ -116,6 +119,9 @@ def all_small(collections) -> bool:
     for c in collections:
         if isinstance(c, Array):
             key = c.name
+            if key not in _SMALL_KEYS and not _from_small_roots(c):
+                return False
+            continue
         elif isinstance(c, Delayed):  # (its attributes are lazy: ask for nothing else)
             key = c.key
         else:
@@ -123,3 +129,12 @@ def all_small(collections) -> bool:
         if key not in _SMALL_KEYS:
             return False
     return bool(collections)
+
+
+def _from_small_roots(arr) -> bool:
+    """Whether every layer of ``arr``'s graph that depends on no other is a noted array."""
+    deps = getattr(arr.__dask_graph__(), "dependencies", None)
+    if not deps:
+        return False
+    roots = [name for name, on in deps.items() if not on]
+    return bool(roots) and all(name in _SMALL_KEYS for name in roots)
