@@ -10,6 +10,8 @@ loads neither Dask, scikit-learn nor numba.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - for static tools only
@@ -63,3 +65,27 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+#: Public functions that share their name with the module defining them.
+_SHADOWED = frozenset(
+    name for name, (module, attr) in _LAZY.items() if attr is not None and module == f".{name}"
+)
+
+
+class _Package(types.ModuleType):
+    """The package's module type: ``daskmeans.select_k`` stays the function.
+
+    Importing the submodule ``daskmeans.select_k`` makes Python bind the module
+    as an attribute of the package, which would hide the function of the same
+    name. The module remains reachable as ``sys.modules["daskmeans.select_k"]``
+    and by ``from daskmeans.select_k import ...``.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -202,3 +202,18 @@ def test_cli_imports_nothing_heavy_at_module_level():
                 assert top in sys.stdlib_module_names or name in allowed_daskmeans, (
                     f"{path.name} imports {name} at module level"
                 )
+
+
+def test_select_k_stays_the_function_after_its_module_is_imported():
+    # importing the submodule first used to rebind daskmeans.select_k to the module
+    code = (
+        "import daskmeans\n"
+        "from daskmeans.select_k import elbow_index\n"
+        "import daskmeans.select_k\n"
+        "assert callable(daskmeans.select_k), type(daskmeans.select_k)\n"
+        "assert daskmeans.select_k.__module__ == 'daskmeans.select_k'\n"
+        "assert 'elbow_index' in vars(sys.modules['daskmeans.select_k'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", "import sys\n" + code],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
