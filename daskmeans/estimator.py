@@ -125,7 +125,7 @@ default="k-means||"
         change: same labels and centres as ``"lloyd"``, much less work once
         few rows change clusters (see the large-k guide). ``"elkan"`` is
         accepted as a synonym of ``"pruned"`` for scikit-learn users.
-        ``"auto"`` prunes when ``n_clusters >= 256`` and one initialisation
+        ``"auto"`` prunes when ``n_clusters >= 4096`` and one initialisation
         runs (several ``n_init`` candidates share plain Lloyd's passes).
 
     Attributes

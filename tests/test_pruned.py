@@ -137,7 +137,9 @@ def test_kmeans_algorithm_same_result(algorithm):
     np.testing.assert_array_equal(np.asarray(km.labels_), np.asarray(ref.labels_))
     assert km.n_iter_ == ref.n_iter_
     assert km.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
-    assert all("pruned" in e for e in events if e.get("phase") == "lloyd")
+    pruned = use_pruned(algorithm, 300, 1)  # "auto" prunes from AUTO_MIN_K centres only
+    lloyd_events = [e for e in events if e.get("phase") == "lloyd"]
+    assert lloyd_events and all(("pruned" in e) == pruned for e in lloyd_events)
     sk = SKKMeans(300, init=C0, n_init=1, max_iter=30, algorithm="lloyd").fit(X)
     assert (np.asarray(km.labels_) == sk.labels_).mean() > 0.99
     assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-3)

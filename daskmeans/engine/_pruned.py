@@ -56,10 +56,11 @@ from ._prep import normalize_rows
 
 __all__ = ["AUTO_MIN_K", "MemoryStore", "ZarrStore", "make_store", "pruned_lloyd", "use_pruned"]
 
-#: Smallest k for which ``algorithm="auto"`` prunes: a guess below the
-#: smallest k measured by ``benchmarks/bench_large_k.py`` (1,000), not a
-#: measured crossover.
-AUTO_MIN_K = 256
+#: Smallest k for which ``algorithm="auto"`` prunes. Within the first ten
+#: iterations pruning did not pay at k <= 1,024 (``benchmarks/bench_lloyd.py``)
+#: and did at k = 10,000 (``benchmarks/bench_large_k.py``); the crossover
+#: between them is not measured yet (see benchmarks/RESULTS.md).
+AUTO_MIN_K = 4096
 
 
 def use_pruned(algorithm: str, n_clusters: int, n_groups: int) -> bool:
