@@ -102,15 +102,21 @@ def nearest(plan: KernelPlan, X: np.ndarray, centers: np.ndarray, bounds: np.nda
     c_sq = sq_norms(centers)
     step = plan.step or row_block_size(centers.shape[0], X.itemsize, n, plan.dist_block_bytes)
     for start in range(0, n, step):
-        Xs = X[start : start + step]
-        D = Xs @ centers.T
-        D *= -2
-        D += c_sq
-        lab, mins = _group_argmin(D, bounds)
-        mins += sq_norms(Xs)
-        np.maximum(mins, 0, out=mins)
+        lab, mins = _group_nearest(X[start : start + step], centers, c_sq, bounds)
         labels[:, start : start + step] = lab
         dist[:, start : start + step] = mins
+
+
+def _group_nearest(Xs: np.ndarray, centers: np.ndarray, c_sq: np.ndarray,
+                   bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-group nearest centre (global index) and squared distance of the rows ``Xs``."""
+    D = Xs @ centers.T
+    D *= -2
+    D += c_sq
+    lab, mins = _group_argmin(D, bounds)
+    mins += sq_norms(Xs)
+    np.maximum(mins, 0, out=mins)
+    return lab, mins
 
 
 def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -198,12 +204,7 @@ def sweep(plan: KernelPlan, X, centers, weights, bounds, sums, counts, inertia, 
     for start in range(0, n, step):
         Xs = X[start : start + step]
         ws = None if weights is None else weights[start : start + step]
-        D = Xs @ centers.T
-        D *= -2
-        D += c_sq
-        labels, mins = _group_argmin(D, bounds)
-        mins += sq_norms(Xs)
-        np.maximum(mins, 0, out=mins)
+        labels, mins = _group_nearest(Xs, centers, c_sq, bounds)
         if ws is None:
             inertia += mins.sum(axis=1, dtype=np.float64)
         else:
