@@ -111,7 +111,15 @@ def _vector_rows_missing(D, c_sq, lo, hi, labels, best, ahead):
     raise RuntimeError("the SIMD argmin is not available")
 
 
-def _vector_rows_with(kernel):
+def _named(func, name: str):
+    """``func`` under a name of its own. The loops below are closures of one
+    source; with a shared name, a cached caller compiled in another process
+    could link this process's loop of another shape in place of its own."""
+    func.__name__ = func.__qualname__ = name
+    return func
+
+
+def _vector_rows_with(kernel, name: str):
     """The rows loop of one SIMD argmin shape (see :func:`argmin_rows`)."""
     if kernel is None:  # pragma: no cover - LLVM before 17
         return numba.njit(nogil=True)(_vector_rows_missing)
@@ -126,7 +134,7 @@ def _vector_rows_with(kernel):
             labels[i] = lo + j
             best[i] = b
 
-    return numba.njit(nogil=True)(rows)
+    return numba.njit(nogil=True)(_named(rows, name))
 
 
 _VECTOR_KERNELS = _llvm.vector_argmin_kernels()
@@ -134,7 +142,8 @@ _VECTOR_KERNELS = _llvm.vector_argmin_kernels()
 VECTOR_ARGMIN = _VECTOR_KERNELS is not None
 # one loop per vector shape, so that each inlines its kernel
 vector_rows8, vector_rows16, vector_rows32, vector_rows48, vector_rows64 = (
-    _vector_rows_with(k) for k in (_VECTOR_KERNELS or (None,) * len(_llvm.VECTOR_SHAPES)))
+    _vector_rows_with(k, f"vector_rows{w}") for k, w in zip(
+        _VECTOR_KERNELS or (None,) * len(_llvm.VECTOR_SHAPES), (8, 16, 32, 48, 64), strict=True))
 
 
 def _fused_rows_missing(X, CT, c_sq, labels, best):
@@ -172,7 +181,7 @@ def _fused_rows_with(kernels, width):
                 labels[full + r] = lt[r]
                 best[full + r] = bt[r]
 
-    return numba.njit(nogil=True)(rows)
+    return numba.njit(nogil=True)(_named(rows, f"fused_rows{width}"))
 
 
 # the tiles' heights follow the vector registers of the CPU numba compiles for
