@@ -426,15 +426,13 @@ def write_labels(labels, path: Path, *, like: str | None = None) -> None:
         with atomic_dir(path) as tmp:
             labels.to_parquet(str(tmp), write_index=False)
         return
-    from daskmeans.io._labels import store_labels
+    from daskmeans.io._labels import store_labels, whole_chunks
     from daskmeans.io._zarr import stored_row_chunks
 
     rows = labels.chunks[0][0] if like is None else stored_row_chunks(like)
-    if labels.chunks[0][:-1] != (rows,) * (len(labels.chunks[0]) - 1) or (
-        labels.chunks[0][-1] > rows
-    ):
+    if not whole_chunks(labels.chunks[0], rows):
         labels = labels.rechunk((rows,))
-    store_labels(labels, str(path), overwrite=True, zarr_format=3,
+    store_labels(labels, str(path), overwrite=True, zarr_format=3, chunk_rows=rows,
                  attributes={"description": "daskmeans cluster labels"})
 
 

@@ -72,8 +72,12 @@ def write_labels(
     rows = labels.chunks[0]
     arr = _stored_array(X, storage_options)  # opened once: its chunks and its format
     stored = None if arr is None else int(arr.chunks[0])
+    chunk_rows = None
     if stored is not None and len(rows) > 1 and rows[0] != stored:
-        labels = labels.rechunk((stored,))  # whole stored chunks per block: a split only
+        if whole_chunks(rows, stored):  # blocks of whole stored chunks: written in place
+            chunk_rows = stored
+        else:
+            labels = labels.rechunk((stored,))
     elif len(rows) > 1 and (len(set(rows[:-1])) > 1 or rows[-1] > rows[0]):
         labels = labels.rechunk((max(rows),))
     if zarr_format is None:
@@ -81,7 +85,7 @@ def write_labels(
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3, got {zarr_format!r}.")
     return store_labels(labels, out_url, storage_options=storage_options, overwrite=overwrite,
-                        zarr_format=zarr_format)
+                        zarr_format=zarr_format, chunk_rows=chunk_rows)
 
 
 def store_labels(
@@ -92,6 +96,7 @@ def store_labels(
     overwrite: bool = False,
     zarr_format: int = 3,
     attributes: dict | None = None,
+    chunk_rows: int | None = None,
 ) -> str:
     """Write a lazy 1-D array of labels to a new Zarr array, block by block.
 
@@ -115,6 +120,12 @@ def store_labels(
     zarr_format : {2, 3}, default=3
     attributes : dict, optional
         Stored in the array's attributes.
+    chunk_rows : int, optional
+        Rows per chunk of the output when the blocks of ``labels`` are whole
+        numbers of such chunks (all but the last): each block is then written
+        by the task that computes it, without a rechunk, so that no label
+        block travels to another worker to be written. Default: the blocks
+        of ``labels``, which must then be regular.
 
     Returns
     -------
@@ -133,7 +144,7 @@ def store_labels(
         try:
             with atomic_dir(path) as tmp:
                 where.append(tmp)
-                labels.to_zarr(str(tmp), **kwargs)
+                _write(labels, str(tmp), chunk_rows, kwargs)
                 _set_attributes(str(tmp), attributes)
         except BaseException:
             if where:
@@ -149,9 +160,32 @@ def store_labels(
                 f"write_labels: {out_url!r} already exists; pass overwrite=True to replace it."
             )
         fs.rm(root, recursive=True)
-    labels.to_zarr(out_url, storage_options=storage_options, **kwargs)
+    _write(labels, out_url, chunk_rows, kwargs, storage_options)
     _set_attributes(out_url, attributes, storage_options)
     return out_url
+
+
+def whole_chunks(rows: tuple, chunk_rows: int) -> bool:
+    """Whether blocks of ``rows`` rows are whole numbers of ``chunk_rows`` (all but the last)."""
+    return chunk_rows > 0 and all(r % chunk_rows == 0 for r in rows[:-1]) and (
+        len(rows) > 1 or rows[0] <= chunk_rows)
+
+
+def _write(labels, url: str, chunk_rows: int | None, kwargs: dict,
+           storage_options: dict | None = None) -> None:
+    """Create the array and store every block of ``labels`` into it, one task a block."""
+    if chunk_rows is None or not whole_chunks(labels.chunks[0], chunk_rows):
+        if storage_options:
+            kwargs = {**kwargs, "storage_options": storage_options}
+        labels.to_zarr(url, **kwargs)
+        return
+    import zarr
+
+    extra = {"storage_options": storage_options} if storage_options else {}
+    target = zarr.create(shape=labels.shape, chunks=(chunk_rows,), dtype=labels.dtype,
+                         store=url, overwrite=True, **kwargs, **extra)
+    # a block covers whole chunks of the target: no two tasks write to one chunk
+    labels.store(target, lock=False)
 
 
 def _set_attributes(url: str, attributes: dict | None, storage_options=None) -> None:
