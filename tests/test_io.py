@@ -273,3 +273,24 @@ def test_persist_param_validated(data):
 def test_public_names():
     assert daskmeans.write_labels is write_labels
     assert "write_labels" in daskmeans.__all__
+
+
+def test_labels_of_grouped_chunks_are_stored_by_the_task_that_computes_them(
+        tmp_path, data, monkeypatch):
+    # open_zarr reads 7 stored chunks of 100 rows a block; the labels keep the stored
+    # chunking without a rechunk, whose split would let another worker write a chunk
+    url = _write(tmp_path / "x.zarr", data, 100, 3)
+    km = KMeans(3, random_state=0, n_init=1, max_iter=5).fit(data)
+    rechunks = []
+    real = da.Array.rechunk
+
+    def spy(self, *args, **kwargs):
+        rechunks.append(self.chunks)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(da.Array, "rechunk", spy)
+    write_labels(km, url, tmp_path / "labels.zarr")
+    assert rechunks == []
+    out = zarr.open_array(str(tmp_path / "labels.zarr"), mode="r")
+    assert out.chunks == (100,)
+    np.testing.assert_array_equal(out[:], km.predict(data))
