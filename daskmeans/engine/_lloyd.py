@@ -91,6 +91,22 @@ class LloydState:
             sizes=[np.zeros(len(c)) for c in centers],
         )
 
+    def advance(self, g: int, new: np.ndarray, inertia, sizes, max_iter: int) -> float:
+        """Record an iteration of group ``g`` (its new centres, inertia and sizes)
+        and stop the group once converged; return the squared shift of its centres."""
+        shift = float(((new.astype(np.float64) - self.centers[g]) ** 2).sum())
+        self.inertia[g] = inertia
+        self.history[g].append(float(inertia))
+        self.sizes[g] = sizes
+        self.n_iter[g] += 1
+        self.centers[g] = new
+        if shift == 0.0:
+            self.strict[g] = True
+            self.active[g] = False
+        elif shift <= self.tol_abs or self.n_iter[g] >= max_iter:
+            self.active[g] = False
+        return shift
+
 
 _NOT_FINITE = "X contains NaN or infinity; expected finite values in every row."
 
@@ -432,18 +448,7 @@ def lloyd(
             )
             if prep is not None and prep.normalize:
                 new = normalize_rows(new, old=state.centers[g])
-            shift = float(((new.astype(np.float64) - state.centers[g]) ** 2).sum())
-            shifts.append(shift)
-            state.inertia[g] = res["inertia"][j]
-            state.history[g].append(float(res["inertia"][j]))
-            state.sizes[g] = sizes
-            state.n_iter[g] += 1
-            state.centers[g] = new
-            if shift == 0.0:
-                state.strict[g] = True
-                state.active[g] = False
-            elif shift <= state.tol_abs or state.n_iter[g] >= max_iter:
-                state.active[g] = False
+            shifts.append(state.advance(g, new, res["inertia"][j], sizes, max_iter))
             offset += k
         it = int(state.n_iter[idx].max())
         best = int(idx[np.argmin(state.inertia[idx])])

@@ -298,17 +298,7 @@ def pruned_lloyd(
                     new = normalize_rows(new, old=C)
                 # relocated rows changed labels behind their bounds: recompute them all
                 moved = None if far is not None else _bounds.drift(C, new)
-                shift = float(((new.astype(np.float64) - C) ** 2).sum())
-                state.inertia[g] = res["inertia"][0]
-                state.history[g].append(float(res["inertia"][0]))
-                state.sizes[g] = sizes
-                state.n_iter[g] += 1
-                state.centers[g] = new
-                if shift == 0.0:
-                    state.strict[g] = True
-                    state.active[g] = False
-                elif shift <= state.tol_abs or state.n_iter[g] >= max_iter:
-                    state.active[g] = False
+                shift = state.advance(g, new, res["inertia"][0], sizes, max_iter)
                 pruned = res["n_pruned"] / max(1, res["n_rows"])
                 it = int(state.n_iter[g])
                 if verbose:
