@@ -99,13 +99,31 @@ def test_plan_is_immutable_hashable_and_pickles():
 
 @needs_numba
 def test_describe_states_the_path():
-    plan = KernelPlan.numba()
+    plan = KernelPlan.numba(columns=False)
     text = plan.describe(np.float64, 100)
     assert text.startswith("numba kernels") and "path " in text and plan.target in text
     assert plan.path(np.float64, 100) == "screened-transposed"
     assert plan.path(np.float32, 100) == "transposed"
     assert plan.path(np.float32, 20, n_groups=2) == "rowmajor"
     assert plan.path(np.int32, 20) == "numpy"
+
+
+@needs_numba
+def test_column_tiles_take_one_group_from_their_threshold():
+    plan = KernelPlan.numba()
+    if not plan.columns:
+        pytest.skip("this LLVM builds no column tiles")  # pragma: no cover
+    k = max(plan.column_min_k, 100)
+    assert plan.path(np.float32, k) == "columns"
+    assert "column tiles" in plan.describe()
+    # several groups, and float64 beyond its width limit, keep the BLAS paths
+    assert plan.path(np.float32, k, n_groups=2) in ("rowmajor", "transposed")
+    wide = plan.column_max_features_f64 + 1
+    assert plan.path(np.float64, k, n_features=wide) == "screened-transposed"
+    assert plan.path(np.float64, k, n_features=8) == "columns"
+    assert not plan.screened(np.float64, k, n_features=8)
+    with pytest.raises(ValueError, match="columns=True needs whole_block"):
+        KernelPlan(backend="numba", columns=True, whole_block=False)
 
 
 def test_host_isa_names_the_machine():

@@ -20,8 +20,10 @@ from daskmeans.testing import brute_force_lloyd  # noqa: E402
 
 brute = brute_force_lloyd
 
-#: The compiled plan with everything this machine offers, and the NumPy one.
-NUMBA = KernelPlan.numba()
+#: The compiled plan of the BLAS and fused-tile paths (the column tiles have
+#: tests of their own), the one with everything this machine offers, and the NumPy one.
+NUMBA = KernelPlan.numba(columns=False)
+COLUMNS = KernelPlan.numba()
 NUMPY = KernelPlan.numpy()
 #: Compiled plans without the LLVM-IR intrinsics, whole blocks and sub-blocks.
 PLAIN = KernelPlan.numba(plain=True)
@@ -511,3 +513,132 @@ def test_vector_registers_follow_numba_cpu_name(monkeypatch):
         assert _llvm.vector_registers() == (16, 16)
     finally:
         _llvm.vector_registers.cache_clear()
+
+
+@pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 3, 4, 5, 64, 130])
+@pytest.mark.parametrize("n", [1, 15, 17, 601])
+def test_column_rows_match_numpy(dtype, k, n):
+    """Column tiles: the first minimising centre and the minimum of ``x . (-2 c) + |c|^2``,
+    in chunks of groups of any size."""
+    rng = np.random.default_rng(k * 1000 + n)
+    d = 11
+    # small integers: exact products and many ties, which go to the first index
+    X = rng.integers(-3, 4, size=(n, d)).astype(dtype)
+    C = rng.integers(-2, 3, size=(k, d)).astype(dtype)
+    G = _llvm.column_tile_shape()[1]
+    Kp = k + (-k) % G
+    Cm2 = np.zeros((Kp, d), dtype=dtype)
+    Cm2[:k] = -2 * C
+    c_sq = np.full(Kp, np.inf, dtype=dtype)
+    c_sq[:k] = (C * C).sum(axis=1)
+    if n > 7:
+        X[5, 3] = np.nan  # a NaN row gets label 0
+    S = X @ Cm2[:k].T + c_sq[:k]
+    expected = np.argmin(S, axis=1)
+    if n > 7:
+        expected[5] = 0
+    for step, chunk in ((n, 1000), (7, 1), (16, 2)):
+        labels = np.full((1, n), -1, np.intp)
+        dist = np.empty((1, n))
+        _kernels_numba.nearest_columns(X, Cm2, c_sq, step, chunk, labels, dist, False)
+        np.testing.assert_array_equal(labels[0], expected)
+        XT, runv, runi = _kernels_numba._column_scratch(n, d, X)
+        best = np.empty(n, dtype)
+        _kernels_numba.column_rows(X, Cm2, c_sq, chunk, XT, runv, runi, labels[0], best)
+        np.testing.assert_array_equal(best, S.min(axis=1))
+
+
+@pytest.mark.skipif(not (_kernels_numba.COLUMN_TILES and _kernels_numba.BLAS_AVAILABLE),
+                    reason="LLVM before 17 or SciPy not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [3, 70, 300])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_column_sweep_equals_the_blas_products(dtype, k, weighted):
+    """The whole-block sweeps with column tiles against BLAS products and brute force."""
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(2345, 9)).astype(dtype)
+    C = X[rng.choice(len(X), k, replace=False)].copy()
+    w = rng.uniform(0, 2, size=len(X)) if weighted else None
+    cols = replace(COLUMNS, column_min_k=1, step=211)  # a short last sub-block
+    blas = replace(NUMBA, step=211, screen_min_k=None, fused=False)
+    assert cols.path(dtype, k, n_features=9) == "columns"
+    assert blas.path(dtype, k, n_features=9) in ("rowmajor", "transposed")
+    a, aa = (_kernels.lloyd_partial(X, C, w, n_far=5, plan=cols),
+             _kernels.assign(X, C, return_distances=True, plan=cols))
+    b, ab = (_kernels.lloyd_partial(X, C, w, n_far=5, plan=blas),
+             _kernels.assign(X, C, return_distances=True, plan=blas))
+    np.testing.assert_array_equal(aa[0], ab[0])
+    np.testing.assert_allclose(a["counts"], b["counts"], rtol=1e-12)
+    np.testing.assert_allclose(aa[1], ab[1], **tol_for(dtype))
+    np.testing.assert_allclose(a["sums"], b["sums"], **tol_for(dtype))
+    np.testing.assert_allclose(a["inertia"], b["inertia"], **tol_for(dtype))
+    np.testing.assert_array_equal(a["far"]["labels"], b["far"]["labels"])
+    lab, dist, sums, counts, inertia = brute(X.astype(np.float64), C.astype(np.float64), w)
+    np.testing.assert_array_equal(aa[0], lab)
+    np.testing.assert_allclose(a["inertia"][0], inertia, **tol_for(dtype))
+
+
+@pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
+def test_column_rows_refuse_operands_of_the_wrong_shape():
+    X = np.zeros((10, 3), dtype=np.float32)
+    G = _llvm.column_tile_shape()[1]
+    C = np.zeros((G, 3), dtype=np.float32)
+    c_sq = np.zeros(G, dtype=np.float32)
+    XT, runv, runi = _kernels_numba._column_scratch(10, 3, X)
+    labels, best = np.empty(10, np.intp), np.empty(10, np.float32)
+    _kernels_numba.column_rows(X, C, c_sq, 1, XT, runv, runi, labels, best)  # the right shapes
+    bad = [(X, np.zeros((G, 4), np.float32), c_sq, 1, XT, runv, runi),
+           (X, C, np.zeros(G + 1, np.float32), 1, XT, runv, runi),
+           (X, C, c_sq, 0, XT, runv, runi),
+           (X, C, c_sq, 1, XT[:2], runv, runi)]
+    if G > 1:
+        bad.append((X, np.zeros((G + 1, 3), np.float32), np.zeros(G + 1, np.float32), 1, XT,
+                    runv, runi))
+    for args in bad:
+        with pytest.raises(ValueError, match="wrong shape"):
+            _kernels_numba.column_rows(*args, labels, best)
+
+
+@pytest.mark.parametrize(("registers", "expected"), [
+    ((32, 64), (2, 8)),  # AVX-512
+    ((16, 32), (1, 4)),  # AVX2
+    ((32, 16), (1, 4)),  # NEON
+    ((16, 16), (1, 1)),  # SSE: correct, with accumulators spilled
+])
+def test_column_tile_shape_keeps_the_tile_in_registers(registers, expected):
+    count, size = registers
+    rv, cg = _llvm.column_tile_shape(registers)
+    assert (rv, cg) == expected
+    per = max(1, 64 // size)
+    # accumulators, row vectors, running minima and indices, one broadcast value
+    assert cg == 1 or per * rv * (cg + 3) + 1 <= count
+
+
+@pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
+def test_column_tiles_are_correct_for_a_generic_target(tmp_path):
+    """Compiled for a CPU without AVX (one centre per tile), in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from daskmeans.kernels import KernelPlan, _api, _llvm
+assert _llvm.vector_registers() == (16, 16), _llvm.vector_registers()
+rng = np.random.default_rng(3)
+X = rng.normal(size=(301, 5)).astype(np.float32)
+C = X[:70].copy()
+plan = KernelPlan.numba(column_min_k=1)
+assert plan.path(np.float32, 70) == "columns", plan.path(np.float32, 70)
+labels, _ = _api.nearest(X, C, plan=plan)
+D = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
+assert (labels[0] == D.argmin(1)).all()
+print("ok")
+"""
+    env = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_CPU_FEATURES", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

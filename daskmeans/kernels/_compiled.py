@@ -15,8 +15,8 @@ from . import _numba_loops as nb
 from ._numpy import sq_norms
 from ._plan import KernelPlan
 
-__all__ = ["Distances", "FarBuffers", "far_result", "moments", "nearest", "step_rows",
-           "sweep"]
+__all__ = ["Distances", "FarBuffers", "column_step", "far_result", "moments", "nearest",
+           "step_rows", "sweep"]
 
 
 def step_rows(plan: KernelPlan, n_centers: int, n_features: int, itemsize: int,
@@ -34,6 +34,15 @@ def step_rows(plan: KernelPlan, n_centers: int, n_features: int, itemsize: int,
     )
     rows = max(128, min(rows, 8192))
     return max(1, min(rows, n_rows))
+
+
+def column_step(plan: KernelPlan, X: np.ndarray) -> int:
+    """Rows per sub-block of the column tiles (``plan.step`` if set): the
+    transposed rows should stay in the per-core cache."""
+    if plan.step is not None:
+        return max(1, min(plan.step, X.shape[0]))
+    rows = plan.column_block_bytes // max(1, X.shape[1] * X.itemsize)
+    return max(1, min(max(256, min(rows, 2048)), X.shape[0]))
 
 
 class Distances:
@@ -83,8 +92,16 @@ class Distances:
             self.cm2 = centers * centers.dtype.type(-2)  # exact: scaling by a power of two
             self.c_sq = sq_norms(centers)
         self.step = step
-        # padded centres of the fused tiles, or 0; see fused_operands
-        self.fused = 0 if screened or n_groups != 1 else plan.fused_width(K)
+        # column tiles (see column_operands), else the padded centres of the
+        # fused tiles, or 0 (see fused_operands)
+        self.columns = plan.uses_columns(centers.dtype, K, n_groups, n_features)
+        self.fused = 0 if screened or n_groups != 1 or self.columns else plan.fused_width(K)
+        if self.columns:
+            from ._llvm import column_tile_shape
+
+            itemsize = centers.dtype.itemsize
+            self.group = column_tile_shape()[1]
+            self.chunk = max(1, plan.column_block_bytes // (self.group * n_features * itemsize))
         self.n_redone = 0
         self.buf = None  # scratch of the sub-block loop, allocated by its first block
 
@@ -111,6 +128,17 @@ class Distances:
         c_sq = np.full(self.fused, np.inf, dtype=self.c_sq.dtype)
         c_sq[: self.K] = self.c_sq
         return CT, c_sq
+
+    def column_operands(self) -> tuple[np.ndarray, np.ndarray]:
+        """``-2 C`` padded with zero rows to whole groups of the column tiles,
+        and the squared norms padded with infinity (a padded centre never wins)."""
+        K, d = self.centers.shape
+        Kp = K + (-K) % self.group
+        C = np.zeros((Kp, d), dtype=self.cm2.dtype)
+        C[:K] = self.cm2
+        c_sq = np.full(Kp, np.inf, dtype=self.c_sq.dtype)
+        c_sq[:K] = self.c_sq
+        return C, c_sq
 
     def screen_args(self) -> tuple:
         """``(shift, operand, c_sq, coef_x, coef_c)`` of the screened whole-block calls."""
@@ -211,13 +239,17 @@ def sweep(plan, X, centers, weights, bounds, sums, counts, inertia, n_far):
     K = centers.shape[0]
     n_groups = len(bounds) - 1
     w = np.empty(0, dtype=np.float64) if weights is None else weights
-    screened = plan.screened(X.dtype, K)
+    screened = plan.screened(X.dtype, K, n_groups, X.shape[1])
     step = step_rows(plan, K, X.shape[1], 4 if screened else X.itemsize, n)
     dists = Distances(plan, centers, step, X.shape[1], screened, n_groups)
     far = FarBuffers(n_groups, n_far)
     if plan.whole_block:
         far_args = (n_far, far.dist, far.rows, far.labels, far.state, far.tau)
-        if screened:
+        if dists.columns:
+            nb.sweep_columns(np.ascontiguousarray(X), w, *dists.column_operands(),
+                             column_step(plan, X), dists.chunk, sums, counts, inertia,
+                             *far_args)
+        elif screened:
             dists.n_redone += nb.sweep_block_screened(
                 X, w, centers, *dists.screen_args(), bounds, step, dists.rowmajor, sums, counts,
                 inertia, *far_args)
@@ -254,12 +286,15 @@ def nearest(plan, X, centers, bounds, labels, dist):
     """
     n = X.shape[0]
     K = centers.shape[0]
-    screened = plan.screened(X.dtype, K)
+    screened = plan.screened(X.dtype, K, len(bounds) - 1, X.shape[1])
     step = step_rows(plan, K, X.shape[1], 4 if screened else X.itemsize, n)
     dists = Distances(plan, centers, step, X.shape[1], screened, len(bounds) - 1)
     if plan.whole_block:
         out = (labels, np.empty((0, 0)) if dist is None else dist, dist is not None)
-        if screened:
+        if dists.columns:
+            nb.nearest_columns(np.ascontiguousarray(X), *dists.column_operands(),
+                               column_step(plan, X), dists.chunk, *out)
+        elif screened:
             dists.n_redone += nb.nearest_block_screened(
                 X, centers, *dists.screen_args(), bounds, step, dists.rowmajor, *out)
         elif dists.fused:

@@ -9,7 +9,10 @@ loops and fall back to scalar code when they are missing:
 - :func:`vector_argmin_kernels`: the argmin of one row of up to 64 centres
   on SIMD vectors (masked loads, a tree of lane shuffles);
 - :func:`fused_tile_kernels`: fused product-and-argmin tiles that label a few
-  rows of up to 64 centres without forming a distance matrix.
+  rows of up to 64 centres without forming a distance matrix;
+- :func:`column_tile_kernels`: product-and-argmin tiles vectorised over rows
+  for any number of centres, with a running minimum per row and no
+  horizontal reduction.
 
 Each factory returns None when this numba or LLVM cannot build it (LLVM
 before 17 has typed pointers and other intrinsic names); the kernel plan
@@ -18,9 +21,10 @@ runs is stated by :meth:`daskmeans.kernels.KernelPlan.describe`.
 
 Vector widths: the tiles use 16 float32 or 8 float64 lanes (512 bits). On a
 processor with narrower registers (AVX2, NEON) LLVM splits every vector
-operation into two or four native ones, and the tiles hold fewer rows so that
-their accumulators stay in registers (:func:`tile_rows`, from the registers of
-the CPU numba compiles for); results are the same.
+operation into two or four native ones, and the tiles hold fewer rows (or,
+for the column tiles, fewer centres) so that their accumulators stay in
+registers (:func:`tile_rows` and :func:`column_tile_shape`, from the registers
+of the CPU numba compiles for); results are the same.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ __all__ = [
     "VECTOR_SHAPES",
     "fused_tile_kernels",
     "ir_argmin",
+    "column_tile_kernels",
+    "column_tile_shape",
     "prefetch_kernel",
     "tile_rows",
     "vector_argmin_kernels",
@@ -279,6 +285,56 @@ def tile_rows(vectors: int, registers: tuple[int, int] | None = None,
 
 
 
+def _emit_products(context, builder, Xty, Xa, cdata, row0, d, n_centers, lanes, R, vty, fma,
+                   vload):
+    """LLVM IR of a tile's products: a loop over the ``d`` features keeping, for
+    each of ``R`` rows from ``row0``, its products with ``n_centers`` centres in
+    ``n_centers / lanes`` vectors (fused multiply-adds; the centres' values of
+    feature ``j`` are ``n_centers`` consecutive elements from ``cdata + j *
+    n_centers``). Returns the R x V accumulators after the loop."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    V = n_centers // lanes
+
+    def splat(vec, lane):
+        mask = ir.Constant(ir.VectorType(i32, lanes), [lane] * lanes)
+        return builder.shuffle_vector(vec, vec, mask)
+
+    zero = ir.Constant(vty, [0.0] * lanes)
+    entry = builder.block
+    loop = builder.append_basic_block("fused.loop")
+    done = builder.append_basic_block("fused.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    j = builder.phi(i64)
+    j.add_incoming(ir.Constant(i64, 0), entry)
+    acc = [[builder.phi(vty) for _ in range(V)] for _ in range(R)]
+    for r in range(R):
+        for v in range(V):
+            acc[r][v].add_incoming(zero, entry)
+    base = builder.mul(j, ir.Constant(i64, n_centers))
+    cv = [vload(cdata, builder.add(base, ir.Constant(i64, v * lanes))) for v in range(V)]
+    new = []
+    for r in range(R):
+        # any layout: the strides of X (a multiply-add for C order)
+        xs = builder.load(cgutils.get_item_pointer(
+            context, builder, Xty, Xa, [builder.add(row0, ir.Constant(i64, r)), j],
+            wraparound=False))
+        xv = splat(builder.insert_element(ir.Constant(vty, None), xs, ir.Constant(i32, 0)), 0)
+        new.append([builder.call(fma, [xv, cv[v], acc[r][v]]) for v in range(V)])
+    nxt = builder.add(j, ir.Constant(i64, 1))
+    tail = builder.block
+    j.add_incoming(nxt, tail)
+    for r in range(R):
+        for v in range(V):
+            acc[r][v].add_incoming(new[r][v], tail)
+    builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
+    builder.position_at_end(done)
+    return new
+
+
 def fused_tile_kernels():
     """Fused product-and-argmin tiles, one ``(tile, height)`` pair of intrinsics
     per width of :data:`FUSED_CENTERS`, or None.
@@ -345,47 +401,12 @@ def fused_tile_kernels():
                     f"llvm.fma.v{lanes}{suffix}")
                 align = Xty.dtype.bitwidth // 8
 
-                def splat(vec, lane):
-                    mask = ir.Constant(ir.VectorType(i32, lanes), [lane] * lanes)
-                    return builder.shuffle_vector(vec, vec, mask)
-
                 def vload(ptr, offset):
                     p = builder.gep(ptr, [offset])
                     return builder.load(builder.bitcast(p, vty.as_pointer()), align=align)
 
-                # the products: a loop over the features with R x V accumulators
-                zero = ir.Constant(vty, [0.0] * lanes)
-                entry = builder.block
-                loop = builder.append_basic_block("fused.loop")
-                done = builder.append_basic_block("fused.done")
-                builder.branch(loop)
-                builder.position_at_end(loop)
-                j = builder.phi(i64)
-                j.add_incoming(ir.Constant(i64, 0), entry)
-                acc = [[builder.phi(vty) for _ in range(V)] for _ in range(R)]
-                for r in range(R):
-                    for v in range(V):
-                        acc[r][v].add_incoming(zero, entry)
-                base = builder.mul(j, ir.Constant(i64, n_centers))
-                cv = [vload(Ca.data, builder.add(base, ir.Constant(i64, v * lanes)))
-                      for v in range(V)]
-                new = []
-                for r in range(R):
-                    # any layout: the strides of X (a multiply-add for C order)
-                    xs = builder.load(cgutils.get_item_pointer(
-                        context, builder, Xty, Xa, [builder.add(row0, ir.Constant(i64, r)), j],
-                        wraparound=False))
-                    xv = splat(builder.insert_element(ir.Constant(vty, None), xs,
-                                                      ir.Constant(i32, 0)), 0)
-                    new.append([builder.call(fma, [xv, cv[v], acc[r][v]]) for v in range(V)])
-                nxt = builder.add(j, ir.Constant(i64, 1))
-                tail = builder.block
-                j.add_incoming(nxt, tail)
-                for r in range(R):
-                    for v in range(V):
-                        acc[r][v].add_incoming(new[r][v], tail)
-                builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
-                builder.position_at_end(done)
+                new = _emit_products(context, builder, Xty, Xa, Ca.data, row0, d, n_centers,
+                                     lanes, R, vty, fma, vload)
                 # the argmin of every row (as in vector_argmin_kernels)
                 csq = [vload(sa.data, ir.Constant(i64, v * lanes)) for v in range(V)]
                 lane_ids = ir.Constant(ity, list(range(lanes)))
@@ -418,3 +439,225 @@ def fused_tile_kernels():
         return tile, height
 
     return tuple(build(k) for k in FUSED_CENTERS)
+
+
+def column_tile_shape(registers: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``(row_vectors, centres)`` of a column tile (:func:`column_tile_kernels`).
+
+    A tile keeps ``row_vectors`` vectors of rows (16 float32 or 8 float64
+    lanes, 64 bytes) times ``centres`` accumulators, the rows' vectors, a
+    broadcast centre value and the running minima and indices in the CPU's
+    vector registers (:func:`vector_registers`): 4 centres of 16 rows with the
+    16 registers of 32 bytes of AVX2, 8 centres of 32 rows with the 32 of 64
+    bytes of AVX-512, 4 of 16 on NEON's 32 of 16 bytes.
+    """
+    count, size = vector_registers() if registers is None else registers
+    per = max(1, 64 // size)
+    rv = 2 if count * size >= 32 * 64 else 1
+    cg = max(1, ((count - 1) // per - 3 * rv) // rv)
+    return rv, min(cg, 8)
+
+
+def column_tile_kernels():
+    """Product-and-argmin tiles vectorised over rows, as ``(tile, height)``
+    intrinsics, or None.
+
+    ``tile(XT, i, C, c_sq, g0, g1, runv, runi)`` runs over rows ``i`` to ``i +
+    height(XT) - 1`` of a sub-block given transposed, ``XT`` of shape (d, m)
+    (C order, ``m`` a multiple of the height, zero columns as padding), and
+    over the groups ``g0`` to ``g1 - 1`` of ``G`` centres (``G`` from
+    :func:`column_tile_shape`) of ``C`` (K, d), ``-2`` times the centres padded
+    with zero rows to a multiple of ``G``, with ``c_sq`` (K,) their squared
+    norms padded with infinity. Per feature, each vector of rows is multiplied
+    by the broadcast value of every centre of the group into its own
+    accumulator; then, centre by centre in increasing order, ``x . c + |c|^2``
+    replaces the running minimum of each row when strictly smaller, with the
+    centre's index: the first argmin, with no horizontal reduction. The running
+    minima and indices (``runv`` (m,) and ``runi`` (m,) int32) are read at the
+    start and written at the end, so that the centres can be taken in chunks
+    that stay in cache; the group 0 sets them (centre 0 unconditionally, so a
+    NaN row keeps label 0 and a NaN minimum, as on the other paths).
+    """
+    try:
+        import llvmlite.binding as llvm
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
+        return None
+
+    @intrinsic
+    def tile(typingctx, XT, i, C, c_sq, g0, g1, runv, runi):
+        arrays = (XT, C, c_sq, runv, runi)
+        if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+                and XT.ndim == 2 and C.ndim == 2 and c_sq.ndim == 1 and runv.ndim == 1
+                and runi.ndim == 1 and runi.dtype == types.int32
+                and XT.dtype == C.dtype == c_sq.dtype == runv.dtype
+                and XT.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(XT, i, C, c_sq, g0, g1, runv, runi)
+
+        def codegen(context, builder, signature, args):
+            XTty, _, Cty, sty, _, _, vty_a, ity_a = signature.args
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            lanes = 16 if XTty.dtype == types.float32 else 8
+            RV, CG = column_tile_shape()
+            elty = context.get_value_type(XTty.dtype)
+            vty = ir.VectorType(elty, lanes)
+            ity = ir.VectorType(i32, lanes)
+            XTa = context.make_array(XTty)(context, builder, args[0])
+            Ca = context.make_array(Cty)(context, builder, args[2])
+            sa = context.make_array(sty)(context, builder, args[3])
+            va = context.make_array(vty_a)(context, builder, args[6])
+            ia = context.make_array(ity_a)(context, builder, args[7])
+
+            def as64(v):
+                return builder.sext(v, i64) if v.type.width < 64 else v
+
+            i0, g0v, g1v = as64(args[1]), as64(args[4]), as64(args[5])
+            d = builder.extract_value(XTa.shape, 0)
+            mp = builder.extract_value(XTa.shape, 1)
+            suffix = "f32" if XTty.dtype == types.float32 else "f64"
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                f"llvm.fma.v{lanes}{suffix}")
+            align = XTty.dtype.bitwidth // 8
+
+            def ptr(base, offset, ty):
+                return builder.bitcast(builder.gep(base, [offset]), ty.as_pointer())
+
+            def splat(scalar, ty):
+                v = builder.insert_element(ir.Constant(ty, None), scalar, ir.Constant(i32, 0))
+                return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, lanes),
+                                                                [0] * lanes))
+
+            def c64(x):
+                return ir.Constant(i64, x)
+
+            row_off = [builder.add(i0, c64(r * lanes)) for r in range(RV)]
+            zero = ir.Constant(vty, [0.0] * lanes)
+
+            def group(g, runv, runi, first):
+                """One group's products and running minima, from the current block."""
+                entry = builder.block
+                loop = builder.append_basic_block("col.loop")
+                done = builder.append_basic_block("col.done")
+                builder.branch(loop)
+                builder.position_at_end(loop)
+                f = builder.phi(i64)
+                f.add_incoming(c64(0), entry)
+                acc = [[builder.phi(vty) for _ in range(RV)] for _ in range(CG)]
+                for c in range(CG):
+                    for r in range(RV):
+                        acc[c][r].add_incoming(zero, entry)
+                xrow = builder.mul(f, mp)
+                xv = [builder.load(ptr(XTa.data, builder.add(xrow, row_off[r]), vty), align=align)
+                      for r in range(RV)]
+                cbase = builder.add(builder.mul(builder.mul(g, c64(CG)), d), f)
+                new = []
+                for c in range(CG):
+                    cval = builder.load(builder.gep(Ca.data, [builder.add(cbase,
+                                                                          builder.mul(c64(c), d))]))
+                    cb = splat(cval, vty)
+                    new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
+                nxt = builder.add(f, c64(1))
+                tail = builder.block
+                f.add_incoming(nxt, tail)
+                for c in range(CG):
+                    for r in range(RV):
+                        acc[c][r].add_incoming(new[c][r], tail)
+                builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
+                builder.position_at_end(done)
+                runv, runi = list(runv), list(runi)
+                for c in range(CG):
+                    j = builder.add(builder.mul(g, c64(CG)), c64(c))
+                    cs = splat(builder.load(builder.gep(sa.data, [j])), vty)
+                    jv = splat(builder.trunc(j, i32), ity)
+                    for r in range(RV):
+                        val = builder.fadd(new[c][r], cs)
+                        if first and c == 0:
+                            runv[r], runi[r] = val, jv
+                            continue
+                        lt = builder.fcmp_ordered("<", val, runv[r])
+                        runv[r] = builder.select(lt, val, runv[r])
+                        runi[r] = builder.select(lt, jv, runi[r])
+                return runv, runi
+
+            runv0 = [builder.load(ptr(va.data, row_off[r], vty), align=align) for r in range(RV)]
+            runi0 = [builder.load(ptr(ia.data, row_off[r], ity), align=4) for r in range(RV)]
+            start = builder.block
+            is_first = builder.icmp_signed("==", g0v, c64(0))
+            first_blk = builder.append_basic_block("col.first")
+            pre = builder.append_basic_block("col.pre")
+            builder.cbranch(is_first, first_blk, pre)
+            builder.position_at_end(first_blk)
+            fv, fi = group(c64(0), runv0, runi0, True)
+            first_end = builder.block
+            builder.branch(pre)
+            builder.position_at_end(pre)
+            gs = builder.phi(i64)
+            gs.add_incoming(g0v, start)
+            gs.add_incoming(c64(1), first_end)
+            pv = [builder.phi(vty) for _ in range(RV)]
+            pi = [builder.phi(ity) for _ in range(RV)]
+            for r in range(RV):
+                pv[r].add_incoming(runv0[r], start)
+                pv[r].add_incoming(fv[r], first_end)
+                pi[r].add_incoming(runi0[r], start)
+                pi[r].add_incoming(fi[r], first_end)
+            head = builder.append_basic_block("col.head")
+            body = builder.append_basic_block("col.body")
+            out = builder.append_basic_block("col.out")
+            builder.branch(head)
+            builder.position_at_end(head)
+            g = builder.phi(i64)
+            hv = [builder.phi(vty) for _ in range(RV)]
+            hi = [builder.phi(ity) for _ in range(RV)]
+            g.add_incoming(gs, pre)
+            for r in range(RV):
+                hv[r].add_incoming(pv[r], pre)
+                hi[r].add_incoming(pi[r], pre)
+            builder.cbranch(builder.icmp_signed("<", g, g1v), body, out)
+            builder.position_at_end(body)
+            nv, ni = group(g, hv, hi, False)
+            body_end = builder.block
+            g.add_incoming(builder.add(g, c64(1)), body_end)
+            for r in range(RV):
+                hv[r].add_incoming(nv[r], body_end)
+                hi[r].add_incoming(ni[r], body_end)
+            builder.branch(head)
+            builder.position_at_end(out)
+            for r in range(RV):
+                builder.store(hv[r], ptr(va.data, row_off[r], vty), align=align)
+                builder.store(hi[r], ptr(ia.data, row_off[r], ity), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def height(typingctx, XT):
+        """Rows of one column tile for this dtype (a compile-time constant)."""
+        if not (isinstance(XT, types.Array) and XT.dtype in (types.float32, types.float64)):
+            return None
+        lanes = 16 if XT.dtype == types.float32 else 8
+
+        def codegen(context, builder, signature, args):
+            return context.get_constant(types.intp, lanes * column_tile_shape()[0])
+
+        return types.intp(XT), codegen
+
+    @intrinsic
+    def group_size(typingctx, XT):
+        """Centres per group of the column tiles (a compile-time constant)."""
+        if not isinstance(XT, types.Array):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return context.get_constant(types.intp, column_tile_shape()[1])
+
+        return types.intp(XT), codegen
+
+    return tile, height, group_size

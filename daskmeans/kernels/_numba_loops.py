@@ -55,6 +55,7 @@ from . import _llvm
 
 __all__ = [
     "BLAS_AVAILABLE",
+    "COLUMN_TILES",
     "FUSED_ARGMIN",
     "VECTOR_ARGMIN",
     "accumulate_exact",
@@ -66,6 +67,7 @@ __all__ = [
     "moments_rows",
     "nearest_block",
     "nearest_block_screened",
+    "nearest_columns",
     "nearest_fused",
     "refine_rows",
     "seeding_trials",
@@ -74,6 +76,7 @@ __all__ = [
     "sq_dist_rows",
     "sweep_block",
     "sweep_block_screened",
+    "sweep_columns",
     "sweep_fused",
     "top2_columns",
     "top2_rows",
@@ -194,6 +197,111 @@ FUSED_CENTERS = _llvm.FUSED_CENTERS
 fused_rows16, fused_rows32, fused_rows48, fused_rows64 = (
     _fused_rows_with(k, w) for k, w in
     zip(_FUSED_KERNELS or (None,) * len(FUSED_CENTERS), FUSED_CENTERS))
+
+
+
+_COLUMN_KERNELS = _llvm.column_tile_kernels()
+#: True when any number of centres can be scanned by column tiles (vectorised over rows).
+COLUMN_TILES = _COLUMN_KERNELS is not None
+
+
+def _column_rows_missing(Xs, C, c_sq, chunk, XT, runv, runi, labels, best):
+    raise RuntimeError("the column tiles are not available")
+
+
+def _column_rows_with(kernels):
+    if kernels is None:  # pragma: no cover - LLVM before 17
+        return numba.njit(nogil=True)(_column_rows_missing)
+    tile, height, group_size = kernels
+
+    def rows(Xs, C, c_sq, chunk, XT, runv, runi, labels, best):
+        """Labels and minima of the rows of the sub-block ``Xs`` by the column
+        tiles (see :func:`daskmeans.kernels._llvm.column_tile_kernels`): ``C``
+        and ``c_sq`` padded to whole groups, ``chunk`` groups at a time;
+        ``XT`` (d, S), ``runv`` and ``runi`` (S,) are scratch with ``S`` at
+        least the rows rounded up to a whole tile."""
+        m, d = Xs.shape
+        T = height(XT)
+        G = group_size(XT)
+        mp = m + (-m) % T
+        S = XT.shape[1]
+        if (XT.shape[0] != d or S < mp or S % T != 0 or C.shape[1] != d
+                or C.shape[0] % G != 0 or c_sq.shape[0] != C.shape[0]
+                or runv.shape[0] < S or runi.shape[0] < S or chunk < 1):
+            raise ValueError("column tiles: operands of the wrong shape")
+        for r in range(m):
+            for q in range(d):
+                XT[q, r] = Xs[r, q]
+        for q in range(d):
+            for r in range(m, mp):
+                XT[q, r] = 0
+        n_groups = C.shape[0] // G
+        for g0 in range(0, n_groups, chunk):
+            g1 = min(g0 + chunk, n_groups)
+            for i in range(0, mp, T):
+                tile(XT, i, C, c_sq, g0, g1, runv, runi)
+        for r in range(m):
+            labels[r] = runi[r]
+            best[r] = runv[r]
+
+    return numba.njit(nogil=True)(_named(rows, "column_rows"))
+
+
+column_rows = _column_rows_with(_COLUMN_KERNELS)
+
+
+@numba.njit(nogil=True, cache=True)
+def _column_scratch(step, d, X):
+    """Transposed rows, running minima and indices of a sub-block of ``step`` rows.
+
+    The rows of the transposed block are an odd number of 64-byte lines apart:
+    with a power-of-two stride every feature of a tile would fall in the same
+    cache set."""
+    per_line = 64 // X.itemsize
+    S = step + (-step) % (2 * per_line) + per_line
+    return (np.empty((d, S), dtype=X.dtype), np.empty(S, dtype=X.dtype),
+            np.empty(S, dtype=np.int32))
+
+
+@numba.njit(nogil=True, cache=True)
+def sweep_columns(X, w, C, c_sq, step, chunk, sums, counts, inertia,
+                  far_m, far_dist, far_rows, far_lab, far_state, far_tau):
+    """:func:`sweep_block` for one group of any number of centres, labelled by
+    the column tiles (see :func:`daskmeans.kernels._llvm.column_tile_kernels`);
+    no distance matrix is formed. ``C`` is ``-2`` times the centres and
+    ``c_sq`` their squared norms, padded to whole groups (zero rows, infinity)."""
+    n, d = X.shape
+    has_w = w.shape[0] > 0
+    lab = np.empty(step, dtype=np.intp)
+    best = np.empty(step, dtype=X.dtype)
+    XT, runv, runi = _column_scratch(step, d, X)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        Xs = X[start:stop]
+        ws = w[start:stop] if has_w else w
+        column_rows(Xs, C, c_sq, chunk, XT, runv, runi, lab[:m], best[:m])
+        ahead = X[stop : min(stop + step, n)]
+        inertia[0] += accumulate_rows(Xs, ws, lab[:m], best[:m], sums, counts, ahead)
+        if far_m > 0:
+            far_push(best[:m], lab[:m], ws, start, far_m, far_dist[0], far_rows[0],
+                     far_lab[0], far_state[0:1], far_tau[0:1])
+
+
+@numba.njit(nogil=True, cache=True)
+def nearest_columns(X, C, c_sq, step, chunk, labels, dist, want_dist):
+    """:func:`nearest_block` for one group (``labels`` and ``dist`` of shape
+    (1, n)), labelled by the column tiles (see :func:`sweep_columns`)."""
+    n, d = X.shape
+    best = np.empty(step, dtype=X.dtype)
+    XT, runv, runi = _column_scratch(step, d, X)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        m = stop - start
+        column_rows(X[start:stop], C, c_sq, chunk, XT, runv, runi, labels[0, start:stop],
+                    best[:m])
+        if want_dist:
+            sq_dist_rows(X[start:stop], best[:m], dist[0, start:stop])
 
 
 # --------------------------------------------------------------------------- #

@@ -18,8 +18,9 @@ runs, and ``verbose`` fits print it.
     NumPy and BLAS only; numba is never imported.
 ``numba``
     The compiled kernels whatever the size: whole blocks in one compiled call
-    when SciPy's BLAS is there, the SIMD argmin and fused product-and-argmin
-    tiles (LLVM IR) when this LLVM builds them, screened float64 products.
+    when SciPy's BLAS is there, the SIMD argmin, fused product-and-argmin
+    tiles and column tiles (LLVM IR) when this LLVM builds them, screened
+    float64 products.
 ``numba-plain``
     The compiled kernels without the hand-written LLVM-IR argmin and tiles
     (cache prefetch hints stay: they never change a result).
@@ -78,6 +79,17 @@ class KernelPlan:
         Compiled, whole blocks: label rows of up to 64 centres (one group, not
         screened) with fused product-and-argmin tiles (LLVM IR), forming no
         distance matrix.
+    columns : bool
+        Compiled, whole blocks: label the rows of one group of at least
+        ``column_min_k`` centres with column tiles (LLVM IR, vectorised over
+        rows, any number of centres), forming no distance matrix; float64
+        only up to ``column_max_features_f64`` features (above it the
+        screened products are faster).
+    column_min_k, column_max_features_f64 : int
+        See ``columns``.
+    column_block_bytes : int
+        Compiled, column tiles: target bytes of a sub-block's rows and of a
+        chunk of centres.
     rowmajor_max_k : int
         Compiled: largest number of centres with row-major products
         ``X @ C.T``; above it ``C @ X.T``.
@@ -105,6 +117,10 @@ class KernelPlan:
     whole_block: bool = False
     vector_argmin: bool = False
     fused: bool = False
+    columns: bool = False
+    column_min_k: int = _thresholds.COLUMN_MIN_K_AVX512
+    column_max_features_f64: int = _thresholds.COLUMN_MAX_FEATURES_F64
+    column_block_bytes: int = _thresholds.COLUMN_BLOCK_BYTES
     rowmajor_max_k: int = 64
     screen_min_k: int | None = None
     screen_rowmajor_max_k: int = _thresholds.SCREEN_ROWMAJOR_MAX_K
@@ -120,12 +136,15 @@ class KernelPlan:
         if self.backend not in _BACKENDS:
             raise ValueError(
                 f"KernelPlan backend must be one of {_BACKENDS}; got {self.backend!r}.")
-        if self.backend == "numpy" and (self.whole_block or self.vector_argmin or self.fused):
+        if self.backend == "numpy" and (self.whole_block or self.vector_argmin or self.fused
+                                        or self.columns):
             raise ValueError("A NumPy KernelPlan has no compiled options; got "
                              f"whole_block={self.whole_block}, "
-                             f"vector_argmin={self.vector_argmin}, fused={self.fused}.")
-        if self.fused and not self.whole_block:
-            raise ValueError("KernelPlan fused=True needs whole_block=True.")
+                             f"vector_argmin={self.vector_argmin}, fused={self.fused}, "
+                             f"columns={self.columns}.")
+        for name in ("fused", "columns"):
+            if getattr(self, name) and not self.whole_block:
+                raise ValueError(f"KernelPlan {name}=True needs whole_block=True.")
 
     @property
     def compiled(self) -> bool:
@@ -160,7 +179,7 @@ class KernelPlan:
         caps = _capabilities()
         if caps is None:
             raise ImportError("numba is not installed (or DASKMEANS_NUMBA=0 is set).")
-        blas, vector, fused = caps
+        blas, vector, fused, columns = caps
         whole = blas if whole_block is None else bool(whole_block and blas)
         vector = vector and not plain
         kw = {
@@ -168,6 +187,8 @@ class KernelPlan:
             "whole_block": whole,
             "vector_argmin": vector,
             "fused": fused and whole and not plain,
+            "columns": columns and whole and not plain,
+            "column_min_k": _thresholds.column_min_k(),
             "rowmajor_max_k": _thresholds.rowmajor_max_k(vector, whole),
             "screen_min_k": _thresholds.screen_min_k(vector, whole),
             "target": numba_target(),
@@ -176,16 +197,20 @@ class KernelPlan:
         kw.update(fields)
         return cls(**kw)
 
-    def path(self, dtype, n_centers: int, n_groups: int = 1) -> str:
+    def path(self, dtype, n_centers: int, n_groups: int = 1,
+             n_features: int | None = None) -> str:
         """Name of the path a sweep of ``n_centers`` centres (``n_groups``
-        groups) in ``dtype`` takes: ``"numpy"``, ``"fused-<width>"``,
-        ``"rowmajor"``, ``"transposed"``, ``"screened-rowmajor"`` or
-        ``"screened-transposed"`` (compiled ones with ``"subblock-"`` in front
-        when blocks are driven from Python)."""
+        groups, ``n_features`` features if known) in ``dtype`` takes:
+        ``"numpy"``, ``"columns"``, ``"fused-<width>"``, ``"rowmajor"``,
+        ``"transposed"``, ``"screened-rowmajor"`` or ``"screened-transposed"``
+        (compiled ones with ``"subblock-"`` in front when blocks are driven
+        from Python)."""
         dtype = np.dtype(dtype)
         if not self.compiled or dtype not in (np.float32, np.float64):
             return "numpy"
-        if self.screened(dtype, n_centers):
+        if self.uses_columns(dtype, n_centers, n_groups, n_features):
+            return "columns"
+        if self.screened(dtype, n_centers, n_groups, n_features):
             lay = "rowmajor" if n_centers <= self.screen_rowmajor_max_k else "transposed"
             name = f"screened-{lay}"
         else:
@@ -194,10 +219,24 @@ class KernelPlan:
             name = f"fused-{width}" if width else ("rowmajor" if rowmajor else "transposed")
         return name if self.whole_block else f"subblock-{name}"
 
-    def screened(self, dtype, n_centers: int) -> bool:
+    def uses_columns(self, dtype, n_centers: int, n_groups: int = 1,
+                     n_features: int | None = None) -> bool:
+        """Whether sweeps of ``n_centers`` centres in ``n_groups`` groups of
+        ``n_features`` features (unknown: float32 only) run the column tiles."""
+        dtype = np.dtype(dtype)
+        if not (self.columns and n_groups == 1 and n_centers >= self.column_min_k):
+            return False
+        if dtype == np.float32:
+            return True
+        return (dtype == np.float64 and n_features is not None
+                and n_features <= self.column_max_features_f64)
+
+    def screened(self, dtype, n_centers: int, n_groups: int = 1,
+                 n_features: int | None = None) -> bool:
         """Whether float64 sweeps of ``n_centers`` centres screen in float32."""
         return (self.compiled and np.dtype(dtype) == np.float64
-                and self.screen_min_k is not None and n_centers >= self.screen_min_k)
+                and self.screen_min_k is not None and n_centers >= self.screen_min_k
+                and not self.uses_columns(dtype, n_centers, n_groups, n_features))
 
     def fused_width(self, n_centers: int) -> int:
         """Padded centres of the fused tiles for ``n_centers`` row-major,
@@ -218,6 +257,8 @@ class KernelPlan:
             parts.append("SIMD argmin (LLVM IR)" if self.vector_argmin else "scalar argmin")
             if self.fused:
                 parts.append("fused product-and-argmin tiles up to 64 centres (LLVM IR)")
+            if self.columns:
+                parts.append(f"column tiles from {self.column_min_k} centres (LLVM IR)")
             parts.append(f"row-major products up to {self.rowmajor_max_k} centres")
             if self.screen_min_k is not None:
                 parts.append(f"float64 screened in float32 from {self.screen_min_k} centres")
@@ -244,16 +285,16 @@ def numba_installed() -> bool:
 
 
 @functools.cache
-def _capabilities() -> tuple[bool, bool, bool] | None:
-    """``(blas, vector_argmin, fused)`` of this numba and LLVM, or None
-    without numba. Imports numba (only plans that pick it call this)."""
+def _capabilities() -> tuple[bool, bool, bool, bool] | None:
+    """``(blas, vector_argmin, fused, columns)`` of this numba and LLVM, or
+    None without numba. Imports numba (only plans that pick it call this)."""
     if not numba_installed():
         return None
     try:
         from . import _numba_loops as nb
     except ImportError:  # pragma: no cover - a broken numba install
         return None
-    return nb.BLAS_AVAILABLE, nb.VECTOR_ARGMIN, nb.FUSED_ARGMIN
+    return nb.BLAS_AVAILABLE, nb.VECTOR_ARGMIN, nb.FUSED_ARGMIN, nb.COLUMN_TILES
 
 
 def _parse(text: str) -> tuple[str, dict]:

@@ -15,12 +15,16 @@ the plans that differ only in it.
 from __future__ import annotations
 
 __all__ = [
+    "COLUMN_BLOCK_BYTES",
+    "COLUMN_MAX_FEATURES_F64",
+    "COLUMN_MIN_K_AVX512",
     "DIST_BLOCK_BYTES",
     "NUMBA_DIST_BLOCK_BYTES",
     "NUMBA_MIN_ELEMENTS",
     "NUMBA_ROW_BLOCK_BYTES",
     "ONEHOT_MAX_K",
     "SCREEN_ROWMAJOR_MAX_K",
+    "column_min_k",
     "rowmajor_max_k",
     "screen_min_k",
 ]
@@ -84,3 +88,34 @@ def screen_min_k(vector_argmin: bool, whole_block: bool) -> int:
     if not whole_block:
         return 128
     return 32 if vector_argmin else 17
+
+
+#: Compiled path, column tiles: target bytes of a sub-block's rows (held
+#: transposed) and of a chunk of centres, both kept in the per-core cache.
+#: Set by ``bench_thresholds.py column_block_bytes``.
+COLUMN_BLOCK_BYTES = 1 << 18
+
+#: Compiled path, column tiles: float64 data with more features than this is
+#: screened in float32 instead (its products are half the cost, and above this
+#: width they outweigh the column tiles' saving on the distance matrix).
+#: Set by ``bench_thresholds.py column_max_features_f64``.
+COLUMN_MAX_FEATURES_F64 = 64
+
+#: Compiled path, column tiles on AVX-512: the fused row tiles, tuned there,
+#: keep up to 64 centres; the column tiles take over above.
+COLUMN_MIN_K_AVX512 = 65
+
+
+def column_min_k() -> int:
+    """Smallest number of centres labelled by the column tiles.
+
+    With 32 vector registers of 64 bytes (AVX-512) the fused row tiles keep up
+    to 64 centres (:data:`COLUMN_MIN_K_AVX512`); with fewer or narrower
+    registers (AVX2, NEON) a fused tile holds one or two rows and the column
+    tiles are faster for any number of centres, so they take every one.
+    Set by ``bench_thresholds.py column_min_k``.
+    """
+    from ._llvm import vector_registers
+
+    count, size = vector_registers()
+    return COLUMN_MIN_K_AVX512 if count * size >= 32 * 64 else 1
