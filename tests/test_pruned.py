@@ -184,3 +184,33 @@ def test_kmeans_pruned_with_row_preprocessing(prep):
     np.testing.assert_array_equal(b.cluster_centers_, a.cluster_centers_)
     np.testing.assert_array_equal(np.asarray(b.labels_), np.asarray(a.labels_))
     assert b.inertia_ == pytest.approx(a.inertia_, rel=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernels", ["numpy", "numba", "numba,step=256,fused=false,columns=false"])
+def test_near_ties_same_labels_as_plain_lloyd(dtype, kernels, monkeypatch):
+    # rows far from the origin: ||c||^2 - 2 x.c loses most of its digits in float32, and
+    # many rows sit within the rounding margin of a tie; they must still go where plain
+    # Lloyd's products (of whole sub-blocks of rows) send them
+    if kernels.startswith("numba") and not _plan.numba_installed():
+        pytest.skip("numba is an optional extra")
+    monkeypatch.setenv(K.KERNELS_ENV, kernels)
+    rng = np.random.default_rng(15)
+    X = (100.0 + rng.normal(size=(3000, 16))).astype(dtype)
+    C0 = X[rng.choice(len(X), 80, replace=False)]
+    Xd = da.from_array(X, chunks=1500)
+    a = KMeans(80, init=C0, algorithm="lloyd", max_iter=6, tol=0).fit(Xd)
+    b = KMeans(80, init=C0, algorithm="pruned", max_iter=6, tol=0).fit(Xd)
+    np.testing.assert_array_equal(np.asarray(b.labels_), np.asarray(a.labels_))
+    np.testing.assert_array_equal(b.cluster_centers_, a.cluster_centers_)
+    assert b.n_iter_ == a.n_iter_
+
+
+def test_plain_labels_recompute_whole_sub_blocks():
+    rng = np.random.default_rng(16)
+    X = (100.0 + rng.normal(size=(2000, 8))).astype(np.float32)
+    C = X[:40].copy()
+    plan = KernelPlan.numpy()
+    ref, _ = K.nearest(X, C, plan=plan)
+    rows = np.sort(rng.choice(len(X), 25, replace=False))
+    np.testing.assert_array_equal(_bounds.plain_labels(X, rows, C, plan), ref[0][rows])

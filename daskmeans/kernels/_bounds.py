@@ -28,7 +28,10 @@ only when its two best scores differ by more than ``4 E(x)``: in both cases
 no rounding of plain Lloyd's products can choose another centre. The few
 rows closer than that to a tie (ties proper: duplicate centres, symmetric
 data) are labelled by :func:`daskmeans.kernels.nearest`, plain Lloyd's own
-labelling code. Sums and counts are then added up by the same loop, in the
+labelling code, run on the whole sub-blocks of rows in which plain Lloyd's
+sweep computes its products (:func:`plain_labels`): BLAS may round the
+product of a few rows differently from that of a whole sub-block, so only the
+same operands give the same labels. Sums and counts are then added up by the same loop, in the
 same row order, as plain Lloyd's sweep, so equal labels give bitwise equal
 sums and centres.
 
@@ -54,6 +57,7 @@ __all__ = [
     "drift",
     "error_coefs",
     "pruned_block",
+    "plain_labels",
     "pruned_block_numpy",
 ]
 
@@ -306,6 +310,64 @@ def _nb():
     )
 
 
+def _plain_step(plan: _plan.KernelPlan, X: np.ndarray, k: int) -> int:
+    """Rows per sub-block of plain Lloyd's sweep of the block ``X`` with ``k`` centres.
+
+    The rule of :func:`daskmeans.kernels.lloyd_partial` for one group: the
+    compiled path's ``step_rows`` (or ``column_step`` for column tiles), the
+    NumPy path's ``row_block_size``.
+    """
+    n, d = X.shape
+    if plan.compiled and X.dtype in (np.float32, np.float64) and n > 0 and k > 0:
+        from ._compiled import column_step, step_rows
+
+        if plan.whole_block and plan.uses_columns(X.dtype, k, 1, d):
+            return column_step(plan, X)
+        screened = plan.screened(X.dtype, k, 1, d)
+        return step_rows(plan, k, d, 4 if screened else X.itemsize, n)
+    return plan.step or row_block_size(k, X.itemsize, n, plan.dist_block_bytes)
+
+
+def plain_labels(X: np.ndarray, rows: np.ndarray, centers: np.ndarray,
+                 plan: _plan.KernelPlan) -> np.ndarray:
+    """Plain Lloyd's labels of ``X[rows]``, bitwise, whatever the rounding.
+
+    Plain Lloyd's sweep of the block computes its distance products by
+    sub-blocks of rows, and BLAS may round the product of a row differently
+    in an operand of another shape (a few rows, one row). So the sub-blocks
+    holding ``rows`` are labelled whole, by :func:`daskmeans.kernels.nearest`
+    with the same plan, as one array whose own sub-blocks are those same
+    sub-blocks (every one has the full length except the block's last,
+    which stays last).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The whole block, as plain Lloyd's sweep sees it.
+    rows : ndarray of int, sorted
+    centers : ndarray of shape (k, d)
+    plan : daskmeans.kernels.KernelPlan
+        Plain Lloyd's plan.
+
+    Returns
+    -------
+    ndarray of shape (len(rows),), intp
+    """
+    rows = np.asarray(rows, dtype=np.intp)
+    if len(rows) == 0:
+        return np.empty(0, dtype=np.intp)
+    step = _plain_step(plan, X, centers.shape[0])
+    tiles = np.unique(rows // step)
+    if len(tiles) * step >= X.shape[0]:
+        Xt = X
+        pos = rows
+    else:
+        Xt = np.concatenate([X[t * step : (t + 1) * step] for t in tiles])
+        pos = np.searchsorted(tiles, rows // step) * step + rows % step
+    lab, _ = nearest(np.ascontiguousarray(Xt), centers, plan=plan)
+    return lab[0][pos]
+
+
 # --------------------------------------------------------------------------- #
 # one block
 # --------------------------------------------------------------------------- #
@@ -352,7 +414,7 @@ def pruned_block(
     if plan is None:
         plan = _plan.choose_plan(X.dtype, centers.shape[0], X.shape[1], X.shape[0])
     if not plan.compiled or X.dtype not in (np.float32, np.float64) or X.shape[0] == 0:
-        return pruned_block_numpy(X, weights, centers, state, moved, coefs=coefs)
+        return pruned_block_numpy(X, weights, centers, state, moved, coefs=coefs, plan=plan)
     n, d = X.shape
     k = centers.shape[0]
     coefs = error_coefs(centers, X.dtype) if coefs is None else coefs
@@ -438,8 +500,7 @@ def _recompute(X, rows, centers, c_sq, ex, ec, labels, lower, best, plan=None):
                                  near[start:stop])
     if n_near:
         idx = np.flatnonzero(near)
-        lab_near, _ = nearest(np.ascontiguousarray(Xg[idx]), centers, plan=plan)
-        lab[idx] = lab_near[0]
+        lab[idx] = plain_labels(X, rows[idx], centers, plan)
         tmp = np.empty(len(idx), dtype=np.float64)
         nb.own_dist(Xg[idx], centers, lab[idx], tmp)
         bst[idx] = tmp
@@ -448,14 +509,17 @@ def _recompute(X, rows, centers, c_sq, ex, ec, labels, lower, best, plan=None):
     best[rows] = bst
 
 
-def pruned_block_numpy(X, weights, centers, state, moved, *, coefs=None):
+def pruned_block_numpy(X, weights, centers, state, moved, *, coefs=None, plan=None):
     """NumPy reference of :func:`pruned_block` (same labels, bounds and counts).
 
     Sums are added up by sub-blocks as the NumPy path of
-    :func:`daskmeans.kernels.lloyd_partial` does.
+    :func:`daskmeans.kernels.lloyd_partial` does; ``plan`` is plain Lloyd's
+    (default: the NumPy plan).
     """
     n, d = X.shape
     k = centers.shape[0]
+    if plan is None or plan.compiled:
+        plan = _plan.KernelPlan.numpy()
     ex, ec = error_coefs(centers, X.dtype) if coefs is None else coefs
     X64 = X.astype(np.float64)
     xs = (X64 * X64).sum(axis=1)
@@ -503,20 +567,19 @@ def pruned_block_numpy(X, weights, centers, state, moved, *, coefs=None):
         lab = j1.copy()
         if (~clear).any():
             idx = np.flatnonzero(~clear)
-            lab_near, _ = nearest(np.ascontiguousarray(Xg[idx]), centers)
-            lab[idx] = lab_near[0]
+            lab[idx] = plain_labels(X, rows[idx], centers, plan)
         labels[rows] = lab
         lower[rows] = low.astype(np.float32)
     sums = np.zeros((k, d), dtype=np.float64)
     counts = np.zeros(k, dtype=np.float64)
     inertia = 0.0
-    step = row_block_size(k, X.itemsize, n) if n else 1
+    step = _plain_step(plan, X, k) if n else 1
     diff = X64 - centers[labels].astype(np.float64)
     dist = np.maximum((diff * diff).sum(axis=1), 0.0)
     for start in range(0, n, step):
         sl = slice(start, start + step)
         ws = None if weights is None else weights[sl]
-        s, c = accumulate(X[sl], labels[sl], ws, k)
+        s, c = accumulate(X[sl], labels[sl], ws, k, plan.onehot_max_k)
         sums += s
         counts += c
         inertia += float(dist[sl].sum() if ws is None else dist[sl] @ ws.astype(np.float64))
