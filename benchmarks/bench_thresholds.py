@@ -24,7 +24,13 @@ compiled plan, or ``--kernels``):
 - ``row_block_bytes``, ``dist_block_bytes_compiled``, ``dist_block_bytes``:
   64 KiB to 1 MiB (2 MiB for the last);
 - ``onehot_max_k``: one-hot product (``10**9``) against sort + reduceat (``0``),
-  NumPy plan.
+  NumPy plan;
+- ``columns``: the column tiles against the fused tiles and BLAS products (on
+  any processor: the base plan's default may be off);
+- ``column_min_k``: column tiles from 1 centre against never;
+- ``column_max_features_f64``: float64 column tiles against screened products
+  (choose the features with ``--d``);
+- ``column_block_bytes``: 64 KiB to 1 MiB.
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ SWEEPS = {
     "dist_block_bytes_compiled": ([256 * KIB, 512 * KIB, 1024 * KIB, 2048 * KIB], "16,256"),
     "dist_block_bytes": ([512 * KIB, 1024 * KIB, 2048 * KIB, 4096 * KIB], "8,64,256"),
     "onehot_max_k": ([10**9, 0], "8,32,64,128"),
+    "columns": ([True, False], "4,8,16,32,64,256,1024"),
+    "column_min_k": ([1, 10**9], "4,8,16,24,32,48,64"),
+    "column_max_features_f64": ([10**9, 0], "32,64,256,1024"),
+    "column_block_bytes": ([64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, 1024 * KIB],
+                           "16,64,256,1024"),
 }
 
 
@@ -75,9 +86,12 @@ def main(argv=None) -> int:
 
     values, ks = SWEEPS[args.name]
     ks = [int(k) for k in (args.ks or ks).split(",")]
-    dtype = np.dtype(args.dtype or ("float64" if args.name.startswith("screen") else "float32"))
+    wants_f64 = args.name.startswith("screen") or args.name == "column_max_features_f64"
+    dtype = np.dtype(args.dtype or ("float64" if wants_f64 else "float32"))
     mode = "numpy" if args.name in ("onehot_max_k", "dist_block_bytes") else args.kernels
     base = choose_plan(dtype, 16, args.d, 10**9, mode=mode)
+    if args.name.startswith("column_") and base.compiled:
+        base = replace(base, columns=True)
     for line in header_lines():
         print(line)
     print(f"threshold {args.name}; block {args.rows:,} x {args.d} {dtype.name}; "
@@ -99,7 +113,7 @@ def main(argv=None) -> int:
                     t = time.perf_counter()
                     list(pool.map(lambda X, plan=plan: lloyd_partial(X, C, plan=plan), blocks))
                     ts.append(time.perf_counter() - t)
-                cells.append(f"{min(ts) * 1e3:.2f} ms ({plan.path(dtype, k)})")
+                cells.append(f"{min(ts) * 1e3:.2f} ms ({plan.path(dtype, k, 1, args.d)})")
             print(f"| {k} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

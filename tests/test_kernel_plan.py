@@ -110,9 +110,11 @@ def test_describe_states_the_path():
 
 @needs_numba
 def test_column_tiles_take_one_group_from_their_threshold():
-    plan = KernelPlan.numba()
-    if not plan.columns:
-        pytest.skip("this LLVM builds no column tiles")  # pragma: no cover
+    from daskmeans.kernels import _numba_loops
+
+    if not _numba_loops.COLUMN_TILES:  # pragma: no cover
+        pytest.skip("this LLVM builds no column tiles")
+    plan = KernelPlan.numba(columns=True)
     k = max(plan.column_min_k, 100)
     assert plan.path(np.float32, k) == "columns"
     assert "column tiles" in plan.describe()
@@ -215,3 +217,13 @@ def test_warm_up_command(monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["cache"] is None
     assert main(["warm-up"]) == 0
     assert "numba is not installed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("registers", "default"), [
+    ((32, 64), False),  # AVX-512: fused tiles and BLAS, where they were tuned
+    ((16, 32), True),  # AVX2
+    ((32, 16), True),  # NEON
+    ((16, 16), True),  # SSE
+])
+def test_column_tiles_are_the_default_below_avx512(registers, default):
+    assert _thresholds.columns_by_default(registers) is default

@@ -23,7 +23,7 @@ brute = brute_force_lloyd
 #: The compiled plan of the BLAS and fused-tile paths (the column tiles have
 #: tests of their own), the one with everything this machine offers, and the NumPy one.
 NUMBA = KernelPlan.numba(columns=False)
-COLUMNS = KernelPlan.numba()
+COLUMNS = KernelPlan.numba(columns=_kernels_numba.COLUMN_TILES)
 NUMPY = KernelPlan.numpy()
 #: Compiled plans without the LLVM-IR intrinsics, whole blocks and sub-blocks.
 PLAIN = KernelPlan.numba(plain=True)
@@ -630,7 +630,7 @@ assert _llvm.vector_registers() == (16, 16), _llvm.vector_registers()
 rng = np.random.default_rng(3)
 X = rng.normal(size=(301, 5)).astype(np.float32)
 C = X[:70].copy()
-plan = KernelPlan.numba(column_min_k=1)
+plan = KernelPlan.numba(columns=True, column_min_k=1)
 assert plan.path(np.float32, 70) == "columns", plan.path(np.float32, 70)
 labels, _ = _api.nearest(X, C, plan=plan)
 D = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)

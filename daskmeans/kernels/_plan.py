@@ -118,7 +118,7 @@ class KernelPlan:
     vector_argmin: bool = False
     fused: bool = False
     columns: bool = False
-    column_min_k: int = _thresholds.COLUMN_MIN_K_AVX512
+    column_min_k: int = _thresholds.COLUMN_MIN_K
     column_max_features_f64: int = _thresholds.COLUMN_MAX_FEATURES_F64
     column_block_bytes: int = _thresholds.COLUMN_BLOCK_BYTES
     rowmajor_max_k: int = 64
@@ -187,8 +187,7 @@ class KernelPlan:
             "whole_block": whole,
             "vector_argmin": vector,
             "fused": fused and whole and not plain,
-            "columns": columns and whole and not plain,
-            "column_min_k": _thresholds.column_min_k(),
+            "columns": columns and whole and not plain and _thresholds.columns_by_default(),
             "rowmajor_max_k": _thresholds.rowmajor_max_k(vector, whole),
             "screen_min_k": _thresholds.screen_min_k(vector, whole),
             "target": numba_target(),

@@ -17,14 +17,14 @@ from __future__ import annotations
 __all__ = [
     "COLUMN_BLOCK_BYTES",
     "COLUMN_MAX_FEATURES_F64",
-    "COLUMN_MIN_K_AVX512",
+    "COLUMN_MIN_K",
     "DIST_BLOCK_BYTES",
     "NUMBA_DIST_BLOCK_BYTES",
     "NUMBA_MIN_ELEMENTS",
     "NUMBA_ROW_BLOCK_BYTES",
     "ONEHOT_MAX_K",
     "SCREEN_ROWMAJOR_MAX_K",
-    "column_min_k",
+    "columns_by_default",
     "rowmajor_max_k",
     "screen_min_k",
 ]
@@ -95,27 +95,30 @@ def screen_min_k(vector_argmin: bool, whole_block: bool) -> int:
 #: Set by ``bench_thresholds.py column_block_bytes``.
 COLUMN_BLOCK_BYTES = 1 << 18
 
+#: Compiled path, column tiles: smallest number of centres they label (the
+#: fused tiles take fewer). Set by ``bench_thresholds.py column_min_k``.
+COLUMN_MIN_K = 1
+
 #: Compiled path, column tiles: float64 data with more features than this is
 #: screened in float32 instead (its products are half the cost, and above this
 #: width they outweigh the column tiles' saving on the distance matrix).
 #: Set by ``bench_thresholds.py column_max_features_f64``.
 COLUMN_MAX_FEATURES_F64 = 64
 
-#: Compiled path, column tiles on AVX-512: the fused row tiles, tuned there,
-#: keep up to 64 centres; the column tiles take over above.
-COLUMN_MIN_K_AVX512 = 65
 
+def columns_by_default(registers: tuple[int, int] | None = None) -> bool:
+    """Whether compiled plans label one group by the column tiles by default.
 
-def column_min_k() -> int:
-    """Smallest number of centres labelled by the column tiles.
-
-    With 32 vector registers of 64 bytes (AVX-512) the fused row tiles keep up
-    to 64 centres (:data:`COLUMN_MIN_K_AVX512`); with fewer or narrower
-    registers (AVX2, NEON) a fused tile holds one or two rows and the column
-    tiles are faster for any number of centres, so they take every one.
-    Set by ``bench_thresholds.py column_min_k``.
+    Yes where the CPU numba compiles for has at most 16 vector registers of 32
+    bytes or 32 of 16 (AVX2, AVX, NEON, SSE): there a fused row tile holds one
+    or two rows, and the column tiles were faster than both the fused tiles and
+    the BLAS products for every number of centres measured (``bench_lloyd.py``
+    and ``bench_thresholds.py columns``, benchmarks/RESULTS.md). Not yet with
+    AVX-512 (32 registers of 64 bytes), where the fused tiles and the BLAS
+    paths were tuned and the column tiles have not been measured;
+    ``DASKMEANS_KERNELS=numba,columns=true`` turns them on there.
     """
     from ._llvm import vector_registers
 
-    count, size = vector_registers()
-    return COLUMN_MIN_K_AVX512 if count * size >= 32 * 64 else 1
+    count, size = vector_registers() if registers is None else registers
+    return count * size < 32 * 64
