@@ -119,16 +119,27 @@ def _group_nearest(Xs: np.ndarray, centers: np.ndarray, c_sq: np.ndarray,
     return lab, mins
 
 
+#: Largest group of centres whose argmin :func:`_group_argmin` finds by a loop
+#: over the centres (see :func:`_argmin_by_columns`), and the fewest rows for it.
+COLUMN_LOOP_MAX_K = 8
+COLUMN_LOOP_MIN_ROWS = 2048
+
+
 def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-group argmin (as a global centre index) and minimum of ``D``.
 
     ``D`` holds ``||c||^2 - 2 x.c`` (no row norm); returns labels of shape
-    (n_groups, n) and minima of shape (n_groups, n).
+    (n_groups, n) and minima of shape (n_groups, n). Ties go to the first
+    centre, as :func:`numpy.argmin`.
     """
     n = D.shape[0]
     n_groups = len(bounds) - 1
     labels = np.empty((n_groups, n), dtype=np.intp)
     mins = np.empty((n_groups, n), dtype=D.dtype)
+    sizes = np.diff(bounds)
+    if n >= COLUMN_LOOP_MIN_ROWS and sizes.max(initial=0) <= COLUMN_LOOP_MAX_K:
+        _argmin_by_columns(np.ascontiguousarray(D.T), bounds, labels, mins)
+        return labels, mins
     rows = np.arange(n)
     for g in range(n_groups):
         lo, hi = bounds[g], bounds[g + 1]
@@ -136,6 +147,34 @@ def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.nda
         mins[g] = D[rows, lab + lo]
         labels[g] = lab + lo
     return labels, mins
+
+
+def _argmin_by_columns(DT: np.ndarray, bounds: np.ndarray, labels: np.ndarray,
+                       mins: np.ndarray) -> None:
+    """:func:`_group_argmin` of ``DT.T`` for small groups, into ``labels`` and ``mins``.
+
+    ``np.argmin(D, axis=1)`` over a handful of columns costs about as much
+    per row as a wide one (25 ns a row at k = 8); comparing whole rows of
+    the transposed matrix, one centre after the other, takes four vector
+    operations per centre (``benchmarks/bench_startup.py --small``). A later
+    centre wins only when strictly closer: ties keep the first, as argmin,
+    and the minima are the same values.
+    """
+    n = DT.shape[1]
+    closer = np.empty(n, dtype=bool)
+    step = np.empty(n, dtype=np.intp)
+    for g in range(len(bounds) - 1):
+        lo, hi = int(bounds[g]), int(bounds[g + 1])
+        best, lab = mins[g], labels[g]
+        best[:] = DT[lo]
+        lab.fill(lo)
+        for j in range(lo + 1, hi):
+            row = DT[j]
+            np.less(row, best, out=closer)
+            np.minimum(best, row, out=best)
+            # labels only grow with j: the closer rows take j, the others keep theirs
+            np.multiply(closer, j, out=step)
+            np.maximum(lab, step, out=lab)
 
 
 
@@ -168,8 +207,14 @@ def accumulate(
     else:
         counts = np.bincount(labels, weights=weights, minlength=n_centers)
     if n_centers <= onehot_max_k:
-        onehot = np.zeros((n_centers, n), dtype=X.dtype)
-        onehot[labels, np.arange(n)] = 1 if weights is None else weights
+        if n_centers <= COLUMN_LOOP_MAX_K:
+            # the same one-hot matrix from k comparisons of the labels (no scatter)
+            onehot = np.equal(labels, np.arange(n_centers)[:, None]).astype(X.dtype)
+            if weights is not None:
+                onehot *= weights.astype(X.dtype, copy=False)
+        else:
+            onehot = np.zeros((n_centers, n), dtype=X.dtype)
+            onehot[labels, np.arange(n)] = 1 if weights is None else weights
         sums = (onehot @ X).astype(np.float64, copy=False)
         return sums, counts
     order = np.argsort(labels, kind="stable")
