@@ -25,7 +25,10 @@ default fits ``KMeans(k, random_state=0).fit(X)`` of in-memory arrays from
 1,000 x 2 to 100,000 x 8 (``--sizes``) against scikit-learn's, alternating,
 best of ``--repeat``, with both inertias: small data should not pay for the
 machinery built for large data (goal: at most 1.5x scikit-learn's wall time at
-equal or lower inertia).
+equal or lower inertia). ``--data blobs`` clusters Gaussian blobs (8 centres
+1.5 apart on the diagonal) instead of one standard normal cloud, and
+``--seeds`` repeats every size over several data sets (seeds 0, 1, ...),
+reporting the median ratios.
 
 Usage::
 
@@ -34,6 +37,7 @@ Usage::
     python benchmarks/bench_startup.py --n 10000 --d 2 --repeat 5
     python benchmarks/bench_startup.py --crossover
     python benchmarks/bench_startup.py --small --repeat 5
+    python benchmarks/bench_startup.py --small --data blobs --seeds 5
 """
 
 from __future__ import annotations
@@ -244,31 +248,61 @@ def small(args) -> list[str]:
 
     from daskmeans import KMeans
 
+    many = args.seeds > 1
     rows = ["| N x d, dtype, k | daskmeans (s) | scikit-learn (s) | ratio | inertia ratio "
             "| iterations |", "|---|---|---|---|---|---|"]
+    if many:
+        rows[0] = (f"| N x d, dtype, k ({args.seeds} data sets, {args.data}) | daskmeans (s, "
+                   "median) | scikit-learn (s, median) | ratio (median; max) | inertia ratio "
+                   "(median; max) | iterations (mean) |")
     for dtype in args.dtypes.split(","):
         for text in args.sizes.split(","):
             n, d = (int(v) for v in text.lower().split("x"))
-            X = np.random.default_rng(0).normal(size=(n, d)).astype(dtype)
-            fits = {"daskmeans": lambda: KMeans(args.k, random_state=0).fit(X),
-                    "sklearn": lambda: SKKMeans(args.k, random_state=0).fit(X)}
-            times: dict = {who: [] for who in fits}
-            models: dict = {}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for who, fit in fits.items():
-                    fit()  # warm-up: imports, compiled kernels loaded, caches
-                for _ in range(args.repeat):
-                    for who, fit in fits.items():
-                        t = time.perf_counter()
-                        models[who] = fit()
-                        times[who].append(time.perf_counter() - t)
-            dm, sk = min(times["daskmeans"]), min(times["sklearn"])
-            m_dm, m_sk = models["daskmeans"], models["sklearn"]
-            rows.append(f"| {n:,} x {d}, {dtype}, k={args.k} | {dm:.4f} | {sk:.4f} | "
-                        f"{dm / sk:.2f} | {m_dm.inertia_ / m_sk.inertia_:.4f} | "
-                        f"{m_dm.n_iter_} vs {m_sk.n_iter_} |")
+            per_seed = []
+            for seed in range(args.seeds):
+                rng = np.random.default_rng(seed)
+                X = rng.normal(size=(n, d))
+                if args.data == "blobs":
+                    X += rng.integers(0, 8, n)[:, None] * 1.5
+                X = X.astype(dtype)
+                per_seed.append(_small_case(X, args.k, args.repeat, seed if many else 0,
+                                            KMeans, SKKMeans, warnings))
+            dm = np.array([r[0] for r in per_seed])
+            sk = np.array([r[1] for r in per_seed])
+            ratio, inertia = dm / sk, np.array([r[2] for r in per_seed])
+            if not many:
+                rows.append(f"| {n:,} x {d}, {dtype}, k={args.k} | {dm[0]:.4f} | {sk[0]:.4f} | "
+                            f"{ratio[0]:.2f} | {inertia[0]:.4f} | "
+                            f"{per_seed[0][3]} vs {per_seed[0][4]} |")
+                continue
+            it_dm = np.mean([r[3] for r in per_seed])
+            it_sk = np.mean([r[4] for r in per_seed])
+            rows.append(f"| {n:,} x {d}, {dtype}, k={args.k} | {np.median(dm):.4f} | "
+                        f"{np.median(sk):.4f} | {np.median(ratio):.2f}; {ratio.max():.2f} | "
+                        f"{np.median(inertia):.4f}; {inertia.max():.4f} | "
+                        f"{it_dm:.1f} vs {it_sk:.1f} |")
     return rows
+
+
+def _small_case(X, k, repeat, seed, KMeans, SKKMeans, warnings) -> tuple:
+    """(daskmeans s, scikit-learn s, inertia ratio, iterations, iterations): best of
+    ``repeat`` warm fits each, alternating, both with ``random_state=seed``."""
+    fits = {"daskmeans": lambda: KMeans(k, random_state=seed).fit(X),
+            "sklearn": lambda: SKKMeans(k, random_state=seed).fit(X)}
+    times: dict = {who: [] for who in fits}
+    models: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for who, fit in fits.items():
+            fit()  # warm-up: imports, compiled kernels loaded, caches
+        for _ in range(repeat):
+            for who, fit in fits.items():
+                t = time.perf_counter()
+                models[who] = fit()
+                times[who].append(time.perf_counter() - t)
+    m_dm, m_sk = models["daskmeans"], models["sklearn"]
+    return (min(times["daskmeans"]), min(times["sklearn"]), m_dm.inertia_ / m_sk.inertia_,
+            m_dm.n_iter_, m_sk.n_iter_)
 
 
 def main(argv=None) -> int:
@@ -286,6 +320,10 @@ def main(argv=None) -> int:
                    help="warm default fits of small in-memory arrays against scikit-learn's")
     p.add_argument("--sizes", default=SMALL_SIZES,
                    help="N x d sizes of --small, comma-separated (default %(default)s)")
+    p.add_argument("--data", choices=("normal", "blobs"), default="normal",
+                   help="--small: one standard normal cloud, or 8 Gaussian blobs")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="--small: data sets (and random_state) per size; medians reported")
     args = p.parse_args(argv)
     import dask
     import sklearn

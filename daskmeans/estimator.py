@@ -24,6 +24,7 @@ from ._validation import (
     check_centers,
     check_sample_weight,
 )
+from .engine._inline import direct_map
 from .engine._init import init_centers
 from .engine._lloyd import LloydState, finalize, lloyd, warn_if_degenerate
 from .engine._prep import PREP_PARAMS, ZeroRowsError, make_prep
@@ -55,7 +56,13 @@ default="k-means||"
         ``"k-means||"``: scalable k-means++ (Bahmani et al., 2012), with
         ``init_rounds`` passes that each sample about ``oversampling_factor * k``
         candidates, one pass weighting the candidates, then weighted
-        k-means++ and Lloyd on the candidates in memory.
+        k-means++ and Lloyd on the candidates in memory. On small NumPy
+        or SciPy sparse input (no more rows than the candidates,
+        ``1 + init_rounds * oversampling_factor * k``, or at most 8 MiB with
+        ``n_samples * k <= 4,000,000``) it degenerates into greedy k-means++
+        on all rows, as scikit-learn seeds, in one pass. Dask and Zarr input
+        is never gathered and always runs the k-means|| passes (other
+        centres for the same data).
         ``"k-means++"``: greedy k-means++ on a uniform sample of
         ``max(10_000, 50 k)`` rows (all rows when the data is smaller), drawn
         in one pass. ``"random"``: k distinct rows drawn in one pass with
@@ -317,7 +324,8 @@ default="k-means||"
             state = ckpt.load()
         t0 = time.perf_counter()
         if state is None:
-            state = self._initial_state(Xp, wp, seq, init_array, lazy_check)
+            state = self._initial_state(Xp, wp, seq, init_array, lazy_check,
+                                        gathered=in_mem)
             if ckpt is not None:
                 ckpt.save(state)
             lazy_check = lazy_check and state.n_passes == 0
@@ -364,15 +372,18 @@ default="k-means||"
         self.timings_ = timings
         return self
 
-    def _initial_state(self, Xd, weights, seq, init_array, check) -> LloydState:
+    def _initial_state(self, Xd, weights, seq, init_array, check, *,
+                       gathered: bool = False) -> LloydState:
         prep = getattr(self, "_prep_fit", None)
         if prep is None:
-            return self._initial_state_core(Xd, weights, seq, init_array, check, None)
+            return self._initial_state_core(Xd, weights, seq, init_array, check, None,
+                                            gathered)
         return self._guard_zero_rows(Xd, self._initial_state_core)(
-            Xd, weights, seq, init_array, check, prep
+            Xd, weights, seq, init_array, check, prep, gathered
         )
 
-    def _initial_state_core(self, Xd, weights, seq, init_array, check, prep) -> LloydState:
+    def _initial_state_core(self, Xd, weights, seq, init_array, check, prep,
+                            gathered=False) -> LloydState:
         k = self.n_clusters
         g = self._n_init
         # standardize: resolve the statistics first when the initialisation needs them
@@ -400,7 +411,7 @@ default="k-means||"
             Xd, weights, k, self.init, seq, g,
             oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
             check=check, split_every=self.split_every, callback=self.callback,
-            verbose=self.verbose, prep=prep,
+            verbose=self.verbose, prep=prep, in_memory=gathered,
         )
         if pending:
             # the sampling pass measured the raw statistics: same prep, same units
@@ -517,8 +528,10 @@ def _final_labels(Xd: da.Array, *, wd, state: LloydState) -> np.ndarray:
     :func:`daskmeans.engine._lloyd.finalize`'s pass.
     """
     C = state.centers[0]
-    out = in_memory(Xd.map_blocks(_label_dist_block, C, dtype=np.float64,
-                                   chunks=(Xd.chunks[0], (2,)), token="kmeans-labels"))
+    out = direct_map(Xd, _label_dist_block, C)  # small data: the same calls, no graph
+    if out is None:
+        out = in_memory(Xd.map_blocks(_label_dist_block, C, dtype=np.float64,
+                                       chunks=(Xd.chunks[0], (2,)), token="kmeans-labels"))
     labels = out[:, 0].astype(np.int64)
     if not state.strict[0]:
         w = None if wd is None else in_memory(wd)

@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from daskmeans import KMeans
+from daskmeans.engine import _init
 from daskmeans.testing import counting_dask
 
 
@@ -85,8 +86,10 @@ def test_one_pass_per_lloyd_iteration():
     assert km.n_iter_ == 7 or passes == km.n_iter_
 
 
-def test_default_fit_quality_and_passes():
+def test_default_fit_quality_and_passes(monkeypatch):
     """k-means|| then Lloyd: within 1% of scikit-learn's best of 10 k-means++ runs."""
+    # the passes of k-means|| as on large data (small data is seeded by k-means++)
+    monkeypatch.setattr(_init, "small_data", lambda *args, **kwargs: False)
     rng = np.random.default_rng(0)
     k = 25
     centers = rng.uniform(-20, 20, size=(k, 2))
@@ -309,12 +312,43 @@ def test_save_and_load_round_trip(blobs, tmp_path):
 
 def test_verbose_and_callback(blobs, capsys):
     X, _, _ = blobs
-    events = []
-    KMeans(5, random_state=0, verbose=1, callback=events.append).fit(X)
-    phases = [e["phase"] for e in events]
-    assert phases.count("init") == 5 and "lloyd" in phases
-    assert all(e["n_passes"] >= 1 for e in events)
-    assert "iteration" in capsys.readouterr().out
+    for data, n_init_events in ((da.from_array(X, chunks=(500, 3)), 5), (X, 1)):
+        events = []
+        KMeans(5, random_state=0, verbose=1, callback=events.append).fit(data)
+        phases = [e["phase"] for e in events]
+        # k-means|| rounds on a Dask array; small NumPy data: one k-means++ step
+        assert phases.count("init") == n_init_events and "lloyd" in phases
+        assert all(e["n_passes"] >= 1 for e in events)
+        assert "iteration" in capsys.readouterr().out
+
+
+def test_small_numpy_data_is_seeded_by_kmeans_plusplus_on_all_rows():
+    """Default init on small in-memory data: k-means++ on every row, in one pass,
+    the same fit as ``init="k-means++"`` (whose sample is all rows here)."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 3)) + rng.integers(0, 6, 3000)[:, None] * 2.0
+    a = KMeans(6, random_state=1).fit(X)
+    b = KMeans(6, init="k-means++", random_state=1).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    assert a.n_iter_ == b.n_iter_ and a.inertia_ == b.inertia_
+    assert a.n_passes_ - a.n_iter_ in (1, 2)  # one init pass, maybe the final inertia
+    # a Dask array is never gathered: k-means|| runs its passes
+    c = KMeans(6, random_state=1).fit(da.from_array(X, chunks=(1000, 3)))
+    assert c.n_passes_ - c.n_iter_ >= 5 + 1
+
+
+def test_small_data_default_fit_inertia_like_sklearn():
+    """Over several small data sets, the default fit is no worse than scikit-learn's
+    default fit (one greedy k-means++ start each), in the median."""
+    ratios = []
+    for seed, (n, d) in enumerate([(1000, 2), (2000, 4), (4000, 8), (1500, 3), (3000, 2)]):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(n, d)) + rng.integers(0, 8, n)[:, None] * 1.5
+        ref = SKKMeans(8, random_state=seed).fit(X)
+        km = KMeans(8, random_state=seed).fit(X)
+        ratios.append(km.inertia_ / ref.inertia_)
+    assert np.median(ratios) <= 1.005, ratios
+    assert max(ratios) <= 1.15, ratios
 
 
 def test_no_warnings_on_plain_fit(blobs):

@@ -118,8 +118,9 @@ def _offset_chunk(block, w, index, *, offset, seen=None):
 def test_pass_runner_builds_once_and_equals_fresh_passes(scheduler, monkeypatch):
     """Local schedulers: one graph for every call, constants swapped; the results
     are those of a fresh block_reduce graph with the same constants."""
-    from daskmeans.engine import _graph
+    from daskmeans.engine import _graph, _inline
 
+    monkeypatch.setattr(_inline, "DIRECT_BYTES", 0)  # small data: a graph all the same
     rng = np.random.default_rng(1)
     X = da.from_array(rng.normal(size=(700, 3)), chunks=(50, 3))
     with dask.config.set(scheduler=scheduler):

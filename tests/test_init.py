@@ -113,3 +113,55 @@ def test_compiled_seeding_trials_match_numpy(monkeypatch):
             assert not _init._Trials(X, w, numpy_plan).compiled
             C2 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0), plan=numpy_plan)
             np.testing.assert_array_equal(C1, C2)
+
+
+def test_kmeans_plusplus_is_sklearns_greedy_kmeans_plusplus():
+    """The same draws give scikit-learn's centres: first centre by weight, then
+    2 + ln(k) candidates by weight x squared distance, the best kept."""
+    from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus
+
+    for seed in range(4):
+        X, _ = _blobs(k=6, n=1500, d=3, seed=seed)
+        w = np.random.default_rng(seed).uniform(0.5, 2.0, len(X)) if seed % 2 else None
+        want, _ = sk_kmeans_plusplus(X, 6, sample_weight=w,
+                                     random_state=np.random.RandomState(seed))
+        got = _init.kmeans_plusplus(X, w, 6, np.random.RandomState(seed))
+        np.testing.assert_array_equal(got, want)
+
+
+def test_small_data_rule_depends_on_the_shape_only(monkeypatch):
+    small = da.zeros((1000, 4), chunks=(100, 4))
+    assert _init.small_data(small, 8)
+    assert _init.small_data(small.rechunk((1000, 4)), 8)  # whatever the chunks
+    # 65 MB: small only with no more rows than k-means|| candidates (1 + 5 x 2 x 8)
+    assert _init.small_data(da.zeros((81, 100_000), chunks=(10, 100_000)), 8)
+    assert not _init.small_data(da.zeros((82, 100_000), chunks=(10, 100_000)), 8)
+    unknown = da.zeros((1000, 4), chunks=(100, 4))
+    unknown._chunks = ((np.nan,) * 10, (4,))
+    assert not _init.small_data(unknown, 8)
+    monkeypatch.setattr(_init, "SMALL_DATA_BYTES", small.nbytes - 1)
+    assert not _init.small_data(small, 8)
+    monkeypatch.setattr(_init, "SMALL_DATA_BYTES", small.nbytes)
+    monkeypatch.setattr(_init, "SMALL_DATA_ROW_CENTRES", 1000 * 8 - 1)
+    assert not _init.small_data(small, 8) and _init.small_data(small, 7)
+
+
+def test_small_in_memory_kmeans_parallel_is_kmeans_plusplus_on_all_rows():
+    from daskmeans._validation import numpy_blocks
+
+    X, _ = _blobs(k=5, n=3000, d=2, seed=3)
+    seq = as_seed_sequence(7)
+    want = [_init.kmeans_plusplus(X, np.ones(len(X)), 5, block_rng(seq, _init._LOCAL, g))
+            for g in range(2)]
+    for rows in (3000, 700, 256):  # the chunking changes nothing, bitwise
+        out, n_passes, moments = _init.init_centers(numpy_blocks(X, rows), None, 5,
+                                                    "k-means||", seq, 2, in_memory=True)
+        assert n_passes == 1
+        for got, ref in zip(out, want, strict=True):
+            np.testing.assert_array_equal(got, ref)
+        n, _, m2 = moments
+        np.testing.assert_allclose(m2 / n, X.var(0))
+    # not in memory (a Dask array): the passes of k-means||
+    _, n_passes, _ = _init.init_centers(da.from_array(X, chunks=500), None, 5, "k-means||",
+                                        seq, 2, init_rounds=3)
+    assert n_passes == 3 + 1

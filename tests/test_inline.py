@@ -35,44 +35,90 @@ def _count_inline(monkeypatch) -> list:
     return calls
 
 
+def _count_direct(monkeypatch) -> list:
+    calls: list = []
+    real = _inline.DirectPass.__call__
+    monkeypatch.setattr(_inline.DirectPass, "__call__",
+                        lambda self, consts: calls.append(self.n_threads) or real(self, consts))
+    return calls
+
+
+def _graph_only(monkeypatch) -> None:
+    """Every pass through dask's scheduler: neither direct nor inline passes."""
+    monkeypatch.setattr(_inline, "DIRECT_BYTES", 0)
+    monkeypatch.setattr(_inline, "INLINE_BYTES", 0)
+    monkeypatch.setattr(_inline, "_SMALL_KEYS", {})
+
+
 @pytest.mark.parametrize("scheduler", ["threads", "sync"])
-def test_small_pass_runs_inline_and_equals_the_scheduler(scheduler, monkeypatch):
+@pytest.mark.parametrize("direct", [True, False])
+def test_small_pass_runs_without_the_scheduler_and_equals_it(scheduler, direct, monkeypatch):
     X = da.from_array(np.random.default_rng(0).normal(size=(900, 3)), chunks=(50, 3))
-    calls = _count_inline(monkeypatch)
     with dask.config.set(scheduler=scheduler):
         want = [_graph.compute_passes(_graph.block_reduce(
                     X, None, _chunk, _combine, name="t", split_every=4,
                     consts={"offset": float(o)}))[0] for o in range(3)]
+        if not direct:
+            monkeypatch.setattr(_inline, "DIRECT_BYTES", 0)
+        inline, direct_calls = _count_inline(monkeypatch), _count_direct(monkeypatch)
         run = _graph.PassRunner(X, None, _chunk, _combine, name="t", split_every=4)
         got = [run({"offset": float(o)}) for o in range(3)]
-    assert len(calls) == 3  # every call of the runner ran inline
-    assert got == want  # bitwise: the same tasks, the same tree
+    # every call of the runner ran directly (or inline in the graph's order)
+    assert (direct_calls if direct else inline) == ([1] * 3 if direct else [1] * 3)
+    assert not (inline if direct else direct_calls)
+    assert got == want  # bitwise: the same block calls, the same tree
     assert got[1] != got[0]  # the constants did change
+
+
+def test_direct_pass_threads_above_the_inline_size(monkeypatch):
+    X = da.from_array(np.random.default_rng(0).normal(size=(900, 3)), chunks=(50, 3))
+    here = threading.get_ident()
+    with dask.config.set(scheduler="threads", num_workers=2):
+        want = _graph.compute_passes(_graph.block_reduce(
+            X, None, _chunk, _combine, name="t", split_every=3, consts={"offset": 1.0}))[0]
+        monkeypatch.setattr(_inline, "INLINE_BYTES", 0)
+        calls = _count_direct(monkeypatch)
+        seen: list = []
+        run = _graph.PassRunner(X, None, _thread_chunk, _combine, name="t", split_every=3)
+        run({"seen": seen})
+        got = _graph.PassRunner(X, None, _chunk, _combine, name="t",
+                                split_every=3)({"offset": 1.0})
+    assert calls == [2, 2]  # two threads
+    assert here not in set(seen) and len(seen) == X.numblocks[0]
+    assert got == want
 
 
 def test_large_or_unknown_sized_data_keeps_the_scheduler(monkeypatch):
     small = da.ones((100, 2), chunks=(10, 2))
     dsk = {"a": dask._task_spec.DataNode("a", 1)}
     assert _inline.inline_get(small, dsk, "a") is not None
+    assert _inline.direct_pass(small, None, _chunk, _combine) is not None
     monkeypatch.setattr(_inline, "INLINE_BYTES", small.nbytes - 1)
+    monkeypatch.setattr(_inline, "DIRECT_BYTES", small.nbytes - 1)
     assert _inline.inline_get(small, dsk, "a") is None
+    assert _inline.direct_pass(small, None, _chunk, _combine) is None
     unknown = da.ones((100, 2), chunks=(10, 2))
     unknown._chunks = ((math.nan,) * 10, (2,))
     assert _inline.inline_get(unknown, dsk, "a") is None
+    assert _inline.direct_pass(unknown, None, _chunk, _combine) is None
     # a graph of plain tuples (not dask's task objects) is left to the scheduler
     assert _inline.inline_get(small, {"a": 1}, "a") is None
+    # blocks that are not read by tasks of their own (a rechunk) go through the graph
+    assert _inline.direct_pass(small.rechunk((30, 2)) + 1, None, _chunk, _combine) is None
 
 
 @pytest.mark.parametrize("init", ["k-means||", "k-means++"])
-def test_fit_inline_is_bitwise_the_threaded_fit(init, monkeypatch):
+@pytest.mark.parametrize("inline", [True, False])
+def test_fit_without_scheduler_is_bitwise_the_threaded_fit(init, inline, monkeypatch):
     X = np.random.default_rng(3).normal(size=(6000, 5))
     assert X.nbytes <= _inline.INLINE_BYTES
-    with dask.config.set(scheduler="threads"):
-        calls = _count_inline(monkeypatch)
+    with dask.config.set(scheduler="threads", num_workers=2):
+        calls = _count_direct(monkeypatch)
+        if not inline:
+            monkeypatch.setattr(_inline, "INLINE_BYTES", 0)  # direct, on two threads
         a = KMeans(6, init=init, random_state=0).fit(X)
-        assert calls  # the Lloyd passes ran inline
-        monkeypatch.setattr(_inline, "INLINE_BYTES", 0)
-        monkeypatch.setattr(_inline, "_SMALL_KEYS", {})
+        assert calls and all(c == (1 if inline else 2) for c in calls)
+        _graph_only(monkeypatch)
         del calls[:]
         b = KMeans(6, init=init, random_state=0).fit(X)
         assert not calls

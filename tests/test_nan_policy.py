@@ -70,7 +70,7 @@ def test_no_extra_pass(holes, init):
     assert counter.reads == km.n_passes_ * Xd.numblocks[0] + first_centre
     Xc = np.where(keep[:, None], X, 0.0)  # same shape, no NaN, omitted rows weigh 0
     clean = KMeans(5, init=C, random_state=0, max_iter=km.n_iter_, tol=0).fit(
-        Xc, sample_weight=keep.astype(float))
+        da.from_array(Xc, chunks=500), sample_weight=keep.astype(float))
     init_passes = km.n_passes_ - km.n_iter_
     assert init_passes - (clean.n_passes_ - clean.n_iter_) in (-1, 0, 1)
 

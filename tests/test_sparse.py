@@ -210,6 +210,8 @@ class _Spy:
 @pytest.mark.parametrize("init", ["k-means||", "random"])
 def test_never_densified(monkeypatch, init):
     """Only selected rows are densified: far fewer than a block, never the matrix."""
+    # (small in-memory data is seeded by k-means++ on all its rows, densified: at most 8 MiB)
+    monkeypatch.setattr("daskmeans.engine._init.small_data", lambda *a, **k: False)
     X = _matrix(n=4000)
     spy = _Spy(monkeypatch)
     km = KMeans(4, init=init, random_state=0, max_iter=20).fit(X)

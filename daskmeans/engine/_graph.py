@@ -600,7 +600,15 @@ class PassRunner:
     def __call__(self, consts: dict):
         """Compute the pass with ``consts``; returns its (finalized) result."""
         if self._prepared is None:
-            self._prepared = self._prepare(consts)
+            from ._inline import direct_pass
+
+            # small data: the same block calls and combine tree, without a graph
+            self._prepared = direct_pass(*self.args, split_every=self.kwargs["split_every"],
+                                         finalize=self.kwargs["finalize"])
+            if self._prepared is None:
+                self._prepared = self._prepare(consts)
+        if callable(self._prepared):  # a DirectPass
+            return self._prepared(consts)
         if self._prepared is False:
             (res,) = compute_passes(block_reduce(*self.args, consts=consts, **self.kwargs))
             return res

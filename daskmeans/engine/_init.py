@@ -24,12 +24,15 @@ from .. import kernels as _kernels
 from ..kernels import _sparse as _sparse_kernels
 from ..kernels._sparse import is_sparse as _is_sparse
 from ._graph import PassRunner, block_reduce, compute_passes, map_selected_blocks
-from ._lloyd import lloyd_numpy, partial_pass, prepare_block
+from ._lloyd import lloyd_numpy, pass_consts, pass_runner, prepare_block
 from ._prep import apply_prep
 from .._rng import block_rng, purpose_key
 from .._validation import has_unknown_rows
 
-__all__ = ["init_centers", "kmeans_plusplus", "kmeans_parallel", "random_rows", "sample_rows"]
+__all__ = [
+    "SMALL_DATA_BYTES", "init_centers", "kmeans_parallel", "kmeans_plusplus",
+    "plusplus_all_rows", "random_rows", "sample_rows", "small_data",
+]
 
 _RANDOM = purpose_key("random")
 _SAMPLE = purpose_key("sample")
@@ -70,6 +73,11 @@ def kmeans_plusplus(
     -------
     ndarray of shape (n_clusters, d), dtype of ``X``
     """
+    return _kmeans_plusplus(X, weights, n_clusters, rng, n_local_trials, plan)[0]
+
+
+def _kmeans_plusplus(X, weights, n_clusters, rng, n_local_trials=None, plan=None):
+    """:func:`kmeans_plusplus` and the weighted potential of its centres."""
     n, d = X.shape
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     if n_local_trials is None:
@@ -94,7 +102,7 @@ def kmeans_plusplus(
         centers[c] = X[picks[best]]
         closest = dist[best]
         pot = float(pots[best])
-    return centers
+    return centers, pot
 
 
 class _Trials:
@@ -125,7 +133,7 @@ class _Trials:
             pots = np.empty(len(picks))
             _kernels.seeding_trials(self.X, self.x_sq, picks, closest, self.w, dist, pots)
             return dist, pots
-        dist = _sq_dist_to(self.X, self.x_sq, self.X[picks])
+        dist = _sq_dist_to(self.X, self.x_sq, _take(self.X, picks))  # sparse: those rows only
         np.minimum(dist, closest, out=dist)
         return dist, dist @ self.w
 
@@ -303,14 +311,10 @@ def sample_rows(X: da.Array, weights, size: int, seq, *, check=False, split_ever
     combine = _sample_combine
     if with_moments:
         combine = partial(_combine_with_moments, combine=_sample_combine)
-    graph = block_reduce(
-        X, weights, _sample_chunk, combine, name="kmeans-init-sample",
-        split_every=split_every,
-        consts=_prep_consts({"seq": seq, "p": p, "check": check}, prep, with_moments,
-                            _array_plan(X)),
-    )
-    (res,) = compute_passes(graph)
-    return res
+    run = PassRunner(X, weights, _sample_chunk, combine, name="kmeans-init-sample",
+                     split_every=split_every)
+    return run(_prep_consts({"seq": seq, "p": p, "check": check}, prep, with_moments,
+                            _array_plan(X)))
 
 
 # --------------------------------------------------------------------------- #
@@ -540,9 +544,9 @@ def kmeans_parallel(
             callback({"phase": "init", "iteration": rnd + 1, "max_iter": init_rounds,
                       "inertia": float(cost.min()), "shift": None, "n_passes": n_passes})
     # weight the candidates: one pass, which also measures the variance for tol
-    graph = partial_pass(X, weights, cands, with_moments=True, split_every=split_every,
-                         name="kmeans-init-weights", prep=prep, plan=plan)
-    (res,) = compute_passes(graph)
+    run = pass_runner(X, weights, split_every=split_every, name="kmeans-init-weights",
+                      prep=prep)
+    res = run(pass_consts(cands, with_moments=True, prep=prep, plan=plan))
     n_passes += 1
     centers = []
     offset = 0
@@ -571,6 +575,84 @@ def _pad_centers(cand: np.ndarray, n_clusters: int, rng) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- #
+# Small data: k-means|| is k-means++ on all rows
+# --------------------------------------------------------------------------- #
+#: Largest data (bytes of X: rows x features x item size) that k-means||
+#: seeds by greedy k-means++ on all of its rows (see :func:`small_data`).
+SMALL_DATA_BYTES = 8 << 20
+
+#: Largest ``n_samples * n_clusters`` of that rule: k-means++ makes k
+#: sequential steps over all rows, which k-means|| spreads over a few passes.
+SMALL_DATA_ROW_CENTRES = 4_000_000
+
+
+def small_data(X: da.Array, n_clusters: int, oversampling_factor: float = 2.0,
+               init_rounds: int = 5) -> bool:
+    """Whether k-means|| degenerates into greedy k-means++ on all rows of ``X``.
+
+    True when the row count is known and either ``X`` has no more rows than
+    the candidates k-means|| would keep (``1 + init_rounds *
+    oversampling_factor * n_clusters``), or it holds at most
+    :data:`SMALL_DATA_BYTES` with ``n_samples * n_clusters`` at most
+    :data:`SMALL_DATA_ROW_CENTRES`. The rule depends only on the shape, the
+    dtype and the parameters, never on the chunking or the scheduler.
+    ``benchmarks/bench_startup.py --small`` measures what it saves.
+    """
+    if has_unknown_rows(X):
+        return False
+    n, d = X.shape
+    if n <= 1 + init_rounds * oversampling_factor * n_clusters:
+        return True
+    nbytes = n * d * X.dtype.itemsize
+    return nbytes <= SMALL_DATA_BYTES and n * n_clusters <= SMALL_DATA_ROW_CENTRES
+
+
+def plusplus_all_rows(X: da.Array, weights, n_clusters: int, n_groups: int, seq, *,
+                      check: bool = False, split_every=None, prep=None, callback=None,
+                      verbose: int = 0):
+    """k-means|| on small in-memory data: greedy k-means++ on every row.
+
+    The rows are taken in one pass (preprocessed when there is a ``prep``),
+    in their order whatever the chunking, and the draws of
+    :func:`kmeans_plusplus` use one generator per group, the one of
+    ``init="k-means++"`` (whose sample is every row up to 10,000 rows): the
+    same centres, bitwise. Without ``prep`` the variance behind ``tol`` is
+    measured on these rows. Returns None, after the pass, when fewer than
+    ``n_clusters`` rows have a positive weight (k-means|| then runs as on
+    large data). One ``"init"`` event goes to ``callback`` (its inertia: the
+    k-means++ potential, the lowest of the groups).
+
+    Returns
+    -------
+    centers : list of ndarray of shape (n_clusters, d)
+    n_passes : int
+        1.
+    moments : tuple or None
+    """
+    rows, wts = sample_rows(X, weights, X.shape[0], seq, check=check,
+                            split_every=split_every, prep=prep)
+    keep = wts > 0
+    if int(np.count_nonzero(keep)) < n_clusters:
+        return None
+    plan = _array_plan(X)
+    moments = _kernels.moments(rows, plan=plan) if prep is None and len(rows) else None
+    if not keep.all():
+        rows, wts = rows[keep], wts[keep]
+    centers, pots = [], []
+    for g in range(n_groups):
+        C, pot = _kmeans_plusplus(rows, wts, n_clusters, block_rng(seq, _LOCAL, g), plan=plan)
+        centers.append(C)
+        pots.append(pot)
+    if verbose:
+        print(f"[daskmeans] k-means|| on {len(rows)} rows: k-means++ on all of them, "
+              f"potential {min(pots):.6g}")
+    if callback is not None:
+        callback({"phase": "init", "iteration": 1, "max_iter": 1, "inertia": float(min(pots)),
+                  "shift": None, "n_passes": 1})
+    return centers, 1, moments
+
+
+# --------------------------------------------------------------------------- #
 # Dispatcher
 # --------------------------------------------------------------------------- #
 def init_centers(
@@ -589,8 +671,14 @@ def init_centers(
     callback=None,
     verbose: int = 0,
     prep=None,
+    in_memory: bool = False,
 ) -> tuple[list, int, tuple | None]:
     """Initial centres for ``n_groups`` candidates.
+
+    ``in_memory``: X wraps data already in this process's memory (NumPy or
+    SciPy sparse input); then ``"k-means||"`` on small data (:func:`small_data`) is greedy
+    k-means++ on all rows (:func:`plusplus_all_rows`). Dask and Zarr data are
+    never gathered: their k-means|| always runs its passes.
 
     ``prep`` (a :class:`daskmeans.engine._prep.Prep`) is applied to every block.
     A *pending* prep (``standardize`` whose statistics are not known yet) is
@@ -612,6 +700,12 @@ def init_centers(
     if method == "k-means||":
         if pending:
             raise ValueError("internal: k-means|| needs the standardisation statistics first")
+        if in_memory and small_data(X, n_clusters, oversampling_factor, init_rounds):
+            out = plusplus_all_rows(X, weights, n_clusters, n_groups, seq, check=check,
+                                    split_every=split_every, prep=prep, callback=callback,
+                                    verbose=verbose)
+            if out is not None:
+                return out
         return kmeans_parallel(
             X, weights, n_clusters, n_groups, seq,
             oversampling_factor=oversampling_factor, init_rounds=init_rounds, check=check,

@@ -14,13 +14,23 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 
-__all__ = ["INLINE_BYTES", "inline_get"]
+__all__ = ["DIRECT_BYTES", "INLINE_BYTES", "DirectPass", "direct_map", "direct_pass",
+           "inline_get"]
 
 #: Largest data (bytes of the Dask array) whose passes run inline. Below it a
 #: pass's work is at most a few milliseconds, comparable to what the threaded
 #: scheduler spends on a pass; ``benchmarks/bench_startup.py --small`` compares.
 INLINE_BYTES = 1 << 20
+
+#: Largest data (bytes of the Dask array) whose passes under dask's local
+#: schedulers skip the scheduler: a :class:`DirectPass` calls the block
+#: function on every block (in a small thread pool above :data:`INLINE_BYTES`)
+#: and combines the results in the order of the graph's tree. Dask's threaded
+#: scheduler spends one to two milliseconds on every pass (ordering the graph,
+#: handing tasks to its pool), a sizeable share of a pass over a few MiB.
+DIRECT_BYTES = 32 << 20
 
 try:
     from dask._task_spec import GraphNode as _GraphNode
@@ -138,3 +148,145 @@ def _from_small_roots(arr) -> bool:
         return False
     roots = [name for name, on in deps.items() if not on]
     return bool(roots) and all(name in _SMALL_KEYS for name in roots)
+
+
+# --------------------------------------------------------------------------- #
+# Direct passes: the block function and the combine tree without a graph
+# --------------------------------------------------------------------------- #
+_POOL: dict = {"pool": None, "size": 0}
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n_threads: int):
+    """A process-wide thread pool of ``n_threads`` threads (made on first use)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _POOL_LOCK:
+        if _POOL["pool"] is None or _POOL["size"] != n_threads:
+            old = _POOL["pool"]
+            _POOL["pool"] = ThreadPoolExecutor(n_threads, thread_name_prefix="daskmeans-pass")
+            _POOL["size"] = n_threads
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL["pool"]
+
+
+def _direct_mode(X, weights) -> tuple | None:
+    """``(x readers, weight readers, n_threads, blas_limit)`` for a direct pass over
+    ``X``, or None when the pass must go through dask's scheduler.
+
+    Direct passes apply to data of known size up to :data:`DIRECT_BYTES` whose
+    every row block is read by a task of its own (see
+    :func:`daskmeans.engine._graph.block_readers`; NumPy input always is),
+    computed by dask's threaded or synchronous scheduler. Threads are used
+    above :data:`INLINE_BYTES`, as many as dask's threaded scheduler would use;
+    BLAS is limited to one thread per task exactly when the graph's pass
+    would limit it.
+    """
+    import dask
+    import dask.local
+    import dask.threaded
+    from dask.system import CPU_COUNT
+
+    from ._graph import block_readers
+
+    nbytes = getattr(X, "nbytes", math.nan)
+    if not (nbytes <= DIRECT_BYTES) or X.ndim != 2 or X.numblocks[1] != 1:
+        return None
+    if any(math.isnan(c) for c in X.chunks[0]):
+        return None
+    try:
+        get = dask.base.get_scheduler(collections=[X])
+    except Exception:  # noqa: BLE001 - be conservative
+        return None
+    if get not in (dask.threaded.get, dask.local.get_sync):
+        return None
+    reads = block_readers(X)
+    wreads = None if weights is None else block_readers(weights)
+    if reads is None or (weights is not None and wreads is None):
+        return None
+    n_workers = dask.config.get("num_workers", None) or CPU_COUNT
+    threaded = get is dask.threaded.get
+    n_threads = 1
+    if threaded and nbytes > INLINE_BYTES and len(reads) > 1:
+        n_threads = min(n_workers, len(reads))
+    blas_limit = threaded and n_workers >= 2 and len(reads) >= 2
+    return reads, wreads, n_threads, blas_limit
+
+
+class DirectPass:
+    """One pass as :func:`daskmeans.engine._graph.block_reduce` computes it, without
+    a graph: ``chunk`` on every row block, then ``combine`` over groups of
+    ``fan_in`` consecutive results, level by level, exactly as the graph's tree
+    (whose grouping of blocks into tasks never changes its results): the same
+    calls with the same arguments, so the result is bitwise the graph's.
+
+    Call it with the pass's constants; see :func:`direct_pass`.
+    """
+
+    def __init__(self, reads, wreads, chunk: Callable, combine: Callable, fan_in: int,
+                 finalize: Callable | None, n_threads: int, blas_limit: bool) -> None:
+        self.reads = reads
+        self.wreads = wreads
+        self.chunk = chunk
+        self.combine = combine
+        self.fan_in = fan_in
+        self.finalize = finalize
+        self.n_threads = n_threads
+        self.blas_limit = blas_limit
+
+    def _leaf(self, i: int, consts: dict):
+        w = None if self.wreads is None else self.wreads[i]()
+        return self.chunk(self.reads[i](), w, i, **consts)
+
+    def __call__(self, consts: dict):
+        import contextlib
+
+        from ._graph import _shared_blas_limit
+
+        n = len(self.reads)
+        with _shared_blas_limit() if self.blas_limit else contextlib.nullcontext():
+            if self.n_threads > 1:
+                pool = _pool(self.n_threads)
+                level = list(pool.map(self._leaf, range(n), [consts] * n))
+            else:
+                level = [self._leaf(i, consts) for i in range(n)]
+        fan_in = self.fan_in
+        while len(level) > 1:
+            level = [self.combine(level[j : j + fan_in]) for j in range(0, len(level), fan_in)]
+        return level[0] if self.finalize is None else self.finalize(level[0])
+
+
+def direct_pass(X, weights, chunk: Callable, combine: Callable, *, split_every=None,
+                finalize: Callable | None = None) -> DirectPass | None:
+    """A :class:`DirectPass` over ``X`` (see :func:`_direct_mode`), or None."""
+    mode = _direct_mode(X, weights)
+    if mode is None:
+        return None
+    from ._graph import resolve_split_every
+
+    reads, wreads, n_threads, blas_limit = mode
+    return DirectPass(reads, wreads, chunk, combine, resolve_split_every(split_every),
+                      finalize, n_threads, blas_limit)
+
+
+def direct_map(X, func: Callable, *args):
+    """``np.concatenate([func(block, *args) for block in blocks])`` for data a
+    direct pass would read (the same calls as ``X.map_blocks(func, *args)``
+    computed), or None for other data."""
+    mode = _direct_mode(X, None)
+    if mode is None:
+        return None
+    import contextlib
+
+    import numpy as np
+
+    from ._graph import _shared_blas_limit
+
+    reads, _, n_threads, blas_limit = mode
+    with _shared_blas_limit() if blas_limit else contextlib.nullcontext():
+        if n_threads > 1:
+            parts = list(_pool(n_threads).map(lambda r: func(r(), *args), reads))
+        else:
+            parts = [func(r(), *args) for r in reads]
+    return np.concatenate(parts, axis=0)
