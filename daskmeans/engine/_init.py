@@ -23,7 +23,13 @@ import numpy as np
 from .. import kernels as _kernels
 from ..kernels import _sparse as _sparse_kernels
 from ..kernels._sparse import is_sparse as _is_sparse
-from ._graph import PassRunner, block_reduce, compute_passes, map_selected_blocks
+from ._graph import (
+    PassRunner,
+    _shared_blas_limit,
+    block_reduce,
+    compute_passes,
+    map_selected_blocks,
+)
 from ._lloyd import lloyd_numpy, pass_consts, pass_runner, prepare_block
 from ._prep import apply_prep
 from .._rng import block_rng, purpose_key
@@ -140,7 +146,7 @@ class _Trials:
 
 def _sq_dist_to(X, x_sq, C) -> np.ndarray:
     """Squared distances (len(C), n) in float64, clipped at 0."""
-    D = (C @ X.T).astype(np.float64)
+    D = (C @ X.T).astype(np.float64, copy=False)
     D *= -2
     D += x_sq
     D += _kernels.sq_norms(C).astype(np.float64)[:, None]
@@ -639,10 +645,14 @@ def plusplus_all_rows(X: da.Array, weights, n_clusters: int, n_groups: int, seq,
     if not keep.all():
         rows, wts = rows[keep], wts[keep]
     centers, pots = [], []
-    for g in range(n_groups):
-        C, pot = _kmeans_plusplus(rows, wts, n_clusters, block_rng(seq, _LOCAL, g), plan=plan)
-        centers.append(C)
-        pots.append(pot)
+    # skinny products (a few candidates x all rows): BLAS threads only cost here, and
+    # badly so on a busy machine (as scikit-learn, which limits BLAS during its fit)
+    with _shared_blas_limit():
+        for g in range(n_groups):
+            C, pot = _kmeans_plusplus(rows, wts, n_clusters, block_rng(seq, _LOCAL, g),
+                                      plan=plan)
+            centers.append(C)
+            pots.append(pot)
     if verbose:
         print(f"[daskmeans] k-means|| on {len(rows)} rows: k-means++ on all of them, "
               f"potential {min(pots):.6g}")
