@@ -40,7 +40,7 @@ from .engine._graph import PassRunner, block_reduce, compute_passes
 from .engine._init import init_centers
 from .engine._lloyd import LloydState, _tol_from_moments, check_block, lloyd
 
-__all__ = ["HierarchicalKMeans", "allocate", "probe_labels"]
+__all__ = ["HierarchicalKMeans", "allocate", "neighbor_lists", "probe_labels"]
 
 
 # --------------------------------------------------------------------------- #
@@ -63,8 +63,9 @@ def _coarse_probes(X: np.ndarray, coarse: np.ndarray, n_probe: int) -> np.ndarra
 
 def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: np.ndarray,
                  n_probe: int = 1, prices: np.ndarray | None = None, *,
-                 with_regret: bool = False):
-    """Two-level search: the best fine centre among the ``n_probe`` nearest cells.
+                 with_regret: bool = False, neighbors: np.ndarray | None = None):
+    """Two-level search: the best fine centre among the ``n_probe`` nearest cells,
+    then among that centre's nearest fine centres (``neighbors``).
 
     Parameters
     ----------
@@ -79,6 +80,11 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
     with_regret : bool
         Also return every row's regret: how much more its second choice
         (among the searched centres, prices included) costs than its first.
+    neighbors : ndarray of shape (k, L), optional
+        :func:`neighbor_lists`: after the cells, every row is also compared
+        with the ``L`` fine centres nearest to the one it found, whatever
+        their cell (the rows near a cell's border, whose nearest centre
+        often lies in a cell that was not searched).
 
     Returns
     -------
@@ -130,6 +136,9 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
             rb = rows[better]
             score[rb] = best[better]
             labels[rb] = j[better] + lo
+    if neighbors is not None and neighbors.shape[1]:
+        _neighbor_step(X, fine, prices, neighbors, labels, score,
+                       second if with_regret else None)
     dist = score + x_sq
     if prices is not None:
         dist -= prices[labels]
@@ -137,6 +146,88 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
     if with_regret:
         return labels, dist, second - score
     return labels, dist
+
+
+#: Passes of the final labels that raise prices before the cap is enforced directly.
+_PRICE_PASSES = 30
+#: Share of the cap that a balanced fit's price rise aims below it.
+_CAP_SLACK = 0.02
+#: Factor on a balanced fit's price rise (above 1: fewer passes, a little more inertia).
+_PRICE_OVERSHOOT = 1.0 + 1e-9
+#: Rows per slice of the neighbour step (its gathered centres: rows x L x d).
+_NEIGHBOR_ROWS = 2048
+
+
+def _neighbor_step(X, fine, prices, neighbors, labels, score, second):
+    """Compare every row with the neighbours of its centre; update in place.
+
+    Scores are ``||c||^2 - 2 x.c`` in the data's dtype (plus the price), as
+    in the cells; a neighbour replaces the centre only when strictly better.
+    ``second`` (with regrets) gets the runner-up among all centres seen.
+    """
+    n = X.shape[0]
+    f_sq = _kernels.sq_norms(fine)
+    m2 = fine.dtype.type(-2)
+    for start in range(0, n, _NEIGHBOR_ROWS):
+        stop = min(start + _NEIGHBOR_ROWS, n)
+        lab = labels[start:stop]
+        cand = neighbors[lab]  # (h, L)
+        D = np.einsum("hd,hld->hl", X[start:stop], fine[cand]) * m2
+        D += f_sq[cand]
+        D = D.astype(np.float64)
+        if prices is not None:
+            D += prices[cand]
+        D[cand == lab[:, None]] = np.inf  # the centre itself was scored by its cell
+        r = np.arange(stop - start)
+        j = np.argmin(D, axis=1)
+        best = D[r, j]
+        old = score[start:stop]
+        better = best < old
+        if second is not None:
+            D[r, j] = np.inf
+            runner = D.min(axis=1)
+            sec = second[start:stop]
+            second[start:stop] = np.where(better, np.minimum(old, runner),
+                                          np.minimum(sec, best))
+        rows = np.flatnonzero(better) + start
+        score[rows] = best[better]
+        labels[rows] = cand[better, j[better]]
+
+
+def neighbor_lists(fine: np.ndarray, coarse: np.ndarray, offsets: np.ndarray,
+                   n_neighbors: int, n_cells: int = 4) -> np.ndarray | None:
+    """The ``n_neighbors`` nearest fine centres of every fine centre.
+
+    Searched among the fine centres of the ``n_cells`` coarse cells nearest
+    to the centre's own cell (``k x n_cells k / m`` distances, not ``k^2``).
+    A centre's own index fills the list where there are too few others.
+
+    Returns
+    -------
+    ndarray of shape (k, n_neighbors), int64, or None when ``n_neighbors`` is 0.
+    """
+    k, m = fine.shape[0], coarse.shape[0]
+    if n_neighbors <= 0 or k <= 1:
+        return None
+    L = min(n_neighbors, k - 1)
+    out = np.repeat(np.arange(k, dtype=np.int64)[:, None], L, axis=1)
+    Fc = fine.astype(np.float64)
+    f_sq = (Fc * Fc).sum(axis=1)
+    near_cells = _coarse_probes(coarse, coarse, min(n_cells, m))
+    for c in range(m):
+        lo, hi = int(offsets[c]), int(offsets[c + 1])
+        if hi == lo:
+            continue
+        cand = np.concatenate([np.arange(offsets[j], offsets[j + 1]) for j in near_cells[c]])
+        D = f_sq[lo:hi, None] - 2.0 * Fc[lo:hi] @ Fc[cand].T + f_sq[cand]
+        D[cand[None, :] == np.arange(lo, hi)[:, None]] = np.inf
+        t = min(L, len(cand) - 1)
+        if t <= 0:
+            continue
+        part = np.argpartition(D, t - 1, axis=1)[:, :t]
+        order = np.argsort(np.take_along_axis(D, part, 1), axis=1, kind="stable")
+        out[lo:hi, :t] = cand[np.take_along_axis(part, order, 1)]
+    return out
 
 
 def _regret_hist(labels, regret, w, k, edges):
@@ -149,16 +240,17 @@ def _regret_hist(labels, regret, w, k, edges):
 
 
 def _probe_chunk(X, w, index, *, coarse, fine, offsets, n_probe, prices, check,
-                 with_moments=False, edges=None):
+                 with_moments=False, edges=None, neighbors=None):
     if check:
         check_block(X, w)
     k = fine.shape[0]
     regret = None
     if edges is not None:
         labels, dist, regret = probe_labels(X, coarse, fine, offsets, n_probe, prices,
-                                            with_regret=True)
+                                            with_regret=True, neighbors=neighbors)
     else:
-        labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
+        labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices,
+                                    neighbors=neighbors)
     sums, counts = _kernels.accumulate(X, labels, w, k)
     wd = dist if w is None else dist * w
     out = {
@@ -309,6 +401,11 @@ class HierarchicalKMeans(KMeansBase):
         ``n_probe`` equal to the number of cells they are Lloyd iterations).
     oversampling : float, default=4.0
         Candidate rows sampled per fine centre of a cell for its k-means++ seeding.
+    n_neighbors : int, default=16
+        After its cells, every row is also compared with this many fine
+        centres nearest to the one it found, whatever their cell (in every
+        pass, the final labels and ``predict``; 0 turns it off). A row near
+        the border of its cell often has its nearest centre in the next one.
     balanced : bool, default=False
         Cap the cluster sizes at ``max_size_ratio`` times the mean (by weight).
     max_size_ratio : float, default=2.0
@@ -366,6 +463,7 @@ class HierarchicalKMeans(KMeansBase):
         "n_probe": [Interval(Integral, 1)],
         "refine_iter": [Interval(Integral, 0)],
         "oversampling": [Interval(Real, 1)],
+        "n_neighbors": [Interval(Integral, 0)],
         "balanced": [Boolean()],
         "max_size_ratio": [Interval(Real, 1)],
         "split_every": [Interval(Integral, 2), NoneValue()],
@@ -385,6 +483,7 @@ class HierarchicalKMeans(KMeansBase):
         n_probe=1,
         refine_iter=0,
         oversampling=4.0,
+        n_neighbors=16,
         balanced=False,
         max_size_ratio=2.0,
         verbose=0,
@@ -400,6 +499,7 @@ class HierarchicalKMeans(KMeansBase):
         self.n_probe = n_probe
         self.refine_iter = refine_iter
         self.oversampling = oversampling
+        self.n_neighbors = n_neighbors
         self.balanced = balanced
         self.max_size_ratio = max_size_ratio
         self.verbose = verbose
@@ -510,9 +610,10 @@ class HierarchicalKMeans(KMeansBase):
         for phase, n_probe, iters in (("fine", 1, self.max_iter),
                                       ("refine", self.n_probe, self.refine_iter)):
             for it in range(1, iters + 1):
+                nbrs = self._neighbors_for(fine, coarse, offsets, n_probe)
                 res = runner({"coarse": coarse, "fine": fine, "offsets": offsets,
                               "n_probe": n_probe, "prices": prices, "check": False,
-                              "edges": self._edges})
+                              "edges": self._edges, "neighbors": nbrs})
                 passes[phase] += 1
                 n_iter += 1
                 total = float(res["counts"].sum())
@@ -553,6 +654,22 @@ class HierarchicalKMeans(KMeansBase):
         self.timings_ = {"fit": time.perf_counter() - t0}
         return self
 
+    def _neighbors_for(self, fine, coarse, offsets, n_probe):
+        """Neighbour lists of the fine centres, or None (off, or every cell searched)."""
+        if not self.n_neighbors or n_probe >= coarse.shape[0]:
+            return None
+        return neighbor_lists(fine, coarse, offsets, self.n_neighbors)
+
+    def _fitted_neighbors(self):
+        """:meth:`_neighbors_for` the fitted centres and ``n_probe`` (cached)."""
+        cache = getattr(self, "_neighbors_cache", None)
+        if cache is not None and cache[0] is self.cluster_centers_:
+            return cache[1]
+        nbrs = self._neighbors_for(self.cluster_centers_, self.coarse_centers_,
+                                   self.cell_offsets_, self.n_probe)
+        self._neighbors_cache = (self.cluster_centers_, nbrs)
+        return nbrs
+
     def _cap(self, total: float) -> float:
         return self.max_size_ratio * total / self.n_clusters
 
@@ -574,11 +691,13 @@ class HierarchicalKMeans(KMeansBase):
             return True
         if hist is None:
             return False
-        cap = self._cap(total)
+        # aim a little below the cap: the last rows of an excess otherwise take many
+        # passes of ever smaller steps to leave
+        target = self._cap(total) * (1.0 - _CAP_SLACK)
         edges = np.append(self._edges, np.inf)
         for c in np.flatnonzero(over):
             cum = np.cumsum(hist[c])
-            excess = counts[c] - cap
+            excess = counts[c] - target
             b = min(int(np.searchsorted(cum, excess, side="left")), len(cum) - 1)
             lo, hi = edges[b], edges[b + 1]
             if not np.isfinite(hi):  # rows with a single candidate: past the last bin
@@ -587,15 +706,16 @@ class HierarchicalKMeans(KMeansBase):
                 before = cum[b - 1] if b else 0.0
                 frac = (excess - before) / max(hist[c, b], 1e-300)
                 step = lo + (hi - lo) * min(max(frac, 0.0), 1.0)
-            prices[c] += step * (1 + 1e-9)
+            prices[c] += step * _PRICE_OVERSHOOT
         return False
 
     def _final_labels(self, Xd, weights, in_mem):
         """Labels of the final centres with ``n_probe``; ``(labels, inertia, sizes, passes)``.
 
         One pass; with ``balanced``, passes again with raised prices until
-        no cluster is above the cap (at most 60 passes; a warning if the cap
-        still does not hold). In-memory data gets its labels from the last
+        no cluster is above the cap (at most ``_PRICE_PASSES``). If the cap
+        still does not hold, one more pass enforces it (:func:`_capped_block`,
+        blocks in order). In-memory data gets its labels from the last
         pass; other data gets lazy labels, and its passes return only
         per-cluster sums (bounded by k, not N).
         """
@@ -603,12 +723,14 @@ class HierarchicalKMeans(KMeansBase):
         n_passes = 0
         labels = None
         k = self.n_clusters
-        for _ in range(60):
+        capped = True
+        for _ in range(_PRICE_PASSES):
             hist = None
             if in_mem:
                 lab = Xd.map_blocks(_label_dist_block, self.coarse_centers_,
                                     self.cluster_centers_, self.cell_offsets_, self.n_probe,
-                                    self.cluster_prices_, self.balanced, dtype=np.float64,
+                                    self.cluster_prices_, self.balanced,
+                                    self._fitted_neighbors(), dtype=np.float64,
                                     chunks=(Xd.chunks[0], (3,)), token="hkmeans-labels")
                 (out,) = compute_passes(lab)
                 labels = out[:, 0].astype(np.int64)
@@ -625,7 +747,8 @@ class HierarchicalKMeans(KMeansBase):
                                              "offsets": self.cell_offsets_,
                                              "n_probe": self.n_probe,
                                              "prices": self.cluster_prices_, "check": False,
-                                             "edges": self._edges if self.balanced else None})
+                                             "edges": self._edges if self.balanced else None,
+                                             "neighbors": self._fitted_neighbors()})
                 (res,) = compute_passes(graph)
                 sizes, hist = res["counts"], res.get("regret_hist")
                 inertia = float(res["inertia"][0])
@@ -635,19 +758,58 @@ class HierarchicalKMeans(KMeansBase):
                                                        inertia, float(sizes.sum())):
                 break
         else:
-            warnings.warn(
-                f"balanced: the largest cluster ({sizes.max():.6g}) is still above "
-                f"max_size_ratio={self.max_size_ratio} times the mean after {n_passes} "
-                "passes of the final labels.", RuntimeWarning, stacklevel=3)
+            capped = False
+        if not capped:
+            labels, inertia, sizes = self._capped_labels(Xd, weights, in_mem,
+                                                         self._cap(float(sizes.sum())))
+            n_passes += 1
+            self._event(phase="labels", inertia=inertia, n_passes=n_passes)
+            if sizes.max() > self._cap(float(sizes.sum())) * (1 + 1e-9):
+                warnings.warn(
+                    f"balanced: the largest cluster ({sizes.max():.6g}) is above "
+                    f"max_size_ratio={self.max_size_ratio} times the mean: rows too heavy "
+                    "for the room left in every cluster.", RuntimeWarning, stacklevel=3)
         if labels is None:
             labels = self._predict_dask(Xd, check=False)
         return labels, inertia, sizes, n_passes
+
+    def _capped_labels(self, Xd, weights, in_mem, cap):
+        """One pass of :func:`_capped_block` over the blocks in order (each
+        block starts from the room its predecessors left): ``(labels, inertia,
+        sizes)``; lazy labels for data not in memory (the same chain again)."""
+        import dask
+
+        k = self.n_clusters
+        consts = {"coarse": self.coarse_centers_, "fine": self.cluster_centers_,
+                  "offsets": self.cell_offsets_, "n_probe": self.n_probe,
+                  "prices": self.cluster_prices_, "neighbors": self._fitted_neighbors(),
+                  "cap": cap}
+        blocks = Xd.to_delayed().ravel()
+        wblocks = ([None] * len(blocks) if weights is None
+                   else list(weights.to_delayed().ravel()))
+        step = dask.delayed(_capped_block, pure=True, nout=3)
+        used = np.zeros(k)
+        parts, inertias = [], []
+        for xb, wb in zip(blocks, wblocks, strict=True):
+            lab, used, inert = step(xb, wb, used, **consts)
+            parts.append(lab)
+            inertias.append(inert)
+        lab_arrays = [da.from_delayed(lab, shape=(n,), dtype=np.int64)
+                      for lab, n in zip(parts, Xd.chunks[0], strict=True)]
+        if in_mem:
+            out_labels, sizes, inert = dask.compute(parts, used, inertias)
+            labels = np.concatenate(out_labels).astype(np.int64)
+        else:
+            sizes, inert = dask.compute(used, inertias)
+            labels = da.concatenate(lab_arrays)
+        return labels, float(np.sum(inert)), np.asarray(sizes, dtype=np.float64)
 
     # ------------------------------------------------------------------ #
     def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
         return Xd.map_blocks(
             _predict_block, self.coarse_centers_, self.cluster_centers_, self.cell_offsets_,
-            self.n_probe, self.cluster_prices_, check, dtype=np.int64, drop_axis=1,
+            self.n_probe, self.cluster_prices_, check, self._fitted_neighbors(),
+            dtype=np.int64, drop_axis=1,
             token="hkmeans-predict",
         )
 
@@ -681,18 +843,60 @@ class HierarchicalKMeans(KMeansBase):
         self.n_passes_ = int(sum(self.passes_.values()))
 
 
-def _label_dist_block(X, coarse, fine, offsets, n_probe, prices, with_regret):
+def _label_dist_block(X, coarse, fine, offsets, n_probe, prices, with_regret, neighbors):
     if with_regret:
         labels, dist, regret = probe_labels(X, coarse, fine, offsets, n_probe, prices,
-                                            with_regret=True)
+                                            with_regret=True, neighbors=neighbors)
     else:
-        labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices)
+        labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices,
+                                    neighbors=neighbors)
         regret = np.zeros(len(labels))
     return np.stack([labels.astype(np.float64), dist, regret], axis=1)
 
 
-def _predict_block(X, coarse, fine, offsets, n_probe, prices, check):
+def _capped_block(X, w, used, *, coarse, fine, offsets, n_probe, prices, neighbors, cap):
+    """Labels of a block that keep every cluster's weight at most ``cap``.
+
+    Every row takes its two-level choice (prices included) while its
+    cluster has room (``used`` is the weight of the blocks before, rows in
+    order); a row that finds no room goes to the nearest centre, among all
+    ``k``, that still has room for it (or the one with the most room when
+    none has: a row heavier than every cluster's room). Returns ``(labels,
+    used, inertia)``, ``used`` updated and ``inertia`` the block's weighted sum
+    of squared distances.
+    """
+    X = np.asarray(X)
+    labels, dist = probe_labels(X, coarse, fine, offsets, n_probe, prices, neighbors=neighbors)
+    wt = np.ones(len(labels)) if w is None else np.asarray(w, dtype=np.float64)
+    used = used.copy()
+    # rows in order: keep a row while the running weight of its cluster fits
+    order = np.argsort(labels, kind="stable")
+    lab_sorted = labels[order]
+    cum = np.cumsum(wt[order])
+    starts = np.searchsorted(lab_sorted, lab_sorted, side="left")
+    before = np.where(starts > 0, cum[np.maximum(starts - 1, 0)], 0.0)
+    run = cum - before + used[lab_sorted]
+    fits = run <= cap * (1 + 1e-12)  # counts the rows turned away too: on the safe side
+    keep = np.zeros(len(labels), dtype=bool)
+    keep[order[fits]] = True
+    np.add.at(used, labels[keep], wt[keep])
+    out = np.flatnonzero(~keep)
+    if len(out):
+        F = fine.astype(np.float64)
+        Xo = X[out].astype(np.float64)
+        D = ((Xo * Xo).sum(axis=1)[:, None] - 2.0 * Xo @ F.T + (F * F).sum(axis=1))
+        for r, i in enumerate(out):
+            room = cap * (1 + 1e-12) - used
+            ok = room >= wt[i]
+            j = int(np.argmin(np.where(ok, D[r], np.inf))) if ok.any() else int(np.argmax(room))
+            labels[i] = j
+            dist[i] = max(float(D[r, j]), 0.0)
+            used[j] += wt[i]
+    return labels, used, float(dist @ wt)
+
+
+def _predict_block(X, coarse, fine, offsets, n_probe, prices, check, neighbors=None):
     if check:
         check_block(X, None)
     X = X.astype(fine.dtype, copy=False)
-    return probe_labels(X, coarse, fine, offsets, n_probe, prices)[0]
+    return probe_labels(X, coarse, fine, offsets, n_probe, prices, neighbors=neighbors)[0]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from daskmeans import HierarchicalKMeans, KMeans
-from daskmeans.hierarchical import allocate, probe_labels
+from daskmeans.hierarchical import allocate, neighbor_lists, probe_labels
 from daskmeans.testing import counting_dask
 
 
@@ -84,7 +84,9 @@ def test_one_pass_per_iteration_at_each_level():
     assert sum(e["phase"] == "fine" for e in events) == passes["fine"]
     assert sum(e["phase"] == "refine" for e in events) == passes["refine"]
     # the lazy labels and the inertia of the last pass are those of the two-level search
-    lab, dist = probe_labels(X, hk.coarse_centers_, hk.cluster_centers_, hk.cell_offsets_, 2)
+    nbrs = neighbor_lists(hk.cluster_centers_, hk.coarse_centers_, hk.cell_offsets_, 16)
+    lab, dist = probe_labels(X, hk.coarse_centers_, hk.cluster_centers_, hk.cell_offsets_, 2,
+                             neighbors=nbrs)
     np.testing.assert_array_equal(np.asarray(hk.labels_.compute()), lab)
     np.testing.assert_array_equal(hk.predict(X), lab)
     assert hk.inertia_ == pytest.approx(dist.sum(), rel=1e-9)
@@ -126,7 +128,9 @@ def test_dask_input_with_weights_same_blocks_same_result():
     b = HierarchicalKMeans(9, n_coarse=3, random_state=12).fit(Xc, sample_weight=wd)
     np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
     assert a.inertia_ == b.inertia_
-    lab, dist = probe_labels(X, a.coarse_centers_, a.cluster_centers_, a.cell_offsets_, 1)
+    nbrs = neighbor_lists(a.cluster_centers_, a.coarse_centers_, a.cell_offsets_, 16)
+    lab, dist = probe_labels(X, a.coarse_centers_, a.cluster_centers_, a.cell_offsets_, 1,
+                             neighbors=nbrs)
     np.testing.assert_array_equal(np.asarray(a.labels_.compute()), lab)
     assert a.inertia_ == pytest.approx(dist @ w, rel=1e-9)
 
@@ -167,3 +171,41 @@ def test_hierarchical_initialisation_of_flat_kmeans():
     assert km.inertia_ <= hk.inertia_ * (1 + 1e-6)
     with pytest.raises(ValueError, match="init='hierarchical'"):
         KMeans(4, init="hierarchical", metric="cosine").fit(X)
+
+
+def test_neighbor_step_never_worse_and_exact_with_every_centre():
+    X = _mixture(n=2000, n_comp=30, seed=17)
+    hk = HierarchicalKMeans(40, n_coarse=6, n_neighbors=0, random_state=18).fit(X)
+    args = (X, hk.coarse_centers_, hk.cluster_centers_, hk.cell_offsets_, 1)
+    _, d0 = probe_labels(*args)
+    nbrs = neighbor_lists(hk.cluster_centers_, hk.coarse_centers_, hk.cell_offsets_, 8)
+    assert nbrs.shape == (40, 8) and not (nbrs == np.arange(40)[:, None]).any()
+    _, d1 = probe_labels(*args, neighbors=nbrs)
+    assert (d1 <= d0 + 1e-9).all() and d1.sum() < d0.sum()
+    # every other centre a neighbour: the flat assignment
+    full = neighbor_lists(hk.cluster_centers_, hk.coarse_centers_, hk.cell_offsets_, 39, 6)
+    lab, _ = probe_labels(*args, neighbors=full)
+    np.testing.assert_array_equal(lab, _brute_labels(X, hk.cluster_centers_)[0])
+
+
+@pytest.mark.parametrize("dask_input", [False, True])
+def test_balanced_cap_enforced_when_prices_fall_short(dask_input, monkeypatch):
+    import daskmeans.hierarchical as H
+
+    monkeypatch.setattr(H, "_PRICE_PASSES", 1)  # the direct enforcement must do it
+    rng = np.random.default_rng(19)
+    comp = rng.normal(size=(8, 4)) * 5
+    lab = rng.choice(8, 3000, p=rng.dirichlet(np.full(8, 0.3)))  # very unequal sizes
+    X = comp[lab] + rng.normal(size=(3000, 4))
+    w = rng.uniform(0.5, 2.0, len(X))
+    Xin, win = ((da.from_array(X, chunks=700), da.from_array(w, chunks=700)) if dask_input
+                else (X, w))
+    hk = HierarchicalKMeans(30, n_coarse=5, balanced=True, max_size_ratio=1.2, max_iter=3,
+                            random_state=20).fit(Xin, sample_weight=win)
+    labels = np.asarray(hk.labels_.compute() if dask_input else hk.labels_)
+    sizes = np.bincount(labels, weights=w, minlength=30)
+    np.testing.assert_allclose(sizes, hk.cluster_sizes_)
+    assert sizes.max() <= 1.2 * w.sum() / 30 * (1 + 1e-9)
+    assert hk.passes_["labels"] == 2
+    dist = ((X - hk.cluster_centers_[labels]) ** 2).sum(axis=1)
+    assert hk.inertia_ == pytest.approx(dist @ w, rel=1e-6)
