@@ -148,12 +148,17 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
     return labels, dist
 
 
+#: Whether a balanced fit raises prices in its fine passes (else only in the final labels).
+_FIT_PRICES = True
 #: Passes of the final labels that raise prices before the cap is enforced directly.
 _PRICE_PASSES = 30
 #: Share of the cap that a balanced fit's price rise aims below it.
 _CAP_SLACK = 0.02
 #: Factor on a balanced fit's price rise (above 1: fewer passes, a little more inertia).
 _PRICE_OVERSHOOT = 1.0 + 1e-9
+#: Whether the fine and refinement passes take the neighbour step too (else only
+#: the final labels and ``predict``).
+_NEIGHBORS_IN_PASSES = False
 #: Rows per slice of the neighbour step (its gathered centres: rows x L x d).
 _NEIGHBOR_ROWS = 2048
 
@@ -610,7 +615,8 @@ class HierarchicalKMeans(KMeansBase):
         for phase, n_probe, iters in (("fine", 1, self.max_iter),
                                       ("refine", self.n_probe, self.refine_iter)):
             for it in range(1, iters + 1):
-                nbrs = self._neighbors_for(fine, coarse, offsets, n_probe)
+                nbrs = (self._neighbors_for(fine, coarse, offsets, n_probe)
+                        if _NEIGHBORS_IN_PASSES else None)
                 res = runner({"coarse": coarse, "fine": fine, "offsets": offsets,
                               "n_probe": n_probe, "prices": prices, "check": False,
                               "edges": self._edges, "neighbors": nbrs})
@@ -626,9 +632,11 @@ class HierarchicalKMeans(KMeansBase):
                 shift = float(((new.astype(np.float64) - fine) ** 2).sum())
                 fine = new
                 capped = True
-                if prices is not None:  # the prices of this pass's order of the centres
+                if prices is not None and _FIT_PRICES:  # this pass's order of the centres
                     capped = self._raise_prices(prices, counts, res.get("regret_hist"),
                                                 float(res["inertia"][0]), total)
+                elif prices is not None and self._edges is None:  # the regret bins only
+                    self._raise_prices(prices, counts, None, float(res["inertia"][0]), total)
                 if self._reassign:
                     fine, offsets, perm = _regroup(fine, coarse)
                     if prices is not None:
