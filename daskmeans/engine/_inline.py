@@ -153,22 +153,21 @@ def _from_small_roots(arr) -> bool:
 # --------------------------------------------------------------------------- #
 # Direct passes: the block function and the combine tree without a graph
 # --------------------------------------------------------------------------- #
-_POOL: dict = {"pool": None, "size": 0}
+_POOLS: dict = {}  # threads -> ThreadPoolExecutor
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(n_threads: int):
-    """A process-wide thread pool of ``n_threads`` threads (made on first use)."""
+    """The process-wide pool of ``n_threads`` threads (made on first use, kept: a
+    fit in another thread may be using it)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with _POOL_LOCK:
-        if _POOL["pool"] is None or _POOL["size"] != n_threads:
-            old = _POOL["pool"]
-            _POOL["pool"] = ThreadPoolExecutor(n_threads, thread_name_prefix="daskmeans-pass")
-            _POOL["size"] = n_threads
-            if old is not None:
-                old.shutdown(wait=False)
-        return _POOL["pool"]
+        pool = _POOLS.get(n_threads)
+        if pool is None:
+            pool = _POOLS[n_threads] = ThreadPoolExecutor(
+                n_threads, thread_name_prefix="daskmeans-pass")
+        return pool
 
 
 def _direct_mode(X, weights) -> tuple | None:
