@@ -1,6 +1,7 @@
 """The kernel plan: how it is chosen, forced, described; lazy imports; warm-up."""
 
 import dataclasses
+from dataclasses import replace
 import json
 import os
 import pickle
@@ -118,8 +119,9 @@ def test_column_tiles_take_one_group_from_their_threshold():
     k = max(plan.column_min_k, 100)
     assert plan.path(np.float32, k) == "columns"
     assert "column tiles" in plan.describe()
-    # several groups, and float64 beyond its width limit, keep the BLAS paths
-    assert plan.path(np.float32, k, n_groups=2) in ("rowmajor", "transposed")
+    # groups take their turns; float64 beyond its width limit keeps the screened products
+    assert plan.path(np.float32, k, n_groups=2) == "columns"
+    assert replace(plan, column_min_k=k).path(np.float32, k, n_groups=2) == "transposed"
     wide = plan.column_max_features_f64 + 1
     assert plan.path(np.float64, k, n_features=wide) == "screened-transposed"
     assert plan.path(np.float64, k, n_features=8) == "columns"

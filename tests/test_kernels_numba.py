@@ -542,7 +542,7 @@ def test_column_rows_match_numpy(dtype, k, n):
     for step, chunk in ((n, 1000), (7, 1), (16, 2)):
         labels = np.full((1, n), -1, np.intp)
         dist = np.empty((1, n))
-        _kernels_numba.nearest_columns(X, Cm2, c_sq, step, chunk, labels, dist, False)
+        _kernels_numba.nearest_columns(X, Cm2, c_sq, 0, 0, step, chunk, labels, dist, False)
         np.testing.assert_array_equal(labels[0], expected)
         XT, runv, runi = _kernels_numba._column_scratch(n, d, X)
         best = np.empty(n, dtype)
@@ -642,3 +642,28 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+@pytest.mark.skipif(not (_kernels_numba.COLUMN_TILES and _kernels_numba.BLAS_AVAILABLE),
+                    reason="LLVM before 17 or SciPy not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_column_sweep_of_several_groups_equals_the_blas_products(dtype):
+    """Groups of different sizes, each labelled by the column tiles in turn."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(1500, 6)).astype(dtype)
+    bounds = [0, 3, 40, 45]
+    C = X[rng.choice(len(X), bounds[-1], replace=False)].copy()
+    cols = replace(COLUMNS, column_min_k=1, step=333)
+    blas = replace(NUMBA, step=333, screen_min_k=None, fused=False)
+    assert cols.path(dtype, 45, n_groups=3, n_features=6) == "columns"
+    a = _kernels.lloyd_partial(X, C, bounds=bounds, n_far=4, plan=cols)
+    b = _kernels.lloyd_partial(X, C, bounds=bounds, n_far=4, plan=blas)
+    la, _ = _kernels.nearest(X, C, bounds, plan=cols)
+    lb, _ = _kernels.nearest(X, C, bounds, plan=blas)
+    np.testing.assert_array_equal(la, lb)
+    for g in range(3):
+        assert ((la[g] >= bounds[g]) & (la[g] < bounds[g + 1])).all()
+    np.testing.assert_allclose(a["counts"], b["counts"], rtol=1e-12)
+    np.testing.assert_allclose(a["sums"], b["sums"], **tol_for(dtype))
+    np.testing.assert_allclose(a["inertia"], b["inertia"], **tol_for(dtype))
+    np.testing.assert_array_equal(a["far"]["labels"], b["far"]["labels"])

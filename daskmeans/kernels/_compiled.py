@@ -129,15 +129,16 @@ class Distances:
         c_sq[: self.K] = self.c_sq
         return CT, c_sq
 
-    def column_operands(self) -> tuple[np.ndarray, np.ndarray]:
-        """``-2 C`` padded with zero rows to whole groups of the column tiles,
-        and the squared norms padded with infinity (a padded centre never wins)."""
-        K, d = self.centers.shape
+    def column_operands(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """``-2 C`` of centres ``lo:hi`` padded with zero rows to whole groups of
+        the column tiles, and their squared norms padded with infinity (a
+        padded centre never wins)."""
+        K, d = hi - lo, self.centers.shape[1]
         Kp = K + (-K) % self.group
         C = np.zeros((Kp, d), dtype=self.cm2.dtype)
-        C[:K] = self.cm2
+        C[:K] = self.cm2[lo:hi]
         c_sq = np.full(Kp, np.inf, dtype=self.c_sq.dtype)
-        c_sq[:K] = self.c_sq
+        c_sq[:K] = self.c_sq[lo:hi]
         return C, c_sq
 
     def screen_args(self) -> tuple:
@@ -246,9 +247,12 @@ def sweep(plan, X, centers, weights, bounds, sums, counts, inertia, n_far):
     if plan.whole_block:
         far_args = (n_far, far.dist, far.rows, far.labels, far.state, far.tau)
         if dists.columns:
-            nb.sweep_columns(np.ascontiguousarray(X), w, *dists.column_operands(),
-                             column_step(plan, X), dists.chunk, sums, counts, inertia,
-                             *far_args)
+            Xc = np.ascontiguousarray(X)
+            for g in range(n_groups):
+                lo, hi = int(bounds[g]), int(bounds[g + 1])
+                nb.sweep_columns(Xc, w, *dists.column_operands(lo, hi), lo, g,
+                                 column_step(plan, X), dists.chunk, sums, counts, inertia,
+                                 *far_args)
         elif screened:
             dists.n_redone += nb.sweep_block_screened(
                 X, w, centers, *dists.screen_args(), bounds, step, dists.rowmajor, sums, counts,
@@ -292,8 +296,11 @@ def nearest(plan, X, centers, bounds, labels, dist):
     if plan.whole_block:
         out = (labels, np.empty((0, 0)) if dist is None else dist, dist is not None)
         if dists.columns:
-            nb.nearest_columns(np.ascontiguousarray(X), *dists.column_operands(),
-                               column_step(plan, X), dists.chunk, *out)
+            Xc = np.ascontiguousarray(X)
+            for g in range(len(bounds) - 1):
+                lo, hi = int(bounds[g]), int(bounds[g + 1])
+                nb.nearest_columns(Xc, *dists.column_operands(lo, hi), lo, g,
+                                   column_step(plan, X), dists.chunk, *out)
         elif screened:
             dists.n_redone += nb.nearest_block_screened(
                 X, centers, *dists.screen_args(), bounds, step, dists.rowmajor, *out)

@@ -264,12 +264,13 @@ def _column_scratch(step, d, X):
 
 
 @numba.njit(nogil=True, cache=True)
-def sweep_columns(X, w, C, c_sq, step, chunk, sums, counts, inertia,
+def sweep_columns(X, w, C, c_sq, lo, g, step, chunk, sums, counts, inertia,
                   far_m, far_dist, far_rows, far_lab, far_state, far_tau):
-    """:func:`sweep_block` for one group of any number of centres, labelled by
-    the column tiles (see :func:`daskmeans.kernels._llvm.column_tile_kernels`);
-    no distance matrix is formed. ``C`` is ``-2`` times the centres and
-    ``c_sq`` their squared norms, padded to whole groups (zero rows, infinity)."""
+    """:func:`sweep_block` for group ``g`` (centres ``lo`` onwards of ``sums``),
+    labelled by the column tiles (see
+    :func:`daskmeans.kernels._llvm.column_tile_kernels`); no distance matrix is
+    formed. ``C`` is ``-2`` times the group's centres and ``c_sq`` their squared
+    norms, padded to whole tile groups (zero rows, infinity)."""
     n, d = X.shape
     has_w = w.shape[0] > 0
     lab = np.empty(step, dtype=np.intp)
@@ -281,27 +282,32 @@ def sweep_columns(X, w, C, c_sq, step, chunk, sums, counts, inertia,
         Xs = X[start:stop]
         ws = w[start:stop] if has_w else w
         column_rows(Xs, C, c_sq, chunk, XT, runv, runi, lab[:m], best[:m])
+        for r in range(m):
+            lab[r] += lo
         ahead = X[stop : min(stop + step, n)]
-        inertia[0] += accumulate_rows(Xs, ws, lab[:m], best[:m], sums, counts, ahead)
+        inertia[g] += accumulate_rows(Xs, ws, lab[:m], best[:m], sums, counts, ahead)
         if far_m > 0:
-            far_push(best[:m], lab[:m], ws, start, far_m, far_dist[0], far_rows[0],
-                     far_lab[0], far_state[0:1], far_tau[0:1])
+            far_push(best[:m], lab[:m], ws, start, far_m, far_dist[g], far_rows[g],
+                     far_lab[g], far_state[g : g + 1], far_tau[g : g + 1])
 
 
 @numba.njit(nogil=True, cache=True)
-def nearest_columns(X, C, c_sq, step, chunk, labels, dist, want_dist):
-    """:func:`nearest_block` for one group (``labels`` and ``dist`` of shape
-    (1, n)), labelled by the column tiles (see :func:`sweep_columns`)."""
+def nearest_columns(X, C, c_sq, lo, g, step, chunk, labels, dist, want_dist):
+    """:func:`nearest_block` for group ``g`` (rows ``g`` of ``labels`` and
+    ``dist``, centres ``lo`` onwards), labelled by the column tiles (see
+    :func:`sweep_columns`)."""
     n, d = X.shape
     best = np.empty(step, dtype=X.dtype)
     XT, runv, runi = _column_scratch(step, d, X)
     for start in range(0, n, step):
         stop = min(start + step, n)
         m = stop - start
-        column_rows(X[start:stop], C, c_sq, chunk, XT, runv, runi, labels[0, start:stop],
-                    best[:m])
+        lab = labels[g, start:stop]
+        column_rows(X[start:stop], C, c_sq, chunk, XT, runv, runi, lab, best[:m])
+        for r in range(m):
+            lab[r] += lo
         if want_dist:
-            sq_dist_rows(X[start:stop], best[:m], dist[0, start:stop])
+            sq_dist_rows(X[start:stop], best[:m], dist[g, start:stop])
 
 
 # --------------------------------------------------------------------------- #

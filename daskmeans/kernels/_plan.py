@@ -80,9 +80,10 @@ class KernelPlan:
         screened) with fused product-and-argmin tiles (LLVM IR), forming no
         distance matrix.
     columns : bool
-        Compiled, whole blocks: label the rows of one group of at least
-        ``column_min_k`` centres with column tiles (LLVM IR, vectorised over
-        rows, any number of centres), forming no distance matrix; float64
+        Compiled, whole blocks: label the rows of each group (at least
+        ``column_min_k`` centres a group on average) with column tiles (LLVM
+        IR, vectorised over rows, any number of centres), forming no distance
+        matrix; float64
         only up to ``column_max_features_f64`` features (above it the
         screened products are faster).
     column_min_k, column_max_features_f64 : int
@@ -221,9 +222,10 @@ class KernelPlan:
     def uses_columns(self, dtype, n_centers: int, n_groups: int = 1,
                      n_features: int | None = None) -> bool:
         """Whether sweeps of ``n_centers`` centres in ``n_groups`` groups of
-        ``n_features`` features (unknown: float32 only) run the column tiles."""
+        ``n_features`` features (unknown: float32 only) run the column tiles,
+        one group after the other, each on the whole block."""
         dtype = np.dtype(dtype)
-        if not (self.columns and n_groups == 1 and n_centers >= self.column_min_k):
+        if not (self.columns and n_centers >= self.column_min_k * max(1, n_groups)):
             return False
         if dtype == np.float32:
             return True
