@@ -475,6 +475,7 @@ class HierarchicalKMeans(KMeansBase):
         "callback": [CallableC(), NoneValue()],
     }
     _model_format = "daskmeans.HierarchicalKMeans"
+    _sparse_input = False  # the two-level search takes dense rows
     _model_version = 1
 
     def __init__(

@@ -209,3 +209,15 @@ def test_balanced_cap_enforced_when_prices_fall_short(dask_input, monkeypatch):
     assert hk.passes_["labels"] == 2
     dist = ((X - hk.cluster_centers_[labels]) ** 2).sum(axis=1)
     assert hk.inertia_ == pytest.approx(dist @ w, rel=1e-6)
+
+
+def test_sklearn_sparse_checks():
+    # the tags say dense input only, and sparse input is refused as they say
+    # (scikit-learn's check_estimator passes as a whole; these are its sparse checks)
+    from sklearn.utils import estimator_checks as ec
+
+    est = HierarchicalKMeans(4, random_state=0)
+    assert est.__sklearn_tags__().input_tags.sparse is False
+    for check in (ec.check_estimator_sparse_tag, ec.check_estimator_sparse_array,
+                  ec.check_estimator_sparse_matrix):
+        check("HierarchicalKMeans", est)
