@@ -16,7 +16,14 @@ k-means), and ``predict`` searches the same way.
 every pass, a cluster above ``max_size_ratio`` times the mean size raises its
 price by the regret (the extra cost of the second choice) below which its
 excess lies, read from a per-cluster histogram of the rows' regrets (an
-auction: prices only rise), until no cluster is above it in the final labels.
+auction: prices only rise), until no cluster is above it in the final labels;
+when the prices fall short, one pass over the blocks in order enforces the
+cap (:func:`_capped_block`).
+
+The final labels and ``predict`` also compare every row with the
+``n_neighbors`` fine centres nearest to the one its cells gave
+(:func:`neighbor_lists`), which recovers many of the rows whose nearest
+centre lies in another cell.
 
 Memory: the client and every task hold the ``k x d`` centres and the
 ``k x d`` partial sums of one pass, never anything of size N.
@@ -412,7 +419,10 @@ class HierarchicalKMeans(KMeansBase):
         pass, the final labels and ``predict``; 0 turns it off). A row near
         the border of its cell often has its nearest centre in the next one.
     balanced : bool, default=False
-        Cap the cluster sizes at ``max_size_ratio`` times the mean (by weight).
+        Cap the cluster sizes at ``max_size_ratio`` times the mean (by weight):
+        guaranteed in ``labels_`` and ``cluster_sizes_`` (unless a single row
+        outweighs the room left in every cluster, with a warning);
+        ``predict`` uses the prices only.
     max_size_ratio : float, default=2.0
         The cap of ``balanced=True``, at least 1.
     verbose : int, default=0
