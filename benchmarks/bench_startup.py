@@ -28,7 +28,9 @@ machinery built for large data (goal: at most 1.5x scikit-learn's wall time at
 equal or lower inertia). ``--data blobs`` clusters Gaussian blobs (8 centres
 1.5 apart on the diagonal) instead of one standard normal cloud, and
 ``--seeds`` repeats every size over several data sets (seeds 0, 1, ...),
-reporting the median ratios.
+reporting the median ratios. ``--threads N`` limits both to N threads (BLAS
+and OpenMP by threadpoolctl, dask's ``num_workers``): on a shared machine,
+one thread each compares the work per core.
 
 Usage::
 
@@ -265,8 +267,9 @@ def small(args) -> list[str]:
                 if args.data == "blobs":
                     X += rng.integers(0, 8, n)[:, None] * 1.5
                 X = X.astype(dtype)
-                per_seed.append(_small_case(X, args.k, args.repeat, seed if many else 0,
-                                            KMeans, SKKMeans, warnings))
+                with _limited(args.threads):
+                    per_seed.append(_small_case(X, args.k, args.repeat, seed if many else 0,
+                                                KMeans, SKKMeans, warnings))
             dm = np.array([r[0] for r in per_seed])
             sk = np.array([r[1] for r in per_seed])
             ratio, inertia = dm / sk, np.array([r[2] for r in per_seed])
@@ -282,6 +285,21 @@ def small(args) -> list[str]:
                         f"{np.median(inertia):.4f}; {inertia.max():.4f} | "
                         f"{it_dm:.1f} vs {it_sk:.1f} |")
     return rows
+
+
+def _limited(threads: int | None):
+    """Both contenders on at most ``threads`` threads (no limit for None)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    import dask
+    from threadpoolctl import threadpool_limits
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(threadpool_limits(threads))
+    stack.enter_context(dask.config.set(num_workers=threads))
+    return stack
 
 
 def _small_case(X, k, repeat, seed, KMeans, SKKMeans, warnings) -> tuple:
@@ -324,6 +342,8 @@ def main(argv=None) -> int:
                    help="--small: one standard normal cloud, or 8 Gaussian blobs")
     p.add_argument("--seeds", type=int, default=1,
                    help="--small: data sets (and random_state) per size; medians reported")
+    p.add_argument("--threads", type=int, default=None,
+                   help="--small: limit both contenders to this many threads")
     args = p.parse_args(argv)
     import dask
     import sklearn

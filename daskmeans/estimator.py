@@ -325,7 +325,7 @@ default="k-means||"
         t0 = time.perf_counter()
         if state is None:
             state = self._initial_state(Xp, wp, seq, init_array, lazy_check,
-                                        gathered=in_mem)
+                                        numpy_input=in_mem)
             if ckpt is not None:
                 ckpt.save(state)
             lazy_check = lazy_check and state.n_passes == 0
@@ -373,17 +373,17 @@ default="k-means||"
         return self
 
     def _initial_state(self, Xd, weights, seq, init_array, check, *,
-                       gathered: bool = False) -> LloydState:
+                       numpy_input: bool = False) -> LloydState:
         prep = getattr(self, "_prep_fit", None)
         if prep is None:
             return self._initial_state_core(Xd, weights, seq, init_array, check, None,
-                                            gathered)
+                                            numpy_input)
         return self._guard_zero_rows(Xd, self._initial_state_core)(
-            Xd, weights, seq, init_array, check, prep, gathered
+            Xd, weights, seq, init_array, check, prep, numpy_input
         )
 
     def _initial_state_core(self, Xd, weights, seq, init_array, check, prep,
-                            gathered=False) -> LloydState:
+                            numpy_input=False) -> LloydState:
         k = self.n_clusters
         g = self._n_init
         # standardize: resolve the statistics first when the initialisation needs them
@@ -411,7 +411,7 @@ default="k-means||"
             Xd, weights, k, self.init, seq, g,
             oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
             check=check, split_every=self.split_every, callback=self.callback,
-            verbose=self.verbose, prep=prep, in_memory=gathered,
+            verbose=self.verbose, prep=prep, in_memory=numpy_input,
         )
         if pending:
             # the sampling pass measured the raw statistics: same prep, same units

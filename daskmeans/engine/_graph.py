@@ -583,7 +583,10 @@ class PassRunner:
     hands the graph to the scheduler directly (median pass 33.4 ms instead
     of 36.9 ms, and 27.4 instead of 34.9 at best). On a ``distributed.Client``
     or another scheduler every call builds and computes a fresh graph as
-    :func:`compute_passes` does. Results are the same in both cases.
+    :func:`compute_passes` does. Small data (see
+    :func:`daskmeans.engine._inline.direct_pass`) skips the graph: the block
+    function and the combine tree are called directly. Results are the same
+    in every case.
 
     Parameters
     ----------
