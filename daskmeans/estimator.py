@@ -528,7 +528,8 @@ def _final_labels(Xd: da.Array, *, wd, state: LloydState) -> np.ndarray:
     :func:`daskmeans.engine._lloyd.finalize`'s pass.
     """
     C = state.centers[0]
-    out = direct_map(Xd, _label_dist_block, C)  # small data: the same calls, no graph
+    plan = _kernels.choose_plan(Xd.dtype, len(C), Xd.shape[1], Xd.shape[0])
+    out = direct_map(Xd, _label_dist_block, C, plan=plan)  # small data: no graph
     if out is None:
         out = in_memory(Xd.map_blocks(_label_dist_block, C, dtype=np.float64,
                                        chunks=(Xd.chunks[0], (2,)), token="kmeans-labels"))
