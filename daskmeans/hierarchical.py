@@ -158,7 +158,7 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
 #: Whether a balanced fit raises prices in its fine passes (else only in the final labels).
 _FIT_PRICES = True
 #: Passes of the final labels that raise prices before the cap is enforced directly.
-_PRICE_PASSES = 30
+_PRICE_PASSES = 10
 #: Share of the cap that a balanced fit's price rise aims below it.
 _CAP_SLACK = 0.02
 #: Factor on a balanced fit's price rise (above 1: fewer passes, a little more inertia).
@@ -332,6 +332,41 @@ class _SampleCombine:
 
     def __dask_tokenize__(self):
         return ("daskmeans-hier-sample", self.quota.tobytes())
+
+
+def _reseed_empty(centers: np.ndarray, counts: np.ndarray, cluster_inertia: np.ndarray,
+                  offsets: np.ndarray, rng: np.random.Generator) -> int:
+    """Move every empty fine centre next to the centre of its cell whose cluster
+    has the largest inertia, splitting that cluster in two (in place).
+
+    The two centres are set a tenth of the cluster's RMS radius apart on
+    either side of its mean, along a random direction; the next pass divides
+    its rows between them. A cell without such a cluster borrows the
+    largest of all. Each cluster is split at most once a pass. Returns the
+    number of centres moved. (Not in balanced fits: measured on a 200,000 x
+    64 mixture at k = 10,000, it raised their inertia.)
+    """
+    empty = np.flatnonzero(counts <= 0)
+    if len(empty) == 0:
+        return 0
+    cell_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    score = np.where(counts > 0, cluster_inertia, 0.0).astype(np.float64)
+    moved = 0
+    for e in empty:
+        lo, hi = int(offsets[cell_of[e]]), int(offsets[cell_of[e] + 1])
+        j = lo + int(np.argmax(score[lo:hi]))
+        if score[j] <= 0:
+            j = int(np.argmax(score))
+            if score[j] <= 0:
+                break
+        radius = np.sqrt(cluster_inertia[j] / counts[j])
+        step = rng.normal(size=centers.shape[1])
+        step *= 0.05 * radius / max(float(np.sqrt(step @ step)), 1e-300)
+        centers[e] = centers[j] + step
+        centers[j] = centers[j] - step
+        score[j] = 0.0
+        moved += 1
+    return moved
 
 
 def _regroup(fine: np.ndarray, coarse: np.ndarray):
@@ -639,6 +674,9 @@ class HierarchicalKMeans(KMeansBase):
                 new = fine.astype(np.float64)
                 nz = counts > 0
                 new[nz] = res["sums"][nz] / counts[nz, None]
+                n_empty = 0
+                if prices is None:  # balanced fits: prices empty clusters on purpose
+                    n_empty = _reseed_empty(new, counts, res["cluster_inertia"], offsets, rng)
                 new = new.astype(fine.dtype)
                 shift = float(((new.astype(np.float64) - fine) ** 2).sum())
                 fine = new
@@ -653,7 +691,7 @@ class HierarchicalKMeans(KMeansBase):
                     if prices is not None:
                         prices = prices[perm]
                 self._event(phase=phase, iteration=it, inertia=float(res["inertia"][0]),
-                            shift=shift, n_passes=sum(passes.values()))
+                            shift=shift, n_passes=sum(passes.values()), n_empty=n_empty)
                 if shift <= tol_abs and capped:
                     break
         # ---- final labels (and, with balanced, prices until the cap holds)

@@ -221,3 +221,18 @@ def test_sklearn_sparse_checks():
     for check in (ec.check_estimator_sparse_tag, ec.check_estimator_sparse_array,
                   ec.check_estimator_sparse_matrix):
         check("HierarchicalKMeans", est)
+
+
+def test_empty_fine_centre_splits_the_largest_cluster_of_its_cell():
+    from daskmeans.hierarchical import _reseed_empty
+
+    C = np.array([[0.0, 0], [5, 5], [9, 9], [20, 20]])
+    counts = np.array([10.0, 0, 30, 5])  # centre 1 empty; cell 0 = centres 0..2
+    inertia = np.array([4.0, 0, 90, 50])
+    offsets = np.array([0, 3, 4])
+    moved = _reseed_empty(C, counts, inertia, offsets, np.random.default_rng(0))
+    assert moved == 1
+    # centre 2 (largest inertia of the cell, RMS radius sqrt(3)) is split about its mean
+    np.testing.assert_allclose((C[1] + C[2]) / 2, [9, 9])
+    assert np.linalg.norm(C[1] - C[2]) == pytest.approx(0.1 * np.sqrt(3))
+    np.testing.assert_array_equal(C[[0, 3]], [[0, 0], [20, 20]])
