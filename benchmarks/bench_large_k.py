@@ -128,7 +128,8 @@ def run_k(X, Xd, k, args, rows):
     r["flat_ratio"] = largest_over_mean(flat.cluster_sizes_)
     print(f"k={k}: flat to convergence {r['flat_time']:.1f} s, {flat.n_iter_} it, "
           f"inertia {flat.inertia_:.6g}", flush=True)
-    for name, kw in (("hier", {}), ("hier_refined", {"max_iter": 10, "n_probe": 8, "refine_iter": 3}),
+    refined = {"max_iter": 10, "n_probe": 8, "refine_iter": 3}
+    for name, kw in (("hier", {}), ("hier_refined", refined),
                      ("hier_balanced", {"balanced": True, "max_size_ratio": 2.0})):
         t = time.perf_counter()
         hk = HierarchicalKMeans(k, random_state=0, **kw).fit(Xd)
