@@ -129,8 +129,8 @@ default="k-means||"
         keeps, for every row, its label and a lower bound on its distance to
         the other centres (Hamerly's bounds, 8 bytes a row, kept per block
         between passes) and skips the rows whose label provably cannot
-        change: the labels and centres of ``"lloyd"`` (a float32 row at a
-        near-tie may go the other way, see the large-k guide), much less work once
+        change: the labels and centres of ``"lloyd"`` (rows at a near-tie are
+        labelled on plain Lloyd's own sub-blocks of products), much less work once
         few rows change clusters (see the large-k guide). ``"elkan"`` is
         accepted as a synonym of ``"pruned"`` for scikit-learn users.
         ``"auto"`` prunes when ``n_clusters >= 4096`` and one initialisation
