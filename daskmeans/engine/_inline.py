@@ -187,7 +187,7 @@ def _direct_mode(X, weights) -> tuple | None:
     import dask.threaded
     from dask.system import CPU_COUNT
 
-    from ._graph import block_readers
+    from ._blocks import block_readers
 
     nbytes = getattr(X, "nbytes", math.nan)
     if not (nbytes <= DIRECT_BYTES) or X.ndim != 2 or X.numblocks[1] != 1:
@@ -241,7 +241,7 @@ class DirectPass:
     def __call__(self, consts: dict):
         import contextlib
 
-        from ._graph import _shared_blas_limit
+        from ._blocks import _shared_blas_limit
 
         n = len(self.reads)
         with _shared_blas_limit() if self.blas_limit else contextlib.nullcontext():
@@ -274,7 +274,7 @@ def direct_pass(X, weights, chunk: Callable, combine: Callable, *, split_every=N
     mode = _direct_mode(X, weights)
     if mode is None:
         return None
-    from ._graph import resolve_split_every
+    from ._blocks import resolve_split_every
 
     reads, wreads, n_threads, blas_limit = mode
     return DirectPass(reads, wreads, chunk, combine, resolve_split_every(split_every),
@@ -293,7 +293,7 @@ def direct_map(X, func: Callable, *args, plan=None):
 
     import numpy as np
 
-    from ._graph import _shared_blas_limit
+    from ._blocks import _shared_blas_limit
 
     reads, _, n_threads, blas_limit = mode
     with _shared_blas_limit() if blas_limit else contextlib.nullcontext():
