@@ -149,7 +149,7 @@ def test_command_line_fit_hierarchical(tmp_path, capsys):
     out = tmp_path / "res"
     assert main(["fit", str(tmp_path / "x.zarr"), "--algorithm", "hierarchical", "--k", "16",
                  "--n-probe", "2", "--balanced", "--max-size-ratio", "3", "--seed", "1",
-                 "--out", str(out)]) == 0
+                 "--n-neighbors", "4", "--coarse-iter", "3", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "[coarse-init]" in err and "[fine] iteration 1" in err and "[labels]" in err
     model = HierarchicalKMeans.load(out / "model.json")
@@ -159,6 +159,24 @@ def test_command_line_fit_hierarchical(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["algorithm"] == "hierarchical" and report["passes"]["seed"] == 1
     assert report["n_passes"] == sum(report["passes"].values())
+    assert model.n_neighbors == 4 and model.coarse_iter == 3
+    assert report["passes"]["coarse"] <= 3 + 1  # the flag reached the coarse level
+    assert report["parameters"]["n_neighbors"] == 4
+
+
+def test_command_line_hierarchical_bad_neighbors(tmp_path, capsys):
+    from daskmeans.cli import main
+
+    import zarr
+
+    X = _mixture(n=300, dtype=np.float32, seed=3)
+    zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=X.shape, chunks=(100, 6),
+                    dtype=X.dtype)[:] = X
+    code = main(["fit", str(tmp_path / "x.zarr"), "--algorithm", "hierarchical", "--k", "8",
+                 "--n-neighbors", "-1", "--out", str(tmp_path / "res")])
+    assert code != 0
+    assert "n_neighbors" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
 
 
 def test_hierarchical_initialisation_of_flat_kmeans():

@@ -175,6 +175,13 @@ class Hierarchical(Algorithm):
         group.add_argument("--refine-iter", type=int, default=0, metavar="R",
                            help="with --algorithm hierarchical: iterations in which every row "
                                 "probes its --n-probe nearest cells (default: 0)")
+        group.add_argument("--coarse-iter", type=int, default=10, metavar="I",
+                           help="with --algorithm hierarchical: Lloyd iterations of the coarse "
+                                "level (default: 10)")
+        group.add_argument("--n-neighbors", type=int, default=16, metavar="L",
+                           help="with --algorithm hierarchical: the final labels and predict "
+                                "also compare every row with the L fine centres nearest to its "
+                                "own, across cells (0: cells only; default: 16)")
         group.add_argument("--balanced", action="store_true",
                            help="with --algorithm hierarchical: cap the cluster sizes at "
                                 "--max-size-ratio times the mean")
@@ -183,6 +190,7 @@ class Hierarchical(Algorithm):
 
     def parameters(self, args: argparse.Namespace) -> dict:
         return {"algorithm": self.name, "n_coarse": args.n_coarse, "n_probe": args.n_probe,
+                "coarse_iter": args.coarse_iter, "n_neighbors": args.n_neighbors,
                 "refine_iter": args.refine_iter, "balanced": args.balanced,
                 "max_size_ratio": args.max_size_ratio}
 
@@ -200,6 +208,7 @@ class Hierarchical(Algorithm):
         model = HierarchicalKMeans(
             n_clusters=args.k, n_coarse=args.n_coarse, max_iter=args.max_iter, tol=args.tol,
             n_probe=args.n_probe, refine_iter=args.refine_iter, balanced=args.balanced,
+            coarse_iter=args.coarse_iter, n_neighbors=args.n_neighbors,
             max_size_ratio=args.max_size_ratio, random_state=seed, callback=progress,
         )
         return model, contextlib.nullcontext()
