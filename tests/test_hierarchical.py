@@ -162,6 +162,8 @@ def test_command_line_fit_hierarchical(tmp_path, capsys):
     assert model.n_neighbors == 4 and model.coarse_iter == 3
     assert report["passes"]["coarse"] <= 3 + 1  # the flag reached the coarse level
     assert report["parameters"]["n_neighbors"] == 4
+    # without --max-iter: HierarchicalKMeans' own 20 fine iterations, not Lloyd's 300
+    assert report["parameters"]["max_iter"] == 20 and model.max_iter == 20
 
 
 def test_command_line_hierarchical_bad_neighbors(tmp_path, capsys):

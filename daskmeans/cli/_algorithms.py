@@ -27,6 +27,8 @@ class Algorithm:
     """How ``daskmeans fit`` runs one algorithm."""
 
     name = ""
+    #: ``--max-iter`` when it is not given.
+    default_max_iter = 300
 
     @property
     def help(self) -> str:
@@ -111,7 +113,7 @@ class MiniBatch(Algorithm):
 
     mini-batch k-means, where --max-iter counts passes over the data and --tol
     bounds the centre shift of one mini-batch step (0 leaves only the no-improvement
-    rule); --init k-means|| is read as k-means++; no --checkpoint
+    rule); --init auto and k-means|| are read as k-means++; no --checkpoint
     """
 
     name = "minibatch"
@@ -127,7 +129,7 @@ class MiniBatch(Algorithm):
 
     @staticmethod
     def _init(args: argparse.Namespace) -> str:
-        return "k-means++" if args.init == "k-means||" else args.init
+        return "k-means++" if args.init in ("auto", "k-means||") else args.init
 
     def parameters(self, args: argparse.Namespace) -> dict:
         return {"algorithm": self.name, "batch_size": args.batch_size,
@@ -164,6 +166,7 @@ class Hierarchical(Algorithm):
     """
 
     name = "hierarchical"
+    default_max_iter = 20  # HierarchicalKMeans' own: fine iterations
 
     def add_arguments(self, group) -> None:
         group.add_argument("--n-coarse", type=positive_int, default=None, metavar="M",

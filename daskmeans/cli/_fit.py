@@ -33,13 +33,16 @@ def add_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--k", type=_common.positive_int, required=True, metavar="K",
                      help="number of clusters")
     fit.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    fit.add_argument("--init", choices=["k-means||", "k-means++", "random"],
-                     default="k-means||", help="initialisation (default: k-means||)")
+    fit.add_argument("--init", choices=["auto", "k-means||", "k-means++", "random",
+                                        "hierarchical"],
+                     default="auto", help="initialisation (default: auto, k-means|| below "
+                                          "2,048 clusters, hierarchical from there)")
     fit.add_argument("--n-init", type=_common.n_init, default="auto", metavar="N",
                      help="number of initialisations run together; 'auto' (default) is 1 "
                           "for k-means|| and k-means++, 10 for random")
-    fit.add_argument("--max-iter", type=_common.positive_int, default=300, metavar="N",
-                     help="largest number of Lloyd iterations (default: 300)")
+    fit.add_argument("--max-iter", type=_common.positive_int, default=None, metavar="N",
+                     help="largest number of Lloyd iterations (default: 300; with "
+                          "--algorithm hierarchical, 20 fine iterations)")
     fit.add_argument("--tol", type=_common.nonneg_float, default=1e-4, metavar="TOL",
                      help="relative tolerance on the centre shift (default: 1e-4)")
     fit.add_argument("--seed", type=_common.random_seed, metavar="S",
@@ -104,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     # everything the user gave is checked before any work starts
     adapter = _inputs.choose(args)
     algorithm = _algorithms.ALGORITHMS[args.algorithm]
+    if args.max_iter is None:
+        args.max_iter = algorithm.default_max_iter
     fit_kwargs = _fit_kwargs(args, adapter, algorithm)
     source = adapter.open(args)
     if source.n_rows is not None and args.k > source.n_rows:
