@@ -25,7 +25,8 @@ from ._validation import (
     check_sample_weight,
 )
 from .engine._inline import direct_map
-from .engine._init import init_centers
+from .engine import _init as _init_mod
+from .engine._init import init_centers, small_data
 from .engine._lloyd import LloydState, finalize, lloyd, warn_if_degenerate
 from .engine._prep import PREP_PARAMS, ZeroRowsError, make_prep
 from .engine._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
@@ -33,7 +34,7 @@ from .engine._pruned import pruned_lloyd, use_pruned
 
 __all__ = ["KMeans"]
 
-_INIT_METHODS = ("k-means||", "k-means++", "random", "hierarchical")
+_INIT_METHODS = ("auto", "k-means||", "k-means++", "random", "hierarchical")
 _ALGORITHMS = ("auto", "lloyd", "pruned", "elkan")
 MODEL_FORMAT = "daskmeans.KMeans"
 MODEL_VERSION = 1
@@ -51,8 +52,12 @@ class KMeans(KMeansBase):
     ----------
     n_clusters : int, default=8
         Number of clusters k.
-    init : {"k-means||", "k-means++", "random"}, array of shape (k, d) or callable, \
-default="k-means||"
+    init : {"auto", "k-means||", "k-means++", "random", "hierarchical"}, array of shape \
+(k, d) or callable, default="auto"
+        ``"auto"``: ``"hierarchical"`` from 2,048 centres on dense Euclidean
+        data without ``standardize`` or ``nan_policy="omit"`` (and not small
+        in-memory data, see below), where k-means|| costs more than many
+        Lloyd iterations; ``"k-means||"`` otherwise.
         ``"k-means||"``: scalable k-means++ (Bahmani et al., 2012), with
         ``init_rounds`` passes that each sample about ``oversampling_factor * k``
         candidates, one pass weighting the candidates, then weighted
@@ -197,7 +202,7 @@ default="k-means||"
         self,
         n_clusters=8,
         *,
-        init="k-means||",
+        init="auto",
         n_init="auto",
         max_iter=300,
         tol=1e-4,
@@ -386,13 +391,14 @@ default="k-means||"
                             numpy_input=False) -> LloydState:
         k = self.n_clusters
         g = self._n_init
+        init = self._init_method(Xd, prep, numpy_input)
         # standardize: resolve the statistics first when the initialisation needs them
         prep, n_stats, tol_abs = resolve_initial_prep(
-            prep, Xd, weights, self.init, check=check, split_every=self.split_every,
+            prep, Xd, weights, init, check=check, split_every=self.split_every,
             tol=self._tol,
         )
         check = check and n_stats == 0
-        if isinstance(self.init, str) and self.init == "hierarchical":
+        if isinstance(init, str) and init == "hierarchical":
             return self._hierarchical_init(Xd, weights, seq, g, prep, tol_abs, n_stats)
         if init_array is not None:
             C = init_array if prep is None else prep.to_work(init_array, what="init")
@@ -408,7 +414,7 @@ default="k-means||"
             return _start_state(centers, prep, tol_abs, n_stats)
         pending = prep is not None and prep.pending
         centers, n_passes, moments = init_centers(
-            Xd, weights, k, self.init, seq, g,
+            Xd, weights, k, init, seq, g,
             oversampling_factor=self.oversampling_factor, init_rounds=self.init_rounds,
             check=check, split_every=self.split_every, callback=self.callback,
             verbose=self.verbose, prep=prep, in_memory=numpy_input,
@@ -422,6 +428,23 @@ default="k-means||"
             tol_abs = float(np.mean(m2 / count) * self._tol) if count else 0.0
         centers = [np.ascontiguousarray(c, dtype=Xd.dtype) for c in centers]
         return _start_state(centers, prep, tol_abs, n_stats + n_passes)
+
+    def _init_method(self, Xd, prep, numpy_input: bool):
+        """``init`` with ``"auto"`` resolved: ``"hierarchical"`` from
+        :data:`~daskmeans.engine._init.HIERARCHICAL_INIT_MIN_K` centres on dense
+        Euclidean data without ``standardize`` or ``nan_policy="omit"`` (except
+        small in-memory data, which k-means|| seeds by k-means++ on all rows),
+        ``"k-means||"`` otherwise."""
+        init = self.init
+        if not (isinstance(init, str) and init == "auto"):
+            return init
+        k = self.n_clusters
+        if (k >= _init_mod.HIERARCHICAL_INIT_MIN_K and prep is None
+                and not is_sparse_input(Xd)
+                and not (numpy_input and small_data(Xd, k, self.oversampling_factor,
+                                                    self.init_rounds))):
+            return "hierarchical"
+        return "k-means||"
 
     def _hierarchical_init(self, Xd, weights, seq, g, prep, tol_abs, n_stats) -> LloydState:
         """Initial centres of ``init="hierarchical"``: one two-level fit per group."""

@@ -165,3 +165,25 @@ def test_small_in_memory_kmeans_parallel_is_kmeans_plusplus_on_all_rows():
     _, n_passes, _ = _init.init_centers(da.from_array(X, chunks=500), None, 5, "k-means||",
                                         seq, 2, init_rounds=3)
     assert n_passes == 3 + 1
+
+
+def test_auto_init_resolves_by_number_of_centres(monkeypatch):
+    from daskmeans import KMeans
+
+    monkeypatch.setattr(_init, "HIERARCHICAL_INIT_MIN_K", 16)
+    X, _ = _blobs(k=16, n=3000, d=4, seed=3)
+    Xd = da.from_array(X, chunks=750)
+
+    def fit(k, **kw):
+        return KMeans(k, random_state=0, max_iter=3, tol=0, **kw).fit(Xd)
+
+    # from the threshold: the hierarchical start, the same passes and centres
+    auto, explicit = fit(16), fit(16, init="hierarchical")
+    np.testing.assert_array_equal(auto.cluster_centers_, explicit.cluster_centers_)
+    assert auto.n_passes_ == explicit.n_passes_
+    assert auto.n_passes_ != fit(16, init="k-means||").n_passes_
+    # below it, and where the hierarchical start does not apply: k-means||
+    for k, kw in ((15, {}), (16, {"metric": "cosine"}), (16, {"standardize": True})):
+        a, b = fit(k, **kw), fit(k, init="k-means||", **kw)
+        np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+        assert a.n_passes_ == b.n_passes_

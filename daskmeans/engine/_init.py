@@ -36,8 +36,8 @@ from .._rng import block_rng, purpose_key
 from .._validation import has_unknown_rows
 
 __all__ = [
-    "SMALL_DATA_BYTES", "init_centers", "kmeans_parallel", "kmeans_plusplus",
-    "plusplus_all_rows", "random_rows", "sample_rows", "small_data",
+    "HIERARCHICAL_INIT_MIN_K", "SMALL_DATA_BYTES", "init_centers", "kmeans_parallel",
+    "kmeans_plusplus", "plusplus_all_rows", "random_rows", "sample_rows", "small_data",
 ]
 
 _RANDOM = purpose_key("random")
@@ -590,6 +590,13 @@ SMALL_DATA_BYTES = 8 << 20
 #: Largest ``n_samples * n_clusters`` of that rule: k-means++ makes k
 #: sequential steps over all rows, which k-means|| spreads over a few passes.
 SMALL_DATA_ROW_CENTRES = 4_000_000
+
+
+#: Fewest centres for which ``init="auto"`` starts from a hierarchical fit rather
+#: than k-means||, whose in-memory reduction of ``oversampling_factor * k *
+#: init_rounds`` candidates costs ``candidates x k x d``. Set from
+#: ``benchmarks/bench_init.py`` (results in ``benchmarks/RESULTS.md``).
+HIERARCHICAL_INIT_MIN_K = 2048
 
 
 def small_data(X: da.Array, n_clusters: int, oversampling_factor: float = 2.0,
