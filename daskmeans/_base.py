@@ -50,7 +50,7 @@ A third estimator (``HierarchicalKMeans``, say) needs, in its own module:
    fitted attributes beyond the centres.
 
 ``predict``, ``transform``, ``score``, ``fit_predict``, ``fit_transform``,
-``get_feature_names_out``, ``set_output`` (with scikit-learn) and the tags
+``get_feature_names_out``, ``set_output`` and the tags
 then come with the base. The tags say that sparse input is taken (unless
 ``standardize`` or ``nan_policy="omit"``): set ``_sparse_input = False`` on
 the class if the new estimator cannot take it, and add it to the estimator
@@ -70,8 +70,9 @@ import dask.array as da
 import numpy as np
 
 from . import kernels as _kernels
-from ._compat import BaseEstimator, ClusterMixin, NotFittedError, TransformerMixin
+from ._compat import not_fitted_error
 from ._errors import InvalidInputError, InvalidInputTypeError
+from ._sklearn_api import BaseEstimator, ClusterMixin, TransformerMixin, output_container
 from ._validation import (
     Boolean,
     Interval,
@@ -283,7 +284,7 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
-            raise NotFittedError(
+            raise not_fitted_error()(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator (predict, transform, "
                 "score, save)."
@@ -430,7 +431,7 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
                           dtype=object)
 
     def __sklearn_tags__(self):
-        # only called by scikit-learn, whose BaseEstimator then provides the defaults
+        # only called by scikit-learn's tooling (the base builds scikit-learn's defaults)
         tags = super().__sklearn_tags__()
         omit = getattr(self, "nan_policy", "raise") == "omit"
         tags.input_tags.allow_nan = omit
@@ -587,14 +588,8 @@ def _as_frame_labels(X, labels):
 def _refuse_container_output(model) -> None:
     """``set_output(transform="pandas"|"polars")`` is for in-memory input only:
     wrapping lazy distances in a DataFrame would compute all of them at once."""
-    config = getattr(model, "_sklearn_output_config", {}).get("transform")
-    if config is None:
-        try:
-            from sklearn import get_config
-        except ImportError:  # pragma: no cover
-            return
-        config = get_config().get("transform_output", "default")
-    if config not in (None, "default"):
+    config = output_container(model)
+    if config != "default":
         raise InvalidInputError(
             f"set_output(transform={config!r}) applies to in-memory input; the distances "
             "of a Dask or Zarr input stay a lazy Dask array. Use set_output(transform="

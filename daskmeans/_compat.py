@@ -1,75 +1,58 @@
-"""Optional scikit-learn integration.
+"""scikit-learn's exception and warning types, resolved when one is raised.
 
-scikit-learn is not a hard dependency. When it is installed, the estimators
-derive from its ``BaseEstimator``, ``ClusterMixin`` and ``TransformerMixin`` so
-that ``clone``, pipelines, grid searches and HTML reprs behave natively; when it
-is not, a small stand-in provides ``get_params``/``set_params`` with the same
-rules (parameters are the ``__init__`` keyword arguments, stored unchanged).
+scikit-learn is optional, and importing it costs more than a small fit, so no
+module imports it to define its classes (the estimator protocol is in
+:mod:`daskmeans._sklearn_api`). Users still catch
+``sklearn.exceptions.NotFittedError`` and filter
+``sklearn.exceptions.ConvergenceWarning``: the code that raises or warns asks
+:func:`not_fitted_error` or :func:`convergence_warning` for the type at that
+moment, which is scikit-learn's when it is installed (importing it then) and a
+stand-in with the same bases otherwise.
+
+``NotFittedError`` and ``ConvergenceWarning`` are also attributes of this
+module, resolved the same way on access.
 """
 
 from __future__ import annotations
 
-import inspect
+__all__ = ["convergence_warning", "not_fitted_error"]
 
-__all__ = [
-    "BaseEstimator",
-    "ClusterMixin",
-    "ConvergenceWarning",
-    "NotFittedError",
-    "TransformerMixin",
-]
 
-try:  # pragma: no cover - exercised whichever way the environment is set up
-    from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-    from sklearn.exceptions import ConvergenceWarning, NotFittedError
-except ImportError:  # pragma: no cover
+class _NotFittedError(ValueError, AttributeError):
+    """A fitted model's method was called before ``fit`` (as scikit-learn's)."""
 
-    class ConvergenceWarning(UserWarning):
-        """Warning for degenerate or unconverged clusterings."""
 
-    class NotFittedError(ValueError, AttributeError):
-        """A fitted model's method was called before ``fit`` (as scikit-learn's)."""
+class _ConvergenceWarning(UserWarning):
+    """Warning for degenerate or unconverged clusterings (as scikit-learn's)."""
 
-    class BaseEstimator:
-        """Minimal parameter handling compatible with scikit-learn's."""
 
-        @classmethod
-        def _get_param_names(cls):
-            sig = inspect.signature(cls.__init__)
-            return sorted(
-                p.name for p in sig.parameters.values()
-                if p.name != "self" and p.kind != p.VAR_KEYWORD
-            )
+_NotFittedError.__name__ = _NotFittedError.__qualname__ = "NotFittedError"
+_ConvergenceWarning.__name__ = _ConvergenceWarning.__qualname__ = "ConvergenceWarning"
 
-        def get_params(self, deep=True):
-            return {name: getattr(self, name) for name in self._get_param_names()}
 
-        def set_params(self, **params):
-            valid = self._get_param_names()
-            for key, value in params.items():
-                if key not in valid:
-                    raise ValueError(
-                        f"Invalid parameter {key!r} for estimator {type(self).__name__}; "
-                        f"valid parameters are {valid}."
-                    )
-                setattr(self, key, value)
-            return self
+def not_fitted_error() -> type[Exception]:
+    """``sklearn.exceptions.NotFittedError`` if scikit-learn is installed, else the
+    stand-in (a ``ValueError`` and ``AttributeError``, as scikit-learn's)."""
+    try:
+        from sklearn.exceptions import NotFittedError
+    except ImportError:
+        return _NotFittedError
+    return NotFittedError
 
-        def __repr__(self):
-            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-            return f"{type(self).__name__}({args})"
 
-    class ClusterMixin:
-        """Provides ``fit_predict``."""
+def convergence_warning() -> type[Warning]:
+    """``sklearn.exceptions.ConvergenceWarning`` if scikit-learn is installed, else
+    the stand-in (a ``UserWarning``, as scikit-learn's)."""
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+    except ImportError:
+        return _ConvergenceWarning
+    return ConvergenceWarning
 
-        _estimator_type = "clusterer"
 
-        def fit_predict(self, X, y=None, **kwargs):
-            self.fit(X, **kwargs)
-            return self.labels_
-
-    class TransformerMixin:
-        """Provides ``fit_transform``."""
-
-        def fit_transform(self, X, y=None, **kwargs):
-            return self.fit(X, **kwargs).transform(X)
+def __getattr__(name: str):
+    if name == "NotFittedError":
+        return not_fitted_error()
+    if name == "ConvergenceWarning":
+        return convergence_warning()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import daskmeans
-from daskmeans import KMeans, MiniBatchKMeans
+from daskmeans import HierarchicalKMeans, KMeans, MiniBatchKMeans
 from daskmeans._base import KMeansBase, lazy_labels, resolved_params
 from daskmeans._errors import InvalidInputError, InvalidInputTypeError
 
@@ -41,8 +41,19 @@ def _check_name(check) -> str:
     return getattr(check, "func", check).__name__
 
 
-@parametrize_with_checks([KMeans(), MiniBatchKMeans()],
-                         expected_failed_checks=lambda est: SKLEARN_XFAILS)
+def _checked_estimators():
+    return [KMeans(), MiniBatchKMeans(), HierarchicalKMeans()]
+
+
+with warnings.catch_warnings():
+    # the estimators implement scikit-learn's protocol without deriving from its
+    # BaseEstimator (so that importing daskmeans does not import scikit-learn)
+    warnings.filterwarnings("ignore", "Estimator .* does not inherit from", UserWarning)
+    _with_checks = parametrize_with_checks(_checked_estimators(),
+                                           expected_failed_checks=lambda est: SKLEARN_XFAILS)
+
+
+@_with_checks
 def test_sklearn_estimator_checks(estimator, check):
     if _check_name(check) == "check_array_api_input" and not os.environ.get("SCIPY_ARRAY_API"):
         # it needs SCIPY_ARRAY_API=1 before SciPy is imported: run it in a fresh process
@@ -55,12 +66,12 @@ _ARRAY_API_RESULTS: dict = {}
 
 
 def _run_check_with_array_api(estimator, check) -> None:
-    """Run the array API check of both estimators in one fresh process (with
+    """Run the array API check of every estimator in one fresh process (with
     SCIPY_ARRAY_API=1 set before SciPy is imported), once; look up this one's result."""
     key = (type(estimator).__name__, repr(sorted(check.keywords.items())))
     if key not in _ARRAY_API_RESULTS:
         code = ["import traceback, daskmeans", "from sklearn.utils import estimator_checks as ec"]
-        for est in (KMeans(), MiniBatchKMeans()):
+        for est in _checked_estimators():
             name = type(est).__name__
             code += [
                 "try:",
@@ -345,8 +356,13 @@ import numpy as np
 import daskmeans
 from daskmeans._compat import NotFittedError
 X = np.random.default_rng(0).normal(size=(40, 3))
-for cls in (daskmeans.KMeans, daskmeans.MiniBatchKMeans):
+for cls in (daskmeans.KMeans, daskmeans.MiniBatchKMeans, daskmeans.HierarchicalKMeans):
     km = cls(2, random_state=0).fit(X)
+    assert repr(km) == f"{cls.__name__}(n_clusters=2, random_state=0)", repr(km)
+    assert km.set_params(max_iter=50) is km and km.get_params()["max_iter"] == 50
+    frame = km.set_output(transform="pandas").transform(X)
+    assert list(frame.columns) == km.get_feature_names_out().tolist(), frame
+    km.set_output(transform="default")
     assert (km.fit_predict(X) == km.predict(X)).all()
     assert km.fit_transform(X).shape == (40, 2)
     again = cls.from_dict(json.loads(json.dumps(km.to_dict())))

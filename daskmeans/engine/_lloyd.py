@@ -544,11 +544,11 @@ def warn_if_degenerate(sizes: np.ndarray, n_clusters: int) -> None:
     """Warn like scikit-learn when fewer than k clusters are non-empty."""
     distinct = int(np.count_nonzero(sizes > 0))
     if distinct < n_clusters:
-        from .._compat import ConvergenceWarning
+        from .._compat import convergence_warning
 
         warnings.warn(
             f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
             f"({n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning,
+            convergence_warning(),
             stacklevel=3,
         )
