@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import dask.array as da
 
 __all__ = ["active_client", "persist_inputs", "resolve_persist", "wait_persisted"]
@@ -16,7 +18,13 @@ AUTO_PERSIST_LOCAL_FRACTION = 0.25
 
 
 def active_client():
-    """The active ``distributed.Client``, or None (threaded scheduler)."""
+    """The active ``distributed.Client``, or None (threaded scheduler).
+
+    Without ``distributed`` imported there is no client: it is not imported
+    here then (a NumPy fit on the threaded scheduler does not need it).
+    """
+    if sys.modules.get("distributed") is None:
+        return None
     try:
         from distributed import get_client
     except ImportError:  # pragma: no cover - distributed is a dependency

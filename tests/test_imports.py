@@ -217,3 +217,50 @@ def test_select_k_stays_the_function_after_its_module_is_imported():
     proc = subprocess.run([sys.executable, "-c", "import sys\n" + code],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+#: A default fit of a small NumPy array, in a fresh process; prints what it imported.
+_FIT = (
+    "import sys\n"
+    "import numpy as np\n"
+    "X = np.random.default_rng(0).normal(size=(2000, 4)).astype(np.float32)\n"
+    "import dask.array\n"
+    "before = {m for m in sys.modules if m.split('.')[0] == 'scipy'}\n"
+    "from daskmeans import {cls}\n"
+    "model = {cls}(8, random_state=0).fit(X)\n"
+    "model.predict(X), model.transform(X), model.score(X), repr(model)\n"
+    "after = {m for m in sys.modules if m.split('.')[0] == 'scipy'}\n"
+    "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'distributed')),\n"
+    "      sorted(after - before))\n"
+)
+
+
+@pytest.mark.parametrize("cls", ["KMeans", "MiniBatchKMeans", "HierarchicalKMeans"])
+def test_fitting_numpy_data_imports_neither_sklearn_nor_scipy(cls):
+    """scikit-learn costs more to import than a small fit: the estimators implement its
+    protocol without it. SciPy: nothing beyond what ``import dask.array`` itself loads
+    when SciPy is installed (its sparse and fftpack modules). Nor ``distributed``: without
+    it imported, no client can exist."""
+    code = _FIT.replace("{cls}", cls)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[] []"
+
+
+def test_fitting_numpy_data_needs_neither_sklearn_nor_scipy():
+    code = (
+        "import sys\n"
+        "sys.modules['sklearn'] = sys.modules['scipy'] = None  # importing them fails\n"
+        "import numpy as np\n"
+        "from daskmeans import KMeans\n"
+        "X = np.random.default_rng(0).normal(size=(2000, 4)).astype(np.float32)\n"
+        "km = KMeans(8, random_state=0).fit(X)\n"
+        "assert (km.predict(X) == km.labels_).all()\n"
+        "assert repr(km) == 'KMeans(random_state=0)', repr(km)\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "ok"

@@ -16,11 +16,23 @@ import weakref
 import dask
 import numpy as np
 
-__all__ = ["DEFAULT_SPLIT_EVERY", "block_readers", "resolve_split_every"]
+__all__ = ["DEFAULT_SPLIT_EVERY", "block_readers", "resolve_split_every", "scheduler_of"]
 
 
 #: Fan-in of the combine tree when neither the caller nor dask's config sets one.
 DEFAULT_SPLIT_EVERY = 8
+
+
+def scheduler_of(collections):
+    """``dask.base.get_scheduler(collections=collections)``, without importing
+    ``distributed`` when it is not imported yet (no client can exist then, and
+    its import costs more than a small pass: dask's own lookup imports it)."""
+    if (sys.modules.get("distributed") is None and not dask.config.get("scheduler", None)
+            and not dask.config.get("get", None)):
+        gets = {c.__dask_scheduler__ for c in collections if c is not None}
+        if len(gets) == 1:
+            return gets.pop()
+    return dask.base.get_scheduler(collections=collections)
 
 
 def resolve_split_every(split_every: int | None) -> int:

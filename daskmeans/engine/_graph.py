@@ -33,6 +33,7 @@ from ._blocks import (  # noqa: F401 - re-exported
     _shared_blas_limit,
     block_readers,
     resolve_split_every,
+    scheduler_of,
 )
 
 __all__ = [
@@ -113,7 +114,7 @@ BATCH_BYTES = 32 << 20
 def _local_scheduler(collections) -> bool:
     """Whether these collections will be computed by dask's threads or in sync."""
     try:
-        scheduler = dask.base.get_scheduler(collections=collections)
+        scheduler = scheduler_of(collections)
     except Exception:  # pragma: no cover - be conservative
         return False
     return scheduler in (dask.threaded.get, dask.local.get_sync)
@@ -187,7 +188,7 @@ def tasks_per_thread(data_bytes: float, threads: int) -> float:
 def _cluster_threads(collections) -> int | None:
     """Worker threads of the distributed client that will compute, or None."""
     try:
-        get = dask.base.get_scheduler(collections=collections)
+        get = scheduler_of(collections)
     except Exception:  # pragma: no cover - be conservative
         return None
     client = getattr(get, "__self__", None)
@@ -552,7 +553,7 @@ class PassRunner:
         layer, out, const_key = _build(*self.args, consts=consts, **self.kwargs)
         graph = _delayed(self.args[0], self.args[1], layer, out)
         try:
-            get = dask.base.get_scheduler(collections=[graph])
+            get = scheduler_of([graph])
         except Exception:  # pragma: no cover - be conservative
             return False
         if get not in (dask.threaded.get, dask.local.get_sync):
@@ -589,9 +590,13 @@ def compute_passes(*passes: Delayed) -> tuple:
     from ._inline import all_small
 
     with _blas_limit(passes):
-        if all_small(passes) and dask.base.get_scheduler(
-                collections=list(passes)) is dask.threaded.get:
-            return dask.compute(*passes, scheduler="sync")  # the same tasks, one thread
+        get = scheduler_of(list(passes))
+        if get is dask.threaded.get:
+            # the functions themselves: dask's lookup of a name or of the default
+            # imports distributed
+            if all_small(passes):
+                get = dask.local.get_sync  # the same tasks, one thread
+            return dask.compute(*passes, scheduler=get)
         return dask.compute(*passes)
 
 
@@ -625,7 +630,7 @@ def _wants_blas_limit(passes) -> bool:
     except ImportError:  # pragma: no cover - a base dependency, but be tolerant
         return False
     try:
-        scheduler = dask.base.get_scheduler(collections=list(passes))
+        scheduler = scheduler_of(list(passes))
     except Exception:  # pragma: no cover - be conservative
         return False
     if scheduler is not dask.threaded.get:

@@ -187,7 +187,7 @@ def _direct_mode(X, weights) -> tuple | None:
     import dask.threaded
     from dask.system import CPU_COUNT
 
-    from ._blocks import block_readers
+    from ._blocks import block_readers, scheduler_of
 
     nbytes = getattr(X, "nbytes", math.nan)
     if not (nbytes <= DIRECT_BYTES) or X.ndim != 2 or X.numblocks[1] != 1:
@@ -195,7 +195,7 @@ def _direct_mode(X, weights) -> tuple | None:
     if any(math.isnan(c) for c in X.chunks[0]):
         return None
     try:
-        get = dask.base.get_scheduler(collections=[X])
+        get = scheduler_of([X])
     except Exception:  # noqa: BLE001 - be conservative
         return None
     if get not in (dask.threaded.get, dask.local.get_sync):
