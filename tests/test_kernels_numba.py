@@ -550,6 +550,73 @@ def test_column_rows_match_numpy(dtype, k, n):
         np.testing.assert_array_equal(best, S.min(axis=1))
 
 
+@pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 2, 4, 5, 130])
+@pytest.mark.parametrize("n", [1, 17, 601])
+def test_column_top2_rows_match_numpy(dtype, k, n):
+    """Column tiles with the second-best score: the first argmin, the minimum and
+    the second-smallest score of ``x . (-2 c) + |c|^2`` (a tie with the minimum
+    is the second), in chunks of groups of any size; infinity with one centre."""
+    rng = np.random.default_rng(k * 1000 + n + 7)
+    d = 11
+    X = rng.integers(-3, 4, size=(n, d)).astype(dtype)  # exact products, many ties
+    C = rng.integers(-2, 3, size=(k, d)).astype(dtype)
+    G = _llvm.column_tile_shape()[1]
+    Kp = k + (-k) % G
+    Cm2 = np.zeros((Kp, d), dtype=dtype)
+    Cm2[:k] = -2 * C
+    c_sq = np.full(Kp, np.inf, dtype=dtype)
+    c_sq[:k] = (C * C).sum(axis=1)
+    S = X @ Cm2[:k].T + c_sq[:k]
+    second = np.sort(S, axis=1)[:, 1] if k > 1 else np.full(n, np.inf, dtype)
+    for chunk in (1, 2, 1000):
+        XT, runv, runi = _kernels_numba._column_scratch(n, d, X)
+        run2 = np.empty_like(runv)
+        labels = np.full(n, -1, np.intp)
+        best, sec = np.empty(n, dtype), np.empty(n, dtype)
+        _kernels_numba.column_top2_rows(X, Cm2, c_sq, chunk, XT, runv, runi, run2, labels,
+                                        best, sec)
+        np.testing.assert_array_equal(labels, np.argmin(S, axis=1))
+        np.testing.assert_array_equal(best, S.min(axis=1))
+        np.testing.assert_array_equal(sec, second)
+
+
+@pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top2_columns_of_rows_equal_the_whole_block_sweep(dtype):
+    """Any subset of rows, in any sub-blocks, gets bitwise the labels and minima of
+    the column tiles over the whole block (rows far from the origin: their
+    scores lose most digits and sit at near-ties), and its second-best score is
+    the smallest score of another centre (brute force in float64 as a check)."""
+    rng = np.random.default_rng(3)
+    n, d, k = 1500, 16, 77
+    X = (100.0 + rng.normal(size=(n, d))).astype(dtype)
+    C = X[rng.choice(n, k, replace=False)].copy()
+    dists = _compiled.Distances(COLUMNS, C, 256, d)
+    Cp, c_sq = dists.column_operands(0, k)
+    labels = np.empty((1, n), np.intp)
+    _kernels_numba.nearest_columns(X, Cp, c_sq, 0, 0, 256, dists.chunk, labels,
+                                   np.empty((0, 0)), False)
+    XT, runv, runi = _kernels_numba._column_scratch(n, d, X)
+    best = np.empty(n, dtype)
+    _kernels_numba.column_rows(X, Cp, c_sq, 3, XT, runv, runi, np.empty(n, np.intp), best)
+    rows = np.sort(rng.choice(n, 400, replace=False))[::-1].copy()  # any order
+    for step, chunk in ((7, 1), (128, 2), (400, dists.chunk)):
+        lab = np.empty(len(rows), np.int32)
+        b1, b2 = np.empty(len(rows), dtype), np.empty(len(rows), dtype)
+        _kernels_numba.top2_columns_of(X, rows, Cp, c_sq, step, chunk, lab, b1, b2)
+        np.testing.assert_array_equal(lab, labels[0, rows])
+        np.testing.assert_array_equal(b1, best[rows])
+        assert (b2 >= b1).all()
+    S = X[rows].astype(np.float64) @ (-2.0 * C.astype(np.float64)).T + (
+        C.astype(np.float64) ** 2).sum(axis=1)
+    S[np.arange(len(rows)), lab] = np.inf
+    scale = np.abs(S[np.isfinite(S)]).max()
+    np.testing.assert_allclose(b2, S.min(axis=1), atol=1e-4 * scale if dtype == np.float32
+                               else 1e-12 * scale)
+
+
 @pytest.mark.skipif(not (_kernels_numba.COLUMN_TILES and _kernels_numba.BLAS_AVAILABLE),
                     reason="LLVM before 17 or SciPy not installed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -8,8 +8,12 @@ centre costs ``d`` operations. If ``l`` is far enough above ``u``, no other
 centre can be nearer and the row keeps its label without its ``k``
 distances being computed (Hamerly, 2010, with the upper bound tightened on
 every visit, so that it need not be stored). The other rows are compared with
-all centres by BLAS, which also gives them a fresh lower bound (their
-second-nearest centre).
+all centres, which also gives them a fresh lower bound (their second-nearest
+centre): by plain Lloyd's column tiles when its plan runs them, keeping the
+second-best score as well (:func:`daskmeans.kernels._llvm.column_top2_kernel`),
+else by BLAS products. A block whose bounds are too weak to keep a tenth of
+its rows (the first iterations from a random start) skips the screening, so
+that its pass costs about plain Lloyd's with the column tiles.
 
 Hamerly's single bound loses all its power when a few centres move far while
 most stand still, as happens at large k. So the ``s`` centres that moved most
@@ -25,7 +29,11 @@ most ``E(x) = g (2 ||x|| R + R^2)`` (``R`` the largest centre norm, ``g`` a
 few units of ``(d + 3)`` roundings, see :func:`error_coefs`). A row is kept
 only when ``l^2 - u^2 > 2 E(x)``, and a recomputed row takes its best centre
 only when its two best scores differ by more than ``4 E(x)``: in both cases
-no rounding of plain Lloyd's products can choose another centre. The few
+no rounding of plain Lloyd's products can choose another centre. With the
+column tiles this test is not needed: a row's scores are the same chain of
+multiply-adds whatever the other rows of its sub-block, so the tiles give
+plain Lloyd's label, bitwise, and their second-best score less ``E(x)``
+bounds the other centres' distances even at a tie. Otherwise the few
 rows closer than that to a tie (ties proper: duplicate centres, symmetric
 data) are labelled by :func:`daskmeans.kernels.nearest`, plain Lloyd's own
 labelling code, run on the whole sub-blocks of rows in which plain Lloyd's
@@ -276,6 +284,34 @@ def _top2_columns(Dt, c_sq, j1, b1, b2):
             j1[i] = jj if lt else j1[i]
 
 
+def _settle_columns(X, rows, lab, b2, centers, ex, ec, labels, lower, best):
+    """Labels, lower bounds and exact distances of the rows ``X[rows]`` from
+    their column tiles' label ``lab`` and second-best score ``b2``
+    (:func:`daskmeans.kernels._numba_loops.top2_columns_of`).
+
+    The column tiles are plain Lloyd's own, so ``lab`` is its label, bitwise,
+    and ``b2`` its smallest score over the other centres: less ``E(x)``, a
+    lower bound on their distances, however near a tie (no row is near).
+    ``best`` gets the exact ``||x - c_a||^2 - ||x||^2``.
+    """
+    d = X.shape[1]
+    for r in range(rows.shape[0]):
+        i = rows[r]
+        a = lab[r]
+        xs = 0.0
+        da = 0.0
+        for f in range(d):
+            v = np.float64(X[i, f])
+            xs += v * v
+            t = v - np.float64(centers[a, f])
+            da += t * t
+        err = ex * np.sqrt(xs) + ec
+        labels[i] = a
+        best[i] = da - xs
+        lo = np.float64(b2[r]) + xs - err
+        lower[i] = np.sqrt(lo) * _DOWN if lo > 0.0 else 0.0
+
+
 def _own_dist(X, centers, labels, best):
     """``best[i] = ||x_i - c_{labels[i]}||^2 - ||x_i||^2`` in float64."""
     n, d = X.shape
@@ -306,6 +342,8 @@ def _nb():
         settle_rows=numba.njit(nogil=True, cache=True, fastmath=fast)(_settle_rows),
         top2_columns=numba.njit(nogil=True, cache=True, fastmath=fast)(_top2_columns),
         own_dist=numba.njit(nogil=True, cache=True)(_own_dist),
+        settle_columns=numba.njit(nogil=True, cache=True, fastmath=fast)(_settle_columns),
+        top2_columns_of=_numba_loops.top2_columns_of,
         accumulate_rows=_numba_loops.accumulate_rows,
     )
 
@@ -456,7 +494,20 @@ def pruned_block(
                                      old_lower[start:stop], movers, P, p_sq, rest, ex, ec,
                                      True, start, todo, n_todo, best[start:stop],
                                      lower[start:stop])
-    if n_todo:
+    if n_todo and plan.whole_block and plan.uses_columns(X.dtype, k, 1, d):
+        # plain Lloyd's column tiles, keeping the second-best score: its labels, bitwise
+        from ._compiled import Distances, column_step
+
+        step = column_step(plan, X)
+        cols = Distances(plan, centers, step, d)
+        rows = todo[:n_todo]
+        lab = np.empty(n_todo, dtype=np.int32)
+        b1 = np.empty(n_todo, dtype=X.dtype)
+        b2 = np.empty(n_todo, dtype=X.dtype)
+        nb = _nb()
+        nb.top2_columns_of(X, rows, *cols.column_operands(0, k), step, cols.chunk, lab, b1, b2)
+        nb.settle_columns(X, rows, lab, b2, centers, ex, ec, labels, lower, best)
+    elif n_todo:
         _recompute(X, todo[:n_todo], centers, c_sq, ex, ec, labels, lower, best, plan)
     sums = np.zeros((k, d), dtype=np.float64)
     counts = np.zeros(k, dtype=np.float64)

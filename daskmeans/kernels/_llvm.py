@@ -12,7 +12,9 @@ loops and fall back to scalar code when they are missing:
   rows of up to 64 centres without forming a distance matrix;
 - :func:`column_tile_kernels`: product-and-argmin tiles vectorised over rows
   for any number of centres, with a running minimum per row and no
-  horizontal reduction.
+  horizontal reduction;
+- :func:`column_top2_kernel`: the same tile keeping the second-best score
+  of every row too (pruned Lloyd's lower bounds).
 
 Each factory returns None when this numba or LLVM cannot build it (LLVM
 before 17 has typed pointers and other intrinsic names); the kernel plan
@@ -38,6 +40,7 @@ __all__ = [
     "ir_argmin",
     "column_tile_kernels",
     "column_tile_shape",
+    "column_top2_kernel",
     "prefetch_kernel",
     "tile_rows",
     "vector_argmin_kernels",
@@ -478,164 +481,11 @@ def column_tile_kernels():
     that stay in cache; the group 0 sets them (centre 0 unconditionally, so a
     NaN row keeps label 0 and a NaN minimum, as on the other paths).
     """
-    try:
-        import llvmlite.binding as llvm
-        from llvmlite import ir
-        from numba import types
-        from numba.core import cgutils
-        from numba.extending import intrinsic
-    except ImportError:  # pragma: no cover - depends on numba's internals
+    tile = _column_tile(top2=False)
+    if tile is None:  # pragma: no cover - LLVM before 17
         return None
-    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
-        return None
-
-    @intrinsic
-    def tile(typingctx, XT, i, C, c_sq, g0, g1, runv, runi):
-        arrays = (XT, C, c_sq, runv, runi)
-        if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
-                and XT.ndim == 2 and C.ndim == 2 and c_sq.ndim == 1 and runv.ndim == 1
-                and runi.ndim == 1 and runi.dtype == types.int32
-                and XT.dtype == C.dtype == c_sq.dtype == runv.dtype
-                and XT.dtype in (types.float32, types.float64)):
-            return None
-        sig = types.void(XT, i, C, c_sq, g0, g1, runv, runi)
-
-        def codegen(context, builder, signature, args):
-            XTty, _, Cty, sty, _, _, vty_a, ity_a = signature.args
-            i32, i64 = ir.IntType(32), ir.IntType(64)
-            lanes = 16 if XTty.dtype == types.float32 else 8
-            RV, CG = column_tile_shape()
-            elty = context.get_value_type(XTty.dtype)
-            vty = ir.VectorType(elty, lanes)
-            ity = ir.VectorType(i32, lanes)
-            XTa = context.make_array(XTty)(context, builder, args[0])
-            Ca = context.make_array(Cty)(context, builder, args[2])
-            sa = context.make_array(sty)(context, builder, args[3])
-            va = context.make_array(vty_a)(context, builder, args[6])
-            ia = context.make_array(ity_a)(context, builder, args[7])
-
-            def as64(v):
-                return builder.sext(v, i64) if v.type.width < 64 else v
-
-            i0, g0v, g1v = as64(args[1]), as64(args[4]), as64(args[5])
-            d = builder.extract_value(XTa.shape, 0)
-            mp = builder.extract_value(XTa.shape, 1)
-            suffix = "f32" if XTty.dtype == types.float32 else "f64"
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                f"llvm.fma.v{lanes}{suffix}")
-            align = XTty.dtype.bitwidth // 8
-
-            def ptr(base, offset, ty):
-                return builder.bitcast(builder.gep(base, [offset]), ty.as_pointer())
-
-            def splat(scalar, ty):
-                v = builder.insert_element(ir.Constant(ty, None), scalar, ir.Constant(i32, 0))
-                return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, lanes),
-                                                                [0] * lanes))
-
-            def c64(x):
-                return ir.Constant(i64, x)
-
-            row_off = [builder.add(i0, c64(r * lanes)) for r in range(RV)]
-            zero = ir.Constant(vty, [0.0] * lanes)
-
-            def group(g, runv, runi, first):
-                """One group's products and running minima, from the current block."""
-                entry = builder.block
-                loop = builder.append_basic_block("col.loop")
-                done = builder.append_basic_block("col.done")
-                builder.branch(loop)
-                builder.position_at_end(loop)
-                f = builder.phi(i64)
-                f.add_incoming(c64(0), entry)
-                acc = [[builder.phi(vty) for _ in range(RV)] for _ in range(CG)]
-                for c in range(CG):
-                    for r in range(RV):
-                        acc[c][r].add_incoming(zero, entry)
-                xrow = builder.mul(f, mp)
-                xv = [builder.load(ptr(XTa.data, builder.add(xrow, row_off[r]), vty), align=align)
-                      for r in range(RV)]
-                cbase = builder.add(builder.mul(builder.mul(g, c64(CG)), d), f)
-                new = []
-                for c in range(CG):
-                    cval = builder.load(builder.gep(Ca.data, [builder.add(cbase,
-                                                                          builder.mul(c64(c), d))]))
-                    cb = splat(cval, vty)
-                    new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
-                nxt = builder.add(f, c64(1))
-                tail = builder.block
-                f.add_incoming(nxt, tail)
-                for c in range(CG):
-                    for r in range(RV):
-                        acc[c][r].add_incoming(new[c][r], tail)
-                builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
-                builder.position_at_end(done)
-                runv, runi = list(runv), list(runi)
-                for c in range(CG):
-                    j = builder.add(builder.mul(g, c64(CG)), c64(c))
-                    cs = splat(builder.load(builder.gep(sa.data, [j])), vty)
-                    jv = splat(builder.trunc(j, i32), ity)
-                    for r in range(RV):
-                        val = builder.fadd(new[c][r], cs)
-                        if first and c == 0:
-                            runv[r], runi[r] = val, jv
-                            continue
-                        lt = builder.fcmp_ordered("<", val, runv[r])
-                        runv[r] = builder.select(lt, val, runv[r])
-                        runi[r] = builder.select(lt, jv, runi[r])
-                return runv, runi
-
-            runv0 = [builder.load(ptr(va.data, row_off[r], vty), align=align) for r in range(RV)]
-            runi0 = [builder.load(ptr(ia.data, row_off[r], ity), align=4) for r in range(RV)]
-            start = builder.block
-            is_first = builder.icmp_signed("==", g0v, c64(0))
-            first_blk = builder.append_basic_block("col.first")
-            pre = builder.append_basic_block("col.pre")
-            builder.cbranch(is_first, first_blk, pre)
-            builder.position_at_end(first_blk)
-            fv, fi = group(c64(0), runv0, runi0, True)
-            first_end = builder.block
-            builder.branch(pre)
-            builder.position_at_end(pre)
-            gs = builder.phi(i64)
-            gs.add_incoming(g0v, start)
-            gs.add_incoming(c64(1), first_end)
-            pv = [builder.phi(vty) for _ in range(RV)]
-            pi = [builder.phi(ity) for _ in range(RV)]
-            for r in range(RV):
-                pv[r].add_incoming(runv0[r], start)
-                pv[r].add_incoming(fv[r], first_end)
-                pi[r].add_incoming(runi0[r], start)
-                pi[r].add_incoming(fi[r], first_end)
-            head = builder.append_basic_block("col.head")
-            body = builder.append_basic_block("col.body")
-            out = builder.append_basic_block("col.out")
-            builder.branch(head)
-            builder.position_at_end(head)
-            g = builder.phi(i64)
-            hv = [builder.phi(vty) for _ in range(RV)]
-            hi = [builder.phi(ity) for _ in range(RV)]
-            g.add_incoming(gs, pre)
-            for r in range(RV):
-                hv[r].add_incoming(pv[r], pre)
-                hi[r].add_incoming(pi[r], pre)
-            builder.cbranch(builder.icmp_signed("<", g, g1v), body, out)
-            builder.position_at_end(body)
-            nv, ni = group(g, hv, hi, False)
-            body_end = builder.block
-            g.add_incoming(builder.add(g, c64(1)), body_end)
-            for r in range(RV):
-                hv[r].add_incoming(nv[r], body_end)
-                hi[r].add_incoming(ni[r], body_end)
-            builder.branch(head)
-            builder.position_at_end(out)
-            for r in range(RV):
-                builder.store(hv[r], ptr(va.data, row_off[r], vty), align=align)
-                builder.store(hi[r], ptr(ia.data, row_off[r], ity), align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
+    from numba import types
+    from numba.extending import intrinsic
 
     @intrinsic
     def height(typingctx, XT):
@@ -661,3 +511,212 @@ def column_tile_kernels():
         return types.intp(XT), codegen
 
     return tile, height, group_size
+
+
+def column_top2_kernel():
+    """The column tile of :func:`column_tile_kernels` that also keeps the
+    second-best score of every row, or None.
+
+    ``tile(XT, i, C, c_sq, g0, g1, runv, runi, run2)``: as ``tile`` of
+    :func:`column_tile_kernels` (same products, same comparisons, so the same
+    labels and minima, bitwise), and ``run2`` (m,) gets the smallest score
+    of every row over the centres other than its label: before a score
+    replaces the running minimum, the larger of the two is compared with
+    ``run2`` (strict ``<``). A score equal to the minimum (a tie) becomes the
+    second; padded centres (infinite norms) never enter. The group 0 sets
+    ``run2`` to infinity. It costs one comparison and two selects more per
+    row and centre than the argmin tile, against the ``d`` multiply-adds of
+    both (pruned Lloyd's lower bounds, :mod:`daskmeans.kernels._bounds`).
+    """
+    return _column_tile(top2=True)
+
+
+def _column_tile(top2: bool):
+    """The ``tile`` intrinsic of :func:`column_tile_kernels` (``top2=False``)
+    or of :func:`column_top2_kernel`, or None."""
+    try:
+        import llvmlite.binding as llvm
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
+        return None
+
+    def typed(XT, C, c_sq, runv, runi, run2):
+        arrays = (XT, C, c_sq, runv, runi) + ((run2,) if top2 else ())
+        return (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+                and XT.ndim == 2 and C.ndim == 2 and c_sq.ndim == 1 and runv.ndim == 1
+                and runi.ndim == 1 and runi.dtype == types.int32
+                and XT.dtype == C.dtype == c_sq.dtype == runv.dtype
+                and (not top2 or (run2.ndim == 1 and run2.dtype == XT.dtype))
+                and XT.dtype in (types.float32, types.float64))
+
+    def codegen(context, builder, signature, args):
+        XTty, _, Cty, sty, _, _, vty_a, ity_a = signature.args[:8]
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        lanes = 16 if XTty.dtype == types.float32 else 8
+        RV, CG = column_tile_shape()
+        elty = context.get_value_type(XTty.dtype)
+        vty = ir.VectorType(elty, lanes)
+        ity = ir.VectorType(i32, lanes)
+        XTa = context.make_array(XTty)(context, builder, args[0])
+        Ca = context.make_array(Cty)(context, builder, args[2])
+        sa = context.make_array(sty)(context, builder, args[3])
+        va = context.make_array(vty_a)(context, builder, args[6])
+        ia = context.make_array(ity_a)(context, builder, args[7])
+        sa2 = context.make_array(signature.args[8])(context, builder, args[8]) if top2 else None
+
+        def as64(v):
+            return builder.sext(v, i64) if v.type.width < 64 else v
+
+        i0, g0v, g1v = as64(args[1]), as64(args[4]), as64(args[5])
+        d = builder.extract_value(XTa.shape, 0)
+        mp = builder.extract_value(XTa.shape, 1)
+        suffix = "f32" if XTty.dtype == types.float32 else "f64"
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+            f"llvm.fma.v{lanes}{suffix}")
+        align = XTty.dtype.bitwidth // 8
+
+        def ptr(base, offset, ty):
+            return builder.bitcast(builder.gep(base, [offset]), ty.as_pointer())
+
+        def splat(scalar, ty):
+            v = builder.insert_element(ir.Constant(ty, None), scalar, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, lanes),
+                                                            [0] * lanes))
+
+        def c64(x):
+            return ir.Constant(i64, x)
+
+        row_off = [builder.add(i0, c64(r * lanes)) for r in range(RV)]
+        zero = ir.Constant(vty, [0.0] * lanes)
+        inf = ir.Constant(vty, [float("inf")] * lanes)
+        # the running state of a row vector: [minimum, index] (+ [second] with top2)
+        width = 3 if top2 else 2
+        types_ = [vty, ity, vty][:width]
+
+        def group(g, run, first):
+            """One group's products and running minima, from the current block."""
+            entry = builder.block
+            loop = builder.append_basic_block("col.loop")
+            done = builder.append_basic_block("col.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            f = builder.phi(i64)
+            f.add_incoming(c64(0), entry)
+            acc = [[builder.phi(vty) for _ in range(RV)] for _ in range(CG)]
+            for c in range(CG):
+                for r in range(RV):
+                    acc[c][r].add_incoming(zero, entry)
+            xrow = builder.mul(f, mp)
+            xv = [builder.load(ptr(XTa.data, builder.add(xrow, row_off[r]), vty), align=align)
+                  for r in range(RV)]
+            cbase = builder.add(builder.mul(builder.mul(g, c64(CG)), d), f)
+            new = []
+            for c in range(CG):
+                cval = builder.load(builder.gep(Ca.data, [builder.add(cbase,
+                                                                      builder.mul(c64(c), d))]))
+                cb = splat(cval, vty)
+                new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
+            nxt = builder.add(f, c64(1))
+            tail = builder.block
+            f.add_incoming(nxt, tail)
+            for c in range(CG):
+                for r in range(RV):
+                    acc[c][r].add_incoming(new[c][r], tail)
+            builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
+            builder.position_at_end(done)
+            run = [list(s) for s in run]
+            for c in range(CG):
+                j = builder.add(builder.mul(g, c64(CG)), c64(c))
+                cs = splat(builder.load(builder.gep(sa.data, [j])), vty)
+                jv = splat(builder.trunc(j, i32), ity)
+                for r in range(RV):
+                    val = builder.fadd(new[c][r], cs)
+                    if first and c == 0:
+                        run[r] = [val, jv, inf][:width]
+                        continue
+                    mn, ix = run[r][0], run[r][1]
+                    lt = builder.fcmp_ordered("<", val, mn)
+                    if top2:
+                        cand = builder.select(lt, mn, val)
+                        lt2 = builder.fcmp_ordered("<", cand, run[r][2])
+                        run[r][2] = builder.select(lt2, cand, run[r][2])
+                    run[r][0] = builder.select(lt, val, mn)
+                    run[r][1] = builder.select(lt, jv, ix)
+            return run
+
+        def load_state(r):
+            out = [builder.load(ptr(va.data, row_off[r], vty), align=align),
+                   builder.load(ptr(ia.data, row_off[r], ity), align=4)]
+            if top2:
+                out.append(builder.load(ptr(sa2.data, row_off[r], vty), align=align))
+            return out
+
+        run0 = [load_state(r) for r in range(RV)]
+        start = builder.block
+        is_first = builder.icmp_signed("==", g0v, c64(0))
+        first_blk = builder.append_basic_block("col.first")
+        pre = builder.append_basic_block("col.pre")
+        builder.cbranch(is_first, first_blk, pre)
+        builder.position_at_end(first_blk)
+        fr = group(c64(0), run0, True)
+        first_end = builder.block
+        builder.branch(pre)
+        builder.position_at_end(pre)
+        gs = builder.phi(i64)
+        gs.add_incoming(g0v, start)
+        gs.add_incoming(c64(1), first_end)
+        pr = [[builder.phi(t) for t in types_] for _ in range(RV)]
+        for r in range(RV):
+            for s in range(width):
+                pr[r][s].add_incoming(run0[r][s], start)
+                pr[r][s].add_incoming(fr[r][s], first_end)
+        head = builder.append_basic_block("col.head")
+        body = builder.append_basic_block("col.body")
+        out = builder.append_basic_block("col.out")
+        builder.branch(head)
+        builder.position_at_end(head)
+        g = builder.phi(i64)
+        hr = [[builder.phi(t) for t in types_] for _ in range(RV)]
+        g.add_incoming(gs, pre)
+        for r in range(RV):
+            for s in range(width):
+                hr[r][s].add_incoming(pr[r][s], pre)
+        builder.cbranch(builder.icmp_signed("<", g, g1v), body, out)
+        builder.position_at_end(body)
+        nr = group(g, hr, False)
+        body_end = builder.block
+        g.add_incoming(builder.add(g, c64(1)), body_end)
+        for r in range(RV):
+            for s in range(width):
+                hr[r][s].add_incoming(nr[r][s], body_end)
+        builder.branch(head)
+        builder.position_at_end(out)
+        for r in range(RV):
+            builder.store(hr[r][0], ptr(va.data, row_off[r], vty), align=align)
+            builder.store(hr[r][1], ptr(ia.data, row_off[r], ity), align=4)
+            if top2:
+                builder.store(hr[r][2], ptr(sa2.data, row_off[r], vty), align=align)
+        return context.get_dummy_value()
+
+    if top2:
+        @intrinsic
+        def column_top2_tile(typingctx, XT, i, C, c_sq, g0, g1, runv, runi, run2):
+            if not typed(XT, C, c_sq, runv, runi, run2):
+                return None
+            return types.void(XT, i, C, c_sq, g0, g1, runv, runi, run2), codegen
+
+        return column_top2_tile
+
+    @intrinsic
+    def column_tile(typingctx, XT, i, C, c_sq, g0, g1, runv, runi):
+        if not typed(XT, C, c_sq, runv, runi, None):
+            return None
+        return types.void(XT, i, C, c_sq, g0, g1, runv, runi), codegen
+
+    return column_tile

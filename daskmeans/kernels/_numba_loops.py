@@ -79,6 +79,7 @@ __all__ = [
     "sweep_columns",
     "sweep_fused",
     "top2_columns",
+    "top2_columns_of",
     "top2_rows",
 ]
 
@@ -248,6 +249,78 @@ def _column_rows_with(kernels):
 
 
 column_rows = _column_rows_with(_COLUMN_KERNELS)
+
+_COLUMN_TOP2 = _llvm.column_top2_kernel() if COLUMN_TILES else None
+
+
+def _column_top2_rows_missing(Xs, C, c_sq, chunk, XT, runv, runi, run2, labels, best,
+                              second):
+    raise RuntimeError("the column tiles are not available")
+
+
+def _column_top2_rows_with(top2, kernels):
+    if top2 is None or kernels is None:  # pragma: no cover - LLVM before 17
+        return numba.njit(nogil=True)(_column_top2_rows_missing)
+    _, height, group_size = kernels
+
+    def rows(Xs, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second):
+        """:func:`column_rows` that also gives every row's second-best score
+        ``second`` (see :func:`daskmeans.kernels._llvm.column_top2_kernel`):
+        the same labels and minima, bitwise; ``run2`` (S,) is scratch too."""
+        m, d = Xs.shape
+        T = height(XT)
+        G = group_size(XT)
+        mp = m + (-m) % T
+        S = XT.shape[1]
+        if (XT.shape[0] != d or S < mp or S % T != 0 or C.shape[1] != d
+                or C.shape[0] % G != 0 or c_sq.shape[0] != C.shape[0]
+                or runv.shape[0] < S or runi.shape[0] < S or run2.shape[0] < S
+                or chunk < 1):
+            raise ValueError("column tiles: operands of the wrong shape")
+        for r in range(m):
+            for q in range(d):
+                XT[q, r] = Xs[r, q]
+        for q in range(d):
+            for r in range(m, mp):
+                XT[q, r] = 0
+        n_groups = C.shape[0] // G
+        for g0 in range(0, n_groups, chunk):
+            g1 = min(g0 + chunk, n_groups)
+            for i in range(0, mp, T):
+                top2(XT, i, C, c_sq, g0, g1, runv, runi, run2)
+        for r in range(m):
+            labels[r] = runi[r]
+            best[r] = runv[r]
+            second[r] = run2[r]
+
+    return numba.njit(nogil=True)(_named(rows, "column_top2_rows"))
+
+
+column_top2_rows = _column_top2_rows_with(_COLUMN_TOP2, _COLUMN_KERNELS)
+
+
+@numba.njit(nogil=True, cache=True)
+def top2_columns_of(X, rows, C, c_sq, step, chunk, labels, best, second):
+    """Label, best and second-best score of the rows ``X[rows]`` by the column
+    tiles (:func:`column_top2_rows`), ``step`` rows at a time: ``labels[r]``,
+    ``best[r]`` and ``second[r]`` for row ``rows[r]``. ``C`` and ``c_sq`` as
+    for :func:`sweep_columns` (one group from centre 0). A row's scores do
+    not depend on the other rows of its sub-block: its label and minimum are
+    those of :func:`sweep_columns` on the whole block, bitwise."""
+    n_rows = rows.shape[0]
+    d = X.shape[1]
+    XT, runv, runi = _column_scratch(step, d, X)
+    run2 = np.empty_like(runv)
+    Xs = np.empty((step, d), dtype=X.dtype)
+    for start in range(0, n_rows, step):
+        m = min(step, n_rows - start)
+        for r in range(m):
+            i = rows[start + r]
+            for f in range(d):
+                Xs[r, f] = X[i, f]
+        column_top2_rows(Xs[:m], C, c_sq, chunk, XT, runv, runi, run2,
+                         labels[start : start + m], best[start : start + m],
+                         second[start : start + m])
 
 
 @numba.njit(nogil=True, cache=True)
