@@ -8,7 +8,15 @@ import pytest
 from daskmeans import KMeans
 from daskmeans import kernels as K
 from daskmeans.engine._lloyd import LloydState, lloyd, update_centers
-from daskmeans.engine._pruned import AUTO_MIN_K, MemoryStore, ZarrStore, pruned_lloyd, use_pruned
+from daskmeans.engine._pruned import (
+    AUTO_MIN_K,
+    AUTO_MIN_K_COLUMNS,
+    MemoryStore,
+    ZarrStore,
+    auto_min_k,
+    pruned_lloyd,
+    use_pruned,
+)
 from daskmeans.kernels import KernelPlan, _bounds, _plan
 
 #: The plan of plain Lloyd's sweeps the block kernel is compared with.
@@ -55,6 +63,51 @@ def test_block_kernel_matches_plain_sweep(dtype, weighted):
         moved = _bounds.drift(C, new)
         C = new
     assert n_pruned[0] == 0 and max(n_pruned) > len(X) // 2
+
+
+def _column_plan():
+    if not _plan.numba_installed():
+        pytest.skip("numba is an optional extra")
+    from daskmeans.kernels import _numba_loops
+
+    if not _numba_loops.COLUMN_TILES:
+        pytest.skip("this LLVM builds no column tiles")
+    return KernelPlan.numba(columns=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("far", [False, True])
+def test_block_kernel_column_tiles_match_plain_and_numpy(dtype, far):
+    # pruned rows recomputed by the column tiles with the second-best score; rows far
+    # from the origin (far=True) sit within the rounding margin of ties
+    from dataclasses import replace
+
+    plan = replace(_column_plan(), step=256)
+    X = _mixture(2000, 10, 30, 21, dtype) + (100.0 if far else 0.0)
+    rng = np.random.default_rng(22)
+    C = X[rng.choice(len(X), 120, replace=False)].copy()
+    assert plan.uses_columns(X.dtype, 120, 1, 10)
+    state = state_np = moved = None
+    n_pruned = []
+    for _ in range(8):
+        ref = K.lloyd_partial(X, C, None, plan=plan)
+        lab_ref, _ = K.nearest(X, C, plan=plan)
+        out, state = _bounds.pruned_block(X, None, C, state, moved, plan=plan)
+        out_np, state_np = _bounds.pruned_block_numpy(X, None, C, state_np, moved)
+        np.testing.assert_array_equal(state[0], lab_ref[0])
+        np.testing.assert_array_equal(out["counts"], ref["counts"])
+        np.testing.assert_array_equal(out["sums"], ref["sums"])  # same loop, same order
+        if not far:
+            np.testing.assert_array_equal(state_np[0], lab_ref[0])
+            np.testing.assert_array_equal(out_np["counts"], ref["counts"])
+        D = ((X[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+        D[np.arange(len(X)), state[0]] = np.inf
+        assert (np.sqrt(D.min(axis=1)) >= state[1]).all()
+        n_pruned.append(out["n_pruned"])
+        new, _, _ = update_centers(C, ref["sums"], ref["counts"], None, 0, 0)
+        moved = _bounds.drift(C, new)
+        C = new
+    assert n_pruned[0] == 0 and max(n_pruned) > 0
 
 
 def test_block_kernel_exact_ties():
@@ -145,9 +198,17 @@ def test_kmeans_algorithm_same_result(algorithm):
     assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-3)
 
 
-def test_auto_rule_and_bad_algorithm():
-    assert use_pruned("auto", AUTO_MIN_K, 1) and not use_pruned("auto", AUTO_MIN_K - 1, 1)
+def test_auto_rule_and_bad_algorithm(monkeypatch):
+    low = auto_min_k()
+    assert low in (AUTO_MIN_K, AUTO_MIN_K_COLUMNS)
+    assert use_pruned("auto", low, 1) and not use_pruned("auto", low - 1, 1)
     assert not use_pruned("auto", 10 * AUTO_MIN_K, 3) and use_pruned("pruned", 2, 3)
+    monkeypatch.setenv(K.KERNELS_ENV, "numpy")  # no column tiles: the higher threshold
+    assert auto_min_k() == AUTO_MIN_K
+    if _plan.numba_installed() and _plan.KernelPlan.numba(columns=True).columns:
+        monkeypatch.setenv(K.KERNELS_ENV, "numba,columns=true")
+        assert auto_min_k() == AUTO_MIN_K_COLUMNS
+        assert auto_min_k(np.float64, 10_000) == AUTO_MIN_K  # float64, wide: BLAS products
     assert not use_pruned("lloyd", 10**6, 1)
     with pytest.raises(ValueError, match="algorithm must be one of.*'hamerly'"):
         KMeans(3, algorithm="hamerly").fit(np.zeros((10, 2)))

@@ -54,26 +54,48 @@ from ._lloyd import (
 )
 from ._prep import normalize_rows
 
-__all__ = ["AUTO_MIN_K", "MemoryStore", "ZarrStore", "make_store", "pruned_lloyd", "use_pruned"]
+__all__ = ["AUTO_MIN_K", "AUTO_MIN_K_COLUMNS", "MemoryStore", "ZarrStore", "auto_min_k", "make_store",
+           "pruned_lloyd", "use_pruned"]
 
-#: Smallest k for which ``algorithm="auto"`` prunes. Within the first ten
-#: iterations pruning did not pay at k <= 1,024 (``benchmarks/bench_lloyd.py``)
-#: and did at k = 10,000 (``benchmarks/bench_large_k.py``); the crossover
-#: between them is not measured yet (see benchmarks/RESULTS.md).
+#: Smallest k for which ``algorithm="auto"`` prunes when the kernels compare
+#: rows with centres by BLAS products (no column tiles): there, a pass that
+#: prunes nothing costs more than plain Lloyd's (benchmarks/RESULTS.md).
 AUTO_MIN_K = 4096
+#: The same with the column tiles, where a pass that prunes nothing costs
+#: about plain Lloyd's: from 1,024 centres pruning saved time within the
+#: first iterations, at 256 it broke even (benchmarks/RESULTS.md).
+AUTO_MIN_K_COLUMNS = 1024
 
 
-def use_pruned(algorithm: str, n_clusters: int, n_groups: int) -> bool:
+def auto_min_k(dtype=np.float32, n_features: int | None = None) -> int:
+    """Smallest k for which ``algorithm="auto"`` prunes, for this kernel plan.
+
+    :data:`AUTO_MIN_K_COLUMNS` when plain Lloyd's sweeps of ``dtype`` data
+    with that many centres run the column tiles (then pruned Lloyd's
+    recomputed rows do too, see :mod:`daskmeans.kernels._bounds`), else
+    :data:`AUTO_MIN_K`. ``n_features`` unknown: as float32 data.
+    """
+    k = AUTO_MIN_K_COLUMNS
+    plan = _kernels.choose_plan(dtype, k, n_features or 1, 1 << 40)
+    if plan.compiled and plan.whole_block and plan.uses_columns(dtype, k, 1, n_features):
+        return AUTO_MIN_K_COLUMNS
+    return AUTO_MIN_K
+
+
+def use_pruned(algorithm: str, n_clusters: int, n_groups: int, *, dtype=np.float32,
+               n_features: int | None = None) -> bool:
     """Whether a fit with ``algorithm`` runs :func:`pruned_lloyd`.
 
     ``"pruned"`` (and its synonym ``"elkan"``) always; ``"auto"`` for a
-    single group of centres with at least :data:`AUTO_MIN_K` of them (several
+    single group of centres with at least :func:`auto_min_k` of them (several
     ``n_init`` groups share plain Lloyd's passes instead).
     """
     if algorithm in ("pruned", "elkan"):
         return True
     if algorithm == "auto":
-        return n_groups == 1 and n_clusters >= AUTO_MIN_K
+        if n_groups != 1 or n_clusters < min(AUTO_MIN_K, AUTO_MIN_K_COLUMNS):
+            return False  # no plan asked for: a small fit imports no numba
+        return n_clusters >= auto_min_k(dtype, n_features)
     return False
 
 
