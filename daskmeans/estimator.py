@@ -342,7 +342,9 @@ class KMeans(KMeansBase):
         t0 = time.perf_counter()
         run = lloyd
         # sparse blocks: plain Lloyd (the pruning kernels take dense blocks)
-        if use_pruned(self.algorithm, k, len(state.centers)) and not is_sparse_input(Xd):
+        if (use_pruned(self.algorithm, k, len(state.centers), dtype=Xd.dtype,
+                       n_features=Xd.shape[1])
+                and not is_sparse_input(Xd)):
             run = pruned_lloyd
         state = self._guard_zero_rows(Xd, run)(
             Xp, wp, state, max_iter=self.max_iter, tol=self._tol,

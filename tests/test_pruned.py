@@ -275,3 +275,19 @@ def test_plain_labels_recompute_whole_sub_blocks():
     ref, _ = K.nearest(X, C, plan=plan)
     rows = np.sort(rng.choice(len(X), 25, replace=False))
     np.testing.assert_array_equal(_bounds.plain_labels(X, rows, C, plan), ref[0][rows])
+
+
+def test_auto_rule_sees_the_data(monkeypatch):
+    """The estimator asks the "auto" rule with the data's dtype and width."""
+    import daskmeans.estimator as est
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return use_pruned(*args, **kwargs)
+
+    monkeypatch.setattr(est, "use_pruned", spy)
+    X = np.random.default_rng(0).normal(size=(400, 5))
+    KMeans(3, algorithm="auto", max_iter=2, n_init=1).fit(da.from_array(X, chunks=100))
+    assert seen["dtype"] == np.float64 and seen["n_features"] == 5
