@@ -50,6 +50,10 @@ __all__ = [
 
 #: Target bytes per block when the estimator chunks a NumPy array itself.
 TARGET_BLOCK_BYTES = 16 * 2**20
+#: Fewest bytes per block when :func:`default_row_chunks` splits an array for
+#: the threads: on smaller blocks every pass pays the per-block NumPy calls
+#: more often than the threads save (``benchmarks/bench_startup.py --small``).
+MIN_SPLIT_BLOCK_BYTES = 2**20
 
 
 def check_int(name: str, value, *, low: int | None = None, high: int | None = None) -> int:
@@ -261,12 +265,15 @@ def default_row_chunks(n_rows: int, n_features: int, itemsize: int) -> int:
     """Rows per block for arrays the library chunks itself.
 
     Blocks of at most about 16 MiB, at least 8 of them when there are enough
-    rows (so that threads have work to share), an even number, and all of
+    rows and bytes (so that threads have work to share, but no block below
+    :data:`MIN_SPLIT_BLOCK_BYTES` or 4,096 rows), an even number, and all of
     (nearly) the same length so that no thread waits on a short last block.
     The rule depends only on the shape, so results do not depend on the machine.
     """
     nbytes = n_rows * n_features * itemsize
-    blocks = max(math.ceil(nbytes / TARGET_BLOCK_BYTES), min(8, math.ceil(n_rows / 4096)), 1)
+    split = min(8, n_rows // 4096, nbytes // MIN_SPLIT_BLOCK_BYTES)
+    split -= split % 2 if split > 1 else 0  # even, rounded down: blocks stay large enough
+    blocks = max(math.ceil(nbytes / TARGET_BLOCK_BYTES), split, 1)
     if blocks > 1:
         blocks += blocks % 2
     return max(1, math.ceil(n_rows / blocks))

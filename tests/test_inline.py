@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from daskmeans import KMeans
+from daskmeans import _validation
 from daskmeans.engine import _graph, _inline
 
 
@@ -110,8 +111,10 @@ def test_large_or_unknown_sized_data_keeps_the_scheduler(monkeypatch):
 @pytest.mark.parametrize("init", ["k-means||", "k-means++"])
 @pytest.mark.parametrize("inline", [True, False])
 def test_fit_without_scheduler_is_bitwise_the_threaded_fit(init, inline, monkeypatch):
-    X = np.random.default_rng(3).normal(size=(6000, 5))
+    X = np.random.default_rng(3).normal(size=(9000, 5))
     assert X.nbytes <= _inline.INLINE_BYTES
+    # NumPy input this small is one block by default: split it for the threads
+    monkeypatch.setattr(_validation, "MIN_SPLIT_BLOCK_BYTES", 1 << 10)
     with dask.config.set(scheduler="threads", num_workers=2):
         calls = _count_direct(monkeypatch)
         if not inline:

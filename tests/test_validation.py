@@ -247,3 +247,20 @@ def test_bad_data_is_an_input_error(data, exc):
 
     with pytest.raises(getattr(_errors, exc)):
         KMeans(2).fit(data)
+
+
+@pytest.mark.parametrize("n, d, itemsize", [(1000, 2, 4), (10_000, 8, 4), (100_000, 8, 4),
+                                            (100_000, 8, 8), (2_000_000, 32, 4)])
+def test_default_row_chunks_keep_small_blocks_whole(n, d, itemsize):
+    from daskmeans._validation import MIN_SPLIT_BLOCK_BYTES, TARGET_BLOCK_BYTES, default_row_chunks
+
+    rows = default_row_chunks(n, d, itemsize)
+    blocks = -(-n // rows)
+    nbytes = n * d * itemsize
+    if nbytes < 2 * MIN_SPLIT_BLOCK_BYTES:
+        assert blocks == 1  # splitting would only add per-block calls
+    else:
+        assert rows * d * itemsize >= MIN_SPLIT_BLOCK_BYTES - d * itemsize
+        assert blocks == 1 or blocks % 2 == 0
+    assert rows * d * itemsize <= TARGET_BLOCK_BYTES
+    assert blocks <= max(8, -(-nbytes // TARGET_BLOCK_BYTES) + 1)

@@ -110,10 +110,20 @@ def nearest(plan: KernelPlan, X: np.ndarray, centers: np.ndarray, bounds: np.nda
 def _group_nearest(Xs: np.ndarray, centers: np.ndarray, c_sq: np.ndarray,
                    bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-group nearest centre (global index) and squared distance of the rows ``Xs``."""
-    D = Xs @ centers.T
-    D *= -2
-    D += c_sq
-    lab, mins = _group_argmin(D, bounds)
+    if _by_columns(Xs.shape[0], bounds):
+        # centres by rows: (-2 C) X^T is the transposed score matrix, ready for
+        # the loop over centres without a transposing copy (-2 C is exact)
+        DT = (centers * -2) @ Xs.T
+        DT += c_sq[:, None]
+        n_groups = len(bounds) - 1
+        lab = np.empty((n_groups, Xs.shape[0]), dtype=np.intp)
+        mins = np.empty((n_groups, Xs.shape[0]), dtype=DT.dtype)
+        _argmin_by_columns(DT, bounds, lab, mins)
+    else:
+        D = Xs @ centers.T
+        D *= -2
+        D += c_sq
+        lab, mins = _group_argmin(D, bounds)
     mins += sq_norms(Xs)
     np.maximum(mins, 0, out=mins)
     return lab, mins
@@ -123,6 +133,12 @@ def _group_nearest(Xs: np.ndarray, centers: np.ndarray, c_sq: np.ndarray,
 #: over the centres (see :func:`_argmin_by_columns`), and the fewest rows for it.
 COLUMN_LOOP_MAX_K = 8
 COLUMN_LOOP_MIN_ROWS = 2048
+
+
+def _by_columns(n_rows: int, bounds: np.ndarray) -> bool:
+    """Whether the argmin over every group is found by :func:`_argmin_by_columns`."""
+    return (n_rows >= COLUMN_LOOP_MIN_ROWS
+            and np.diff(bounds).max(initial=0) <= COLUMN_LOOP_MAX_K)
 
 
 def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +152,7 @@ def _group_argmin(D: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.nda
     n_groups = len(bounds) - 1
     labels = np.empty((n_groups, n), dtype=np.intp)
     mins = np.empty((n_groups, n), dtype=D.dtype)
-    sizes = np.diff(bounds)
-    if n >= COLUMN_LOOP_MIN_ROWS and sizes.max(initial=0) <= COLUMN_LOOP_MAX_K:
+    if _by_columns(n, bounds):
         _argmin_by_columns(np.ascontiguousarray(D.T), bounds, labels, mins)
         return labels, mins
     rows = np.arange(n)
