@@ -7,11 +7,13 @@ Gaussians (block by block, never whole in memory; the mixture of
     daskmeans fit DATA --k K --algorithm hierarchical --out OUT --json [--n-probe P]
 
 in a child process on local threads, and reports its wall time, the passes
-over the data of each level (from ``report.json``), its peak resident memory
+over the data of each level (from ``report.json``), the seconds of each
+level (timed from the command's progress lines), its peak resident memory
 (``getrusage`` of the child) against the size of the data, and an
-extrapolation to a cluster: the measured seconds per block-pass, spread over
-``--workers`` x ``--threads-per-worker`` threads, plus the parts that do not
-spread (in-memory work between passes), stated as an extrapolation.
+extrapolation to a cluster: the wall time taken as block work and spread
+over ``--workers`` x ``--threads-per-worker`` threads, in rounds of one block
+per thread (optimistic: the in-memory work between passes does not spread;
+two runs at different N separate it), stated as an extrapolation.
 
 Usage::
 
@@ -39,6 +41,37 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 from _hardware import header_lines  # noqa: E402
+
+
+def run_timed(cmd: list) -> tuple:
+    """Run ``cmd``, timing its progress lines (``[level] ...`` on stderr).
+
+    Returns its stdout (None when it failed), its stderr, and for every level
+    the number of its progress lines and the seconds up to its last line since
+    the line before (an ``"end"`` entry: after the last line).
+    """
+    import threading
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    phases: dict = {}
+    lines = []
+    last = time.perf_counter()
+    for line in proc.stderr:
+        lines.append(line)
+        now = time.perf_counter()
+        if line.startswith("[") and "]" in line:
+            name = line[1:line.index("]")]
+            count, seconds = phases.get(name, (0, 0.0))
+            phases[name] = (count + 1, seconds + now - last)
+            last = now
+    proc.wait()
+    reader.join()
+    phases["end"] = (1, time.perf_counter() - last)
+    stdout = out[0] if out and proc.returncode == 0 else None
+    return stdout, "".join(lines), phases
 
 
 def write_mixture(path: Path, n: int, d: int, n_comp: int, chunk: int, seed: int = 0) -> None:
@@ -110,33 +143,41 @@ def main(argv=None) -> int:
             cmd += ["--max-iter", str(args.max_iter)]
         print("command: daskmeans " + " ".join(cmd[3:]), flush=True)
         t = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        stdout, stderr, phases = run_timed(cmd)
         wall = time.perf_counter() - t
         peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-        if proc.returncode != 0:
-            print(proc.stderr[-4000:])
-            return proc.returncode
-        report = json.loads(proc.stdout)
+        if stdout is None:
+            print(stderr[-4000:])
+            return 1
+        report = json.loads(stdout)
         keys = ("n_coarse", "n_iter", "converged", "n_passes", "passes", "inertia", "timings")
         print(json.dumps({k: report.get(k) for k in keys}, indent=1, default=str))
         sizes = np.asarray(report.get("cluster_sizes") or [0.0])
         print(f"largest cluster / mean: {sizes.max() / max(sizes.mean(), 1e-300):.2f}; "
               f"empty clusters: {int((sizes == 0).sum())}")
         passes = report.get("n_passes")
+        print("\n| level | progress lines | seconds | seconds per line |\n|---|---|---|---|")
+        for name, (count, seconds) in phases.items():
+            print(f"| {name} | {count} | {seconds:.1f} | {seconds / count:.2f} |")
+        print("(a level's seconds run from the previous progress line to its last one: its "
+              "passes and the in-memory work before them; 'end': after the last line, "
+              "the labels written and the model saved)")
         print()
         print(f"| rows | k | wall time | passes | peak RSS (GiB) | data (GiB) |"
               f" read pass | {args.workers} x {args.threads_per_worker} workers, extrapolated |")
         print("|---|---|---|---|---|---|---|---|")
         threads = args.workers * args.threads_per_worker
         local = os.cpu_count() or 1
-        timings = report.get("timings", {})
-        serial = float(timings.get("serial", 0.0)) if isinstance(timings, dict) else 0.0
-        extra = (wall - serial) * min(local, n_blocks) / min(threads, n_blocks) + serial
+        # a pass runs its blocks in rounds of one block per thread
+        rounds = -(-n_blocks // local) / -(-n_blocks // threads)
+        extra = wall / rounds
         print(f"| {args.n:,} | {args.k:,} | {wall:.0f} s | {passes} | {peak_gib:.2f} | "
               f"{gib:.2f} | {t_read:.2f} s | {extra:.0f} s |")
-        print(f"\nextrapolation: the block work of this run ({local} threads) spread over "
-              f"{threads} threads (at most one block each: {n_blocks} blocks), plus the "
-              f"in-memory time between passes as measured; not a measurement.")
+        print(f"\nextrapolation: the whole wall time of this run ({local} threads, "
+              f"{-(-n_blocks // local)} rounds of blocks per pass) taken as block work and "
+              f"spread over {threads} threads ({-(-n_blocks // threads)} rounds); work that "
+              f"does not spread (in-memory steps, the model written) makes it optimistic; "
+              f"not a measurement.")
     finally:
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)

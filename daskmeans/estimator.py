@@ -54,7 +54,7 @@ class KMeans(KMeansBase):
         Number of clusters k.
     init : {"auto", "k-means||", "k-means++", "random", "hierarchical"}, array of shape \
 (k, d) or callable, default="auto"
-        ``"auto"``: ``"hierarchical"`` from 2,048 centres on dense Euclidean
+        ``"auto"``: ``"hierarchical"`` from 4,096 centres on dense Euclidean
         data without ``standardize`` or ``nan_policy="omit"`` (and not small
         in-memory data, see below), where k-means|| costs more than many
         Lloyd iterations; ``"k-means||"`` otherwise.
@@ -138,7 +138,9 @@ class KMeans(KMeansBase):
         labelled on plain Lloyd's own sub-blocks of products), much less work once
         few rows change clusters (see the large-k guide). ``"elkan"`` is
         accepted as a synonym of ``"pruned"`` for scikit-learn users.
-        ``"auto"`` prunes when ``n_clusters >= 4096`` and one initialisation
+        ``"auto"`` prunes from 1,024 centres where the kernels compare rows
+        with centres by column tiles, from 4,096 elsewhere
+        (:func:`daskmeans.engine._pruned.auto_min_k`), when one initialisation
         runs (several ``n_init`` candidates share plain Lloyd's passes).
 
     Attributes

@@ -36,7 +36,7 @@ def add_arguments(fit: argparse.ArgumentParser) -> None:
     fit.add_argument("--init", choices=["auto", "k-means||", "k-means++", "random",
                                         "hierarchical"],
                      default="auto", help="initialisation (default: auto, k-means|| below "
-                                          "2,048 clusters, hierarchical from there)")
+                                          "4,096 clusters, hierarchical from there)")
     fit.add_argument("--n-init", type=_common.n_init, default="auto", metavar="N",
                      help="number of initialisations run together; 'auto' (default) is 1 "
                           "for k-means|| and k-means++, 10 for random")

@@ -596,7 +596,7 @@ SMALL_DATA_ROW_CENTRES = 4_000_000
 #: than k-means||, whose in-memory reduction of ``oversampling_factor * k *
 #: init_rounds`` candidates costs ``candidates x k x d``. Set from
 #: ``benchmarks/bench_init.py`` (results in ``benchmarks/RESULTS.md``).
-HIERARCHICAL_INIT_MIN_K = 2048
+HIERARCHICAL_INIT_MIN_K = 4096
 
 
 def small_data(X: da.Array, n_clusters: int, oversampling_factor: float = 2.0,
