@@ -8,9 +8,10 @@ components (unequal weights and spreads), for every k:
   ``algorithm="lloyd"`` and ``algorithm="pruned"``; the pruned and plain runs
   are checked to end on the same centres;
 * a flat daskmeans fit run to convergence (``tol=1e-4``, pruned Lloyd from the
-  same start) against ``HierarchicalKMeans`` (plain two levels, and 10 fine
-  then 3 refinement iterations probing 8 cells), in wall time and inertia of the final labels,
-  and the largest cluster over the mean size (also with ``balanced=True``).
+  same start) against ``HierarchicalKMeans`` (its defaults, and 10 fine then 3
+  refinement iterations probing 8 cells, and the settings of ``--hier-grid``), in
+  wall time and inertia of the final labels, and the largest cluster over the mean
+  size (also with ``balanced=True``).
 
 Every ratio comes from one run on one machine. Usage::
 
@@ -129,18 +130,33 @@ def run_k(X, Xd, k, args, rows):
     print(f"k={k}: flat to convergence {r['flat_time']:.1f} s, {flat.n_iter_} it, "
           f"inertia {flat.inertia_:.6g}", flush=True)
     refined = {"max_iter": 10, "n_probe": 8, "refine_iter": 3}
-    for name, kw in (("hier", {}), ("hier_refined", refined),
-                     ("hier_balanced", {"balanced": True, "max_size_ratio": 2.0})):
+    runs = [("hier", {}), ("hier_refined", refined),
+            ("hier_balanced", {"balanced": True, "max_size_ratio": 2.0})]
+    runs += [(f"hier[{text}]", kw) for text, kw in parse_grid(args.hier_grid)]
+    for name, kw in runs:
         t = time.perf_counter()
         hk = HierarchicalKMeans(k, random_state=0, **kw).fit(Xd)
         r[f"{name}_time"] = time.perf_counter() - t
         r[f"{name}_inertia"] = hk.inertia_
         r[f"{name}_passes"] = hk.n_passes_
         r[f"{name}_ratio"] = largest_over_mean(hk.cluster_sizes_)
-        print(f"k={k}: {name} {r[f'{name}_time']:.1f} s, {hk.n_passes_} passes {hk.passes_}, "
+        print(f"k={k}: {name} {r[f'{name}_time']:.1f} s "
+              f"({r[f'{name}_time'] / r['flat_time']:.3f} of flat), {hk.n_passes_} passes "
+              f"{hk.passes_}, "
               f"inertia {hk.inertia_:.6g} ({hk.inertia_ / flat.inertia_ - 1:+.2%} vs flat)",
               flush=True)
     return r
+
+
+def parse_grid(text: str | None) -> list:
+    """``"max_iter=5,n_probe=8;refine_iter=0"`` -> [(text, kwargs), ...] (integers)."""
+    out = []
+    for part in (text or "").split(";"):
+        if part.strip():
+            kw = {key.strip(): int(value) for key, value in
+                  (item.split("=") for item in part.split(","))}
+            out.append((part.strip(), kw))
+    return out
 
 
 def fmt(x, spec=".3f"):
@@ -190,6 +206,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-sklearn", action="store_true")
     p.add_argument("--no-faiss", action="store_true")
     p.add_argument("--no-hierarchical", action="store_true")
+    p.add_argument("--hier-grid", default=None,
+                   help="more HierarchicalKMeans settings to time against flat k-means, "
+                        "';'-separated, each 'name=int,...' (e.g. "
+                        "'max_iter=3,n_probe=6;refine_iter=0,n_probe=1')")
     args = p.parse_args(argv)
     ks = [int(v) for v in args.k.split(",")]
 

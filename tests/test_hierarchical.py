@@ -24,7 +24,7 @@ def _brute_labels(X, C):
 
 def test_one_coarse_cell_is_flat_kmeans():
     X = _mixture()
-    hk = HierarchicalKMeans(20, n_coarse=1, max_iter=30, random_state=0).fit(X)
+    hk = HierarchicalKMeans(20, n_coarse=1, max_iter=30, refine_iter=0, random_state=0).fit(X)
     km = KMeans(20, init=hk.initial_centers_, max_iter=30, algorithm="lloyd").fit(X)
     np.testing.assert_allclose(hk.cluster_centers_, km.cluster_centers_, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(hk.labels_, km.labels_)
@@ -51,7 +51,7 @@ def test_all_probes_is_flat_assignment(dtype):
 
 def test_refinement_improves_on_two_levels():
     X = _mixture(n=4000, n_comp=40, seed=2)
-    plain = HierarchicalKMeans(40, n_coarse=6, random_state=3).fit(X)
+    plain = HierarchicalKMeans(40, n_coarse=6, n_probe=1, refine_iter=0, random_state=3).fit(X)
     refined = HierarchicalKMeans(40, n_coarse=6, n_probe=3, refine_iter=5,
                                  random_state=3).fit(X)
     assert refined.inertia_ <= plain.inertia_
@@ -162,8 +162,11 @@ def test_command_line_fit_hierarchical(tmp_path, capsys):
     assert model.n_neighbors == 4 and model.coarse_iter == 3
     assert report["passes"]["coarse"] <= 3 + 1  # the flag reached the coarse level
     assert report["parameters"]["n_neighbors"] == 4
-    # without --max-iter: HierarchicalKMeans' own 20 fine iterations, not Lloyd's 300
-    assert report["parameters"]["max_iter"] == 20 and model.max_iter == 20
+    # without --max-iter: HierarchicalKMeans' own 5 fine iterations, not Lloyd's 300, and
+    # the estimator's refinement defaults
+    default = HierarchicalKMeans()
+    assert report["parameters"]["max_iter"] == default.max_iter == model.max_iter == 5
+    assert model.refine_iter == default.refine_iter and report["passes"]["refine"] >= 1
 
 
 def test_command_line_hierarchical_bad_neighbors(tmp_path, capsys):

@@ -166,21 +166,22 @@ class Hierarchical(Algorithm):
     """
 
     name = "hierarchical"
-    default_max_iter = 20  # HierarchicalKMeans' own: fine iterations
+    default_max_iter = 5  # HierarchicalKMeans' own: fine iterations
 
     def add_arguments(self, group) -> None:
         group.add_argument("--n-coarse", type=positive_int, default=None, metavar="M",
                            help="with --algorithm hierarchical: coarse cells "
                                 "(default: round(sqrt(k)))")
-        group.add_argument("--n-probe", type=positive_int, default=1, metavar="P",
+        group.add_argument("--n-probe", type=positive_int, default=8, metavar="P",
                            help="with --algorithm hierarchical: coarse cells searched by the "
-                                "labels and the refinement (default: 1)")
-        group.add_argument("--refine-iter", type=int, default=0, metavar="R",
+                                "labels and the refinement (default: 8)")
+        group.add_argument("--refine-iter", type=int, default=2, metavar="R",
                            help="with --algorithm hierarchical: iterations in which every row "
-                                "probes its --n-probe nearest cells (default: 0)")
-        group.add_argument("--coarse-iter", type=int, default=10, metavar="I",
+                                "probes its --n-probe nearest cells (default: 2; 0 with "
+                                "--n-probe 1: the plain two-level fit)")
+        group.add_argument("--coarse-iter", type=int, default=5, metavar="I",
                            help="with --algorithm hierarchical: Lloyd iterations of the coarse "
-                                "level (default: 10)")
+                                "level (default: 5)")
         group.add_argument("--n-neighbors", type=int, default=16, metavar="L",
                            help="with --algorithm hierarchical: the final labels and predict "
                                 "also compare every row with the L fine centres nearest to its "

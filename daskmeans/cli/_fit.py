@@ -42,7 +42,7 @@ def add_arguments(fit: argparse.ArgumentParser) -> None:
                           "for k-means|| and k-means++, 10 for random")
     fit.add_argument("--max-iter", type=_common.positive_int, default=None, metavar="N",
                      help="largest number of Lloyd iterations (default: 300; with "
-                          "--algorithm hierarchical, 20 fine iterations)")
+                          "--algorithm hierarchical, 5 fine iterations)")
     fit.add_argument("--tol", type=_common.nonneg_float, default=1e-4, metavar="TOL",
                      help="relative tolerance on the centre shift (default: 1e-4)")
     fit.add_argument("--seed", type=_common.random_seed, metavar="S",
