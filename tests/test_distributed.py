@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import threading
 import time
 
@@ -281,3 +282,32 @@ def test_fit_under_cluster_memory_limit(tmp_path):
     assert after == before  # same workers, same processes: none restarted or killed
     assert km.n_passes_ >= 3 and km.cluster_centers_.shape == (8, d)
     assert all(v < limit for v in peak.values()), peak
+
+
+def test_pruned_bounds_stay_in_worker_memory(tmp_path):
+    """On a cluster, pruned Lloyd keeps its bounds in the workers' memory: no files,
+    blocks pinned to a worker so that every pass after the first finds them, plain
+    Lloyd's centres, nothing left behind."""
+    from daskmeans.engine import _pruned
+
+    rng = np.random.default_rng(0)
+    comp = rng.normal(size=(200, 8)) * 3
+    X = (comp[rng.integers(0, 200, 48_000)] + rng.normal(size=(48_000, 8))).astype(np.float32)
+    url = _write(tmp_path / "x.zarr", X, 3000)
+    C0 = X[rng.choice(len(X), 300, replace=False)]
+    before = set(os.listdir(tempfile.gettempdir()))
+    with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, **CLUSTER) as cl, \
+            Client(cl) as client:
+        Xd = open_zarr(url)
+        assert isinstance(_pruned.make_store(Xd), _pruned.WorkerStore)
+        events = []
+        km = KMeans(300, init=C0, algorithm="pruned", max_iter=12, tol=0,
+                    callback=events.append).fit(url)
+        ref = KMeans(300, init=C0, algorithm="lloyd", max_iter=12, tol=0).fit(url)
+        held = client.run(lambda: len(_pruned._PROCESS_BOUNDS))
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    reused = [e["reused"] for e in events if e.get("phase") == "lloyd"]
+    assert reused[0] == 0 and np.mean(reused[2:]) >= 0.9, reused
+    assert not [f for f in set(os.listdir(tempfile.gettempdir())) - before
+                if f.startswith("daskmeans-bounds-")]
+    assert set(held.values()) == {0}  # close() dropped them on every worker

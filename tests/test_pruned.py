@@ -12,6 +12,7 @@ from daskmeans.engine._pruned import (
     AUTO_MIN_K,
     AUTO_MIN_K_COLUMNS,
     MemoryStore,
+    WorkerStore,
     ZarrStore,
     auto_min_k,
     pruned_lloyd,
@@ -165,7 +166,8 @@ def test_driver_relocates_empty_clusters_like_plain():
 def test_stores_keep_bounds_by_pass(tmp_path):
     labels = np.arange(5, dtype=np.int32)
     lower = np.linspace(0, 1, 5).astype(np.float32)
-    for store in (MemoryStore(), ZarrStore(str(tmp_path / "b"), n_blocks=3, max_rows=6)):
+    for store in (MemoryStore(), WorkerStore(),
+                  ZarrStore(str(tmp_path / "b"), n_blocks=3, max_rows=6)):
         assert store.get(1, 0) is None
         store.put(1, 4, (labels, lower))
         got = store.get(1, 4)

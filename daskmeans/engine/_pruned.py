@@ -18,9 +18,13 @@ bounds in use):
 * :class:`MemoryStore`: a dictionary of NumPy arrays in this process, for
   dask's local schedulers (threads, sync). It holds ``8 N`` bytes, against
   ``4 d N`` for float32 data (1/32 of it at d = 64).
+* :class:`WorkerStore`: the same in the memory of the worker process that
+  computed the block, for a ``distributed`` cluster: nothing written, nothing
+  moved; every pass pins a block's task to the same worker (a loose
+  restriction), and a block that runs elsewhere is recomputed in full.
 * :class:`ZarrStore`: two Zarr arrays in a temporary directory (block by
   block: ``(n_blocks, max_block_rows)``, one chunk per block), for a
-  ``distributed`` cluster whose workers share that file system, or when
+  ``distributed`` cluster whose workers share that file system, when
   asked for. Every pass reads and writes ``8 N`` bytes there (plus a stamp
   of 8 bytes per block), i.e. 1/32 of a float32 read pass at d = 64.
 
@@ -31,10 +35,12 @@ the next pass recomputes every row's bounds.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable
 
@@ -54,7 +60,8 @@ from ._lloyd import (
 )
 from ._prep import normalize_rows
 
-__all__ = ["AUTO_MIN_K", "AUTO_MIN_K_COLUMNS", "MemoryStore", "ZarrStore", "auto_min_k", "make_store",
+__all__ = ["AUTO_MIN_K", "AUTO_MIN_K_COLUMNS", "MemoryStore", "WorkerStore", "ZarrStore",
+           "auto_min_k", "make_store",
            "pruned_lloyd", "use_pruned"]
 
 #: Smallest k for which ``algorithm="auto"`` prunes when the kernels compare
@@ -126,6 +133,101 @@ class MemoryStore:
 
     def close(self) -> None:
         self._blocks.clear()
+
+
+#: Bounds held by this process for :class:`WorkerStore` instances, by their
+#: token: ``{token: {block index: (stamp, state)}}``. On a distributed worker
+#: this is the worker process's memory.
+_PROCESS_BOUNDS: dict = {}
+_PROCESS_LOCK = threading.Lock()
+
+
+def _drop_process_bounds(token: str) -> int:
+    """Forget a :class:`WorkerStore`'s bounds in this process; returns the bytes freed."""
+    with _PROCESS_LOCK:
+        blocks = _PROCESS_BOUNDS.pop(token, {})
+    return sum(a.nbytes for _, st in blocks.values() for a in st)
+
+
+class WorkerStore:
+    """Per-block bounds in the memory of the worker that computed the block.
+
+    For a ``distributed`` cluster: nothing is written to disk (the workers
+    need no shared file system) and nothing travels between workers. A
+    block's task that runs on another worker than in the previous pass finds
+    no bounds there, or stale ones (their stamp tells), and computes the
+    block in full, as after a lost worker: results never depend on where
+    tasks ran, only the work saved does. :meth:`close` drops the bounds on
+    every worker of ``client``.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        The client whose workers :meth:`close` clears (not pickled).
+    """
+
+    def __init__(self, client=None) -> None:
+        self._token = uuid.uuid4().hex
+        self._client = client
+
+    def __dask_tokenize__(self):
+        return ("daskmeans-bounds-worker", self._token)
+
+    def __getstate__(self):
+        return {"_token": self._token, "_client": None}
+
+    def get(self, index: int, stamp: int):
+        entry = _PROCESS_BOUNDS.get(self._token, {}).get(index)
+        if entry is None or entry[0] != stamp:
+            return None
+        return entry[1]
+
+    def put(self, index: int, stamp: int, state) -> None:
+        with _PROCESS_LOCK:
+            _PROCESS_BOUNDS.setdefault(self._token, {})[index] = (stamp, state)
+
+    def placement(self):
+        """A context in which a pass's block tasks prefer the same worker every pass.
+
+        Task ``b`` of a pass (a fixed group of blocks) is annotated with the
+        ``b``-th worker, by sorted address, modulo their number, as a loose
+        restriction (``allow_other_workers``): without it the scheduler may
+        place a block's reading task on another worker in each pass, which
+        leaves its bounds behind. Nothing otherwise.
+        """
+        import contextlib
+
+        if self._client is None:
+            return contextlib.nullcontext()
+        try:
+            addrs = sorted(self._client.scheduler_info()["workers"])
+        except Exception:  # noqa: BLE001 - no placement, only less reuse
+            return contextlib.nullcontext()
+        if not addrs:
+            return contextlib.nullcontext()
+
+        def where(key):
+            if isinstance(key, tuple) and len(key) == 2 and "-partial-" in str(key[0]):
+                return [addrs[int(key[1]) % len(addrs)]]
+            return list(addrs)
+
+        import dask
+
+        return dask.annotate(workers=where, allow_other_workers=True)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in this process (the workers' share is not counted)."""
+        blocks = _PROCESS_BOUNDS.get(self._token, {})
+        return sum(a.nbytes for _, st in blocks.values() for a in st)
+
+    def close(self) -> None:
+        _drop_process_bounds(self._token)
+        if self._client is not None:
+            try:
+                self._client.run(_drop_process_bounds, self._token)
+            except Exception:  # noqa: BLE001 - a closed cluster holds nothing
+                pass
 
 
 class ZarrStore:
@@ -204,19 +306,36 @@ def make_store(X: da.Array, kind: str = "auto", directory: str | None = None):
     """A bounds store for passes over ``X``.
 
     ``kind="auto"``: :class:`MemoryStore` under dask's local schedulers,
-    :class:`ZarrStore` in a temporary directory otherwise (and for blocks of
-    unknown size, memory).
+    :class:`WorkerStore` on a ``distributed`` cluster (the workers' memory).
+    ``"zarr"``: :class:`ZarrStore` in a temporary directory (in ``directory``
+    when given), which the workers must share.
     """
-    if kind not in ("auto", "memory", "zarr"):
-        raise ValueError(f"bounds store must be 'auto', 'memory' or 'zarr'; got {kind!r}.")
+    if kind not in ("auto", "memory", "worker", "zarr"):
+        raise ValueError("bounds store must be 'auto', 'memory', 'worker' or 'zarr'; "
+                         f"got {kind!r}.")
     rows = X.chunks[0]
     known = not any(math.isnan(r) for r in rows)
-    if kind == "memory" or (kind == "auto" and (_local_scheduler([X]) or not known)):
+    local = _local_scheduler([X])
+    if kind == "memory" or (kind == "auto" and local):
         return MemoryStore()
+    if kind in ("auto", "worker"):
+        return WorkerStore(None if local else _active_client())
     if not known:
         raise ValueError("a Zarr bounds store needs blocks of known size; compute_chunk_sizes()")
     path = tempfile.mkdtemp(prefix="daskmeans-bounds-", dir=directory)
     return ZarrStore(path, len(rows), max(rows) if rows else 1)
+
+
+def _active_client():
+    """The active ``distributed.Client``, or None."""
+    try:
+        from distributed import default_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 def _pruned_chunk(X, w, index, *, centers, cm2t, c_sq, coefs, moved, stamp, store, check,
@@ -227,6 +346,7 @@ def _pruned_chunk(X, w, index, *, centers, cm2t, c_sq, coefs, moved, stamp, stor
                                     c_sq=c_sq, plan=plan)
     store.put(index, stamp, new)
     out["n_rows"] = X.shape[0]
+    out["n_reused"] = X.shape[0] if old is not None else 0  # rows that found their bounds
     if with_moments:
         out["moments"] = _kernels.moments(X if valid is None else X[valid], plan=plan)
     if prep is not None:
@@ -238,7 +358,7 @@ def _pruned_chunk(X, w, index, *, centers, cm2t, c_sq, coefs, moved, stamp, stor
 
 def _pruned_combine(parts):
     out = _kernels.combine_partials(parts)
-    for key in ("n_pruned", "n_rows", "n_omitted"):
+    for key in ("n_pruned", "n_rows", "n_reused", "n_omitted"):
         if key in parts[0]:
             out[key] = sum(p[key] for p in parts)
     return out
@@ -279,6 +399,7 @@ def pruned_lloyd(
     runner = PassRunner(X, weights, _pruned_chunk, _pruned_combine, name="kmeans-pruned",
                         split_every=split_every)
     plan = fit_plan(X, state.centers, verbose)  # plain Lloyd's: same sums, same centres
+    place = getattr(store, "placement", contextlib.nullcontext)
     stamp = 0
     try:
         for g in np.flatnonzero(state.active):
@@ -301,7 +422,8 @@ def pruned_lloyd(
                 }
                 if prep is not None:
                     consts["prep"] = prep
-                res = runner(consts)
+                with place():
+                    res = runner(consts)
                 state.n_passes += 1
                 check = False
                 far = None
@@ -340,6 +462,7 @@ def pruned_lloyd(
                         "shift": shift,
                         "n_passes": state.n_passes,
                         "pruned": float(pruned),
+                        "reused": float(res["n_reused"] / max(1, res["n_rows"])),
                     })
     finally:
         if own_store:
