@@ -259,3 +259,16 @@ def test_empty_fine_centre_splits_the_largest_cluster_of_its_cell():
     np.testing.assert_allclose((C[1] + C[2]) / 2, [9, 9])
     assert np.linalg.norm(C[1] - C[2]) == pytest.approx(0.1 * np.sqrt(3))
     np.testing.assert_array_equal(C[[0, 3]], [[0, 0], [20, 20]])
+
+
+@pytest.mark.parametrize("n_probe", [2, 5, 9, 12])
+def test_coarse_probes_nearest_first(n_probe):
+    from daskmeans.hierarchical import _coarse_probes
+
+    X = _mixture(n=500, seed=21)
+    coarse = X[::50].copy()  # 10 cells
+    got = _coarse_probes(X, coarse, n_probe)
+    D = ((X[:, None, :] - coarse[None]) ** 2).sum(-1)
+    want = np.argsort(D, axis=1, kind="stable")[:, :n_probe]
+    assert got.shape == (len(X), min(n_probe, len(coarse)))
+    np.testing.assert_array_equal(got, want[:, : got.shape[1]])
