@@ -58,6 +58,7 @@ from ._lloyd import (
     prepare_block,
     update_centers,
 )
+from .._persist import active_client
 from ._prep import normalize_rows
 
 __all__ = ["AUTO_MIN_K", "AUTO_MIN_K_COLUMNS", "MemoryStore", "WorkerStore", "ZarrStore",
@@ -319,23 +320,11 @@ def make_store(X: da.Array, kind: str = "auto", directory: str | None = None):
     if kind == "memory" or (kind == "auto" and local):
         return MemoryStore()
     if kind in ("auto", "worker"):
-        return WorkerStore(None if local else _active_client())
+        return WorkerStore(None if local else active_client())
     if not known:
         raise ValueError("a Zarr bounds store needs blocks of known size; compute_chunk_sizes()")
     path = tempfile.mkdtemp(prefix="daskmeans-bounds-", dir=directory)
     return ZarrStore(path, len(rows), max(rows) if rows else 1)
-
-
-def _active_client():
-    """The active ``distributed.Client``, or None."""
-    try:
-        from distributed import default_client
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 def _pruned_chunk(X, w, index, *, centers, cm2t, c_sq, coefs, moved, stamp, store, check,
