@@ -335,14 +335,19 @@ def _nb():
     import numba
 
     from . import _numba_loops
+    from ._numba_cache import guard
 
     fast = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: inf compares as IEEE
+
+    def jit(func, **kw):
+        return guard(numba.njit(nogil=True, cache=True, **kw)(func))
+
     return types.SimpleNamespace(
-        screen_rows=numba.njit(nogil=True, cache=True, fastmath=fast)(_screen_rows),
-        settle_rows=numba.njit(nogil=True, cache=True, fastmath=fast)(_settle_rows),
-        top2_columns=numba.njit(nogil=True, cache=True, fastmath=fast)(_top2_columns),
-        own_dist=numba.njit(nogil=True, cache=True)(_own_dist),
-        settle_columns=numba.njit(nogil=True, cache=True, fastmath=fast)(_settle_columns),
+        screen_rows=jit(_screen_rows, fastmath=fast),
+        settle_rows=jit(_settle_rows, fastmath=fast),
+        top2_columns=jit(_top2_columns, fastmath=fast),
+        own_dist=jit(_own_dist),
+        settle_columns=jit(_settle_columns, fastmath=fast),
         top2_columns_of=_numba_loops.top2_columns_of,
         accumulate_rows=_numba_loops.accumulate_rows,
     )

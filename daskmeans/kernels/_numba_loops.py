@@ -51,7 +51,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from . import _llvm
+from . import _llvm, _numba_cache
 
 __all__ = [
     "BLAS_AVAILABLE",
@@ -1116,3 +1116,5 @@ def _screened_labels(Xs, centers, D, rowmajor, c_sq, lo, hi, norms, coef_x, coef
                        best, second)
 
 
+# every cached loop above saves and loads under a lock shared by all processes
+_numba_cache.guard_namespace(globals())

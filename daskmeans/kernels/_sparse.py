@@ -171,7 +171,9 @@ def _loops():
                     for p in range(lo_p, hi_p):
                         sums[arg, indices[p]] += wi * np.float64(data[p])
 
-    return sweep
+    from ._numba_cache import guard
+
+    return guard(sweep)
 
 
 def _sweep(X, centers: np.ndarray, bounds: np.ndarray, w, accumulate: bool):
