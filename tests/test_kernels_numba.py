@@ -734,3 +734,15 @@ def test_column_sweep_of_several_groups_equals_the_blas_products(dtype):
     np.testing.assert_allclose(a["sums"], b["sums"], **tol_for(dtype))
     np.testing.assert_allclose(a["inertia"], b["inertia"], **tol_for(dtype))
     np.testing.assert_array_equal(a["far"]["labels"], b["far"]["labels"])
+
+
+@pytest.mark.parametrize("tile_lines", [1, 2])  # AVX2 / NEON, AVX-512 (two row vectors)
+@pytest.mark.parametrize("per_line", [8, 16])  # float64, float32
+def test_column_scratch_width_holds_whole_tiles(tile_lines, per_line):
+    """The transposed scratch is a whole, odd number of tiles wide on every target
+    (a multiple of the tile height: the column loops reject anything else)."""
+    tile = per_line * tile_lines
+    for step in (1, 15, 16, 31, 32, 33, 1024, 2048, 2049):
+        S = _kernels_numba.column_scratch_width(step, per_line, tile_lines)
+        assert S >= step and S % tile == 0 and (S // tile) % 2 == 1
+        assert S < step + 2 * tile

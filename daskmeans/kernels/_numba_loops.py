@@ -323,15 +323,28 @@ def top2_columns_of(X, rows, C, c_sq, step, chunk, labels, best, second):
                          second[start : start + m])
 
 
+#: 64-byte lines of rows per column tile (its row vectors), of the CPU numba compiles for.
+_TILE_LINES = _llvm.column_tile_shape()[0] if COLUMN_TILES else 1
+
+
+@numba.njit(nogil=True, cache=True)
+def column_scratch_width(step, per_line, tile_lines):
+    """Columns of the transposed scratch of ``step`` rows: a whole number of
+    tiles (``tile_lines`` lines of ``per_line`` values), and an odd number of
+    them, so that the features are not a power-of-two number of bytes apart
+    (with such a stride every feature of a tile would fall in the same cache
+    set)."""
+    tiles = -(-step // (per_line * tile_lines))
+    if tiles % 2 == 0:
+        tiles += 1
+    return tiles * per_line * tile_lines
+
+
 @numba.njit(nogil=True, cache=True)
 def _column_scratch(step, d, X):
-    """Transposed rows, running minima and indices of a sub-block of ``step`` rows.
-
-    The rows of the transposed block are an odd number of 64-byte lines apart:
-    with a power-of-two stride every feature of a tile would fall in the same
-    cache set."""
-    per_line = 64 // X.itemsize
-    S = step + (-step) % (2 * per_line) + per_line
+    """Transposed rows, running minima and indices of a sub-block of ``step``
+    rows (:func:`column_scratch_width` columns)."""
+    S = column_scratch_width(step, 64 // X.itemsize, _TILE_LINES)
     return (np.empty((d, S), dtype=X.dtype), np.empty(S, dtype=X.dtype),
             np.empty(S, dtype=np.int32))
 
