@@ -116,49 +116,25 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
         Infinite for a row with a single candidate.
     """
     n = X.shape[0]
-    labels = np.zeros(n, dtype=np.int64)
-    score = np.full(n, np.inf)
-    second = np.full(n, np.inf)
     if n == 0:
+        labels = np.zeros(0, dtype=np.int64)
         return (labels, np.zeros(0), np.zeros(0)) if with_regret else (labels, np.zeros(0))
     probes = _coarse_probes(X, coarse, min(n_probe, coarse.shape[0]))
     x_sq = _kernels.sq_norms(X).astype(np.float64)
-    for p in range(probes.shape[1]):
-        cells = probes[:, p]
-        order = np.argsort(cells, kind="stable")
-        present, starts = np.unique(cells[order], return_index=True)
-        ends = np.append(starts[1:], n)
-        for c, s, e in zip(present, starts, ends, strict=True):
-            lo, hi = int(offsets[c]), int(offsets[c + 1])
-            if hi == lo:
-                continue
-            rows = order[s:e]
-            F = fine[lo:hi]
-            # ||c||^2 - 2 x.c in the data's dtype (as plain Lloyd's kernels), prices in float64
-            D = X[rows] @ (F * F.dtype.type(-2)).T
-            D += _kernels.sq_norms(F)
-            if prices is not None:
-                D = D + prices[lo:hi]
-            r = np.arange(len(rows))
-            j = np.argmin(D, axis=1)
-            best = D[r, j].astype(np.float64)
-            if with_regret:
-                if hi - lo > 1:
-                    D[r, j] = np.inf
-                    runner = D.min(axis=1).astype(np.float64)
-                else:
-                    runner = np.full(len(rows), np.inf)
-                old_best, old_second = score[rows], second[rows]
-                better = best < old_best
-                second[rows] = np.where(better, np.minimum(old_best, runner),
-                                        np.minimum(old_second, best))
-            better = best < score[rows]
-            rb = rows[better]
-            score[rb] = best[better]
-            labels[rb] = j[better] + lo
+    found = _kernels.probe_cells(X, probes, fine, offsets, prices, with_second=with_regret)
+    cand, scores = found[0], found[1]
+    # the best cell of every row; on ties the nearer cell (the first probe)
+    r = np.arange(n)
+    pick = np.argmin(scores, axis=1)
+    labels = cand[r, pick]
+    score = scores[r, pick]
+    second = None
+    if with_regret:
+        # runner-up: the other cells' best, or the second best of the chosen cell
+        scores[r, pick] = np.inf
+        second = np.minimum(scores.min(axis=1), found[2][r, pick])
     if neighbors is not None and neighbors.shape[1]:
-        _neighbor_step(X, fine, prices, neighbors, labels, score,
-                       second if with_regret else None)
+        _neighbor_step(X, fine, prices, neighbors, labels, score, second)
     dist = score + x_sq
     if prices is not None:
         dist -= prices[labels]

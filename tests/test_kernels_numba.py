@@ -736,6 +736,39 @@ def test_column_sweep_of_several_groups_equals_the_blas_products(dtype):
     np.testing.assert_array_equal(a["far"]["labels"], b["far"]["labels"])
 
 
+@pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_probe", [1, 3, 6])
+@pytest.mark.parametrize("with_second", [False, True])
+def test_probe_cells_compiled_matches_numpy(dtype, n_probe, with_second):
+    """Two-level search by the column tiles: per (row, probed cell) the first
+    best fine centre, its score and the cell's second-best, as NumPy's and brute
+    force's; empty cells and one-centre cells included, sub-blocks of any size."""
+    rng = np.random.default_rng(n_probe)
+    n, d = 901, 7
+    X = rng.integers(-3, 4, size=(n, d)).astype(dtype)  # exact products, many ties
+    sizes = np.array([5, 0, 1, 13, 2, 0, 9])
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    fine = rng.integers(-2, 3, size=(offsets[-1], d)).astype(dtype)
+    probes = np.argsort(rng.random((n, len(sizes))), axis=1)[:, :n_probe]
+    plan = replace(COLUMNS, step=50)
+    fast = _kernels.probe_cells(X, probes, fine, offsets, with_second=with_second, plan=plan)
+    slow = _kernels.probe_cells(X, probes, fine, offsets, with_second=with_second, plan=NUMPY)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
+    S = (X @ (-2 * fine).T + (fine * fine).sum(axis=1)).astype(np.float64)
+    for i in (0, 17, 900):
+        for p in range(n_probe):
+            lo, hi = offsets[probes[i, p]], offsets[probes[i, p] + 1]
+            if hi == lo:
+                assert fast[1][i, p] == np.inf and fast[0][i, p] == 0
+                continue
+            s = S[i, lo:hi]
+            assert fast[0][i, p] == lo + np.argmin(s) and fast[1][i, p] == s.min()
+            if with_second:
+                assert fast[2][i, p] == (np.sort(s)[1] if hi - lo > 1 else np.inf)
+
+
 @pytest.mark.parametrize("tile_lines", [1, 2])  # AVX2 / NEON, AVX-512 (two row vectors)
 @pytest.mark.parametrize("per_line", [8, 16])  # float64, float32
 def test_column_scratch_width_holds_whole_tiles(tile_lines, per_line):

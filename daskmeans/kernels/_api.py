@@ -35,6 +35,7 @@ __all__ = [
     "lloyd_partial",
     "moments",
     "nearest",
+    "probe_cells",
     "row_block_size",
     "seeding_compiled",
     "seeding_trials",
@@ -301,6 +302,58 @@ def assign(
     else:
         _numpy.assign(plan, X, centers, labels, dist)
     return (labels, dist) if return_distances else labels
+
+
+def probe_cells(
+    X: np.ndarray,
+    probes: np.ndarray,
+    fine: np.ndarray,
+    offsets: np.ndarray,
+    prices: np.ndarray | None = None,
+    *,
+    with_second: bool = False,
+    plan: KernelPlan | None = None,
+):
+    """Best fine centre of every probed cell of every row (two-level search).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    probes : ndarray of shape (n, P), int
+        The cells each row searches.
+    fine : ndarray of shape (k, d), same dtype as ``X``
+        Fine centres grouped by cell: cell ``c`` owns ``offsets[c]:offsets[c + 1]``.
+    offsets : ndarray of shape (m + 1,), int
+    prices : ndarray of shape (k,), optional
+        Added to the scores (float64) before a cell's best is chosen.
+    with_second : bool
+        Also return every cell's second-best score.
+    plan : KernelPlan, optional
+
+    Returns
+    -------
+    labels : ndarray of shape (n, P), int64
+        Index into ``fine`` of the best centre of cell ``probes[i, p]``, or 0
+        where that cell has no centre.
+    score : ndarray of shape (n, P), float64
+        Its ``|c|^2 - 2 x . c`` (computed in the dtype of ``X``) plus its
+        price; infinity where the cell has no centre. The first minimising
+        centre of a cell wins.
+    second : ndarray of shape (n, P), float64, only with ``with_second``
+        The cell's second-best score (infinity with fewer than 2 centres).
+    """
+    n, P = probes.shape
+    labels = np.zeros(n * P, dtype=np.int64)
+    score = np.full(n * P, np.inf)
+    second = np.full(n * P, np.inf) if with_second else None
+    plan = _plan_for(plan, X, fine.shape[0])
+    if (prices is None and _compiled_applies(plan, X, fine)
+            and plan.uses_columns(X.dtype, fine.shape[0], 1, X.shape[1])):
+        _compiled().probe_cells(plan, X, probes, fine, offsets, labels, score, second)
+    elif n:
+        _numpy.probe_cells(X, probes, fine, offsets, prices, labels, score, second)
+    out = (labels.reshape(n, P), score.reshape(n, P))
+    return out + (second.reshape(n, P),) if with_second else out
 
 
 def seeding_compiled(X: np.ndarray, plan: KernelPlan) -> bool:

@@ -16,7 +16,7 @@ from ._numpy import sq_norms
 from ._plan import KernelPlan
 
 __all__ = ["Distances", "FarBuffers", "column_step", "far_result", "moments", "nearest",
-           "step_rows", "sweep"]
+           "probe_cells", "step_rows", "sweep"]
 
 
 def step_rows(plan: KernelPlan, n_centers: int, n_features: int, itemsize: int,
@@ -331,3 +331,35 @@ def moments(plan: KernelPlan, X: np.ndarray) -> tuple[float, np.ndarray, np.ndar
     step = max(64, plan.row_block_bytes // max(1, X.shape[1] * X.itemsize))
     nb.moments_rows(X, step, mean, m2)
     return float(X.shape[0]), mean, m2
+
+
+def probe_cells(plan: KernelPlan, X: np.ndarray, probes: np.ndarray, fine: np.ndarray,
+                offsets: np.ndarray, labels: np.ndarray, score: np.ndarray, second) -> None:
+    """Compiled body of :func:`daskmeans.kernels.probe_cells` (no prices): the
+    column tiles on every cell's fine centres, padded cell by cell."""
+    from ._llvm import column_tile_shape
+    from ._numpy import pairs_by_cell
+
+    n_cells, k = len(offsets) - 1, fine.shape[0]
+    sizes = np.diff(offsets)
+    group = column_tile_shape()[1]
+    c_off = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(sizes + (-sizes) % group, out=c_off[1:])
+    cell = np.repeat(np.arange(n_cells), sizes)
+    dest = c_off[cell] + np.arange(k) - offsets[cell]
+    C = np.zeros((int(c_off[-1]), fine.shape[1]), dtype=fine.dtype)
+    C[dest] = fine * fine.dtype.type(-2)  # exact: scaling by a power of two
+    c_sq = np.full(int(c_off[-1]), np.inf, dtype=fine.dtype)
+    c_sq[dest] = sq_norms(fine)
+    pairs, bounds = pairs_by_cell(probes, n_cells)
+    chunk = max(1, plan.column_block_bytes // (group * fine.shape[1] * fine.itemsize))
+    best = np.empty(score.shape[0], dtype=X.dtype)
+    top2 = second is not None
+    sec = np.empty(score.shape[0] if top2 else 0, dtype=X.dtype)
+    nb.probe_cells(np.ascontiguousarray(X), pairs, bounds, probes.shape[1], C, c_sq, c_off,
+                   np.asarray(offsets, dtype=np.int64), column_step(plan, X), chunk, labels,
+                   best, sec, top2)
+    filled = np.repeat(sizes > 0, np.diff(bounds))
+    score[pairs[filled]] = best[pairs[filled]]
+    if top2:
+        second[pairs[filled]] = sec[pairs[filled]]

@@ -69,6 +69,7 @@ __all__ = [
     "nearest_block_screened",
     "nearest_columns",
     "nearest_fused",
+    "probe_cells",
     "refine_rows",
     "seeding_trials",
     "shift_cast_rows",
@@ -394,6 +395,59 @@ def nearest_columns(X, C, c_sq, lo, g, step, chunk, labels, dist, want_dist):
             lab[r] += lo
         if want_dist:
             sq_dist_rows(X[start:stop], best[:m], dist[g, start:stop])
+
+
+#: Rows ahead that :func:`probe_cells` prefetches while gathering a cell's rows.
+_GATHER_AHEAD = 8
+
+
+@numba.njit(nogil=True, cache=True)
+def probe_cells(X, pairs, bounds, n_probe, C, c_sq, c_off, offsets, step, chunk,
+                labels, score, second, top2):
+    """Best fine centre of every (row, probed cell) pair by the column tiles.
+
+    ``pairs`` lists ``row * n_probe + p`` grouped by cell: cell ``c`` has
+    ``pairs[bounds[c]:bounds[c + 1]]``. ``C`` and ``c_sq`` hold ``-2`` times
+    every cell's fine centres and their squared norms, each cell padded to
+    whole tile groups (rows ``c_off[c]:c_off[c + 1]``, as for
+    :func:`sweep_columns`); ``offsets`` maps a cell's first centre to its
+    global index. For every pair ``q``: ``labels[q]`` (global), ``score[q]``
+    (``x . (-2 c) + |c|^2``) and, with ``top2``, ``second[q]`` (the cell's
+    second-best score). Pairs of a cell without centres are left untouched.
+    A row's scores do not depend on the other rows of its sub-block."""
+    d = X.shape[1]
+    XT, runv, runi = _column_scratch(step, d, X)
+    run2 = np.empty_like(runv)
+    Xs = np.empty((step, d), dtype=X.dtype)
+    lab = np.empty(step, dtype=np.int64)
+    best = np.empty(step, dtype=X.dtype)
+    sec = np.empty(step, dtype=X.dtype)
+    for c in range(bounds.shape[0] - 1):
+        lo, hi = c_off[c], c_off[c + 1]
+        if hi == lo:
+            continue
+        Cc = C[lo:hi]
+        sq = c_sq[lo:hi]
+        first = offsets[c]
+        for start in range(bounds[c], bounds[c + 1], step):
+            m = min(step, bounds[c + 1] - start)
+            for r in range(m):
+                if r + _GATHER_AHEAD < m:  # the rows are scattered: hint them early
+                    prefetch_row(X, pairs[start + r + _GATHER_AHEAD] // n_probe)
+                i = pairs[start + r] // n_probe
+                for f in range(d):
+                    Xs[r, f] = X[i, f]
+            if top2:
+                column_top2_rows(Xs[:m], Cc, sq, chunk, XT, runv, runi, run2, lab[:m],
+                                 best[:m], sec[:m])
+            else:
+                column_rows(Xs[:m], Cc, sq, chunk, XT, runv, runi, lab[:m], best[:m])
+            for r in range(m):
+                q = pairs[start + r]
+                labels[q] = lab[r] + first
+                score[q] = best[r]
+                if top2:
+                    second[q] = sec[r]
 
 
 # --------------------------------------------------------------------------- #

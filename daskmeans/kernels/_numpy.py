@@ -22,6 +22,8 @@ __all__ = [
     "distances_block",
     "moments",
     "nearest",
+    "pairs_by_cell",
+    "probe_cells",
     "row_block_size",
     "sq_norms",
     "sweep",
@@ -359,3 +361,44 @@ def top_far(dist, rows, labels, weights, m):
         np.take_along_axis(weights, order, 1),
     )
 
+
+
+def pairs_by_cell(probes: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, probe) pairs of ``probes`` (n, P) grouped by cell.
+
+    Returns ``pairs`` (flat indices ``row * P + p``, stable within a cell) and
+    ``bounds`` (n_cells + 1,): cell ``c`` has ``pairs[bounds[c]:bounds[c + 1]]``.
+    """
+    flat = probes.reshape(-1)
+    # cell numbers of 16 bits are sorted by radix (linear time)
+    key = flat.astype(np.uint16) if n_cells <= np.iinfo(np.uint16).max else flat
+    pairs = np.argsort(key, kind="stable")
+    bounds = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat, minlength=n_cells), out=bounds[1:])
+    return pairs, bounds
+
+
+def probe_cells(X: np.ndarray, probes: np.ndarray, fine: np.ndarray, offsets: np.ndarray,
+                prices, labels: np.ndarray, score: np.ndarray, second) -> None:
+    """NumPy body of :func:`daskmeans.kernels.probe_cells` (flat outputs of n x P)."""
+    P = probes.shape[1]
+    pairs, bounds = pairs_by_cell(probes, len(offsets) - 1)
+    m2 = fine.dtype.type(-2)
+    for c in np.flatnonzero(np.diff(bounds)):
+        lo, hi = int(offsets[c]), int(offsets[c + 1])
+        if hi == lo:
+            continue
+        q = pairs[bounds[c] : bounds[c + 1]]
+        F = fine[lo:hi]
+        # ||c||^2 - 2 x.c in the data's dtype (as plain Lloyd's kernels), prices in float64
+        D = np.take(X, q // P, axis=0) @ (F * m2).T
+        D += sq_norms(F)
+        if prices is not None:
+            D = D + prices[lo:hi]
+        r = np.arange(len(q))
+        j = np.argmin(D, axis=1)
+        labels[q] = j + lo
+        score[q] = D[r, j]
+        if second is not None and hi - lo > 1:
+            D[r, j] = np.inf
+            second[q] = D.min(axis=1)

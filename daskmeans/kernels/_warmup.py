@@ -57,6 +57,9 @@ def _sweeps(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
         _api.nearest(X, C, [0, k // 2, k], plan=plan)
         _api.assign(X, C, return_distances=True, plan=plan)
         _api.assign(X, C, plan=plan)
+        # two-level search (HierarchicalKMeans): two cells, both probed
+        probes = np.stack([np.arange(len(X)) % 2, 1 - np.arange(len(X)) % 2], axis=1)
+        _api.probe_cells(X, probes, C, np.array([0, k // 2, k]), plan=plan)
 
 
 def warm_up(dtypes=("float32", "float64"), *, verbose: bool = False) -> dict:
