@@ -57,6 +57,7 @@ import numpy as np
 
 from . import _plan
 from ._api import accumulate, nearest, row_block_size, sq_norms
+from ._numpy import _native_applies
 
 __all__ = [
     "BYTES_PER_ROW",
@@ -632,13 +633,21 @@ def pruned_block_numpy(X, weights, centers, state, moved, *, coefs=None, plan=No
     step = _plain_step(plan, X, k) if n else 1
     diff = X64 - centers[labels].astype(np.float64)
     dist = np.maximum((diff * diff).sum(axis=1), 0.0)
-    for start in range(0, n, step):
-        sl = slice(start, start + step)
-        ws = None if weights is None else weights[sl]
-        s, c = accumulate(X[sl], labels[sl], ws, k, plan.onehot_max_k)
-        sums += s
-        counts += c
-        inertia += float(dist[sl].sum() if ws is None else dist[sl] @ ws.astype(np.float64))
+    if n and _native_applies(plan, X, [0, k]):
+        # plain Lloyd's C kernels add every weighted row in float64, in row order
+        ww = None if weights is None else np.asarray(weights, dtype=np.float64)
+        np.add.at(sums, labels, X64 if ww is None else ww[:, None] * X64)
+        counts = np.bincount(labels, weights=ww, minlength=k).astype(np.float64)
+        inertia = float(dist.sum() if ww is None else dist @ ww)
+    else:
+        for start in range(0, n, step):
+            sl = slice(start, start + step)
+            ws = None if weights is None else weights[sl]
+            s, c = accumulate(X[sl], labels[sl], ws, k, plan.onehot_max_k)
+            sums += s
+            counts += c
+            inertia += float(dist[sl].sum() if ws is None
+                             else dist[sl] @ ws.astype(np.float64))
     out = {"sums": sums, "counts": counts, "inertia": np.array([inertia]),
            "n_pruned": int(n - len(rows))}
     return out, (labels.astype(np.int32), lower)

@@ -3,14 +3,16 @@
 Used by plans with ``backend="numpy"`` (small work, no numba, or
 ``DASKMEANS_KERNELS=numpy``) and by the tests as the reference the compiled
 path is compared with. Sub-blocks of rows keep each distance matrix about
-``plan.dist_block_bytes`` in size.
+``plan.dist_block_bytes`` in size. Groups of up to ``plan.native_max_k``
+centres are swept by the C kernels built at install (:mod:`._native`) when
+they were built: one fused loop instead of products, argmin and sums.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _sparse, _thresholds
+from . import _native, _sparse, _thresholds
 from ._plan import KernelPlan
 from ._sparse import is_sparse
 
@@ -101,12 +103,28 @@ def nearest(plan: KernelPlan, X: np.ndarray, centers: np.ndarray, bounds: np.nda
             labels: np.ndarray, dist: np.ndarray) -> None:
     """Nearest centre of every group: fills ``labels`` and ``dist`` (n_groups, n)."""
     n = X.shape[0]
+    if _native_applies(plan, X, bounds):
+        for g in range(len(bounds) - 1):
+            lo, hi = int(bounds[g]), int(bounds[g + 1])
+            lab = np.empty(n, dtype=np.int64)
+            mins = np.empty(n, dtype=X.dtype)
+            _native.sweep(X, centers[lo:hi], labels=lab, dists=mins)
+            labels[g] = lab + lo
+            dist[g] = mins
+        return
     c_sq = sq_norms(centers)
     step = plan.step or row_block_size(centers.shape[0], X.itemsize, n, plan.dist_block_bytes)
     for start in range(0, n, step):
         lab, mins = _group_nearest(X[start : start + step], centers, c_sq, bounds)
         labels[:, start : start + step] = lab
         dist[:, start : start + step] = mins
+
+
+def _native_applies(plan: KernelPlan, X: np.ndarray, bounds) -> bool:
+    """Whether the plan's C kernels (:mod:`._native`) sweep these groups."""
+    return (plan.native_max_k > 0 and not is_sparse(X)
+            and _native.applies(X, int(np.diff(bounds).max(initial=0)), plan.native_max_k)
+            and np.diff(bounds).min(initial=1) > 0)
 
 
 def _group_nearest(Xs: np.ndarray, centers: np.ndarray, c_sq: np.ndarray,
@@ -257,8 +275,29 @@ def sweep(plan: KernelPlan, X, centers, weights, bounds, sums, counts, inertia, 
     n, d = X.shape
     K = centers.shape[0]
     n_groups = len(bounds) - 1
-    c_sq = sq_norms(centers)
     far = FarRows(n_groups, n_far, d, X.dtype) if n_far else None
+    if _native_applies(plan, X, bounds):
+        all_labels = np.empty((n_groups, n), dtype=np.int64) if far is not None else None
+        all_mins = np.empty((n_groups, n), dtype=X.dtype) if far is not None else None
+        for g in range(n_groups):
+            lo, hi = int(bounds[g]), int(bounds[g + 1])
+            part_sums = np.zeros((hi - lo, d))
+            part_counts = np.zeros(hi - lo)
+            part_inertia = np.zeros(1)
+            _native.sweep(X, centers[lo:hi], weights,
+                          labels=None if far is None else all_labels[g],
+                          dists=None if far is None else all_mins[g],
+                          sums=part_sums, counts=part_counts, inertia=part_inertia)
+            sums[lo:hi] += part_sums
+            counts[lo:hi] += part_counts
+            inertia[g] += part_inertia[0]
+            if far is not None:
+                all_labels[g] += lo
+        if far is not None:
+            far.update(X, weights, all_labels, all_mins)
+            return far.result()
+        return None
+    c_sq = sq_norms(centers)
     # labels and distances of the whole block, kept only for the far rows
     all_labels = np.empty((n_groups, n), dtype=np.intp) if far is not None else None
     all_mins = np.empty((n_groups, n), dtype=X.dtype) if far is not None else None
@@ -290,6 +329,12 @@ def assign(plan: KernelPlan, X: np.ndarray, centers: np.ndarray, labels: np.ndar
     """Labels (and squared distances if ``dist`` is given) of every row."""
     n = X.shape[0]
     k = centers.shape[0]
+    if _native_applies(plan, X, [0, k]):
+        mins = None if dist is None else np.empty(n, dtype=X.dtype)
+        _native.sweep(X, centers, labels=labels, dists=mins)
+        if dist is not None:
+            dist[:] = mins
+        return
     c_sq = sq_norms(centers)
     return_distances = dist is not None
     step = plan.step or row_block_size(k, X.itemsize, n, plan.dist_block_bytes)

@@ -104,6 +104,10 @@ class KernelPlan:
         NumPy: target bytes of a sub-block's distance matrix.
     onehot_max_k : int
         NumPy: largest k whose sums are a one-hot matrix product.
+    native_max_k : int
+        NumPy: largest group of centres swept by the C kernels built at
+        install (:mod:`daskmeans.kernels._native`, when they were built);
+        0: never.
     dist_block_bytes_compiled, row_block_bytes : int
         Compiled: target bytes of a sub-block's distance matrix and rows.
     step : int or None
@@ -127,6 +131,7 @@ class KernelPlan:
     screen_rowmajor_max_k: int = _thresholds.SCREEN_ROWMAJOR_MAX_K
     dist_block_bytes: int = _thresholds.DIST_BLOCK_BYTES
     onehot_max_k: int = _thresholds.ONEHOT_MAX_K
+    native_max_k: int = _thresholds.NATIVE_MAX_K
     dist_block_bytes_compiled: int = _thresholds.NUMBA_DIST_BLOCK_BYTES
     row_block_bytes: int = _thresholds.NUMBA_ROW_BLOCK_BYTES
     step: int | None = None
@@ -252,6 +257,11 @@ class KernelPlan:
         """One line saying what runs (for ``dtype`` and ``n_centers`` if given)."""
         if not self.compiled:
             text = "NumPy and BLAS kernels"
+            if self.native_max_k > 0:
+                from . import _native
+
+                if _native.available():
+                    text += f", C kernels up to {self.native_max_k} centres a group"
         else:
             parts = ["numba kernels", "whole blocks in one compiled call" if self.whole_block
                      else "sub-blocks driven from Python"]

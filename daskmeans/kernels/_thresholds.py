@@ -19,6 +19,7 @@ __all__ = [
     "COLUMN_MAX_FEATURES_F64",
     "COLUMN_MIN_K",
     "DIST_BLOCK_BYTES",
+    "NATIVE_MAX_K",
     "NUMBA_DIST_BLOCK_BYTES",
     "NUMBA_MIN_ELEMENTS",
     "NUMBA_ROW_BLOCK_BYTES",
@@ -28,6 +29,12 @@ __all__ = [
     "rowmajor_max_k",
     "screen_min_k",
 ]
+
+#: NumPy plan: largest group of centres labelled (and summed) by the C kernels
+#: built at install (``_native.c``) instead of BLAS products, argmin and
+#: one-hot sums; 0 turns them off. Measured up to 32 centres and 32 features
+#: (3 to 5 times faster than the NumPy code, one thread; benchmarks/RESULTS.md).
+NATIVE_MAX_K = 32
 
 #: NumPy path: target bytes of one sub-block's distance matrix (rows x centres).
 #: Set by ``bench_thresholds.py dist_block_bytes``.
