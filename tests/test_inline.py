@@ -162,3 +162,21 @@ def test_arrays_computed_from_small_data_count_as_small(monkeypatch):
     _graph.block_reduce(X, None, _chunk, _combine, name="t", consts={"offset": 0.0})
     assert _inline.all_small([labels])  # X was noted with the pass over it
     assert not _inline.all_small([labels + other])  # another, unnoted root
+
+
+def test_threads_pay_for_the_c_kernels_of_a_numpy_plan():
+    """A NumPy plan's Lloyd pass runs on threads when its groups go to the C
+    kernels (no GIL held), not when they go to the many short NumPy calls."""
+    from dataclasses import replace
+
+    from daskmeans.kernels import KernelPlan, _native
+
+    plan = KernelPlan.numpy()
+    C = np.zeros((40, 5))
+    assert _inline._threads_pay(None) and _inline._threads_pay(plan) is False
+    assert _inline._threads_pay(plan, {"centers": C, "bounds": [0, 32]}) == _native.available()
+    assert _native.available()  # built at install (see tests/test_native.py)
+    assert not _inline._threads_pay(plan, {"centers": C, "bounds": [0, 40]})
+    assert not _inline._threads_pay(replace(plan, native_max_k=0),
+                                    {"centers": C, "bounds": [0, 8]})
+    assert not _inline._threads_pay(plan, {"centers": np.zeros((8, 65)), "bounds": [0, 8]})

@@ -245,7 +245,7 @@ class DirectPass:
 
         n = len(self.reads)
         with _shared_blas_limit() if self.blas_limit else contextlib.nullcontext():
-            if self.n_threads > 1 and _threads_pay(consts.get("plan")):
+            if self.n_threads > 1 and _threads_pay(consts.get("plan"), consts):
                 pool = _pool(self.n_threads)
                 level = list(pool.map(self._leaf, range(n), [consts] * n))
             else:
@@ -256,16 +256,27 @@ class DirectPass:
         return level[0] if self.finalize is None else self.finalize(level[0])
 
 
-def _threads_pay(plan) -> bool:
-    """Whether a pass with this kernel plan gains from threads.
+def _threads_pay(plan, consts: dict | None = None) -> bool:
+    """Whether a pass with this kernel plan (and these constants) gains from threads.
 
     The NumPy kernels are many short vector operations, each taking and
     releasing the GIL: on two threads a pass over 100,000 x 8 float64 rows
     took 12.6 ms against 11.5 ms in one, 2.2 against 1.5 ms on 10,000 rows;
     the compiled kernels run without the GIL (5.6 against 8.5 ms on 100,000
-    x 32 rows), as do passes whose plan is not known.
+    x 32 rows), as do passes whose plan is not known, and so does a NumPy
+    plan's Lloyd pass whose centres the C kernels take (one call a group,
+    see :mod:`daskmeans.kernels._native`).
     """
-    return plan is None or bool(getattr(plan, "compiled", True))
+    if plan is None or bool(getattr(plan, "compiled", True)):
+        return True
+    centers = None if consts is None else consts.get("centers")
+    bounds = None if consts is None else consts.get("bounds")
+    if centers is None or bounds is None or getattr(plan, "native_max_k", 0) <= 0:
+        return False
+    from ..kernels import _native
+
+    widest = max((int(b) - int(a) for a, b in zip(bounds[:-1], bounds[1:])), default=0)
+    return _native.applies(centers, widest, plan.native_max_k)
 
 
 def direct_pass(X, weights, chunk: Callable, combine: Callable, *, split_every=None,
