@@ -203,6 +203,42 @@ def test_warm_up_runs_every_mode():
     assert report["cache"] and report["target"] == KernelPlan.numba().target
 
 
+_AFTER_WARM_UP = """
+import os, numpy as np, scipy.sparse
+from numba.core.dispatcher import Dispatcher
+from daskmeans import KMeans, HierarchicalKMeans, kernels
+from daskmeans.kernels import _bounds, _numba_loops, _sparse
+kernels.warm_up(["float32"])
+def compiled():
+    ds = [v for v in vars(_numba_loops).values() if isinstance(v, Dispatcher)]
+    ds += [v for v in vars(_bounds._nb()).values() if isinstance(v, Dispatcher)]
+    ds.append(_sparse._loops())
+    return {(d.py_func.__qualname__, id(d)): len(d.signatures) for d in ds}
+before = compiled()
+os.environ["DASKMEANS_KERNELS"] = "numba"
+rng = np.random.default_rng(0)
+X = (rng.normal(size=(60, 6)) * 3)[rng.integers(0, 60, 6000)] + rng.normal(size=(6000, 6))
+X = X.astype(np.float32)
+w = rng.uniform(0.5, 2, len(X))
+for algorithm in ("lloyd", "pruned"):
+    for k in (5, 40):
+        KMeans(k, algorithm=algorithm, n_init=1, max_iter=4, random_state=0).fit(X, sample_weight=w)
+        KMeans(k, algorithm=algorithm, n_init=1, max_iter=4, random_state=0).fit(X).predict(X)
+HierarchicalKMeans(300, random_state=0, max_iter=2, refine_iter=1).fit(X)
+KMeans(5, n_init=1, max_iter=3, random_state=0).fit(scipy.sparse.csr_matrix(X))
+after = compiled()
+print(sorted(name for name, n in after.items() if n != before[name]))
+"""
+
+
+@needs_numba
+def test_fits_after_warm_up_compile_nothing(tmp_path):
+    """``warm_up`` compiles what float32 fits with the compiled kernels use: plain and
+    pruned Lloyd, weights, predict, HierarchicalKMeans, sparse rows (fresh cache)."""
+    out = _run(_AFTER_WARM_UP, NUMBA_CACHE_DIR=str(tmp_path))
+    assert out.strip() == "[]", out
+
+
 def test_warm_up_without_numba_does_nothing(monkeypatch):
     from daskmeans.kernels import _warmup
 

@@ -62,6 +62,35 @@ def _sweeps(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
         _api.probe_cells(X, probes, C, np.array([0, k // 2, k]), plan=plan)
 
 
+def _other_loops(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
+    """The k-means++ trials, pruned Lloyd's loops (a first pass and one with
+    bounds) and the sparse loop."""
+    from . import _api, _bounds, _sparse
+
+    n = X.shape[0]
+    x_sq = _api.sq_norms(X).astype(np.float64)
+    picks = np.array([0, 1], dtype=np.intp)
+    for weights in (np.empty(0), w):  # unit weights are passed as length 0
+        _api.seeding_trials(X, x_sq, picks, np.full(n, np.inf), weights, np.empty((2, n)),
+                            np.empty(2))
+
+    rng = np.random.default_rng(1)
+    for k in (3, 40):  # the BLAS products and the column tiles
+        C = np.ascontiguousarray(X[rng.choice(len(X), k, replace=False)])
+        C2 = C + C.dtype.type(1e-3)
+        for weights in (None, w):
+            _, state = _bounds.pruned_block(X, weights, C, None, None, plan=plan)
+            _bounds.pruned_block(X, weights, C2, state, _bounds.drift(C, C2), plan=plan)
+    try:
+        import scipy.sparse
+    except ImportError:  # pragma: no cover - SciPy comes with the "fast" extra
+        return
+    csr = scipy.sparse.csr_matrix(X)
+    C = np.ascontiguousarray(X[:4])
+    for accumulate in (True, False):
+        _sparse._sweep(csr, C, np.array([0, 2, 4]), w, accumulate)
+
+
 def warm_up(dtypes=("float32", "float64"), *, verbose: bool = False) -> dict:
     """Compile every variant of the compiled kernels into numba's cache.
 
@@ -105,6 +134,8 @@ def warm_up(dtypes=("float32", "float64"), *, verbose: bool = False) -> dict:
         for mode, plan in plans.items():
             t = time.perf_counter()
             _sweeps(replace(plan, step=128), X, w)
+            if mode == "numba":
+                _other_loops(plan, X, w)
             out["steps"][f"{mode} {dtype.name}"] = time.perf_counter() - t
             if verbose:
                 print(f"{mode} {dtype.name}: {out['steps'][f'{mode} {dtype.name}']:.1f} s",
