@@ -172,11 +172,11 @@ def test_threads_pay_for_the_c_kernels_of_a_numpy_plan():
     from daskmeans.kernels import KernelPlan, _native
 
     plan = KernelPlan.numpy()
-    C = np.zeros((40, 5))
+    C = np.zeros((140, 5))
     assert _inline._threads_pay(None) and _inline._threads_pay(plan) is False
     assert _inline._threads_pay(plan, {"centers": C, "bounds": [0, 32]}) == _native.available()
     assert _native.available()  # built at install (see tests/test_native.py)
-    assert not _inline._threads_pay(plan, {"centers": C, "bounds": [0, 40]})
+    assert not _inline._threads_pay(plan, {"centers": C, "bounds": [0, 140]})
     assert not _inline._threads_pay(replace(plan, native_max_k=0),
                                     {"centers": C, "bounds": [0, 8]})
     assert not _inline._threads_pay(plan, {"centers": np.zeros((8, 65)), "bounds": [0, 8]})

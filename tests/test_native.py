@@ -15,7 +15,7 @@ NO_NATIVE = replace(NUMPY, native_max_k=0)
 def test_the_library_was_built_and_loads():
     # the install builds it wherever a C compiler is found (as on every CI machine)
     assert _native.available()
-    assert "C kernels up to 32 centres" in NUMPY.describe()
+    assert "C kernels up to 128 centres" in NUMPY.describe()
 
 
 def _exact_scores(X, C):
@@ -24,7 +24,7 @@ def _exact_scores(X, C):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k", [1, 3, 4, 5, 32])
+@pytest.mark.parametrize("k", [1, 3, 4, 5, 32, 101])
 @pytest.mark.parametrize("n", [1, 7, 9, 1003])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_sweep_matches_brute_force(dtype, k, n, weighted):
@@ -65,7 +65,7 @@ def test_nan_row_keeps_centre_zero_and_a_nan_distance():
 
 def test_applies_only_within_its_limits():
     X = np.zeros((10, 64), dtype=np.float32)
-    assert _native.applies(X, 32, 32)
+    assert _native.applies(X, 32, 32) and _native.applies(X, 128, 128)
     assert not _native.applies(X, 33, 32)
     assert not _native.applies(np.zeros((10, 65), dtype=np.float32), 8, 32)
     assert not _native.applies(X.astype(np.int32), 8, 32)

@@ -32,9 +32,10 @@ __all__ = [
 
 #: NumPy plan: largest group of centres labelled (and summed) by the C kernels
 #: built at install (``_native.c``) instead of BLAS products, argmin and
-#: one-hot sums; 0 turns them off. Measured up to 32 centres and 32 features
-#: (3 to 5 times faster than the NumPy code, one thread; benchmarks/RESULTS.md).
-NATIVE_MAX_K = 32
+#: one-hot sums; 0 turns them off. Faster than the NumPy code up to 128 centres
+#: at every width up to 64 features, slower from 256 at 64 features or 512 at
+#: 32 in float64 (one thread; benchmarks/RESULTS.md).
+NATIVE_MAX_K = 128
 
 #: NumPy path: target bytes of one sub-block's distance matrix (rows x centres).
 #: Set by ``bench_thresholds.py dist_block_bytes``.
