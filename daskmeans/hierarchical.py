@@ -444,9 +444,9 @@ class HierarchicalKMeans(KMeansBase):
         Candidate rows sampled per fine centre of a cell for its k-means++ seeding.
     n_neighbors : int, default=16
         After its cells, every row is also compared with this many fine
-        centres nearest to the one it found, whatever their cell (in every
-        pass, the final labels and ``predict``; 0 turns it off). A row near
-        the border of its cell often has its nearest centre in the next one.
+        centres nearest to the one it found, whatever their cell (in the
+        final labels and ``predict``; 0 turns it off). A row near the border
+        of its cell often has its nearest centre in the next one.
     balanced : bool, default=False
         Cap the cluster sizes at ``max_size_ratio`` times the mean (by weight):
         guaranteed in ``labels_`` and ``cluster_sizes_`` (unless a single row
