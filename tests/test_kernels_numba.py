@@ -740,10 +740,12 @@ def test_column_sweep_of_several_groups_equals_the_blas_products(dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_probe", [1, 3, 6])
 @pytest.mark.parametrize("with_second", [False, True])
-def test_probe_cells_compiled_matches_numpy(dtype, n_probe, with_second):
+@pytest.mark.parametrize("priced", [False, True])
+def test_probe_cells_compiled_matches_numpy(dtype, n_probe, with_second, priced):
     """Two-level search by the column tiles: per (row, probed cell) the first
-    best fine centre, its score and the cell's second-best, as NumPy's and brute
-    force's; empty cells and one-centre cells included, sub-blocks of any size."""
+    best fine centre, its score (plus its price) and the cell's second-best, as
+    NumPy's and brute force's; empty cells and one-centre cells included,
+    sub-blocks of any size."""
     rng = np.random.default_rng(n_probe)
     n, d = 901, 7
     X = rng.integers(-3, 4, size=(n, d)).astype(dtype)  # exact products, many ties
@@ -751,12 +753,18 @@ def test_probe_cells_compiled_matches_numpy(dtype, n_probe, with_second):
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     fine = rng.integers(-2, 3, size=(offsets[-1], d)).astype(dtype)
     probes = np.argsort(rng.random((n, len(sizes))), axis=1)[:, :n_probe]
+    # small integer prices: exact in either path
+    prices = rng.integers(0, 3, size=len(fine)).astype(np.float64) if priced else None
     plan = replace(COLUMNS, step=50)
-    fast = _kernels.probe_cells(X, probes, fine, offsets, with_second=with_second, plan=plan)
-    slow = _kernels.probe_cells(X, probes, fine, offsets, with_second=with_second, plan=NUMPY)
+    fast = _kernels.probe_cells(X, probes, fine, offsets, prices, with_second=with_second,
+                                plan=plan)
+    slow = _kernels.probe_cells(X, probes, fine, offsets, prices, with_second=with_second,
+                                plan=NUMPY)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_array_equal(a, b)
     S = (X @ (-2 * fine).T + (fine * fine).sum(axis=1)).astype(np.float64)
+    if priced:
+        S += prices
     for i in (0, 17, 900):
         for p in range(n_probe):
             lo, hi = offsets[probes[i, p]], offsets[probes[i, p] + 1]

@@ -325,7 +325,9 @@ def probe_cells(
         Fine centres grouped by cell: cell ``c`` owns ``offsets[c]:offsets[c + 1]``.
     offsets : ndarray of shape (m + 1,), int
     prices : ndarray of shape (k,), optional
-        Added to the scores (float64) before a cell's best is chosen.
+        Added to the scores before a cell's best is chosen: in float64 on the
+        NumPy path; the compiled path adds them to the squared norms (float64,
+        then rounded to the dtype of ``X``).
     with_second : bool
         Also return every cell's second-best score.
     plan : KernelPlan, optional
@@ -347,9 +349,9 @@ def probe_cells(
     score = np.full(n * P, np.inf)
     second = np.full(n * P, np.inf) if with_second else None
     plan = _plan_for(plan, X, fine.shape[0])
-    if (prices is None and _compiled_applies(plan, X, fine)
+    if (_compiled_applies(plan, X, fine)
             and plan.uses_columns(X.dtype, fine.shape[0], 1, X.shape[1])):
-        _compiled().probe_cells(plan, X, probes, fine, offsets, labels, score, second)
+        _compiled().probe_cells(plan, X, probes, fine, offsets, prices, labels, score, second)
     elif n:
         _numpy.probe_cells(X, probes, fine, offsets, prices, labels, score, second)
     out = (labels.reshape(n, P), score.reshape(n, P))

@@ -334,9 +334,11 @@ def moments(plan: KernelPlan, X: np.ndarray) -> tuple[float, np.ndarray, np.ndar
 
 
 def probe_cells(plan: KernelPlan, X: np.ndarray, probes: np.ndarray, fine: np.ndarray,
-                offsets: np.ndarray, labels: np.ndarray, score: np.ndarray, second) -> None:
-    """Compiled body of :func:`daskmeans.kernels.probe_cells` (no prices): the
-    column tiles on every cell's fine centres, padded cell by cell."""
+                offsets: np.ndarray, prices, labels: np.ndarray, score: np.ndarray,
+                second) -> None:
+    """Compiled body of :func:`daskmeans.kernels.probe_cells`: the column tiles on
+    every cell's fine centres, padded cell by cell; prices are added to the
+    squared norms (in float64, then rounded to the data's dtype)."""
     from ._llvm import column_tile_shape
     from ._numpy import pairs_by_cell
 
@@ -350,7 +352,7 @@ def probe_cells(plan: KernelPlan, X: np.ndarray, probes: np.ndarray, fine: np.nd
     C = np.zeros((int(c_off[-1]), fine.shape[1]), dtype=fine.dtype)
     C[dest] = fine * fine.dtype.type(-2)  # exact: scaling by a power of two
     c_sq = np.full(int(c_off[-1]), np.inf, dtype=fine.dtype)
-    c_sq[dest] = sq_norms(fine)
+    c_sq[dest] = sq_norms(fine) if prices is None else sq_norms(fine) + np.asarray(prices)
     pairs, bounds = pairs_by_cell(probes, n_cells)
     chunk = max(1, plan.column_block_bytes // (group * fine.shape[1] * fine.itemsize))
     best = np.empty(score.shape[0], dtype=X.dtype)
