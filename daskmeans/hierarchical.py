@@ -1,4 +1,4 @@
-"""Two-level (hierarchical) k-means for very large k: :class:`HierarchicalKMeans`.
+"""Hierarchical k-means for very large k: :class:`HierarchicalKMeans`.
 
 A *coarse* level of about ``sqrt(k)`` centres is fitted by ordinary k-means
 (k-means++ on a sample, then a few Lloyd passes). Every coarse cell then gets
@@ -10,6 +10,16 @@ centres of its nearest coarse cell: ``sqrt(k) + k / sqrt(k)`` distances a
 row instead of ``k``. An optional refinement lets every row probe its
 ``n_probe`` nearest coarse cells (all ``k`` centres then move as one
 k-means), and ``predict`` searches the same way.
+
+Deeper trees (``n_levels=L``, L >= 3; ``"auto"`` from k = 100,000): the
+coarse level has about ``k^((L-1)/L)`` centres and is itself fitted as a
+tree of ``L - 1`` levels, on the same data, in its own passes (one per
+iteration at every level). A row then finds its coarse cells top-down
+(:class:`CoarseTree`): the ``n_probe`` nearest cells of the top level, then
+at every level the ``n_probe`` nearest among the children of those found
+above, in the seeding, fine and refinement passes, the final labels and
+``predict``: about ``L k^(1/L)`` distances a row with one probe, not
+``2 sqrt(k)``.
 
 ``balanced=True`` caps the cluster sizes: every fine centre carries a
 *price* added to its squared distance when rows choose their centre. After
@@ -41,13 +51,14 @@ import numpy as np
 from . import kernels as _kernels
 from ._base import COMMON_PARAMETERS, KMeansBase, _as_frame_labels, in_memory
 from ._rng import as_seed_sequence
-from ._validation import Boolean, Interval, NoneValue, check_sample_weight
+from ._validation import Boolean, Interval, NoneValue, Options, check_sample_weight
 from ._validation import Callable as CallableC
 from .engine._graph import PassRunner, block_reduce, compute_passes
 from .engine._init import init_centers
 from .engine._lloyd import LloydState, _tol_from_moments, check_block, lloyd
 
-__all__ = ["HierarchicalKMeans", "allocate", "neighbor_lists", "probe_labels"]
+__all__ = ["CoarseTree", "HierarchicalKMeans", "allocate", "auto_levels", "neighbor_lists",
+           "probe_labels"]
 
 
 # --------------------------------------------------------------------------- #
@@ -57,8 +68,113 @@ __all__ = ["HierarchicalKMeans", "allocate", "neighbor_lists", "probe_labels"]
 _PROBE_BY_ARGMIN = 16
 
 
-def _coarse_probes(X: np.ndarray, coarse: np.ndarray, n_probe: int) -> np.ndarray:
-    """The ``n_probe`` nearest coarse centres of every row, nearest first: (n, P)."""
+class CoarseTree:
+    """The levels above the fine one of a tree of three levels or more.
+
+    Parameters
+    ----------
+    levels : list of (centers, offsets)
+        From the top down. Level 0's ``offsets`` is ``[0, m_0]`` (one root
+        cell); the centres of level ``l`` are grouped by their cell of level
+        ``l - 1``: cell ``c`` owns ``centers[offsets[c]:offsets[c + 1]]``. The
+        cells of the fine centres are the last level's centres.
+
+    A row's cells are found top-down (:func:`_tree_probes`): the ``P``
+    nearest centres of the top level, then at every level the ``P`` nearest
+    among the children of the ``P`` cells found above (a beam search). With
+    ``P`` at least the number of cells of every level it is exhaustive.
+    """
+
+    def __init__(self, levels) -> None:
+        self.levels = [(np.ascontiguousarray(C), np.asarray(off, dtype=np.int64))
+                       for C, off in levels]
+
+    @property
+    def centers(self) -> np.ndarray:
+        """The last level's centres: the cells of the fine centres."""
+        return self.levels[-1][0]
+
+    def __dask_tokenize__(self):
+        from dask.base import tokenize
+
+        return ("daskmeans-coarse-tree", tokenize(*[a for lvl in self.levels for a in lvl]))
+
+
+def _cells_of(coarse) -> np.ndarray:
+    """The centres of the coarse cells: ``coarse`` itself, or a tree's last level."""
+    return coarse.centers if isinstance(coarse, CoarseTree) else coarse
+
+
+def _child_probes(X: np.ndarray, parents: np.ndarray, centers: np.ndarray,
+                  offsets: np.ndarray, n_probe: int) -> np.ndarray:
+    """The ``n_probe`` nearest, among the children of every row's ``parents``
+    (n, P), nearest first: (n, n_probe), indices into ``centers``.
+
+    Scores are ``||c||^2 - 2 x.c`` in the data's dtype, as in the cells; ties
+    go to the earlier parent, then to the lower index. A row whose parents
+    have fewer than ``n_probe`` children in all (only when a cell lost all
+    its children) repeats its nearest.
+    """
+    n, P = parents.shape
+    if n == 0:
+        return np.zeros((0, n_probe), dtype=np.intp)
+    if n_probe == 1:  # the best child of every parent (compiled), then the best parent
+        lab, score = _kernels.probe_cells(X, parents, centers, offsets)
+        return lab[np.arange(n), np.argmin(score, axis=1)][:, None].astype(np.intp)
+    from .kernels._numpy import pairs_by_cell
+
+    cand = np.zeros((n * P, n_probe), dtype=np.intp)
+    scores = np.full((n * P, n_probe), np.inf)
+    pairs, bounds = pairs_by_cell(parents, len(offsets) - 1)
+    m2 = centers.dtype.type(-2)
+    c_sq = _kernels.sq_norms(centers)
+    for c in np.flatnonzero(np.diff(bounds)):
+        lo, hi = int(offsets[c]), int(offsets[c + 1])
+        if hi == lo:
+            continue
+        q = pairs[bounds[c] : bounds[c + 1]]
+        D = np.take(X, q // P, axis=0) @ (centers[lo:hi] * m2).T
+        D += c_sq[lo:hi]
+        t = min(n_probe, hi - lo)
+        if t < hi - lo:
+            part = np.argpartition(D, t - 1, axis=1)[:, :t]
+            part.sort(axis=1)  # lower index first among equal scores
+        else:
+            part = np.broadcast_to(np.arange(hi - lo), (len(q), t))
+        cand[q, :t] = part + lo
+        scores[q, :t] = np.take_along_axis(D, part, 1)
+    cand = cand.reshape(n, P * n_probe)
+    scores = scores.reshape(n, P * n_probe)
+    order = np.argsort(scores, axis=1, kind="stable")[:, :n_probe]
+    out = np.take_along_axis(cand, order, 1)
+    found = np.isfinite(np.take_along_axis(scores, order, 1))
+    if not found.all():
+        out = np.where(found, out, out[:, :1])
+    return out
+
+
+def _tree_probes(X: np.ndarray, tree: CoarseTree, n_probe: int) -> np.ndarray:
+    """The cells of the last level of ``tree`` that every row searches: (n, P).
+
+    Top-down, ``min(n_probe, cells)`` of every level: the nearest of the top
+    level (:func:`_coarse_probes`), then the nearest among their children
+    (:func:`_child_probes`), nearest first.
+    """
+    top = tree.levels[0][0]
+    probes = _coarse_probes(X, top, min(n_probe, top.shape[0]))
+    for centers, offsets in tree.levels[1:]:
+        probes = _child_probes(X, probes, centers, offsets, min(n_probe, centers.shape[0]))
+    return probes
+
+
+def _coarse_probes(X: np.ndarray, coarse, n_probe: int) -> np.ndarray:
+    """The ``n_probe`` nearest coarse centres of every row, nearest first: (n, P).
+
+    ``coarse``: the coarse centres (m, d), searched exhaustively, or a
+    :class:`CoarseTree`, searched top-down (the ``n_probe`` nearest cells
+    the tree finds)."""
+    if isinstance(coarse, CoarseTree):
+        return _tree_probes(X, coarse, n_probe)
     if n_probe == 1:
         labels, _ = _kernels.nearest(X, coarse)
         return labels[0][:, None]
@@ -90,7 +206,9 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
     Parameters
     ----------
     X : ndarray of shape (n, d)
-    coarse : ndarray of shape (m, d)
+    coarse : ndarray of shape (m, d) or CoarseTree
+        The coarse centres, or the levels above the fine one (the coarse
+        centres are its last level), searched top-down.
     fine : ndarray of shape (k, d)
         Fine centres grouped by cell: cell ``c`` owns ``offsets[c]:offsets[c + 1]``.
     offsets : ndarray of shape (m + 1,)
@@ -119,7 +237,7 @@ def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: n
     if n == 0:
         labels = np.zeros(0, dtype=np.int64)
         return (labels, np.zeros(0), np.zeros(0)) if with_regret else (labels, np.zeros(0))
-    probes = _coarse_probes(X, coarse, min(n_probe, coarse.shape[0]))
+    probes = _coarse_probes(X, coarse, min(n_probe, _cells_of(coarse).shape[0]))
     x_sq = _kernels.sq_norms(X).astype(np.float64)
     found = _kernels.probe_cells(X, probes, fine, offsets, prices, with_second=with_regret)
     cand, scores = found[0], found[1]
@@ -195,26 +313,28 @@ def _neighbor_step(X, fine, prices, neighbors, labels, score, second):
         labels[rows] = cand[better, j[better]]
 
 
-def neighbor_lists(fine: np.ndarray, coarse: np.ndarray, offsets: np.ndarray,
+def neighbor_lists(fine: np.ndarray, coarse, offsets: np.ndarray,
                    n_neighbors: int, n_cells: int = 4) -> np.ndarray | None:
     """The ``n_neighbors`` nearest fine centres of every fine centre.
 
     Searched among the fine centres of the ``n_cells`` coarse cells nearest
-    to the centre's own cell (``k x n_cells k / m`` distances, not ``k^2``).
+    to the centre's own cell (``k x n_cells k / m`` distances, not ``k^2``;
+    with a :class:`CoarseTree` for ``coarse``, the cells its search finds).
     A centre's own index fills the list where there are too few others.
 
     Returns
     -------
     ndarray of shape (k, n_neighbors), int64, or None when ``n_neighbors`` is 0.
     """
-    k, m = fine.shape[0], coarse.shape[0]
+    cells = _cells_of(coarse)
+    k, m = fine.shape[0], cells.shape[0]
     if n_neighbors <= 0 or k <= 1:
         return None
     L = min(n_neighbors, k - 1)
     out = np.repeat(np.arange(k, dtype=np.int64)[:, None], L, axis=1)
     Fc = fine.astype(np.float64)
     f_sq = (Fc * Fc).sum(axis=1)
-    near_cells = _coarse_probes(coarse, coarse, min(n_cells, m))
+    near_cells = _coarse_probes(cells, coarse, min(n_cells, m))
     for c in range(m):
         lo, hi = int(offsets[c]), int(offsets[c + 1])
         if hi == lo:
@@ -286,8 +406,7 @@ def _sample_chunk(X, w, index, *, coarse, quota, seed, check):
         check_block(X, w)
     n = X.shape[0]
     rng = np.random.default_rng([seed, index])
-    cells, _ = _kernels.nearest(X, coarse)
-    cells = cells[0]
+    cells = _coarse_probes(X, coarse, 1)[:, 0]
     keys = rng.exponential(size=n)
     if w is not None:
         with np.errstate(divide="ignore"):
@@ -358,11 +477,12 @@ def _reseed_empty(centers: np.ndarray, counts: np.ndarray, cluster_inertia: np.n
     return moved
 
 
-def _regroup(fine: np.ndarray, coarse: np.ndarray):
-    """Fine centres grouped by their nearest coarse centre: ``(fine, offsets, perm)``."""
-    cells, _ = _kernels.nearest(fine, coarse)
-    perm = np.argsort(cells[0], kind="stable")
-    counts = np.bincount(cells[0], minlength=coarse.shape[0])
+def _regroup(fine: np.ndarray, coarse):
+    """Fine centres grouped by their nearest coarse centre (with a
+    :class:`CoarseTree`, the cell its search finds): ``(fine, offsets, perm)``."""
+    cells = _coarse_probes(fine, coarse, 1)[:, 0]
+    perm = np.argsort(cells, kind="stable")
+    counts = np.bincount(cells, minlength=_cells_of(coarse).shape[0])
     offsets = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
     return np.ascontiguousarray(fine[perm]), offsets, perm
 
@@ -410,27 +530,54 @@ def _kmeanspp(cands: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return cands[chosen].copy()
 
 
+#: Most cells per level of ``n_levels="auto"``: the fewest levels whose
+#: branching factor ``k^(1/L)`` is at most this (two levels below k = 100,000).
+_AUTO_MAX_BRANCHING = 316
+
+
+def auto_levels(n_clusters: int) -> int:
+    """The levels of ``n_levels="auto"``: the fewest (at least 2) whose branching
+    factor ``n_clusters^(1/L)`` is at most ``_AUTO_MAX_BRANCHING``: 2 up to
+    about 100,000 clusters, 3 up to about 31,000,000."""
+    L = 2
+    while n_clusters > _AUTO_MAX_BRANCHING ** L:
+        L += 1
+    return L
+
+
 # --------------------------------------------------------------------------- #
 # the estimator
 # --------------------------------------------------------------------------- #
 class HierarchicalKMeans(KMeansBase):
-    """Two-level k-means for very large k, one pass over the data per iteration.
+    """Hierarchical k-means for very large k, one pass over the data per iteration.
 
     Parameters
     ----------
     n_clusters : int, default=8
         Number of (fine) clusters k.
+    n_levels : int or "auto", default="auto"
+        Levels of the tree, at least 2: the fine centres and the levels of
+        cells above them. With ``L > 2`` the coarse level (``n_coarse``
+        cells) is fitted as a tree of ``L - 1`` levels and rows find their
+        cells top-down, ``n_probe`` cells a level. ``"auto"``: the fewest
+        levels whose cells have at most about 316 children each
+        (:func:`auto_levels`): 2 below 100,000 clusters, 3 up to about
+        31,000,000.
     n_coarse : int or None, default=None
-        Coarse cells; ``None`` is ``round(sqrt(n_clusters))``.
+        Cells of the level just above the fine one; ``None`` is
+        ``round(sqrt(n_clusters))`` with two levels, ``round(n_clusters **
+        ((L - 1) / L))`` with ``L``.
     coarse_iter : int, default=5
-        Lloyd iterations of the coarse level (at most).
+        Lloyd iterations of the coarse level (at most); with deeper trees,
+        the iterations of every level above the fine one.
     max_iter : int, default=5
         Iterations of the fine level (at most), all cells in the same passes.
     tol : float, default=1e-4
         Convergence of both levels, as for :class:`~daskmeans.KMeans`.
     n_probe : int, default=8
         Coarse cells searched by ``predict``, by the final labels and by the
-        refinement.
+        refinement (with deeper trees: the cells kept at every level of the
+        search).
     refine_iter : int, default=2
         Iterations in which every row probes its ``n_probe`` nearest cells
         and all ``k`` centres move together (with ``n_probe >= 2``; with
@@ -460,16 +607,27 @@ class HierarchicalKMeans(KMeansBase):
         Fan-in of the combine tree.
     callback : callable, optional
         Called after every pass with an event dict whose ``"phase"`` is
-        ``"coarse-init"``, ``"lloyd"`` (the coarse level's Lloyd), ``"seed"``,
-        ``"fine"``, ``"refine"`` or ``"labels"``.
+        ``"coarse-init"``, ``"lloyd"`` (the top level's Lloyd), ``"seed"``,
+        ``"fine"``, ``"refine"`` or ``"labels"``, and whose ``"level"`` is
+        the level of the tree that the pass fits (0 the top, ``L - 1`` the
+        fine centres).
 
     Attributes
     ----------
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
         Fine centres, grouped by coarse cell.
     coarse_centers_ : ndarray of shape (n_coarse, n_features)
+        The centres of the level just above the fine one.
     cell_offsets_ : ndarray of shape (n_coarse + 1,)
         Cell ``c`` owns ``cluster_centers_[cell_offsets_[c]:cell_offsets_[c + 1]]``.
+    levels_ : list of (ndarray, ndarray)
+        The tree from the top down: every level's ``(centers, offsets)``,
+        its centres grouped by their cell of the level above (cell ``c``
+        owns ``centers[offsets[c]:offsets[c + 1]]``; the top level's offsets
+        are ``[0, m]``). The last is ``(cluster_centers_, cell_offsets_)``,
+        the one before it holds ``coarse_centers_``.
+    n_levels_ : int
+        ``len(levels_)``.
     cluster_prices_ : ndarray of shape (n_clusters,) or None
         Added to the squared distances when choosing a centre (``balanced``).
     labels_ : ndarray or dask.array.Array of shape (n_samples,)
@@ -483,7 +641,13 @@ class HierarchicalKMeans(KMeansBase):
     n_passes_ : int
         Passes over the data, all levels together.
     passes_ : dict
-        Passes per level: ``coarse``, ``seed``, ``fine``, ``refine``, ``labels``.
+        Passes per step: ``coarse`` (every level above the fine one),
+        ``seed``, ``fine``, ``refine``, ``labels`` (the fine level).
+    level_passes_ : list of dict
+        Passes of every level, from the top: ``{"coarse": ...}`` (its
+        k-means++ and Lloyd), then ``{"seed": ..., "fine": ...}`` for every
+        level between, then the fine level's ``seed``, ``fine``, ``refine``
+        and ``labels``. They add up to ``n_passes_``.
     initial_centers_ : ndarray of shape (n_clusters, n_features)
         The seeded fine centres (before the fine iterations).
 
@@ -498,10 +662,14 @@ class HierarchicalKMeans(KMeansBase):
     ((8, 2), (2, 2))
     >>> int(hk.predict(X[:1])[0]) == int(hk.labels_[0])
     True
+    >>> deep = HierarchicalKMeans(n_clusters=8, n_levels=3, random_state=0).fit(X)
+    >>> [len(centers) for centers, offsets in deep.levels_]
+    [2, 4, 8]
     """
 
     _parameter_table = {
         **COMMON_PARAMETERS,
+        "n_levels": [Interval(Integral, 2), Options("auto")],
         "n_coarse": [Interval(Integral, 1), NoneValue()],
         "coarse_iter": [Interval(Integral, 1)],
         "n_probe": [Interval(Integral, 1)],
@@ -515,12 +683,13 @@ class HierarchicalKMeans(KMeansBase):
     }
     _model_format = "daskmeans.HierarchicalKMeans"
     _sparse_input = False  # the two-level search takes dense rows
-    _model_version = 1
+    _model_version = 2  # 2: the levels of the tree (1: two levels, coarse_centers_)
 
     def __init__(
         self,
         n_clusters=8,
         *,
+        n_levels="auto",
         n_coarse=None,
         coarse_iter=5,
         max_iter=5,
@@ -537,6 +706,7 @@ class HierarchicalKMeans(KMeansBase):
         callback=None,
     ):
         self.n_clusters = n_clusters
+        self.n_levels = n_levels
         self.n_coarse = n_coarse
         self.coarse_iter = coarse_iter
         self.max_iter = max_iter
@@ -554,14 +724,24 @@ class HierarchicalKMeans(KMeansBase):
 
     def _resolve_params(self) -> None:
         k = self.n_clusters
-        m = self.n_coarse if self.n_coarse is not None else max(1, round(np.sqrt(k)))
+        L = self.n_levels
+        if isinstance(L, str):  # "auto"
+            L = auto_levels(k)
+        self._levels = int(L)
+        if self.n_coarse is not None:
+            m = self.n_coarse
+        elif self._levels == 2:
+            m = max(1, round(np.sqrt(k)))
+        else:  # the level above the fine one: k^((L-1)/L) cells
+            m = max(1, min(k, round(k ** ((self._levels - 1) / self._levels))))
         if m > k:
             raise ValueError(f"n_coarse={m} must be <= n_clusters={k}.")
         self._m = int(m)
         self._reassign = getattr(self, "_reassign", True)
 
     # ------------------------------------------------------------------ #
-    def _event(self, **event) -> None:
+    def _event(self, level: int, **event) -> None:
+        event["level"] = level
         if self.verbose:
             detail = ", ".join(f"{k} {v:.6g}" if isinstance(v, float) else f"{k} {v}"
                                for k, v in event.items() if k != "phase")
@@ -569,8 +749,18 @@ class HierarchicalKMeans(KMeansBase):
         if self.callback is not None:
             self.callback(event)
 
+    def _level_callback(self, level: int):
+        """``callback`` with the level added to the events of another engine."""
+        if self.callback is None:
+            return None
+
+        def callback(event: dict) -> None:
+            self.callback({**event, "level": level})
+
+        return callback
+
     def fit(self, X, y=None, sample_weight=None, *, storage_options=None):
-        """Fit the coarse level, then all cells' fine centres together.
+        """Fit the levels from the top down, each level's cells together.
 
         Parameters
         ----------
@@ -589,35 +779,94 @@ class HierarchicalKMeans(KMeansBase):
         Xd, in_mem = self._validate_data(X, reset=True, storage_options=storage_options)
         self._check_n_samples(Xd)
         weights = check_sample_weight(sample_weight, Xd, in_memory=in_mem)
-        k, m = self.n_clusters, self._m
-        seq = as_seed_sequence(self.random_state)
-        seeds = seq.spawn(3)
-        check = not in_mem
-        passes = {"coarse": 0, "seed": 0, "fine": 0, "refine": 0, "labels": 0}
         t0 = time.perf_counter()
+        grown = self._grow(Xd, weights, check=not in_mem,
+                           seq=as_seed_sequence(self.random_state))
+        passes = grown["passes"]
 
-        # ---- coarse level: k-means++ on a sample, then Lloyd
-        centers, n_init_passes, moments = init_centers(
-            Xd, weights, m, "k-means++", seeds[0], 1, check=check,
-            split_every=self.split_every,
-        )
-        check = check and n_init_passes == 0
-        tol_abs = None
-        if moments is not None:
-            tol_abs = _tol_from_moments(moments, self.tol)
-        state = LloydState.start([np.ascontiguousarray(centers[0], dtype=Xd.dtype)],
-                                 tol_abs=tol_abs, n_passes=n_init_passes)
-        self._event(phase="coarse-init", n_passes=state.n_passes)
-        state = lloyd(Xd, weights, state, max_iter=self.coarse_iter, tol=self.tol,
-                      split_every=self.split_every, check_first=check,
-                      callback=self.callback, verbose=self.verbose)
+        # ---- final labels (and, with balanced, prices until the cap holds)
+        coarse, fine, offsets = grown["coarse"], grown["fine"], grown["offsets"]
+        self.coarse_centers_ = _cells_of(coarse)
+        self.cell_offsets_ = offsets
+        self.cluster_centers_ = fine
+        self.cluster_prices_ = grown["prices"]
+        self.levels_ = grown["upper"] + [(fine, offsets)]
+        self.n_levels_ = len(self.levels_)
+        labels, inertia, sizes, n_label_passes = self._final_labels(Xd, weights, in_mem)
+        passes["labels"] = n_label_passes
+        self.inertia_ = inertia
+        self.cluster_sizes_ = sizes
+        self.n_iter_ = grown["n_iter"]
+        self.inertia_history_ = grown["history"]
+        self.level_passes_ = grown["level_passes"] + [
+            {key: int(passes[key]) for key in ("seed", "fine", "refine", "labels")}]
+        self.passes_ = passes
+        self.n_passes_ = int(sum(passes.values()))
+        self.labels_ = labels if in_mem else _as_frame_labels(X, labels)
+        self.timings_ = {"fit": time.perf_counter() - t0}
+        return self
+
+    def _grow(self, Xd, weights, *, check: bool, seq) -> dict:
+        """Every level of the tree, without the final labels.
+
+        The levels above the fine one: the coarse level's k-means++ and Lloyd
+        (two levels), or a fit of ``n_levels - 1`` levels whose fine centres
+        are the coarse cells (deeper trees). Then the split, the fine and the
+        refinement passes of this level. Returns a dict: ``coarse`` (the
+        coarse centres, or a :class:`CoarseTree`), ``upper`` (the levels above
+        the fine one, as ``(centers, offsets)`` from the top), ``fine``,
+        ``offsets``, ``prices``, ``counts`` (every fine centre's weight in the
+        last pass), ``tol_abs``, ``passes``, ``level_passes`` (of the levels
+        above), ``n_iter``, ``history``.
+        """
+        k, m = self.n_clusters, self._m
+        fine_level = self._levels - 1
+        seeds = seq.spawn(3)
+        passes = {"coarse": 0, "seed": 0, "fine": 0, "refine": 0, "labels": 0}
+
+        if self._levels == 2:
+            # ---- coarse level: k-means++ on a sample, then Lloyd
+            centers, n_init_passes, moments = init_centers(
+                Xd, weights, m, "k-means++", seeds[0], 1, check=check,
+                split_every=self.split_every,
+            )
+            check = check and n_init_passes == 0
+            tol_abs = None
+            if moments is not None:
+                tol_abs = _tol_from_moments(moments, self.tol)
+            state = LloydState.start([np.ascontiguousarray(centers[0], dtype=Xd.dtype)],
+                                     tol_abs=tol_abs, n_passes=n_init_passes)
+            self._event(0, phase="coarse-init", n_passes=state.n_passes)
+            state = lloyd(Xd, weights, state, max_iter=self.coarse_iter, tol=self.tol,
+                          split_every=self.split_every, check_first=check,
+                          callback=self._level_callback(0), verbose=self.verbose)
+            passes["coarse"] = state.n_passes
+            coarse = state.centers[0]
+            tol_abs = state.tol_abs
+            cell_weights = state.sizes[0]
+            upper = [(coarse, np.array([0, m], dtype=np.int64))]
+            level_passes = [{"coarse": int(state.n_passes)}]
+        else:
+            # ---- the levels above: a fit of one level fewer whose fine centres are the cells
+            sub = HierarchicalKMeans(
+                m, n_levels=self._levels - 1, coarse_iter=self.coarse_iter,
+                max_iter=self.coarse_iter, tol=self.tol, n_probe=self.n_probe,
+                refine_iter=0, oversampling=self.oversampling, n_neighbors=0,
+                verbose=self.verbose, split_every=self.split_every, callback=self.callback)
+            sub._resolve_params()
+            above = sub._grow(Xd, weights, check=check, seq=seeds[0])
+            upper = above["upper"] + [(above["fine"], above["offsets"])]
+            coarse = CoarseTree(upper)
+            tol_abs = above["tol_abs"]
+            level_passes = above["level_passes"] + [
+                {key: int(above["passes"][key]) for key in ("seed", "fine")}]
+            passes["coarse"] = int(sum(sum(p.values()) for p in level_passes))
+            # every cell gets a fine centre, even one that was empty in the last pass
+            cell_weights = np.maximum(above["counts"], 1e-300)
         check = False
-        passes["coarse"] = state.n_passes
-        coarse = state.centers[0]
-        tol_abs = state.tol_abs
 
         # ---- split: fine centres per cell by weight, seeded in one sampling pass
-        per_cell = allocate(state.sizes[0], k)
+        per_cell = allocate(cell_weights, k)
         offsets = np.concatenate(([0], np.cumsum(per_cell))).astype(np.int64)
         quota = np.ceil(per_cell * self.oversampling).astype(np.int64) + (per_cell > 0)
         seed_int = int(seeds[1].generate_state(1)[0])
@@ -628,21 +877,22 @@ class HierarchicalKMeans(KMeansBase):
         (sample,) = compute_passes(graph)
         passes["seed"] = 1
         rng = np.random.default_rng(seeds[2])
+        cells = _cells_of(coarse)
         fine = np.empty((k, Xd.shape[1]), dtype=Xd.dtype)
         order = np.argsort(sample["cells"], kind="stable")
         cells_sorted = sample["cells"][order]
-        for c in range(m):
+        for c in range(cells.shape[0]):
             lo, hi = offsets[c], offsets[c + 1]
             if hi == lo:
                 continue
             s, e = np.searchsorted(cells_sorted, [c, c + 1])
             cands = sample["rows"][order[s:e]]
             if len(cands) == 0:  # an empty cell: its centres start at the coarse centre
-                fine[lo:hi] = coarse[c]
+                fine[lo:hi] = cells[c]
                 continue
             fine[lo:hi] = _kmeanspp(cands, int(hi - lo), rng)
         self.initial_centers_ = fine.copy()
-        self._event(phase="seed", n_passes=passes["coarse"] + 1)
+        self._event(fine_level, phase="seed", n_passes=passes["coarse"] + 1)
 
         # ---- fine level: every cell's Lloyd iterations in the same passes
         prices = np.zeros(k) if self.balanced else None
@@ -652,6 +902,7 @@ class HierarchicalKMeans(KMeansBase):
         n_iter = 0
         total = None
         history = []
+        counts = None
         for phase, n_probe, iters in (("fine", 1, self.max_iter),
                                       ("refine", self.n_probe, self.refine_iter)):
             for it in range(1, iters + 1):
@@ -682,32 +933,33 @@ class HierarchicalKMeans(KMeansBase):
                     self._raise_prices(prices, counts, None, float(res["inertia"][0]), total)
                 if self._reassign:
                     fine, offsets, perm = _regroup(fine, coarse)
+                    counts = counts[perm]
                     if prices is not None:
                         prices = prices[perm]
-                self._event(phase=phase, iteration=it, inertia=float(res["inertia"][0]),
-                            shift=shift, n_passes=sum(passes.values()), n_empty=n_empty)
+                self._event(fine_level, phase=phase, iteration=it,
+                            inertia=float(res["inertia"][0]), shift=shift,
+                            n_passes=sum(passes.values()), n_empty=n_empty)
                 if shift <= tol_abs and capped:
                     break
-        # ---- final labels (and, with balanced, prices until the cap holds)
-        self.coarse_centers_ = coarse
-        self.cell_offsets_ = offsets
-        self.cluster_centers_ = fine
-        self.cluster_prices_ = prices
-        labels, inertia, sizes, n_label_passes = self._final_labels(Xd, weights, in_mem)
-        passes["labels"] = n_label_passes
-        self.inertia_ = inertia
-        self.cluster_sizes_ = sizes
-        self.n_iter_ = n_iter
-        self.inertia_history_ = history
-        self.passes_ = passes
-        self.n_passes_ = int(sum(passes.values()))
-        self.labels_ = labels if in_mem else _as_frame_labels(X, labels)
-        self.timings_ = {"fit": time.perf_counter() - t0}
-        return self
+        return {"coarse": coarse, "upper": upper, "fine": fine, "offsets": offsets,
+                "prices": prices, "counts": counts, "tol_abs": tol_abs, "passes": passes,
+                "level_passes": level_passes, "n_iter": n_iter, "history": history}
+
+    def _coarse_search(self):
+        """What the fitted model's rows search first: the coarse centres (two
+        levels) or the :class:`CoarseTree` of the levels above the fine one."""
+        levels = getattr(self, "levels_", None)
+        if levels is None or len(levels) <= 2:
+            return self.coarse_centers_
+        cache = getattr(self, "_tree_cache", None)
+        if cache is None or cache[0] is not levels[-2][0]:
+            cache = (levels[-2][0], CoarseTree(levels[:-1]))
+            self._tree_cache = cache
+        return cache[1]
 
     def _neighbors_for(self, fine, coarse, offsets, n_probe):
         """Neighbour lists of the fine centres, or None (off, or every cell searched)."""
-        if not self.n_neighbors or n_probe >= coarse.shape[0]:
+        if not self.n_neighbors or n_probe >= _cells_of(coarse).shape[0]:
             return None
         return neighbor_lists(fine, coarse, offsets, self.n_neighbors)
 
@@ -716,7 +968,7 @@ class HierarchicalKMeans(KMeansBase):
         cache = getattr(self, "_neighbors_cache", None)
         if cache is not None and cache[0] is self.cluster_centers_:
             return cache[1]
-        nbrs = self._neighbors_for(self.cluster_centers_, self.coarse_centers_,
+        nbrs = self._neighbors_for(self.cluster_centers_, self._coarse_search(),
                                    self.cell_offsets_, self.n_probe)
         self._neighbors_cache = (self.cluster_centers_, nbrs)
         return nbrs
@@ -778,7 +1030,7 @@ class HierarchicalKMeans(KMeansBase):
         for _ in range(_PRICE_PASSES):
             hist = None
             if in_mem:
-                lab = Xd.map_blocks(_label_dist_block, self.coarse_centers_,
+                lab = Xd.map_blocks(_label_dist_block, self._coarse_search(),
                                     self.cluster_centers_, self.cell_offsets_, self.n_probe,
                                     self.cluster_prices_, self.balanced,
                                     self._fitted_neighbors(), dtype=np.float64,
@@ -793,7 +1045,7 @@ class HierarchicalKMeans(KMeansBase):
             else:
                 graph = block_reduce(Xd, weights, _probe_chunk, _probe_combine,
                                      name="hkmeans-final", split_every=self.split_every,
-                                     consts={"coarse": self.coarse_centers_,
+                                     consts={"coarse": self._coarse_search(),
                                              "fine": self.cluster_centers_,
                                              "offsets": self.cell_offsets_,
                                              "n_probe": self.n_probe,
@@ -804,7 +1056,7 @@ class HierarchicalKMeans(KMeansBase):
                 sizes, hist = res["counts"], res.get("regret_hist")
                 inertia = float(res["inertia"][0])
             n_passes += 1
-            self._event(phase="labels", inertia=inertia, n_passes=n_passes)
+            self._event(self._levels - 1, phase="labels", inertia=inertia, n_passes=n_passes)
             if not self.balanced or self._raise_prices(self.cluster_prices_, sizes, hist,
                                                        inertia, float(sizes.sum())):
                 break
@@ -814,7 +1066,7 @@ class HierarchicalKMeans(KMeansBase):
             labels, inertia, sizes = self._capped_labels(Xd, weights, in_mem,
                                                          self._cap(float(sizes.sum())))
             n_passes += 1
-            self._event(phase="labels", inertia=inertia, n_passes=n_passes)
+            self._event(self._levels - 1, phase="labels", inertia=inertia, n_passes=n_passes)
             if sizes.max() > self._cap(float(sizes.sum())) * (1 + 1e-9):
                 warnings.warn(
                     f"balanced: the largest cluster ({sizes.max():.6g}) is above "
@@ -831,7 +1083,7 @@ class HierarchicalKMeans(KMeansBase):
         import dask
 
         k = self.n_clusters
-        consts = {"coarse": self.coarse_centers_, "fine": self.cluster_centers_,
+        consts = {"coarse": self._coarse_search(), "fine": self.cluster_centers_,
                   "offsets": self.cell_offsets_, "n_probe": self.n_probe,
                   "prices": self.cluster_prices_, "neighbors": self._fitted_neighbors(),
                   "cap": cap}
@@ -858,7 +1110,7 @@ class HierarchicalKMeans(KMeansBase):
     # ------------------------------------------------------------------ #
     def _predict_dask(self, Xd: da.Array, *, check: bool) -> da.Array:
         return Xd.map_blocks(
-            _predict_block, self.coarse_centers_, self.cluster_centers_, self.cell_offsets_,
+            _predict_block, self._coarse_search(), self.cluster_centers_, self.cell_offsets_,
             self.n_probe, self.cluster_prices_, check, self._fitted_neighbors(),
             dtype=np.int64, drop_axis=1,
             token="hkmeans-predict",
@@ -866,8 +1118,13 @@ class HierarchicalKMeans(KMeansBase):
 
     def _fitted_to_doc(self) -> dict:
         doc = super()._fitted_to_doc()
+        # the levels above the fine one, from the top (the last: the coarse centres,
+        # grouped by their cells above); the fine level is cluster_centers_ and
+        # cell_offsets_ (format 1 wrote coarse_centers_ only: two levels)
         doc.update({
-            "coarse_centers_": self.coarse_centers_.astype(np.float64).tolist(),
+            "levels_": [{"centers": C.astype(np.float64).tolist(),
+                         "offsets": [int(v) for v in off]}
+                        for C, off in self.levels_[:-1]],
             "cell_offsets_": [int(v) for v in self.cell_offsets_],
             "cluster_prices_": None if self.cluster_prices_ is None
             else [float(v) for v in self.cluster_prices_],
@@ -876,14 +1133,23 @@ class HierarchicalKMeans(KMeansBase):
             "inertia_history_": [float(v) for v in self.inertia_history_],
             "cluster_sizes_": [float(v) for v in self.cluster_sizes_],
             "passes_": {k: int(v) for k, v in self.passes_.items()},
+            "level_passes_": [{k: int(v) for k, v in p.items()} for p in self.level_passes_],
         })
         return doc
 
     def _fitted_from_doc(self, fit: dict) -> None:
         super()._fitted_from_doc(fit)
         dtype = self.cluster_centers_.dtype
-        self.coarse_centers_ = np.asarray(fit["coarse_centers_"], dtype=np.float64).astype(dtype)
         self.cell_offsets_ = np.asarray(fit["cell_offsets_"], dtype=np.int64)
+        if "levels_" in fit:
+            upper = [(np.asarray(lvl["centers"], dtype=np.float64).astype(dtype),
+                      np.asarray(lvl["offsets"], dtype=np.int64)) for lvl in fit["levels_"]]
+        else:  # format 1: two levels
+            coarse = np.asarray(fit["coarse_centers_"], dtype=np.float64).astype(dtype)
+            upper = [(coarse, np.array([0, len(coarse)], dtype=np.int64))]
+        self.levels_ = upper + [(self.cluster_centers_, self.cell_offsets_)]
+        self.n_levels_ = len(self.levels_)
+        self.coarse_centers_ = upper[-1][0]
         prices = fit.get("cluster_prices_")
         self.cluster_prices_ = None if prices is None else np.asarray(prices, dtype=np.float64)
         self.inertia_ = float(fit["inertia_"])
@@ -892,6 +1158,11 @@ class HierarchicalKMeans(KMeansBase):
         self.cluster_sizes_ = np.asarray(fit["cluster_sizes_"], dtype=np.float64)
         self.passes_ = dict(fit["passes_"])
         self.n_passes_ = int(sum(self.passes_.values()))
+        level_passes = fit.get("level_passes_")
+        if level_passes is None:  # format 1: two levels
+            level_passes = [{"coarse": self.passes_.get("coarse", 0)},
+                            {k: v for k, v in self.passes_.items() if k != "coarse"}]
+        self.level_passes_ = [dict(p) for p in level_passes]
 
 
 def _label_dist_block(X, coarse, fine, offsets, n_probe, prices, with_regret, neighbors):

@@ -272,3 +272,154 @@ def test_coarse_probes_nearest_first(n_probe):
     want = np.argsort(D, axis=1, kind="stable")[:, :n_probe]
     assert got.shape == (len(X), min(n_probe, len(coarse)))
     np.testing.assert_array_equal(got, want[:, : got.shape[1]])
+
+
+# --------------------------------------------------------------------------- #
+# deeper trees
+# --------------------------------------------------------------------------- #
+def _descend(X, levels):
+    """Greedy top-down search with one probe a level, by brute force: cell indices."""
+    cells = _brute_labels(X, levels[0][0])[0]
+    for C, off in levels[1:]:
+        for i in range(len(X)):
+            lo, hi = off[cells[i]], off[cells[i] + 1]
+            cells[i] = lo + _brute_labels(X[i : i + 1], C[lo:hi])[0][0]
+    return cells
+
+
+def test_three_levels_search_is_exact_with_every_cell():
+    from daskmeans.hierarchical import CoarseTree, _coarse_probes
+
+    X = _mixture(n=2000, n_comp=30, seed=23)
+    hk = HierarchicalKMeans(60, n_levels=3, n_probe=1, random_state=24).fit(X)
+    sizes = [len(C) for C, _ in hk.levels_]
+    assert hk.n_levels_ == 3 and sizes == [4, 15, 60]  # round(60^(2/3)), round(sqrt(15))
+    assert hk.coarse_centers_ is hk.levels_[1][0] and hk.cell_offsets_[-1] == 60
+    for C, off in hk.levels_[1:]:  # every level grouped by its cells above
+        assert off[0] == 0 and off[-1] == len(C) and (np.diff(off) >= 0).all()
+    tree = CoarseTree(hk.levels_[:-1])
+    # every cell of every level probed: the exact order of the coarse cells
+    D = ((X[:, None, :] - hk.coarse_centers_[None]) ** 2).sum(-1)
+    got = _coarse_probes(X, tree, 15)
+    np.testing.assert_array_equal(np.sort(got, axis=1), np.tile(np.arange(15), (len(X), 1)))
+    np.testing.assert_array_equal(got[:, :3], np.argsort(D, axis=1, kind="stable")[:, :3])
+    # one probe: the greedy descent
+    np.testing.assert_array_equal(_coarse_probes(X, tree, 1)[:, 0], _descend(X, hk.levels_[:-1]))
+    # n_probe = the coarse cells: the flat assignment, in the labels and predict
+    full = HierarchicalKMeans(60, n_levels=3, n_probe=15, random_state=24).fit(X)
+    ref, dist = _brute_labels(X, full.cluster_centers_)
+    np.testing.assert_array_equal(full.labels_, ref)
+    np.testing.assert_array_equal(full.predict(X), ref)
+    assert full.inertia_ == pytest.approx(dist.sum(), rel=1e-9)
+
+
+def test_three_levels_inertia_close_to_two_and_flat():
+    X = _mixture(n=6000, d=8, n_comp=40, seed=25, dtype=np.float32)
+    two = HierarchicalKMeans(120, n_levels=2, random_state=26).fit(X)
+    three = HierarchicalKMeans(120, n_levels=3, random_state=26).fit(X)
+    flat = KMeans(120, n_init=1, random_state=26).fit(X)
+    assert three.inertia_ == pytest.approx(two.inertia_, rel=0.05)
+    assert three.inertia_ <= 1.05 * flat.inertia_
+    np.testing.assert_array_equal(three.predict(X), three.labels_)
+
+
+def test_three_levels_one_pass_per_iteration_at_each_level():
+    X = _mixture(n=2000, seed=27)
+    Xd, counter = counting_dask(X, 500)
+    events = []
+    hk = HierarchicalKMeans(40, n_levels=3, coarse_iter=3, max_iter=4, n_probe=2,
+                            refine_iter=2, random_state=28, callback=events.append).fit(Xd)
+    assert counter.reads == hk.n_passes_ * Xd.numblocks[0]
+    top, mid, fine = hk.level_passes_
+    assert 1 <= top["coarse"] <= 1 + 3 and mid["seed"] == 1 and 1 <= mid["fine"] <= 3
+    assert fine == {"seed": 1, "fine": fine["fine"], "refine": 2, "labels": 1}
+    assert 1 <= fine["fine"] <= 4
+    assert hk.passes_["coarse"] == top["coarse"] + mid["seed"] + mid["fine"]
+    assert hk.n_passes_ == sum(sum(p.values()) for p in hk.level_passes_)
+    # every pass has one event, which names its level
+    assert all("level" in e for e in events)
+    for level, passes in enumerate(hk.level_passes_):
+        mine = [e for e in events if e["level"] == level]
+        for phase in ("seed", "fine", "refine", "labels"):
+            assert sum(e["phase"] == phase for e in mine) == passes.get(phase, 0)
+    assert sum(e["phase"] in ("coarse-init", "lloyd") for e in events) == top["coarse"]
+    # the lazy labels are those of the tree search
+    np.testing.assert_array_equal(np.asarray(hk.labels_.compute()), hk.predict(X))
+
+
+def test_three_levels_model_round_trip_and_format_1(tmp_path):
+    import json
+
+    X = _mixture(dtype=np.float32, seed=29)
+    hk = HierarchicalKMeans(30, n_levels=3, n_probe=2, random_state=30).fit(X)
+    hk.save(tmp_path / "m.json")
+    back = HierarchicalKMeans.load(tmp_path / "m.json")
+    assert back.n_levels_ == 3 and back.level_passes_ == hk.level_passes_
+    for (C, off), (C2, off2) in zip(hk.levels_, back.levels_, strict=True):
+        np.testing.assert_array_equal(C, C2)
+        np.testing.assert_array_equal(off, off2)
+    np.testing.assert_array_equal(back.predict(X), hk.predict(X))
+    np.testing.assert_array_equal(back.predict(X), hk.labels_)
+    # a two-level model written in format 1 (coarse_centers_, no levels) still loads
+    two = HierarchicalKMeans(20, n_coarse=4, random_state=31).fit(X)
+    doc = two.to_dict()
+    fit = doc["fitted"]
+    fit["coarse_centers_"] = fit.pop("levels_")[0]["centers"]
+    del fit["level_passes_"]
+    doc["format_version"] = 1
+    del doc["params"]["n_levels"]
+    (tmp_path / "v1.json").write_text(json.dumps(doc))
+    old = HierarchicalKMeans.load(tmp_path / "v1.json")
+    assert old.n_levels_ == 2 and old.level_passes_[1]["labels"] == two.passes_["labels"]
+    np.testing.assert_array_equal(old.coarse_centers_, two.coarse_centers_)
+    np.testing.assert_array_equal(old.predict(X), two.predict(X))
+
+
+def test_two_levels_explicit_is_the_default():
+    from daskmeans.hierarchical import auto_levels
+
+    X = _mixture(n=2000, seed=32, dtype=np.float32)
+    a = HierarchicalKMeans(50, n_probe=3, random_state=33).fit(X)
+    b = HierarchicalKMeans(50, n_levels=2, n_probe=3, random_state=33).fit(X)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.inertia_ == b.inertia_ and a.n_levels_ == 2 and len(a.levels_) == 2
+    assert a.level_passes_[0] == {"coarse": a.passes_["coarse"]}
+    assert [auto_levels(k) for k in (1, 10_000, 99_856, 100_000, 31_554_496, 31_554_497)] == [
+        2, 2, 2, 3, 3, 4]
+
+
+@pytest.mark.parametrize("bad", [1, 0, -2, "deep", 2.5, True, None])
+def test_bad_n_levels(bad):
+    X = _mixture(n=200)
+    with pytest.raises((ValueError, TypeError), match="n_levels") as info:
+        HierarchicalKMeans(4, n_levels=bad).fit(X)
+    assert "auto" in str(info.value) and repr(bad) in str(info.value)
+
+
+def test_command_line_fit_three_levels(tmp_path, capsys):
+    import json
+
+    import zarr
+
+    from daskmeans.cli import main
+
+    X = _mixture(n=1200, dtype=np.float32, seed=34)
+    zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=X.shape, chunks=(400, 6),
+                    dtype=X.dtype)[:] = X
+    out = tmp_path / "res"
+    assert main(["fit", str(tmp_path / "x.zarr"), "--algorithm", "hierarchical", "--k", "27",
+                 "--levels", "3", "--n-probe", "2", "--seed", "1", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "[seed] n_passes" in err and "level 1" in err and "level 2" in err
+    model = HierarchicalKMeans.load(out / "model.json")
+    assert model.n_levels == 3 and [len(C) for C, _ in model.levels_] == [3, 9, 27]
+    labels = zarr.open_array(str(out / "labels.zarr"), mode="r")[:]
+    np.testing.assert_array_equal(labels, model.predict(X))
+    report = json.loads((out / "report.json").read_text())
+    assert report["n_levels"] == 3 and report["level_sizes"] == [3, 9, 27]
+    assert report["parameters"]["n_levels"] == 3
+    assert report["n_passes"] == sum(sum(p.values()) for p in report["level_passes"])
+    assert main(["fit", str(tmp_path / "x.zarr"), "--algorithm", "hierarchical", "--k", "8",
+                 "--levels", "1", "--out", str(tmp_path / "bad")]) != 0
+    assert "--levels" in capsys.readouterr().err and not (tmp_path / "bad").exists()

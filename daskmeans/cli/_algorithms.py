@@ -18,7 +18,7 @@ import contextlib
 import re
 import sys
 
-from ._common import UsageError, one_line, positive_int
+from ._common import UsageError, _typed, one_line, positive_int
 
 __all__ = ["ALGORITHMS", "Algorithm", "Hierarchical", "Lloyd", "MiniBatch"]
 
@@ -157,21 +157,34 @@ class MiniBatch(Algorithm):
         return f"{report['n_steps']} mini-batch steps"
 
 
-class Hierarchical(Algorithm):
-    """Two-level k-means for very large k (:class:`daskmeans.HierarchicalKMeans`).
+def tree_levels(text: str):
+    """Argument type of ``--levels``: ``auto`` or an integer >= 2."""
+    if text == "auto":
+        return text
+    return _typed(text, int, lambda v: v >= 2, "'auto' or an integer >= 2")
 
-    two-level k-means for very large k: about sqrt(k) coarse cells, then every
-    cell's share of the k centres, one pass per iteration; --max-iter counts the
-    fine iterations; --init and --n-init do not apply; no --checkpoint
+
+class Hierarchical(Algorithm):
+    """Hierarchical k-means for very large k (:class:`daskmeans.HierarchicalKMeans`).
+
+    hierarchical k-means for very large k: about sqrt(k) coarse cells (deeper
+    trees with --levels), then every cell's share of the k centres, one pass per
+    iteration; --max-iter counts the fine iterations; --init and --n-init do not
+    apply; no --checkpoint
     """
 
     name = "hierarchical"
     default_max_iter = 5  # HierarchicalKMeans' own: fine iterations
 
     def add_arguments(self, group) -> None:
+        group.add_argument("--levels", type=tree_levels, default="auto", metavar="L",
+                           help="with --algorithm hierarchical: levels of the tree, 2 or more, "
+                                "or auto (default: auto, 2 levels below k = 100,000, 3 up to "
+                                "about 31,000,000)")
         group.add_argument("--n-coarse", type=positive_int, default=None, metavar="M",
-                           help="with --algorithm hierarchical: coarse cells "
-                                "(default: round(sqrt(k)))")
+                           help="with --algorithm hierarchical: cells of the level above the "
+                                "fine one (default: round(sqrt(k)) with 2 levels, "
+                                "round(k^((L-1)/L)) with L)")
         group.add_argument("--n-probe", type=positive_int, default=8, metavar="P",
                            help="with --algorithm hierarchical: coarse cells searched by the "
                                 "labels and the refinement (default: 8)")
@@ -193,7 +206,8 @@ class Hierarchical(Algorithm):
                            help="the cap of --balanced (default: 2.0)")
 
     def parameters(self, args: argparse.Namespace) -> dict:
-        return {"algorithm": self.name, "n_coarse": args.n_coarse, "n_probe": args.n_probe,
+        return {"algorithm": self.name, "n_levels": args.levels, "n_coarse": args.n_coarse,
+                "n_probe": args.n_probe,
                 "coarse_iter": args.coarse_iter, "n_neighbors": args.n_neighbors,
                 "refine_iter": args.refine_iter, "balanced": args.balanced,
                 "max_size_ratio": args.max_size_ratio}
@@ -210,7 +224,8 @@ class Hierarchical(Algorithm):
             print(f"[{event['phase']}] {detail}", file=sys.stderr, flush=True)
 
         model = HierarchicalKMeans(
-            n_clusters=args.k, n_coarse=args.n_coarse, max_iter=args.max_iter, tol=args.tol,
+            n_clusters=args.k, n_levels=args.levels, n_coarse=args.n_coarse,
+            max_iter=args.max_iter, tol=args.tol,
             n_probe=args.n_probe, refine_iter=args.refine_iter, balanced=args.balanced,
             coarse_iter=args.coarse_iter, n_neighbors=args.n_neighbors,
             max_size_ratio=args.max_size_ratio, random_state=seed, callback=progress,
@@ -222,11 +237,18 @@ class Hierarchical(Algorithm):
             **super().results(model, args),
             "passes": {k: int(v) for k, v in model.passes_.items()},
             "n_coarse": int(len(model.coarse_centers_)),
+            "n_levels": int(model.n_levels_),
+            "level_sizes": [int(len(centers)) for centers, _ in model.levels_],
+            "level_passes": [{k: int(v) for k, v in p.items()} for p in model.level_passes_],
         }
 
     def summary(self, report: dict) -> str:
         p = report["passes"]
-        return (f"{report['n_coarse']} cells, passes: coarse {p['coarse']}, seed {p['seed']}, "
+        cells = f"{report['n_coarse']} cells"
+        if report.get("n_levels", 2) > 2:
+            sizes = ", ".join(str(v) for v in report["level_sizes"][:-1])
+            cells = f"{report['n_levels']} levels ({sizes} cells)"
+        return (f"{cells}, passes: coarse {p['coarse']}, seed {p['seed']}, "
                 f"fine {p['fine']}, refine {p['refine']}, labels {p['labels']}")
 
 
