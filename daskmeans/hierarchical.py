@@ -124,7 +124,7 @@ def _child_probes(X: np.ndarray, parents: np.ndarray, centers: np.ndarray,
     from .kernels._numpy import pairs_by_cell
 
     cand = np.zeros((n * P, n_probe), dtype=np.intp)
-    scores = np.full((n * P, n_probe), np.inf)
+    scores = np.full((n * P, n_probe), np.inf, dtype=np.result_type(X.dtype, centers.dtype))
     pairs, bounds = pairs_by_cell(parents, len(offsets) - 1)
     m2 = centers.dtype.type(-2)
     c_sq = _kernels.sq_norms(centers)
@@ -145,9 +145,19 @@ def _child_probes(X: np.ndarray, parents: np.ndarray, centers: np.ndarray,
         scores[q, :t] = np.take_along_axis(D, part, 1)
     cand = cand.reshape(n, P * n_probe)
     scores = scores.reshape(n, P * n_probe)
-    order = np.argsort(scores, axis=1, kind="stable")[:, :n_probe]
-    out = np.take_along_axis(cand, order, 1)
-    found = np.isfinite(np.take_along_axis(scores, order, 1))
+    if n_probe <= _PROBE_BY_ARGMIN:  # one argmin per probe (the first of equals)
+        rows = np.arange(n)
+        out = np.empty((n, n_probe), dtype=np.intp)
+        found = np.empty((n, n_probe), dtype=bool)
+        for p in range(n_probe):
+            j = np.argmin(scores, axis=1)
+            out[:, p] = cand[rows, j]
+            found[:, p] = np.isfinite(scores[rows, j])
+            scores[rows, j] = np.inf
+    else:
+        order = np.argsort(scores, axis=1, kind="stable")[:, :n_probe]
+        out = np.take_along_axis(cand, order, 1)
+        found = np.isfinite(np.take_along_axis(scores, order, 1))
     if not found.all():
         out = np.where(found, out, out[:, :1])
     return out
