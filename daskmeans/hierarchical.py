@@ -11,7 +11,7 @@ row instead of ``k``. An optional refinement lets every row probe its
 ``n_probe`` nearest coarse cells (all ``k`` centres then move as one
 k-means), and ``predict`` searches the same way.
 
-Deeper trees (``n_levels=L``, L >= 3; ``"auto"`` from k = 100,000): the
+Deeper trees (``n_levels=L``, L >= 3; ``"auto"`` above k = 1,000,000): the
 coarse level has about ``k^((L-1)/L)`` centres and is itself fitted as a
 tree of ``L - 1`` levels, on the same data, in its own passes (one per
 iteration at every level). A row then finds its coarse cells top-down
@@ -540,15 +540,19 @@ def _kmeanspp(cands: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return cands[chosen].copy()
 
 
-#: Most cells per level of ``n_levels="auto"``: the fewest levels whose
-#: branching factor ``k^(1/L)`` is at most this (two levels below k = 100,000).
-_AUTO_MAX_BRANCHING = 316
+#: Most children per cell of ``n_levels="auto"``: the fewest levels whose
+#: branching factor ``k^(1/L)`` is at most this (two levels up to k = 1,000,000).
+#: Measured on 2 cores (docs/large-k.md), a third level was not faster up to
+#: k = 50,000 and cost 3 to 5 % of inertia at the same ``n_probe``; two levels'
+#: per-row work (``2 sqrt(k)``) and in-memory seeding (``k sqrt(k)``) outgrow
+#: it only far beyond.
+_AUTO_MAX_BRANCHING = 1000
 
 
 def auto_levels(n_clusters: int) -> int:
     """The levels of ``n_levels="auto"``: the fewest (at least 2) whose branching
     factor ``n_clusters^(1/L)`` is at most ``_AUTO_MAX_BRANCHING``: 2 up to
-    about 100,000 clusters, 3 up to about 31,000,000."""
+    1,000,000 clusters, 3 up to 1,000,000,000."""
     L = 2
     while n_clusters > _AUTO_MAX_BRANCHING ** L:
         L += 1
@@ -570,9 +574,8 @@ class HierarchicalKMeans(KMeansBase):
         cells above them. With ``L > 2`` the coarse level (``n_coarse``
         cells) is fitted as a tree of ``L - 1`` levels and rows find their
         cells top-down, ``n_probe`` cells a level. ``"auto"``: the fewest
-        levels whose cells have at most about 316 children each
-        (:func:`auto_levels`): 2 below 100,000 clusters, 3 up to about
-        31,000,000.
+        levels whose cells have at most 1,000 children each
+        (:func:`auto_levels`): 2 up to 1,000,000 clusters, 3 above.
     n_coarse : int or None, default=None
         Cells of the level just above the fine one; ``None`` is
         ``round(sqrt(n_clusters))`` with two levels, ``round(n_clusters **

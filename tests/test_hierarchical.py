@@ -385,8 +385,9 @@ def test_two_levels_explicit_is_the_default():
     np.testing.assert_array_equal(a.labels_, b.labels_)
     assert a.inertia_ == b.inertia_ and a.n_levels_ == 2 and len(a.levels_) == 2
     assert a.level_passes_[0] == {"coarse": a.passes_["coarse"]}
-    assert [auto_levels(k) for k in (1, 10_000, 99_856, 100_000, 31_554_496, 31_554_497)] == [
-        2, 2, 2, 3, 3, 4]
+    # two levels at the sizes of the benchmarks (up to 100,000), three above 1,000,000
+    assert [auto_levels(k) for k in (1, 10_000, 100_000, 1_000_000, 1_000_001)] == [
+        2, 2, 2, 2, 3]
 
 
 @pytest.mark.parametrize("bad", [1, 0, -2, "deep", 2.5, True, None])

@@ -179,8 +179,8 @@ class Hierarchical(Algorithm):
     def add_arguments(self, group) -> None:
         group.add_argument("--levels", type=tree_levels, default="auto", metavar="L",
                            help="with --algorithm hierarchical: levels of the tree, 2 or more, "
-                                "or auto (default: auto, 2 levels below k = 100,000, 3 up to "
-                                "about 31,000,000)")
+                                "or auto (default: auto: 2 levels up to k = 1,000,000, 3 "
+                                "above)")
         group.add_argument("--n-coarse", type=positive_int, default=None, metavar="M",
                            help="with --algorithm hierarchical: cells of the level above the "
                                 "fine one (default: round(sqrt(k)) with 2 levels, "
