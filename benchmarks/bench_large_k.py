@@ -9,7 +9,8 @@ components (unequal weights and spreads), for every k:
   are checked to end on the same centres;
 * a flat daskmeans fit run to convergence (``tol=1e-4``, pruned Lloyd from the
   same start) against ``HierarchicalKMeans`` (its defaults, and 10 fine then 3
-  refinement iterations probing 8 cells, and the settings of ``--hier-grid``), in
+  refinement iterations probing 8 cells, and the settings of ``--hier-grid``; the
+  tree's depth with ``--levels``), in
   wall time and inertia of the final labels, and the largest cluster over the mean
   size (also with ``balanced=True``).
 
@@ -135,12 +136,14 @@ def run_k(X, Xd, k, args, rows):
     runs += [(f"hier[{text}]", kw) for text, kw in parse_grid(args.hier_grid)]
     for name, kw in runs:
         t = time.perf_counter()
-        hk = HierarchicalKMeans(k, random_state=0, **kw).fit(Xd)
+        hk = HierarchicalKMeans(k, random_state=0, **{"n_levels": args.levels, **kw}).fit(Xd)
         r[f"{name}_time"] = time.perf_counter() - t
         r[f"{name}_inertia"] = hk.inertia_
         r[f"{name}_passes"] = hk.n_passes_
         r[f"{name}_ratio"] = largest_over_mean(hk.cluster_sizes_)
-        print(f"k={k}: {name} {r[f'{name}_time']:.1f} s "
+        print(f"k={k}: {name} ({hk.n_levels_} levels, "
+              f"{' x '.join(str(len(c)) for c, _ in hk.levels_[:-1])} cells) "
+              f"{r[f'{name}_time']:.1f} s "
               f"({r[f'{name}_time'] / r['flat_time']:.3f} of flat), {hk.n_passes_} passes "
               f"{hk.passes_}, "
               f"inertia {hk.inertia_:.6g} ({hk.inertia_ / flat.inertia_ - 1:+.2%} vs flat)",
@@ -209,8 +212,14 @@ def main(argv=None) -> int:
     p.add_argument("--hier-grid", default=None,
                    help="more HierarchicalKMeans settings to time against flat k-means, "
                         "';'-separated, each 'name=int,...' (e.g. "
-                        "'max_iter=3,n_probe=6;refine_iter=0,n_probe=1')")
+                        "'max_iter=3,n_probe=6;refine_iter=0,n_probe=1'; 'n_levels=3' "
+                        "for a deeper tree)")
+    p.add_argument("--levels", default="auto",
+                   help="n_levels of every HierarchicalKMeans fit: 'auto' (default) or an "
+                        "integer >= 2 (a --hier-grid setting overrides it)")
     args = p.parse_args(argv)
+    if args.levels != "auto":
+        args.levels = int(args.levels)
     ks = [int(v) for v in args.k.split(",")]
 
     import sklearn
