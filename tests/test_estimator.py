@@ -159,6 +159,11 @@ def test_farthest_rows_are_searched_only_after_a_cluster_empties(monkeypatch):
     """Passes skip the farthest-row search until a cluster comes out empty; that
     pass is redone with it (one extra pass), and it stays on afterwards."""
     from daskmeans import kernels as _kernels
+    from daskmeans.engine import _lloyd
+
+    # the passes one by one (a single in-memory block otherwise runs in the C
+    # loop, which stops before such a pass: tests/test_native.py)
+    monkeypatch.setattr(_lloyd, "BLOCK_LOOP", False)
 
     calls = []
     real = _kernels.lloyd_partial
@@ -197,6 +202,14 @@ def test_numpy_fit_gets_labels_and_final_inertia_from_one_pass(weighted, monkeyp
     real_sweep, real_predict = _kernels.lloyd_partial, estimator._predict_block
     monkeypatch.setattr(_kernels, "lloyd_partial",
                         lambda *a, **k: sweeps.append(1) or real_sweep(*a, **k))
+    real_loop = _kernels.lloyd_block  # one block: the iterations in one C call
+
+    def loop(*a, **k):
+        out = real_loop(*a, **k)
+        sweeps.extend([1] * (0 if out is None else out["n_iter"]))
+        return out
+
+    monkeypatch.setattr(_kernels, "lloyd_block", loop)
     monkeypatch.setattr(estimator, "_predict_block",
                         lambda X, *a, **k: predicts.append(len(X)) or real_predict(X, *a, **k))
     rng = np.random.default_rng(5)

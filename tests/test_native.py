@@ -99,3 +99,119 @@ def test_numpy_plan_with_and_without_the_c_kernels(dtype):
     lb, db = kernels.assign(X, C, return_distances=True, plan=NO_NATIVE)
     np.testing.assert_array_equal(la, lb)
     np.testing.assert_array_equal(da, db)
+
+
+# --------------------------------------------------------------------------- #
+# the Lloyd loop of one in-memory block (kernels.lloyd_block)
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("shape", [(0,), (5,), (8,), (100,), (128,), (129,), (1000,),
+                                   (4099,), (64, 33), (128, 64)])
+def test_pairwise_sum_is_numpys_sum(shape):
+    """The shift that decides convergence is summed in NumPy's order, to the bit."""
+    rng = np.random.default_rng(sum(shape))
+    a = rng.random(shape) * 10.0 ** rng.uniform(-8, 8, size=shape)
+    assert _native.pairwise_sum(a) == float(a.sum())
+
+
+def _fit_pair(monkeypatch, X, k, seed, sample_weight=None, **params):
+    """The same fit with the C loop and with the Python loop (passes one by one)."""
+    from daskmeans import KMeans
+    from daskmeans.engine import _lloyd
+
+    calls = []
+    real = _native.lloyd_loop
+    monkeypatch.setattr(_native, "lloyd_loop",
+                        lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    fast = KMeans(k, random_state=seed, **params).fit(X, sample_weight=sample_weight)
+    monkeypatch.setattr(_lloyd, "BLOCK_LOOP", False)
+    slow = KMeans(k, random_state=seed, **params).fit(X, sample_weight=sample_weight)
+    return fast, slow, len(calls)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, d, k", [(1000, 2, 8), (10_000, 8, 8), (3001, 7, 64),
+                                     (2000, 30, 128)])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_block_loop_is_bitwise_the_fit_loop(monkeypatch, dtype, n, d, k, weighted):
+    rng = np.random.default_rng(n + d + k)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    w = rng.uniform(0.1, 3.0, size=n) if weighted else None
+    fast, slow, n_calls = _fit_pair(monkeypatch, X, k, seed=3, sample_weight=w)
+    assert n_calls >= 1  # the C loop ran the iterations
+    np.testing.assert_array_equal(fast.cluster_centers_, slow.cluster_centers_)
+    np.testing.assert_array_equal(fast.labels_, slow.labels_)
+    np.testing.assert_array_equal(fast.cluster_sizes_, slow.cluster_sizes_)
+    assert fast.inertia_ == slow.inertia_
+    assert fast.inertia_history_ == slow.inertia_history_
+    assert (fast.n_iter_, fast.n_passes_) == (slow.n_iter_, slow.n_passes_)
+
+
+@pytest.mark.parametrize("max_iter, tol", [(3, 1e-4), (300, 0.0)])
+def test_block_loop_stops_as_the_fit_loop(monkeypatch, max_iter, tol):
+    """At max_iter, and (tol=0) only when the centres stop moving: a strict stop."""
+    X = np.random.default_rng(5).standard_normal((2000, 3))
+    fast, slow, n_calls = _fit_pair(monkeypatch, X, 6, seed=1, max_iter=max_iter, tol=tol)
+    assert n_calls >= 1
+    assert fast.n_iter_ == slow.n_iter_ <= max_iter
+    np.testing.assert_array_equal(fast.cluster_centers_, slow.cluster_centers_)
+    assert fast.inertia_history_ == slow.inertia_history_
+
+
+def test_block_loop_hands_an_empty_cluster_back(monkeypatch):
+    """A pass that empties a cluster is not applied by the C loop: the fit relocates
+    the cluster to the farthest row (as scikit-learn), then goes on."""
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (500, 2)), [[60.0, 60.0]]])
+    init = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [500.0, 500.0]])
+    fast, slow, n_calls = _fit_pair(monkeypatch, X, 4, seed=0, init=init, n_init=1)
+    assert n_calls >= 1
+    np.testing.assert_array_equal(fast.cluster_centers_, slow.cluster_centers_)
+    assert fast.inertia_history_ == slow.inertia_history_
+    assert (fast.cluster_sizes_ > 0).all()  # relocated
+
+
+def test_numpy_lloyd_resumes_the_block_loop_after_a_relocation(monkeypatch):
+    """lloyd_numpy (k-means|| candidates, samples): the pass that empties a cluster
+    runs in Python, then the C loop takes the iterations again."""
+    from daskmeans.engine import _lloyd
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (500, 2)), [[60.0, 60.0]]])
+    init = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [500.0, 500.0]])
+    w = rng.uniform(0.5, 2.0, size=len(X))
+    statuses = []
+    real = _native.lloyd_loop
+    monkeypatch.setattr(_native, "lloyd_loop",
+                        lambda *a, **kw: statuses.append(real(*a, **kw)) or statuses[-1])
+    fast = _lloyd.lloyd_numpy(X, w, init, max_iter=50, tol_abs=1e-8, plan=NUMPY)
+    assert statuses[0]["status"] == "empty" and statuses[0]["n_iter"] == 0
+    assert len(statuses) >= 2 and statuses[1]["n_iter"] > 0
+    monkeypatch.setattr(_lloyd, "BLOCK_LOOP", False)
+    slow = _lloyd.lloyd_numpy(X, w, init, max_iter=50, tol_abs=1e-8, plan=NUMPY)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    assert fast[1:] == slow[1:]
+
+
+def test_block_loop_equals_numpy_lloyd_reference():
+    """The loop's centres against plain NumPy Lloyd from the same start."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((3000, 4))
+    C0 = X[:5].copy()
+    out = kernels.lloyd_block(X, C0, None, max_iter=7, tol=0.0, plan=NUMPY)
+    assert out["n_iter"] == 7 and out["status"] == "max_iter"
+    C = C0.copy()
+    for it in range(7):
+        lab = np.argmin(((X[:, None, :] - C[None]) ** 2).sum(-1), axis=1)
+        inertia = ((X - C[lab]) ** 2).sum()
+        np.testing.assert_allclose(out["inertia"][it], inertia, rtol=1e-10)
+        C = np.array([X[lab == j].mean(axis=0) for j in range(5)])
+    np.testing.assert_allclose(out["centers"], C, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(out["counts"], np.bincount(lab, minlength=5))
+
+
+def test_block_loop_declines_what_it_does_not_run():
+    X = np.random.default_rng(0).standard_normal((100, 3))
+    assert kernels.lloyd_block(X, X[:200 // 2], None, max_iter=2, tol=0.0,
+                               plan=NO_NATIVE) is None  # the C kernels are off
+    assert kernels.lloyd_block(X, X[:4].astype(np.float32), None, max_iter=2, tol=0.0,
+                               plan=NUMPY) is None  # mixed dtypes

@@ -531,13 +531,8 @@ class PassRunner:
     def __call__(self, consts: dict):
         """Compute the pass with ``consts``; returns its (finalized) result."""
         if self._prepared is None:
-            from ._inline import direct_pass
-
             # small data: the same block calls and combine tree, without a graph
-            self._prepared = direct_pass(*self.args, split_every=self.kwargs["split_every"],
-                                         finalize=self.kwargs["finalize"])
-            if self._prepared is None:
-                self._prepared = self._prepare(consts)
+            self._prepared = self._direct() or self._prepare(consts)
         if callable(self._prepared):  # a DirectPass
             return self._prepared(consts)
         if self._prepared is False:
@@ -548,6 +543,25 @@ class PassRunner:
         dsk[const_key] = _DataNode(const_key, consts) if _DataNode else consts
         with limit():
             return get(dsk, out)
+
+    def single_block(self):
+        """``(X, weights)`` of the only block, in memory, when the passes so far read
+        one block directly (see :func:`daskmeans.engine._inline.direct_pass`) and
+        call the block function on it alone (no combine); else None."""
+        if self._prepared is None:
+            self._prepared = self._direct()
+        p = self._prepared
+        reads = getattr(p, "reads", None)
+        if reads is None or len(reads) != 1 or p.finalize is not None:
+            return None
+        return reads[0](), None if p.wreads is None else p.wreads[0]()
+
+    def _direct(self):
+        """A :class:`daskmeans.engine._inline.DirectPass` for this data, or None."""
+        from ._inline import direct_pass
+
+        return direct_pass(*self.args, split_every=self.kwargs["split_every"],
+                           finalize=self.kwargs["finalize"])
 
     def _prepare(self, consts):
         layer, out, const_key = _build(*self.args, consts=consts, **self.kwargs)

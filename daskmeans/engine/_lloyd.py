@@ -355,6 +355,42 @@ def _tol_from_moments(mom, tol: float) -> float:
     return float(np.mean(m2 / n) * tol)
 
 
+#: Whether :func:`lloyd` and :func:`lloyd_numpy` hand the iterations over one
+#: in-memory block to :func:`daskmeans.kernels.lloyd_block` where it applies.
+BLOCK_LOOP = True
+
+
+def _block_iterations(run_pass: PassRunner, state: LloydState, g: int, plan,
+                      max_iter: int) -> str | None:
+    """Group ``g``'s remaining iterations in one compiled call, when the passes read
+    a single in-memory block that the C kernels take; recorded in ``state`` as
+    :meth:`LloydState.advance` records them. Returns the loop's status (``"empty"``:
+    stopped before a pass that empties a cluster), or None when it did not run."""
+    block = run_pass.single_block()
+    if block is None:
+        return None
+    Xb, wb = block
+    out = _kernels.lloyd_block(Xb, state.centers[g], wb, plan=plan, tol=state.tol_abs,
+                               max_iter=max_iter - int(state.n_iter[g]))
+    if out is None:
+        return None
+    m = out["n_iter"]
+    if m == 0:
+        return out["status"]
+    state.n_passes += m
+    state.history[g].extend(float(v) for v in out["inertia"])
+    state.inertia[g] = out["inertia"][-1]
+    state.sizes[g] = out["counts"]
+    state.n_iter[g] += m
+    state.centers[g] = out["centers"]
+    if out["status"] == "strict":
+        state.strict[g] = True
+        state.active[g] = False
+    elif out["status"] == "tol" or state.n_iter[g] >= max_iter:
+        state.active[g] = False
+    return out["status"]
+
+
 def lloyd(
     X: da.Array,
     weights,
@@ -417,8 +453,17 @@ def lloyd(
         state.tol_abs = 0.0  # no variance needed: keep the first pass as light as the others
     with_far = False
     run_pass = pass_runner(X, weights, split_every=split_every, prep=prep)
+    # one in-memory block, nothing to report between iterations: the C loop may
+    # run the iterations (bitwise the same), until a cluster comes out empty
+    block_loop = (BLOCK_LOOP and prep is None and callback is None and on_iteration is None
+                  and not verbose)
     while state.active.any():
         idx = np.flatnonzero(state.active)
+        if block_loop and not check and state.tol_abs is not None and len(idx) == 1:
+            status = _block_iterations(run_pass, state, int(idx[0]), plan, max_iter)
+            block_loop = status not in (None, "empty")
+            if status is not None:
+                continue
         centers = [state.centers[g] for g in idx]
         need_moments = state.tol_abs is None
         n_far = max(len(c) for c in centers)
@@ -521,7 +566,22 @@ def lloyd_numpy(
     C = centers
     strict = False
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):  # noqa: B007
+    compiled = BLOCK_LOOP and not normalize
+    while n_iter < max_iter:
+        if compiled:  # the C loop, until a pass empties a cluster
+            out = _kernels.lloyd_block(X, C, weights, max_iter=max_iter - n_iter,
+                                       tol=tol_abs, plan=plan)
+            compiled = out is not None
+            if out is not None and out["n_iter"]:
+                n_iter += out["n_iter"]
+                C = out["centers"]
+                if out["status"] == "strict":
+                    return C, float(out["inertia"][-1]), n_iter
+                if out["status"] != "empty":
+                    break
+            if n_iter >= max_iter:
+                break
+        n_iter += 1
         res = _kernels.lloyd_partial(X, C, weights, n_far=len(C), plan=plan)
         new, _, _ = update_centers(C, res["sums"], res["counts"], res["far"], 0, 0)
         if normalize:

@@ -103,6 +103,29 @@ def nearest(X: np.ndarray, centers: np.ndarray, bounds=None, *,
     return labels, dist
 
 
+def lloyd_block(X: np.ndarray, centers: np.ndarray, weights: np.ndarray | None = None, *,
+                max_iter: int, tol: float, plan: KernelPlan | None = None) -> dict | None:
+    """Up to ``max_iter`` Lloyd iterations of one in-memory block in one compiled call,
+    or None where that call does not run these arrays.
+
+    The iterations are bitwise those of a fit loop over the block's
+    :func:`lloyd_partial` passes (with ``plan``): it applies where such a
+    pass runs the C kernels of the NumPy plan (:mod:`._native`) on a single
+    group of centres. See :func:`daskmeans.kernels._native.lloyd_loop` for
+    what is returned; it stops before a pass that leaves a cluster empty.
+    """
+    if is_sparse(X) or X.ndim != 2 or centers.dtype != X.dtype or X.shape[0] == 0:
+        return None
+    plan = _plan_for(plan, X, centers.shape[0])
+    if _compiled_applies(plan, X, centers, weights):
+        return None
+    if not _numpy._native_applies(plan, X, as_bounds(None, centers.shape[0])):
+        return None
+    from . import _native
+
+    return _native.lloyd_loop(X, centers, weights, max_iter=max_iter, tol=tol)
+
+
 def lloyd_partial(
     X: np.ndarray,
     centers: np.ndarray,

@@ -115,7 +115,121 @@ typedef int64_t dm_vdi __attribute__((vector_size(32)));
 DM_DEFINE_SWEEP(dm_sweep_f32, float, dm_vf, dm_vfi, 8)
 DM_DEFINE_SWEEP(dm_sweep_f64, double, dm_vd, dm_vdi, 4)
 
+/* -2 times the centres, transposed, into CT (d x K; the K - k padding columns
+ * zero) and their squared norms into c_sq (K; the padding infinite), summed over
+ * the features in order in the data's type: what the sweeps take. */
+#define DM_DEFINE_PREPARE(NAME, T)                                                     \
+    DM_EXPORT DM_CLONES void NAME(const T *C, int64_t k, int64_t d, T *CT, int64_t K,  \
+                                  T *c_sq)                                             \
+    {                                                                                  \
+        for (int64_t f = 0; f < d; f++)                                                \
+            for (int64_t j = 0; j < K; j++)                                            \
+                CT[f * K + j] = j < k ? (T)-2 * C[j * d + f] : (T)0;                   \
+        for (int64_t j = 0; j < K; j++) {                                              \
+            if (j >= k) {                                                              \
+                c_sq[j] = (T)__builtin_inf();                                          \
+                continue;                                                              \
+            }                                                                          \
+            T s = 0;                                                                   \
+            for (int64_t f = 0; f < d; f++) {                                          \
+                const T c = C[j * d + f];                                              \
+                const T c2 = c * c;                                                    \
+                s = s + c2;                                                            \
+            }                                                                          \
+            c_sq[j] = s;                                                               \
+        }                                                                              \
+    }
+
+DM_DEFINE_PREPARE(dm_prepare_f32, float)
+DM_DEFINE_PREPARE(dm_prepare_f64, double)
+
+/* The sum of a[0:n] in NumPy's order (numpy.add.reduce over a contiguous
+ * float64 array: pairwise, blocks of at most 128 summed by 8 accumulators),
+ * so that a shift computed here decides convergence exactly as the same
+ * shift computed by NumPy. */
+DM_EXPORT __attribute__((noinline)) double dm_pairwise_sum(const double *a, int64_t n)
+{
+    if (n < 8) {
+        double res = 0.0;
+        for (int64_t i = 0; i < n; i++) res += a[i];
+        return res;
+    }
+    if (n <= 128) {
+        double r[8];
+        for (int j = 0; j < 8; j++) r[j] = a[j];
+        int64_t i;
+        for (i = 8; i < n - (n % 8); i += 8)
+            for (int j = 0; j < 8; j++) r[j] += a[i + j];
+        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        for (; i < n; i++) res += a[i];
+        return res;
+    }
+    int64_t n2 = n / 2;
+    n2 -= n2 % 8;
+    return dm_pairwise_sum(a, n2) + dm_pairwise_sum(a + n2, n - n2);
+}
+
+/* Lloyd iterations of one block held in memory, as the Python fit loop runs
+ * them (daskmeans/engine/_lloyd.py): every iteration sweeps X with the centres
+ * C (k x d, updated in place), moves every centre to the weighted mean of its
+ * rows (the float64 sums over the counts, rounded to the data's type), and
+ * records the pass's inertia and the squared shift of the centres (summed in
+ * NumPy's order, from the float64 values of the new and old centres). Stops
+ * after max_iter iterations (status 0), when the shift is at most tol
+ * (status 1) or zero (status 2), or at a pass leaving a cluster empty
+ * (status 3: that pass is not applied; the caller relocates the cluster).
+ * Returns the iterations applied. Scratch: CT (d x K), c_sq (K), sums (k x d),
+ * counts (k), sq (k x d doubles); sizes (k) receives the weights of the last
+ * pass applied. */
+#define DM_DEFINE_LLOYD(NAME, T, PREPARE, SWEEP)                                       \
+    DM_EXPORT int64_t NAME(const T *X, int64_t n, int64_t d, T *C, int64_t k,          \
+                           const double *w, int64_t max_iter, double tol, T *CT,       \
+                           int64_t K, T *c_sq, double *sums, double *counts,           \
+                           double *sq, double *sizes, double *inertia,                 \
+                           double *shift, int64_t *status)                             \
+    {                                                                                  \
+        *status = 0;                                                                   \
+        for (int64_t it = 0; it < max_iter; it++) {                                    \
+            PREPARE(C, k, d, CT, K, c_sq);                                             \
+            for (int64_t i = 0; i < k * d; i++) sums[i] = 0.0;                         \
+            for (int64_t j = 0; j < k; j++) counts[j] = 0.0;                           \
+            double part = 0.0;                                                         \
+            SWEEP(X, n, d, CT, K, c_sq, w, 0, 0, sums, counts, &part);                 \
+            for (int64_t j = 0; j < k; j++) {                                          \
+                if (!(counts[j] > 0)) {                                                \
+                    *status = 3;                                                       \
+                    return it;                                                         \
+                }                                                                      \
+            }                                                                          \
+            inertia[it] = 0.0 + part;                                                  \
+            for (int64_t j = 0; j < k; j++) sizes[j] = counts[j];                      \
+            for (int64_t j = 0; j < k; j++) {                                          \
+                for (int64_t f = 0; f < d; f++) {                                      \
+                    const int64_t i = j * d + f;                                       \
+                    const T c = (T)((0.0 + sums[i]) / counts[j]);                      \
+                    const double diff = (double)c - (double)C[i];                      \
+                    sq[i] = diff * diff;                                               \
+                    C[i] = c;                                                          \
+                }                                                                      \
+            }                                                                          \
+            const double s = dm_pairwise_sum(sq, k * d);                               \
+            shift[it] = s;                                                             \
+            if (s == 0.0) {                                                            \
+                *status = 2;                                                           \
+                return it + 1;                                                         \
+            }                                                                          \
+            if (s <= tol) {                                                            \
+                *status = 1;                                                           \
+                return it + 1;                                                         \
+            }                                                                          \
+        }                                                                              \
+        return max_iter;                                                               \
+    }
+
+DM_DEFINE_LLOYD(dm_lloyd_f32, float, dm_prepare_f32, dm_sweep_f32)
+DM_DEFINE_LLOYD(dm_lloyd_f64, double, dm_prepare_f64, dm_sweep_f64)
+
 /* The interface's version and limits, checked by the caller. */
-DM_EXPORT int dm_version(void) { return 1; }
+DM_EXPORT int dm_version(void) { return 2; }
 DM_EXPORT int dm_group(void) { return DM_G; }
 DM_EXPORT int dm_max_features(void) { return DM_MAX_D; }

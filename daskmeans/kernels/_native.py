@@ -18,10 +18,10 @@ import importlib.util
 
 import numpy as np
 
-__all__ = ["applies", "available", "sweep"]
+__all__ = ["applies", "available", "lloyd_loop", "pairwise_sum", "sweep"]
 
 #: The interface version this module speaks (``dm_version`` of the library).
-_VERSION = 1
+_VERSION = 2
 
 
 @functools.cache
@@ -39,10 +39,18 @@ def _library():
             return None
     except (OSError, AttributeError):  # pragma: no cover
         return None
-    p, i = ctypes.c_void_p, ctypes.c_int64
+    p, i, f = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
     for fn in (lib.dm_sweep_f32, lib.dm_sweep_f64):
         fn.argtypes = [p, i, i, p, i, p, p, p, p, p, p, p]
         fn.restype = None
+    for fn in (lib.dm_prepare_f32, lib.dm_prepare_f64):
+        fn.argtypes = [p, i, i, p, i, p]
+        fn.restype = None
+    for fn in (lib.dm_lloyd_f32, lib.dm_lloyd_f64):
+        fn.argtypes = [p, i, i, p, i, p, i, f, p, i, p, p, p, p, p, p, p, p]
+        fn.restype = i
+    lib.dm_pairwise_sum.argtypes = [p, i]
+    lib.dm_pairwise_sum.restype = f
     lib.group = int(lib.dm_group())
     lib.max_features = int(lib.dm_max_features())
     return lib
@@ -78,13 +86,8 @@ def sweep(X: np.ndarray, centers: np.ndarray, weights: np.ndarray | None = None,
     """
     lib = _library()
     n, d = X.shape
-    k = centers.shape[0]
     X = np.ascontiguousarray(X)
-    K = k + (-k) % lib.group
-    CT = np.zeros((d, K), dtype=X.dtype)
-    CT[:, :k] = (centers * centers.dtype.type(-2)).T  # exact: scaling by a power of two
-    c_sq = np.full(K, np.inf, dtype=X.dtype)
-    c_sq[:k] = np.einsum("ij,ij->i", centers, centers)
+    CT, c_sq = _prepared(lib, centers, X.dtype)
     if weights is not None:
         weights = np.ascontiguousarray(weights, dtype=np.float64)
     for out, dtype in ((labels, np.int64), (dists, X.dtype), (sums, np.float64),
@@ -92,5 +95,72 @@ def sweep(X: np.ndarray, centers: np.ndarray, weights: np.ndarray | None = None,
         if out is not None and (out.dtype != dtype or not out.flags.c_contiguous):
             raise ValueError("native sweep: an output of the wrong type or layout")
     fn = lib.dm_sweep_f32 if X.dtype == np.float32 else lib.dm_sweep_f64
-    fn(_ptr(X), n, d, _ptr(CT), K, _ptr(c_sq), _ptr(weights), _ptr(labels), _ptr(dists),
-       _ptr(sums), _ptr(counts), _ptr(inertia))
+    fn(_ptr(X), n, d, _ptr(CT), CT.shape[1], _ptr(c_sq), _ptr(weights), _ptr(labels),
+       _ptr(dists), _ptr(sums), _ptr(counts), _ptr(inertia))
+
+
+def _prepared(lib, centers: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The sweep's form of the centres: ``-2 C^T`` padded to whole groups, and the
+    squared norms (``dm_prepare_*``, the code the Lloyd loop runs too)."""
+    C = np.ascontiguousarray(centers, dtype=dtype)
+    k, d = C.shape
+    K = k + (-k) % lib.group
+    CT = np.empty((d, K), dtype=dtype)
+    c_sq = np.empty(K, dtype=dtype)
+    fn = lib.dm_prepare_f32 if dtype == np.float32 else lib.dm_prepare_f64
+    fn(_ptr(C), k, d, _ptr(CT), K, _ptr(c_sq))
+    return CT, c_sq
+
+
+def lloyd_loop(X: np.ndarray, centers: np.ndarray, weights: np.ndarray | None, *,
+               max_iter: int, tol: float) -> dict:
+    """Up to ``max_iter`` Lloyd iterations of the rows ``X`` (one block) in one call.
+
+    The iterations are those of the fit loop, with the same arithmetic:
+    :func:`sweep`, centres moved to the float64 means of their rows rounded
+    to the data's type, and the squared shift of the centres summed in
+    NumPy's order (:func:`pairwise_sum`). :func:`applies` must hold.
+
+    Returns
+    -------
+    dict
+        ``centers`` (k, d) after the last iteration applied; ``n_iter`` the
+        iterations applied; ``inertia`` and ``shift`` (n_iter,) of each;
+        ``counts`` (k,) the weights of the last pass applied;
+        ``status``: ``"max_iter"``, ``"tol"`` (shift at most ``tol``),
+        ``"strict"`` (shift zero) or ``"empty"`` (the next pass left a
+        cluster empty and was not applied: the caller relocates it).
+    """
+    lib = _library()
+    X = np.ascontiguousarray(X)
+    dtype = X.dtype
+    C = np.array(centers, dtype=dtype, order="C", copy=True)
+    k, d = C.shape
+    K = k + (-k) % lib.group
+    if weights is not None:
+        weights = np.ascontiguousarray(weights, dtype=np.float64)
+    CT = np.empty((d, K), dtype=dtype)
+    c_sq = np.empty(K, dtype=dtype)
+    sums = np.empty((k, d))
+    counts = np.empty(k)
+    sizes = np.zeros(k)
+    sq = np.empty((k, d))
+    inertia = np.empty(max(max_iter, 1))
+    shift = np.empty(max(max_iter, 1))
+    status = np.zeros(1, dtype=np.int64)
+    fn = lib.dm_lloyd_f32 if dtype == np.float32 else lib.dm_lloyd_f64
+    done = int(fn(_ptr(X), X.shape[0], d, _ptr(C), k, _ptr(weights), max_iter, float(tol),
+                  _ptr(CT), K, _ptr(c_sq), _ptr(sums), _ptr(counts), _ptr(sq), _ptr(sizes),
+                  _ptr(inertia), _ptr(shift), _ptr(status)))
+    return {"centers": C, "n_iter": done, "inertia": inertia[:done].copy(),
+            "shift": shift[:done].copy(), "counts": sizes,
+            "status": _STATUS[int(status[0])]}
+
+
+_STATUS = ("max_iter", "tol", "strict", "empty")
+
+
+def pairwise_sum(a: np.ndarray) -> float:
+    """``a.sum()`` of a float64 array as the C loop sums (NumPy's order)."""
+    a = np.ascontiguousarray(a, dtype=np.float64).ravel()
+    return float(_library().dm_pairwise_sum(_ptr(a), a.size))
