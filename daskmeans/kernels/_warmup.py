@@ -81,6 +81,9 @@ def _other_loops(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
         for weights in (None, w):
             _, state = _bounds.pruned_block(X, weights, C, None, None, plan=plan)
             _bounds.pruned_block(X, weights, C2, state, _bounds.drift(C, C2), plan=plan)
+    # rows at a near-tie are settled exactly: compiled on the data that has some
+    labels = np.zeros(n, dtype=np.intp)
+    _bounds._nb().own_dist(X, np.ascontiguousarray(X[:2]), labels, np.empty(n))
     try:
         import scipy.sparse
     except ImportError:  # pragma: no cover - SciPy comes with the "fast" extra
