@@ -100,12 +100,17 @@ class LloydState:
         self.sizes[g] = sizes
         self.n_iter[g] += 1
         self.centers[g] = new
+        self.stop_if_done(g, shift, max_iter)
+        return shift
+
+    def stop_if_done(self, g: int, shift: float, max_iter: int) -> None:
+        """Stop group ``g`` after an iteration whose squared shift was ``shift``:
+        strictly converged at zero, else at ``tol_abs`` or ``max_iter``."""
         if shift == 0.0:
             self.strict[g] = True
             self.active[g] = False
         elif shift <= self.tol_abs or self.n_iter[g] >= max_iter:
             self.active[g] = False
-        return shift
 
 
 _NOT_FINITE = "X contains NaN or infinity; expected finite values in every row."
@@ -383,11 +388,7 @@ def _block_iterations(run_pass: PassRunner, state: LloydState, g: int, plan,
     state.sizes[g] = out["counts"]
     state.n_iter[g] += m
     state.centers[g] = out["centers"]
-    if out["status"] == "strict":
-        state.strict[g] = True
-        state.active[g] = False
-    elif out["status"] == "tol" or state.n_iter[g] >= max_iter:
-        state.active[g] = False
+    state.stop_if_done(g, float(out["shift"][-1]), max_iter)
     return out["status"]
 
 
