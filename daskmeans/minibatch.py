@@ -234,7 +234,7 @@ class MiniBatchKMeans(KMeansBase):
             size = self.init_size
         self._init_size = min(size, n)
 
-    def _init_spec(self, Xd: da.Array, seq) -> dict:
+    def _init_spec(self, Xd: da.Array, seq, plan=None) -> dict:
         """What the initialisation needs (see :func:`daskmeans.engine._fold.init_state`)."""
         init = self._check_init_array(Xd)
         if init is None:
@@ -243,7 +243,7 @@ class MiniBatchKMeans(KMeansBase):
         return {
             "init": init, "n_clusters": self.n_clusters, "n_init": self._n_init,
             "init_size": size, "seq": seq, "tol": self._tol, "dtype": Xd.dtype,
-            "init_lloyd_iter": int(self.init_lloyd_iter),
+            "init_lloyd_iter": int(self.init_lloyd_iter), "plan": plan,
             "pool_size": size * (self._n_init + 1), "chunks": [int(c) for c in Xd.chunks[0]],
         }
 
@@ -286,7 +286,7 @@ class MiniBatchKMeans(KMeansBase):
             plan=choose_plan(Xd.dtype, k, Xd.shape[1], n),  # once per fit, not per block
         )
         t0 = time.perf_counter()
-        state, init_spec, history = None, self._init_spec(Xd, seq), []
+        state, init_spec, history = None, self._init_spec(Xd, seq, params.plan), []
         n_iter = 0
         for it in range(self.max_iter):
             order = block_rng(seq, ORDER_KEY, it).permutation(Xd.numblocks[0])

@@ -627,3 +627,61 @@ def test_cli_fit_minibatch_init_lloyd_iter(big_blobs, tmp_path):
     ref = MiniBatchKMeans(12, batch_size=500, tol=0.0, max_iter=1, random_state=3,
                           init_lloyd_iter=7).fit(da.from_array(X, chunks=(3000, 4)))
     np.testing.assert_allclose(model.cluster_centers_, ref.cluster_centers_, rtol=1e-6)
+
+
+@pytest.mark.parametrize("config, want", [
+    ({"num_workers": 2}, 3),  # the chain of the fold gets a thread beyond the reads'
+    ({"num_workers": 5}, 6),
+    ({"num_workers": 1}, None),  # a single thread asked for: kept
+])
+def test_fold_chain_runs_on_a_thread_of_its_own(big_blobs, monkeypatch, config, want):
+    from daskmeans.engine import _graph
+
+    seen = []
+    real = dask.compute
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("num_workers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_graph.dask, "compute", spy)
+    Xd = da.from_array(big_blobs, chunks=(3000, 4))
+    with dask.config.set(scheduler="threads", **config):
+        model = MiniBatchKMeans(12, batch_size=1000, max_iter=1, max_no_improvement=None,
+                                compute_labels=False, random_state=0).fit(Xd)
+    assert seen[0] == want  # the fold's pass (compute_labels=False: the only one)
+    with dask.config.set(scheduler="sync"):
+        ref = MiniBatchKMeans(12, batch_size=1000, max_iter=1, max_no_improvement=None,
+                              compute_labels=False, random_state=0).fit(Xd)
+    np.testing.assert_array_equal(model.cluster_centers_, ref.cluster_centers_)
+
+
+def test_fold_chain_keeps_a_configured_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from daskmeans.engine._graph import _chain_workers
+
+    with dask.config.set(num_workers=2):
+        assert _chain_workers() == 3
+    with ThreadPoolExecutor(2) as pool, dask.config.set(pool=pool):
+        assert _chain_workers() is None
+
+
+def test_initial_candidates_run_the_fits_kernel_plan(big_blobs, monkeypatch):
+    """The sample is small, but its seeding and Lloyd iterations use the plan chosen for
+    the whole data, as the fold's steps do."""
+    from daskmeans.engine import _fold
+
+    plans = []
+    real = _fold.kmeans_plusplus
+
+    def spy(*args, plan=None, **kwargs):
+        plans.append(plan)
+        return real(*args, plan=plan, **kwargs)
+
+    monkeypatch.setattr(_fold, "kmeans_plusplus", spy)
+    Xd = da.from_array(big_blobs, chunks=(3000, 4))
+    model = MiniBatchKMeans(12, batch_size=1000, max_iter=1, n_init=2, random_state=0)
+    model.fit(Xd)
+    want = daskmeans.kernels.choose_plan(Xd.dtype, 12, 4, Xd.shape[0])
+    assert len(plans) == 2 and all(p == want for p in plans)

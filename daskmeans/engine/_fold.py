@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 #: Blocks read ahead of the fold (each read waits for the fold of block i - LOOKAHEAD).
-LOOKAHEAD = 2
+LOOKAHEAD = 3
 #: Leading blocks (in the first pass's order) that the initial sample is drawn from, at least.
 INIT_BLOCKS = 4
 
@@ -295,7 +295,8 @@ def init_state(parts: list, spec: dict) -> FoldState:
     """Initial state from the pooled samples of the leading blocks.
 
     ``spec`` holds ``init`` (method name, callable or array), ``n_clusters``,
-    ``n_init``, ``init_size``, ``seq``, ``tol`` and ``dtype``. Every candidate
+    ``n_init``, ``init_size``, ``seq``, ``tol`` and ``dtype``, and optionally
+    ``plan``, the fit's kernel plan (the sample's own when absent). Every candidate
     is seeded on its own uniform draw of ``init_size`` pooled rows, then
     refined by ``init_lloyd_iter`` (optional, default 0) Lloyd iterations on
     that draw (see :func:`refine_centers`); with several candidates, the one
@@ -337,6 +338,7 @@ def init_candidate(parts: list, spec: dict, g: int) -> tuple[np.ndarray, float]:
     validation draw (infinity when there is one candidate)."""
     pool, wts = _pool(parts)
     k, seq, init, size = spec["n_clusters"], spec["seq"], spec["init"], spec["init_size"]
+    plan = spec.get("plan")  # the fold's: the sample is small, the kernels the fit's
     S, sw, rng = _draw(pool, wts, seq, (_CANDIDATE, g), size)
     if callable(init):
         rs = np.random.RandomState(rng.integers(0, 2**31 - 1))
@@ -352,13 +354,13 @@ def init_candidate(parts: list, spec: dict, g: int) -> tuple[np.ndarray, float]:
         C = S[rng.choice(pos, k, replace=False, p=sw[pos] / sw[pos].sum())]
     else:
         keep = sw > 0
-        C = kmeans_plusplus(S[keep], sw[keep], k, rng)
+        C = kmeans_plusplus(S[keep], sw[keep], k, rng, plan=plan)
     C = np.ascontiguousarray(C, dtype=spec["dtype"])
-    C = refine_centers(S, sw, C, spec.get("init_lloyd_iter", 0))
+    C = refine_centers(S, sw, C, spec.get("init_lloyd_iter", 0), plan=plan)
     if spec["n_init"] == 1:
         return C, np.inf
     V, vw, _ = _draw(pool, wts, seq, (_VALIDATION,), size)
-    return C, float(_kernels.lloyd_partial(V, C, vw)["inertia"][0])
+    return C, float(_kernels.lloyd_partial(V, C, vw, plan=plan)["inertia"][0])
 
 
 def choose_candidate(cands: list, parts: list, spec: dict) -> FoldState:
@@ -376,16 +378,18 @@ def choose_candidate(cands: list, parts: list, spec: dict) -> FoldState:
     return FoldState(cands[best][0], np.zeros(k), tol_abs=tol_abs)
 
 
-def refine_centers(S: np.ndarray, sw: np.ndarray, C: np.ndarray, n_iter: int) -> np.ndarray:
+def refine_centers(S: np.ndarray, sw: np.ndarray, C: np.ndarray, n_iter: int,
+                   plan=None) -> np.ndarray:
     """At most ``n_iter`` weighted Lloyd iterations of ``C`` on the sample ``S``.
 
     Every centre moves to the weighted mean of the sample rows nearest to it;
     a centre that gets no weight stays where it is. Stops early once an
     iteration leaves every centre unchanged. Returns a new array in the
-    dtype of ``C`` (``C`` itself when ``n_iter`` is 0).
+    dtype of ``C`` (``C`` itself when ``n_iter`` is 0). ``plan``: the kernels'
+    (:func:`daskmeans.kernels.choose_plan`; chosen for ``S`` when None).
     """
     for _ in range(n_iter):
-        part = _kernels.lloyd_partial(S, C, sw)
+        part = _kernels.lloyd_partial(S, C, sw, plan=plan)
         got = part["counts"] > 0
         new = C.astype(np.float64)
         new[got] = part["sums"][got] / part["counts"][got, None]
@@ -623,6 +627,7 @@ def run_pass(readers: list, order, start: FoldState | None, params: FoldParams, 
     """
     if not in_memory:
         graph = fold_graph(readers, order, start, params, init_spec=init_spec)
-        (state,) = compute_passes(graph)  # BLAS limited as for the other passes
+        # BLAS limited as for the other passes; the chain of the fold gets its own thread
+        (state,) = compute_passes(graph, chain=True)
         return state
     return fold_local(lambda b: readers[b](), order, start, params, init_spec)

@@ -593,13 +593,20 @@ except ImportError:  # pragma: no cover - older or newer dask: plain graphs work
     _DataNode = _convert_legacy_graph = None
 
 
-def compute_passes(*passes: Delayed) -> tuple:
+def compute_passes(*passes: Delayed, chain: bool = False) -> tuple:
     """Compute several one-pass reductions together (they share the reads).
 
     Uses the active ``distributed.Client`` when there is one, dask's
     configured scheduler otherwise (threads by default). Under the local
     threaded scheduler BLAS is limited to one thread for the duration of the
     compute (see :func:`_blas_limit`).
+
+    ``chain=True`` marks a pass whose tasks form a chain beside the reads (the
+    fold of :mod:`daskmeans.engine._fold`): under the local threaded scheduler
+    with ``num_workers`` threads (one a core by default) and dask's own pool,
+    the chain gets a thread beyond them, so that ``num_workers`` reads stay in
+    flight while it runs (reads wait on the disk and on the decompressor's
+    hand-offs as well as on the cores).
     """
     from ._inline import all_small
 
@@ -610,8 +617,20 @@ def compute_passes(*passes: Delayed) -> tuple:
             # imports distributed
             if all_small(passes):
                 get = dask.local.get_sync  # the same tasks, one thread
+            elif chain and (n := _chain_workers()):
+                return dask.compute(*passes, scheduler=get, num_workers=n)
             return dask.compute(*passes, scheduler=get)
         return dask.compute(*passes)
+
+
+def _chain_workers() -> int | None:
+    """Threads for a pass with a chain (see :func:`compute_passes`): the configured
+    ``num_workers`` (default one a core) plus one, or None where dask's pool is a
+    user's (``pool`` configured) or a single thread was asked for."""
+    if dask.config.get("pool", None) is not None:
+        return None
+    n = dask.config.get("num_workers", None) or CPU_COUNT
+    return n + 1 if n >= 2 else None
 
 
 def _n_partial_tasks(passes) -> int:
