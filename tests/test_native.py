@@ -215,3 +215,69 @@ def test_block_loop_declines_what_it_does_not_run():
                                plan=NO_NATIVE) is None  # the C kernels are off
     assert kernels.lloyd_block(X, X[:4].astype(np.float32), None, max_iter=2, tol=0.0,
                                plan=NUMPY) is None  # mixed dtypes
+
+
+# --------------------------------------------------------------------------- #
+# the portable build: what targets without the x86-64 clones run
+# --------------------------------------------------------------------------- #
+@pytest.fixture(scope="module")
+def portable_library(tmp_path_factory):
+    """``_native.c`` built with -DDM_PORTABLE for the baseline target: the vector
+    extensions' generic lowering (two 16-byte registers a vector, as on NEON), the
+    code that runs where the AVX2 clone does not. Built by the C compiler Python
+    was configured with, which the install uses too (and which CI has: the first
+    test of this module checks the install built the library)."""
+    import shlex
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    cc = shlex.split(sysconfig.get_config_var("CC") or "cc")
+    assert shutil.which(cc[0]) is not None, f"no C compiler {cc[0]!r} to build the library"
+    source = Path(_native.__file__).with_name("_native.c")
+    out = tmp_path_factory.mktemp("portable") / "_native_portable.so"
+    subprocess.run([*cc, "-O3", "-shared", "-fPIC", "-DDM_PORTABLE", "-o", str(out),
+                    str(source)], check=True, capture_output=True)
+    lib = _native.load(str(out))
+    assert lib is not None
+    return lib
+
+
+def test_portable_build_has_no_clones(portable_library):
+    """-DDM_PORTABLE builds one plain body a function (no ifunc dispatching to clones),
+    so that the tests below run the generic lowering and not the AVX2 clone."""
+    import shutil
+    import subprocess
+
+    nm = shutil.which("nm")  # binutils come with the C compiler
+    assert nm is not None
+    table = subprocess.run([nm, "-D", "--defined-only", portable_library._name],
+                           capture_output=True, text=True, check=True).stdout
+    kinds = {line.split()[-1]: line.split()[-2] for line in table.splitlines()
+             if len(line.split()) >= 2}
+    assert kinds.get("dm_sweep_f32") == "T" and kinds.get("dm_lloyd_f64") == "T"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 5, 32, 101])
+@pytest.mark.parametrize("n", [7, 1003])
+def test_portable_sweep_matches_brute_force(monkeypatch, portable_library, dtype, k, n):
+    monkeypatch.setattr(_native, "_library", lambda: portable_library)
+    test_sweep_matches_brute_force(dtype, k, n, weighted=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_portable_loop_equals_the_installed_one(monkeypatch, portable_library, dtype):
+    """Integer rows and centres keep every score exact whatever the compiler fuses:
+    the same labels, counts and centres as the installed library's loop."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(-20, 21, size=(2000, 7)).astype(dtype)
+    C0 = X[:9].copy()
+    want = kernels.lloyd_block(X, C0, None, max_iter=4, tol=0.0, plan=NUMPY)
+    monkeypatch.setattr(_native, "_library", lambda: portable_library)
+    got = kernels.lloyd_block(X, C0, None, max_iter=4, tol=0.0, plan=NUMPY)
+    assert got["n_iter"] == want["n_iter"]
+    np.testing.assert_array_equal(got["counts"], want["counts"])
+    np.testing.assert_allclose(got["centers"], want["centers"], rtol=1e-6)
+    np.testing.assert_allclose(got["inertia"], want["inertia"], rtol=1e-6)

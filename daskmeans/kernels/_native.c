@@ -23,12 +23,13 @@
  * which the compiler lowers to the target's instructions (two SSE or NEON
  * registers for one 32-byte vector). On x86-64 Linux each function is also
  * built for AVX2 and FMA and the loader picks the version the CPU runs
- * (target_clones).
+ * (target_clones); -DDM_PORTABLE builds the portable code alone (the tests
+ * build it so, as a stand-in for the targets without those clones).
  */
 
 #include <stdint.h>
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(DM_PORTABLE)
 #define DM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define DM_CLONES

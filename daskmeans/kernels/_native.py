@@ -33,8 +33,14 @@ def _library():
         return None
     if spec is None or not spec.origin:
         return None
+    return load(spec.origin)
+
+
+def load(path: str):
+    """The library at ``path`` with its functions typed, or None where it does not
+    load or speaks another interface version (a stale build)."""
     try:
-        lib = ctypes.CDLL(spec.origin)
+        lib = ctypes.CDLL(path)
         if lib.dm_version() != _VERSION:  # pragma: no cover - a stale build
             return None
     except (OSError, AttributeError):  # pragma: no cover
