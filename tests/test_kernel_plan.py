@@ -115,8 +115,9 @@ def test_column_tiles_take_one_group_from_their_threshold():
 
     if not _numba_loops.COLUMN_TILES:  # pragma: no cover
         pytest.skip("this LLVM builds no column tiles")
-    plan = KernelPlan.numba(columns=True)
-    k = max(plan.column_min_k, 100)
+    # the fields below AVX-512, whatever this machine's (see the next test)
+    plan = KernelPlan.numba(columns=True, column_min_k=1, column_max_features_f64=64)
+    k = 100
     assert plan.path(np.float32, k) == "columns"
     assert "column tiles" in plan.describe()
     # groups take their turns; float64 beyond its width limit keeps the screened products
@@ -257,11 +258,25 @@ def test_warm_up_command(monkeypatch, capsys):
     assert "numba is not installed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("registers", "default"), [
-    ((32, 64), False),  # AVX-512: fused tiles and BLAS, where they were tuned
-    ((16, 32), True),  # AVX2
-    ((32, 16), True),  # NEON
-    ((16, 16), True),  # SSE
+@needs_numba
+@pytest.mark.parametrize(("registers", "min_k", "f64"), [
+    ((32, 64), 65, False),  # AVX-512: float32 beyond the fused tiles' 64 centres
+    ((16, 32), 1, True),  # AVX2
+    ((32, 16), 1, True),  # NEON
+    ((16, 16), 1, True),  # SSE
 ])
-def test_column_tiles_are_the_default_below_avx512(registers, default):
-    assert _thresholds.columns_by_default(registers) is default
+def test_column_tiles_by_the_vector_registers(monkeypatch, registers, min_k, f64):
+    from daskmeans.kernels import _llvm, _numba_loops
+
+    cols = _thresholds.column_defaults(registers)
+    assert cols["columns"] and cols["column_min_k"] == min_k
+    assert (cols["column_max_features_f64"] > 0) is f64
+    if not _numba_loops.COLUMN_TILES:  # pragma: no cover
+        pytest.skip("this LLVM builds no column tiles")
+    # the plan a fit chooses follows them
+    monkeypatch.setattr(_llvm, "vector_registers", lambda: registers)
+    plan = KernelPlan.numba()
+    assert plan.column_min_k == min_k
+    assert plan.path(np.float32, 1000, n_features=16) == "columns"
+    assert (plan.path(np.float64, 1000, n_features=16) == "columns") is f64
+    assert (plan.path(np.float32, 64, n_features=16) == "columns") is (min_k <= 64)

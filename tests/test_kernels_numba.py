@@ -23,7 +23,9 @@ brute = brute_force_lloyd
 #: The compiled plan of the BLAS and fused-tile paths (the column tiles have
 #: tests of their own), the one with everything this machine offers, and the NumPy one.
 NUMBA = KernelPlan.numba(columns=False)
-COLUMNS = KernelPlan.numba(columns=_kernels_numba.COLUMN_TILES)
+# the column tiles for every group and float64 up to 64 features, on any machine
+COLUMNS = KernelPlan.numba(columns=_kernels_numba.COLUMN_TILES, column_min_k=1,
+                           column_max_features_f64=64)
 NUMPY = KernelPlan.numpy()
 #: Compiled plans without the LLVM-IR intrinsics, whole blocks and sub-blocks.
 PLAIN = KernelPlan.numba(plain=True)

@@ -73,7 +73,7 @@ def _column_plan():
 
     if not _numba_loops.COLUMN_TILES:
         pytest.skip("this LLVM builds no column tiles")
-    return KernelPlan.numba(columns=True)
+    return KernelPlan.numba(columns=True, column_min_k=1, column_max_features_f64=64)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -193,12 +193,13 @@ class KernelPlan:
             "whole_block": whole,
             "vector_argmin": vector,
             "fused": fused and whole and not plain,
-            "columns": columns and whole and not plain and _thresholds.columns_by_default(),
             "rowmajor_max_k": _thresholds.rowmajor_max_k(vector, whole),
             "screen_min_k": _thresholds.screen_min_k(vector, whole),
             "target": numba_target(),
             "reason": reason,
         }
+        cols = _thresholds.column_defaults()
+        kw.update(cols, columns=cols["columns"] and columns and whole and not plain)
         kw.update(fields)
         return cls(**kw)
 
@@ -269,7 +270,8 @@ class KernelPlan:
             if self.fused:
                 parts.append("fused product-and-argmin tiles up to 64 centres (LLVM IR)")
             if self.columns:
-                parts.append(f"column tiles from {self.column_min_k} centres (LLVM IR)")
+                only = " (float32)" if self.column_max_features_f64 <= 0 else ""
+                parts.append(f"column tiles from {self.column_min_k} centres{only} (LLVM IR)")
             parts.append(f"row-major products up to {self.rowmajor_max_k} centres")
             if self.screen_min_k is not None:
                 parts.append(f"float64 screened in float32 from {self.screen_min_k} centres")

@@ -18,6 +18,7 @@ __all__ = [
     "COLUMN_BLOCK_BYTES",
     "COLUMN_MAX_FEATURES_F64",
     "COLUMN_MIN_K",
+    "COLUMN_MIN_K_WIDE",
     "DIST_BLOCK_BYTES",
     "NATIVE_MAX_K",
     "NUMBA_DIST_BLOCK_BYTES",
@@ -25,7 +26,7 @@ __all__ = [
     "NUMBA_ROW_BLOCK_BYTES",
     "ONEHOT_MAX_K",
     "SCREEN_ROWMAJOR_MAX_K",
-    "columns_by_default",
+    "column_defaults",
     "rowmajor_max_k",
     "screen_min_k",
 ]
@@ -107,6 +108,10 @@ COLUMN_BLOCK_BYTES = 1 << 18
 #: fused tiles take fewer). Set by ``bench_thresholds.py column_min_k``.
 COLUMN_MIN_K = 1
 
+#: Compiled path with AVX-512, column tiles: smallest number of centres a group they
+#: label in float32 (the fused tiles take up to 64, and were as fast or faster there).
+COLUMN_MIN_K_WIDE = 65
+
 #: Compiled path, column tiles: float64 data with more features than this is
 #: screened in float32 instead (its products are half the cost, and above this
 #: width they outweigh the column tiles' saving on the distance matrix).
@@ -114,19 +119,23 @@ COLUMN_MIN_K = 1
 COLUMN_MAX_FEATURES_F64 = 64
 
 
-def columns_by_default(registers: tuple[int, int] | None = None) -> bool:
-    """Whether compiled plans label one group by the column tiles by default.
+def column_defaults(registers: tuple[int, int] | None = None) -> dict:
+    """The column tiles' plan fields by default, from the vector registers of the CPU
+    numba compiles for: ``columns``, ``column_min_k``, ``column_max_features_f64``.
 
-    Yes where the CPU numba compiles for has at most 16 vector registers of 32
-    bytes or 32 of 16 (AVX2, AVX, NEON, SSE): there a fused row tile holds one
-    or two rows, and the column tiles were faster than both the fused tiles and
-    the BLAS products for every number of centres measured (``bench_lloyd.py``
-    and ``bench_thresholds.py columns``, benchmarks/RESULTS.md). Not yet with
-    AVX-512 (32 registers of 64 bytes), where the fused tiles and the BLAS
-    paths were tuned and the column tiles have not been measured;
-    ``DASKMEANS_KERNELS=numba,columns=true`` turns them on there.
+    With at most 16 vector registers of 32 bytes or 32 of 16 (AVX2, AVX, NEON,
+    SSE) a fused row tile holds one or two rows, and the column tiles were faster
+    than both the fused tiles and the BLAS products for every number of centres
+    measured: they label every group (float64 up to ``COLUMN_MAX_FEATURES_F64``
+    features). With AVX-512 (32 registers of 64 bytes) they label float32 from
+    ``COLUMN_MIN_K_WIDE`` centres a group, beyond the fused tiles' range, and
+    float64 keeps the screened products (``bench_thresholds.py`` and
+    ``bench_lloyd.py``, benchmarks/RESULTS.md).
     """
     from ._llvm import vector_registers
 
     count, size = vector_registers() if registers is None else registers
-    return count * size < 32 * 64
+    if count * size < 32 * 64:
+        return {"columns": True, "column_min_k": COLUMN_MIN_K,
+                "column_max_features_f64": COLUMN_MAX_FEATURES_F64}
+    return {"columns": True, "column_min_k": COLUMN_MIN_K_WIDE, "column_max_features_f64": 0}
