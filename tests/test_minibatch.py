@@ -262,7 +262,7 @@ def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
     assert mb.first_gated_read(n_init) == n_init + mb.LOOKAHEAD
     for j, done_then in enumerate(sorted(first)):
         if j >= mb.first_gated_read(n_init):
-            assert done_then >= j - mb.LOOKAHEAD + 1
+            assert done_then >= mb.read_gate(j, n_init) + 1
     # the graph: fold j depends on fold j - 1 and read j; read j on fold j - LOOKAHEAD
     readers = mb.block_readers(Xd, None)
     assert len(readers) == n_blocks
@@ -288,7 +288,7 @@ def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
     # and so are the LOOKAHEAD blocks after them (read while the initialisation runs)
     for j in range(n_blocks):
         gated = j >= n_init + mb.LOOKAHEAD
-        assert deps[(read, j)] == ({(fold, j - mb.LOOKAHEAD)} if gated else set())
+        assert deps[(read, j)] == ({(fold, mb.read_gate(j, n_init))} if gated else set())
     # one task per initial candidate, all on the sample; the start state chooses among them
     spec = dict(spec, n_init=3)
     graph = dict(mb.fold_graph(readers, range(n_blocks), None, params,
@@ -685,3 +685,21 @@ def test_initial_candidates_run_the_fits_kernel_plan(big_blobs, monkeypatch):
     model.fit(Xd)
     want = daskmeans.kernels.choose_plan(Xd.dtype, 12, 4, Xd.shape[0])
     assert len(plans) == 2 and all(p == want for p in plans)
+
+
+def test_read_window_shrinks_from_the_initial_one_to_lookahead():
+    """After the blocks read at once, each read waits for a fold task one block nearer
+    than the last, until reads run LOOKAHEAD blocks ahead: never more blocks ahead than
+    while the initialisation ran, and no read waits for a task later than it must."""
+    L = mb.LOOKAHEAD
+    for n_init in (0, 1, 4):
+        first = mb.first_gated_read(n_init)
+        gates = [mb.read_gate(j, n_init) for j in range(first + 3 * (n_init + L))]
+        assert gates[:first] == [None] * first
+        ahead = [j - g for j, g in enumerate(gates) if g is not None]
+        assert ahead[0] == first and ahead[-1] == L
+        assert all(a - b in (0, 1) for a, b in zip(ahead, ahead[1:], strict=False))
+        assert min(ahead) == L and max(ahead) <= n_init + L
+        # the fold tasks waited for never go backwards
+        waited = [g for g in gates if g is not None]
+        assert waited == sorted(waited) and waited[0] == 0

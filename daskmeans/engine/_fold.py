@@ -17,7 +17,8 @@ task ``i - LOOKAHEAD`` of the chain, so reads of the next blocks overlap the
 fold while at most ``LOOKAHEAD + 1`` blocks are held in memory (more while
 the initial sample is drawn from the first blocks of ``fit``: those blocks
 and the ``LOOKAHEAD`` after them are read at once, so that the reads go on
-while the initialisation runs; see :func:`first_gated_read`).
+while the initialisation runs, and the window shrinks back to ``LOOKAHEAD``
+one block a read; see :func:`first_gated_read` and :func:`read_gate`).
 
 Randomness (block order, row order inside a block, reassignment) comes from
 :func:`daskmeans._rng.block_rng` keyed by the step counter carried in the
@@ -58,6 +59,7 @@ __all__ = [
     "choose_candidate",
     "drop_nan_rows",
     "first_gated_read",
+    "read_gate",
     "fold_block",
     "fold_graph",
     "fold_local",
@@ -422,8 +424,9 @@ def _leading_blocks(chunks, order, need: int) -> int:
 def first_gated_read(n_init_blocks: int) -> int:
     """Position (in the pass's order) of the first read that waits for the fold.
 
-    Reads at positions ``j >= first_gated_read(n)`` wait for the fold of
-    position ``j - LOOKAHEAD``. Without an initialisation in the graph
+    Reads at positions ``j >= first_gated_read(n)`` wait for a fold task
+    (:func:`read_gate`), of position ``j - LOOKAHEAD`` once the reads made
+    at once are used up. Without an initialisation in the graph
     (``n_init_blocks`` 0) that is every read from ``LOOKAHEAD`` on. With one,
     the ``n_init_blocks`` blocks of the initial sample and the ``LOOKAHEAD``
     blocks after them are read at once: the initialisation runs on one
@@ -431,6 +434,23 @@ def first_gated_read(n_init_blocks: int) -> int:
     start (at most ``n_init_blocks + LOOKAHEAD`` blocks are then held).
     """
     return n_init_blocks + LOOKAHEAD if n_init_blocks else LOOKAHEAD
+
+
+def read_gate(j: int, n_init_blocks: int) -> int | None:
+    """Position of the fold task that the read at position ``j`` waits for (None: none).
+
+    The reads before :func:`first_gated_read` start at once. After them the
+    window of blocks read ahead of the fold shrinks by one block a read, from
+    the ``n_init_blocks + LOOKAHEAD`` blocks read while the initialisation
+    runs down to ``LOOKAHEAD``: the reads go on as the fold starts to work
+    through the blocks read at once, instead of waiting until it has used
+    all but ``LOOKAHEAD`` of them, and no more blocks are held than while the
+    initialisation ran.
+    """
+    first = first_gated_read(n_init_blocks)
+    if j < first:
+        return None
+    return j - max(LOOKAHEAD, first - (j - first))
 
 
 def _start_task(state):
@@ -580,7 +600,8 @@ def fold_graph(
     else:
         dsk[state0] = (_start_task, _Opaque(start))
     for j, b in enumerate(order):
-        gate = (fold, j - LOOKAHEAD) if j >= first_gated_read(n_init_blocks) else None
+        g = read_gate(j, n_init_blocks)
+        gate = None if g is None else (fold, g)
         dsk[(read, j)] = (readers[b], gate, check)
         prev = state0 if j == 0 else (fold, j - 1)
         dsk[(fold, j)] = (fold_block, prev, (read, j), params)
