@@ -782,20 +782,22 @@ def seeding_trials(X, x_sq, picks, closest, w, dist, pots):
     """
     n, d = X.shape
     T = picks.shape[0]
-    C = np.empty((T, d), dtype=X.dtype)
+    CT = np.empty((T, d), dtype=X.dtype).T  # (d, T), Fortran order: C transposed
     for t in range(T):
         for f in range(d):  # element by element: a row assignment compiles for seconds
-            C[t, f] = X[picks[t], f]
-    P = np.empty((T, n), dtype=X.dtype)
-    np.dot(C, X.T, P)
+            CT[f, t] = X[picks[t], f]
+    # X @ C.T, rows by candidates: BLAS takes this skinny product about twice as fast
+    # as C @ X.T
+    P = np.empty((n, T), dtype=X.dtype)
+    np.dot(X, CT, P)
     has_w = w.shape[0] > 0
     for t in range(T):
         c_sq = 0.0
         for f in range(d):
-            c_sq += np.float64(C[t, f]) * np.float64(C[t, f])
+            c_sq += np.float64(CT[f, t]) * np.float64(CT[f, t])
         pot = 0.0
         for i in range(n):
-            v = x_sq[i] - 2.0 * np.float64(P[t, i]) + c_sq
+            v = x_sq[i] - 2.0 * np.float64(P[i, t]) + c_sq
             v = max(v, 0.0)
             v = min(v, closest[i])
             dist[t, i] = v
