@@ -786,8 +786,8 @@ def seeding_trials(X, x_sq, picks, closest, w, dist, pots):
     for t in range(T):
         for f in range(d):  # element by element: a row assignment compiles for seconds
             CT[f, t] = X[picks[t], f]
-    # X @ C.T, rows by candidates: BLAS takes this skinny product about twice as fast
-    # as C @ X.T
+    # X @ C.T, rows by candidates: BLAS runs this skinny product faster than C @ X.T on
+    # large samples (benchmarks/RESULTS.md)
     P = np.empty((n, T), dtype=X.dtype)
     np.dot(X, CT, P)
     has_w = w.shape[0] > 0
