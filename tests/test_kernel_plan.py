@@ -222,7 +222,7 @@ X = (rng.normal(size=(60, 6)) * 3)[rng.integers(0, 60, 6000)] + rng.normal(size=
 X = X.astype(np.float32)
 w = rng.uniform(0.5, 2, len(X))
 for algorithm in ("lloyd", "pruned"):
-    for k in (5, 40):
+    for k in (5, 40, 70):
         KMeans(k, algorithm=algorithm, n_init=1, max_iter=4, random_state=0).fit(X, sample_weight=w)
         KMeans(k, algorithm=algorithm, n_init=1, max_iter=4, random_state=0).fit(X).predict(X)
 HierarchicalKMeans(300, random_state=0, max_iter=2, refine_iter=1).fit(X)
