@@ -71,7 +71,8 @@ __all__ = [
     "run_pass",
 ]
 
-#: Blocks read ahead of the fold (each read waits for the fold of block i - LOOKAHEAD).
+#: Blocks read ahead of the fold once the reads made at once are used up (then each read
+#: waits for the fold of block i - LOOKAHEAD; see :func:`read_gate`).
 LOOKAHEAD = 3
 #: Leading blocks (in the first pass's order) that the initial sample is drawn from, at least.
 INIT_BLOCKS = 4
