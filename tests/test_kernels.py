@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from daskmeans.kernels import KernelPlan
+from daskmeans.kernels._plan import numba_installed
 from daskmeans.kernels import _api as _kernels
 from daskmeans.testing import brute_force_lloyd
 
@@ -89,14 +90,34 @@ def test_check_finite_raises():
         _kernels.lloyd_partial(X, X[:1].copy() * 0, check_finite=True)
 
 
-def test_accumulate_strategies_agree():
+_ACCUMULATE_PLANS = [pytest.param(KernelPlan.numpy(), id="numpy"),
+                     pytest.param("numba", id="numba", marks=pytest.mark.skipif(
+                         not numba_installed(), reason="numba not installed"))]
+
+
+@pytest.mark.parametrize("plan", _ACCUMULATE_PLANS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_accumulate_strategies_agree(plan, dtype):
+    plan = KernelPlan.numba() if plan == "numba" else plan
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(2000, 5))
-    for k in (8, 500):  # one-hot product and sort + reduceat paths
+    X = rng.normal(size=(2000, 5)).astype(dtype)
+    for k in (8, 500):  # one-hot product and sort + reduceat paths (NumPy)
         lab = rng.integers(0, k, size=2000)
         w = rng.uniform(size=2000)
-        sums, counts = _kernels.accumulate(X, lab, w, k)
-        ref = np.zeros((k, 5))
-        np.add.at(ref, lab, X * w[:, None])
-        np.testing.assert_allclose(sums, ref, atol=1e-12)
-        np.testing.assert_allclose(counts, np.bincount(lab, weights=w, minlength=k))
+        for weights in (w, None):
+            sums, counts = _kernels.accumulate(X, lab, weights, k, plan=plan)
+            wt = np.ones(2000) if weights is None else weights
+            ref = np.zeros((k, 5))
+            np.add.at(ref, lab, X.astype(np.float64) * wt[:, None])
+            tol = 1e-12 if dtype == np.float64 or plan.compiled else 1e-4
+            np.testing.assert_allclose(sums, ref, atol=tol)
+            np.testing.assert_allclose(counts, np.bincount(lab, weights=wt, minlength=k))
+
+
+@pytest.mark.skipif(not numba_installed(), reason="numba not installed")
+def test_accumulate_compiled_checks_labels():
+    X = np.ones((10, 2))
+    with pytest.raises(ValueError, match="labels must be 10 integers"):
+        _kernels.accumulate(X, np.full(10, 4), None, 4, plan=KernelPlan.numba())
+    with pytest.raises(ValueError, match="labels must be 10 integers"):
+        _kernels.accumulate(X, np.full(9, 1), None, 4, plan=KernelPlan.numba())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numpy, _sparse
-from ._numpy import accumulate, as_bounds, distances_block, row_block_size, sq_norms, top_far
+from ._numpy import as_bounds, distances_block, row_block_size, sq_norms, top_far
 from ._plan import KernelPlan, choose_plan
 from ._sparse import is_sparse
 
@@ -379,6 +379,42 @@ def probe_cells(
         _numpy.probe_cells(X, probes, fine, offsets, prices, labels, score, second)
     out = (labels.reshape(n, P), score.reshape(n, P))
     return out + (second.reshape(n, P),) if with_second else out
+
+
+def accumulate(X, labels: np.ndarray, weights: np.ndarray | None, n_centers: int, *,
+               plan: KernelPlan | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted per-centre sums of rows and weights, for labels found elsewhere.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse matrix of shape (n, d)
+    labels : ndarray of shape (n,), integer in ``[0, n_centers)``
+    weights : ndarray of shape (n,) or None
+    n_centers : int
+    plan : KernelPlan, optional
+        Compiled plans add the rows one by one in float64 (one read of ``X``
+        whatever ``n_centers``); the NumPy path sums by a one-hot product or
+        by sorting the rows.
+
+    Returns
+    -------
+    sums : ndarray of shape (n_centers, d), float64
+    counts : ndarray of shape (n_centers,), float64
+    """
+    plan = _plan_for(plan, X, n_centers)
+    dense = not is_sparse(X) and X.ndim == 2 and X.dtype in (np.float32, np.float64)
+    if (plan.compiled and dense and X.shape[0] > 0
+            and (weights is None or np.asarray(weights).dtype.kind == "f")):
+        labels = np.asarray(labels, dtype=np.intp)
+        if labels.shape != (X.shape[0],) or labels.min() < 0 or labels.max() >= n_centers:
+            raise ValueError(f"accumulate: labels must be {X.shape[0]} integers in "
+                             f"[0, {n_centers}).")
+        sums = np.zeros((n_centers, X.shape[1]))
+        counts = np.zeros(n_centers)
+        w = np.empty(0) if weights is None else np.asarray(weights, dtype=np.float64)
+        _compiled().accumulate_labels(np.ascontiguousarray(X), w, labels, sums, counts)
+        return sums, counts
+    return _numpy.accumulate(X, labels, weights, n_centers)
 
 
 def seeding_compiled(X: np.ndarray, plan: KernelPlan) -> bool:

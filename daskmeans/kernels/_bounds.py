@@ -56,8 +56,8 @@ import functools
 import numpy as np
 
 from . import _plan
-from ._api import accumulate, nearest, row_block_size, sq_norms
-from ._numpy import _native_applies
+from ._api import nearest, row_block_size, sq_norms
+from ._numpy import _native_applies, accumulate  # NumPy path: as plain Lloyd's NumPy sweep
 
 __all__ = [
     "BYTES_PER_ROW",

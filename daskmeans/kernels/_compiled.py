@@ -15,7 +15,7 @@ from . import _numba_loops as nb
 from ._numpy import sq_norms
 from ._plan import KernelPlan
 
-__all__ = ["Distances", "FarBuffers", "column_step", "far_result", "moments", "nearest",
+__all__ = ["Distances", "accumulate_labels", "FarBuffers", "column_step", "far_result", "moments", "nearest",
            "probe_cells", "step_rows", "sweep"]
 
 
@@ -331,6 +331,13 @@ def moments(plan: KernelPlan, X: np.ndarray) -> tuple[float, np.ndarray, np.ndar
     step = max(64, plan.row_block_bytes // max(1, X.shape[1] * X.itemsize))
     nb.moments_rows(X, step, mean, m2)
     return float(X.shape[0]), mean, m2
+
+
+def accumulate_labels(X: np.ndarray, w: np.ndarray, labels: np.ndarray, sums: np.ndarray,
+                      counts: np.ndarray) -> None:
+    """Compiled body of :func:`daskmeans.kernels.accumulate` (adds into ``sums``
+    and ``counts``; ``w`` of length 0: unit weights)."""
+    nb.accumulate_labels(X, w, labels, sums, counts)
 
 
 def probe_cells(plan: KernelPlan, X: np.ndarray, probes: np.ndarray, fine: np.ndarray,

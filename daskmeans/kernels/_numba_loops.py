@@ -723,6 +723,26 @@ def accumulate_rows(X, w, labels, best, sums, counts, ahead):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def accumulate_labels(X, w, labels, sums, counts):
+    """Add every row of ``X`` (weighted by ``w``; length 0: unit weights) into
+    ``sums[labels[i]]`` and its weight into ``counts[labels[i]]``, in float64,
+    rows in order (the per-centre sums of a labelling made elsewhere)."""
+    n, d = X.shape
+    has_w = w.shape[0] > 0
+    for i in range(n):
+        a = labels[i]
+        if has_w:
+            wi = np.float64(w[i])
+            for f in range(d):
+                sums[a, f] += wi * np.float64(X[i, f])
+        else:
+            wi = 1.0
+            for f in range(d):
+                sums[a, f] += np.float64(X[i, f])
+        counts[a] += wi
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def sq_dist_rows(X, best, out):
     """``out[i] = max(best[i] + ||X[i]||^2, 0)`` in float64."""
     n, d = X.shape
