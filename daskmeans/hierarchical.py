@@ -526,17 +526,25 @@ def _kmeanspp(cands: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
         out = cands[np.arange(k) % n] if n else np.zeros((k, cands.shape[1]), cands.dtype)
         return out.copy()
     X = cands.astype(np.float64)
+    x_sq = np.einsum("ij,ij->i", X, X)
+
+    def sq_dist_to(i):  # expanded: one matrix-vector product a step
+        v = X @ (-2.0 * X[i])
+        v += x_sq
+        v += x_sq[i]
+        return np.maximum(v, 0.0, out=v)
+
     chosen = [int(rng.integers(n))]
-    closest = ((X - X[chosen[0]]) ** 2).sum(axis=1)
+    closest = sq_dist_to(chosen[0])
     for _ in range(1, k):
-        total = closest.sum()
+        cum = np.cumsum(closest)
+        total = cum[-1]
         if total <= 0:
             i = int(rng.integers(n))
         else:
-            i = int(np.searchsorted(np.cumsum(closest), rng.random() * total))
-            i = min(i, n - 1)
+            i = min(int(np.searchsorted(cum, rng.random() * total)), n - 1)
         chosen.append(i)
-        np.minimum(closest, ((X - X[i]) ** 2).sum(axis=1), out=closest)
+        np.minimum(closest, sq_dist_to(i), out=closest)
     return cands[chosen].copy()
 
 

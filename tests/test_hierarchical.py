@@ -424,3 +424,32 @@ def test_command_line_fit_three_levels(tmp_path, capsys):
     assert main(["fit", str(tmp_path / "x.zarr"), "--algorithm", "hierarchical", "--k", "8",
                  "--levels", "1", "--out", str(tmp_path / "bad")]) != 0
     assert "--levels" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def _reference_d2_seeding(cands, k, rng):
+    """k-means++ (D^2) sampling written out directly: the same draws as ``_kmeanspp``."""
+    X = cands.astype(np.float64)
+    chosen = [int(rng.integers(len(X)))]
+    closest = ((X - X[chosen[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):
+        cum = np.cumsum(closest)
+        if cum[-1] <= 0:
+            chosen.append(int(rng.integers(len(X))))
+        else:
+            chosen.append(min(int(np.searchsorted(cum, rng.random() * cum[-1])), len(X) - 1))
+        closest = np.minimum(closest, ((X - X[chosen[-1]]) ** 2).sum(axis=1))
+    return cands[chosen]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cell_seeding_is_d2_sampling(dtype):
+    from daskmeans.hierarchical import _kmeanspp
+
+    cands = _mixture(n=800, d=6, n_comp=12, seed=4, dtype=dtype)
+    got = _kmeanspp(cands, 60, np.random.default_rng(7))
+    np.testing.assert_array_equal(got, _reference_d2_seeding(cands, 60, np.random.default_rng(7)))
+    assert len({row.tobytes() for row in got}) == 60  # a chosen row has weight 0 after
+    # fewer distinct rows than centres: every distinct row, then repeats
+    dup = np.repeat(cands[:5], 3, axis=0)
+    got = _kmeanspp(dup, 8, np.random.default_rng(1))
+    assert {row.tobytes() for row in got} == {row.tobytes() for row in cands[:5]}
