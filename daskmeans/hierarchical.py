@@ -64,7 +64,7 @@ __all__ = ["CoarseTree", "HierarchicalKMeans", "allocate", "auto_levels", "neigh
 # --------------------------------------------------------------------------- #
 # per-block arithmetic
 # --------------------------------------------------------------------------- #
-#: Most probes that :func:`_coarse_probes` finds by repeated argmin (beyond: a partition).
+#: Most probes that :func:`_child_probes` finds by repeated argmin (beyond: a sort).
 _PROBE_BY_ARGMIN = 16
 
 
@@ -188,23 +188,7 @@ def _coarse_probes(X: np.ndarray, coarse, n_probe: int) -> np.ndarray:
     if n_probe == 1:
         labels, _ = _kernels.nearest(X, coarse)
         return labels[0][:, None]
-    D = _kernels.distances_block(X, coarse, _kernels.sq_norms(coarse))
-    if n_probe <= _PROBE_BY_ARGMIN and n_probe < coarse.shape[0]:
-        # a few probes: one argmin per probe, masking the cell found (several times
-        # faster than a partition of every row); ties go to the lower index
-        rows = np.arange(X.shape[0])
-        part = np.empty((X.shape[0], n_probe), dtype=np.intp)
-        for p in range(n_probe):
-            part[:, p] = j = np.argmin(D, axis=1)
-            D[rows, j] = np.inf
-        return part
-    if n_probe >= coarse.shape[0]:
-        part = np.argsort(D, axis=1, kind="stable")
-    else:
-        part = np.argpartition(D, n_probe - 1, axis=1)[:, :n_probe]
-        order = np.argsort(np.take_along_axis(D, part, 1), axis=1, kind="stable")
-        part = np.take_along_axis(part, order, 1)
-    return part[:, :n_probe]
+    return _kernels.top_centers(X, coarse, n_probe)
 
 
 def probe_labels(X: np.ndarray, coarse: np.ndarray, fine: np.ndarray, offsets: np.ndarray,

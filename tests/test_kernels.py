@@ -121,3 +121,24 @@ def test_accumulate_compiled_checks_labels():
         _kernels.accumulate(X, np.full(10, 4), None, 4, plan=KernelPlan.numba())
     with pytest.raises(ValueError, match="labels must be 10 integers"):
         _kernels.accumulate(X, np.full(9, 1), None, 4, plan=KernelPlan.numba())
+
+
+@pytest.mark.parametrize("plan", _ACCUMULATE_PLANS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_top", [1, 3, 7, 16, 20])
+def test_top_centers_nearest_first(plan, dtype, n_top):
+    plan = KernelPlan.numba() if plan == "numba" else plan
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(3000, 4)).astype(dtype)
+    C = np.ascontiguousarray(X[rng.choice(3000, 20, replace=False)])
+    C[3] = C[11]  # equal centres: the lower index first
+    X[:20] = C  # rows at distance zero
+    got = _kernels.top_centers(X, C, n_top, plan=plan)
+    D = _kernels.distances_block(X, C, _kernels.sq_norms(C))
+    want = np.argsort(D, axis=1, kind="stable")[:, :n_top]
+    assert got.shape == (3000, n_top)
+    np.testing.assert_array_equal(got, want)
+    # rows 3 and 11 are the equal centres 3 and 11: tied at the top, 3 first
+    np.testing.assert_array_equal(got[[3, 11], 0], [3, 3])
+    if n_top > 1:
+        np.testing.assert_array_equal(got[[3, 11], 1], [11, 11])

@@ -44,6 +44,7 @@ from ._api import (
     seeding_compiled,
     seeding_trials,
     sq_norms,
+    top_centers,
 )
 from ._plan import KERNELS_ENV, MODES, KernelPlan, choose_plan, host_isa, numba_target
 from ._warmup import cache_location, warm_up
@@ -70,5 +71,6 @@ __all__ = [
     "seeding_compiled",
     "seeding_trials",
     "sq_norms",
+    "top_centers",
     "warm_up",
 ]

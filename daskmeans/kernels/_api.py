@@ -40,6 +40,7 @@ __all__ = [
     "seeding_compiled",
     "seeding_trials",
     "sq_norms",
+    "top_centers",
 ]
 
 
@@ -379,6 +380,36 @@ def probe_cells(
         _numpy.probe_cells(X, probes, fine, offsets, prices, labels, score, second)
     out = (labels.reshape(n, P), score.reshape(n, P))
     return out + (second.reshape(n, P),) if with_second else out
+
+
+def top_centers(X: np.ndarray, centers: np.ndarray, n_top: int, *,
+                plan: KernelPlan | None = None) -> np.ndarray:
+    """The ``n_top`` nearest centres of every row, nearest first.
+
+    Squared distances as :func:`distances_block` forms them (in the dtype of
+    ``X``, clipped at zero); ties go to the lower index. Both paths give the
+    same indices.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    centers : ndarray of shape (m, d), same dtype as ``X``
+    n_top : int
+        At most ``m``.
+    plan : KernelPlan, optional
+
+    Returns
+    -------
+    ndarray of shape (n, n_top), intp
+    """
+    plan = _plan_for(plan, X, centers.shape[0])
+    if (_compiled_applies(plan, X, centers) and not is_sparse(X)
+            and n_top <= _numpy.TOP_BY_ARGMIN and n_top <= centers.shape[0]):
+        out = np.empty((X.shape[0], n_top), dtype=np.intp)
+        _compiled().top_centers(plan, np.ascontiguousarray(X), np.ascontiguousarray(centers),
+                                out)
+        return out
+    return _numpy.top_centers(X, centers, n_top)
 
 
 def accumulate(X, labels: np.ndarray, weights: np.ndarray | None, n_centers: int, *,

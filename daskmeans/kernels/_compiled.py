@@ -15,7 +15,7 @@ from . import _numba_loops as nb
 from ._numpy import sq_norms
 from ._plan import KernelPlan
 
-__all__ = ["Distances", "accumulate_labels", "FarBuffers", "column_step", "far_result", "moments", "nearest",
+__all__ = ["Distances", "accumulate_labels", "top_centers", "FarBuffers", "column_step", "far_result", "moments", "nearest",
            "probe_cells", "step_rows", "sweep"]
 
 
@@ -338,6 +338,22 @@ def accumulate_labels(X: np.ndarray, w: np.ndarray, labels: np.ndarray, sums: np
     """Compiled body of :func:`daskmeans.kernels.accumulate` (adds into ``sums``
     and ``counts``; ``w`` of length 0: unit weights)."""
     nb.accumulate_labels(X, w, labels, sums, counts)
+
+
+def top_centers(plan: KernelPlan, X: np.ndarray, centers: np.ndarray, out: np.ndarray) -> None:
+    """Compiled body of :func:`daskmeans.kernels.top_centers`: the products by BLAS,
+    a sub-block of rows at a time (kept in cache), then one compiled pass that
+    finishes the distances and keeps every row's nearest."""
+    cm2 = np.ascontiguousarray(centers * centers.dtype.type(-2))  # exact: a power of two
+    c_sq = sq_norms(centers)
+    x_sq = sq_norms(X)
+    rows = max(1, plan.dist_block_bytes_compiled // max(1, centers.shape[0] * X.itemsize))
+    buf = np.empty((min(rows, X.shape[0]), centers.shape[0]), dtype=X.dtype)
+    for start in range(0, X.shape[0], rows):
+        Xs = X[start : start + rows]
+        Pm = buf[: Xs.shape[0]]
+        np.dot(Xs, cm2.T, out=Pm)
+        nb.top_rows(Pm, c_sq, x_sq, start, out)
 
 
 def probe_cells(plan: KernelPlan, X: np.ndarray, probes: np.ndarray, fine: np.ndarray,

@@ -722,6 +722,44 @@ def accumulate_rows(X, w, labels, best, sums, counts, ahead):
     return total
 
 
+@numba.njit(nogil=True, cache=True)
+def top_rows(Pm, c_sq, x_sq, row0, out):
+    """The ``out.shape[1]`` nearest centres of every row of a block, nearest first.
+
+    ``Pm[r, j]`` is ``x . (-2 c_j)`` for row ``row0 + r`` (``out`` and
+    ``x_sq`` are indexed by the block's rows); the squared distance is
+    ``max(Pm + |c|^2 + |x|^2, 0)`` rounded after every addition, as
+    :func:`daskmeans.kernels._numpy.distances_block` forms it. Ties go to
+    the lower index (an insertion sort that keeps equal values in order).
+    """
+    n, m = Pm.shape
+    T = out.shape[1]
+    vals = np.empty(T, dtype=Pm.dtype)
+    zero = np.zeros(1, dtype=Pm.dtype)[0]  # a literal 0 would widen v to float64
+    for r in range(n):
+        i = row0 + r
+        xs = x_sq[i]
+        cnt = 0
+        for j in range(m):
+            v = Pm[r, j] + c_sq[j]
+            v = v + xs
+            if v < zero:
+                v = zero
+            if cnt == T:
+                if not v < vals[T - 1]:
+                    continue
+                p = T - 1
+            else:
+                p = cnt
+                cnt += 1
+            while p > 0 and vals[p - 1] > v:
+                vals[p] = vals[p - 1]
+                out[i, p] = out[i, p - 1]
+                p -= 1
+            vals[p] = v
+            out[i, p] = j
+
+
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def accumulate_labels(X, w, labels, sums, counts):
     """Add every row of ``X`` (weighted by ``w``; length 0: unit weights) into

@@ -408,6 +408,32 @@ def top_far(dist, rows, labels, weights, m):
 
 
 
+def top_centers(X: np.ndarray, centers: np.ndarray, n_top: int) -> np.ndarray:
+    """NumPy body of :func:`daskmeans.kernels.top_centers`."""
+    D = distances_block(X, centers, sq_norms(centers))
+    if n_top <= TOP_BY_ARGMIN and n_top < centers.shape[0]:
+        # a few: one argmin each, masking the centre found (several times faster
+        # than a partition of every row); ties go to the lower index
+        rows = np.arange(X.shape[0])
+        out = np.empty((X.shape[0], n_top), dtype=np.intp)
+        for p in range(n_top):
+            out[:, p] = j = np.argmin(D, axis=1)
+            D[rows, j] = np.inf
+        return out
+    if n_top >= centers.shape[0]:
+        out = np.argsort(D, axis=1, kind="stable")
+    else:
+        out = np.argpartition(D, n_top - 1, axis=1)[:, :n_top]
+        order = np.argsort(np.take_along_axis(D, out, 1), axis=1, kind="stable")
+        out = np.take_along_axis(out, order, 1)
+    return out[:, :n_top]
+
+
+#: Most nearest centres that :func:`top_centers` finds by repeated argmin (beyond: a
+#: partition); the compiled path keeps that many by insertion.
+TOP_BY_ARGMIN = 16
+
+
 def pairs_by_cell(probes: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
     """The (row, probe) pairs of ``probes`` (n, P) grouped by cell.
 

@@ -60,6 +60,7 @@ def _sweeps(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
         # two-level search (HierarchicalKMeans): two cells, both probed
         probes = np.stack([np.arange(len(X)) % 2, 1 - np.arange(len(X)) % 2], axis=1)
         _api.probe_cells(X, probes, C, np.array([0, k // 2, k]), plan=plan)
+        _api.top_centers(X, C, 2, plan=plan)  # the cells a row probes
         labels = np.arange(len(X)) % k
         for weights in (None, w):  # the sums of the two-level passes' labels
             _api.accumulate(X, labels, weights, k, plan=plan)
