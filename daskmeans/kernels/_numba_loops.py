@@ -207,97 +207,128 @@ _COLUMN_KERNELS = _llvm.column_tile_kernels()
 COLUMN_TILES = _COLUMN_KERNELS is not None
 
 
-def _column_rows_missing(Xs, C, c_sq, chunk, XT, runv, runi, labels, best):
+def _column_rows_missing(*args):
     raise RuntimeError("the column tiles are not available")
 
 
-def _column_rows_with(kernels):
-    if kernels is None:  # pragma: no cover - LLVM before 17
-        return numba.njit(nogil=True)(_column_rows_missing)
-    tile, height, group_size = kernels
+@numba.njit(nogil=True)
+def _column_check(m, d, XT, C, c_sq, chunk, runv, runi, run2, T, G):
+    """Raise unless the column tiles' operands fit ``m`` rows of ``d`` features
+    (the tiles index them unchecked); ``run2`` of length 0 when unused."""
+    mp = m + (-m) % T
+    S = XT.shape[1]
+    if (XT.shape[0] != d or S < mp or S % T != 0 or C.shape[1] != d
+            or C.shape[0] % G != 0 or c_sq.shape[0] != C.shape[0]
+            or runv.shape[0] < S or runi.shape[0] < S or chunk < 1
+            or (run2.shape[0] > 0 and run2.shape[0] < S)):
+        raise ValueError("column tiles: operands of the wrong shape")
 
-    def rows(Xs, C, c_sq, chunk, XT, runv, runi, labels, best):
-        """Labels and minima of the rows of the sub-block ``Xs`` by the column
-        tiles (see :func:`daskmeans.kernels._llvm.column_tile_kernels`): ``C``
-        and ``c_sq`` padded to whole groups, ``chunk`` groups at a time;
-        ``XT`` (d, S), ``runv`` and ``runi`` (S,) are scratch with ``S`` at
-        least the rows rounded up to a whole tile."""
-        m, d = Xs.shape
+
+#: Rows ahead that the gathering loops prefetch (the rows they gather are scattered).
+_GATHER_AHEAD = 8
+
+
+def _column_rows_with(kernels, top2=None):
+    """``(rows, gathered)``: label the rows of a sub-block by the column tiles.
+
+    ``rows(Xs, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second)``
+    transposes the rows of ``Xs`` into the scratch ``XT`` (d, S);
+    ``gathered(X, idx, ...)`` (the same arguments after ``idx``) gathers the
+    rows ``X[idx]`` straight into it. Then the tiles of ``kernels`` (see
+    :func:`daskmeans.kernels._llvm.column_tile_kernels`) run over ``C`` and
+    ``c_sq`` (padded to whole groups), ``chunk`` groups at a time, and give
+    every row's label and minimum (``labels``, ``best``); with ``top2``
+    (:func:`daskmeans.kernels._llvm.column_top2_kernel`) also its second-best
+    score (``second``), with the same labels and minima bitwise. ``runv``,
+    ``runi`` (and ``run2`` with ``top2``; else of length 0, as ``second``) are
+    scratch of ``S`` values, ``S`` at least the rows rounded up to a whole tile.
+    """
+    if kernels is None:  # pragma: no cover - LLVM before 17
+        missing = numba.njit(nogil=True)(_column_rows_missing)
+        return missing, missing
+    tile, height, group_size = kernels
+    name = "column" if top2 is None else "column_top2"
+
+    if top2 is None:
+        def groups(XT, i, C, c_sq, g0, g1, runv, runi, run2):
+            tile(XT, i, C, c_sq, g0, g1, runv, runi)
+
+        def copy_out(m, runv, runi, run2, labels, best, second):
+            for r in range(m):
+                labels[r] = runi[r]
+                best[r] = runv[r]
+    else:
+        def groups(XT, i, C, c_sq, g0, g1, runv, runi, run2):
+            top2(XT, i, C, c_sq, g0, g1, runv, runi, run2)
+
+        def copy_out(m, runv, runi, run2, labels, best, second):
+            for r in range(m):
+                labels[r] = runi[r]
+                best[r] = runv[r]
+                second[r] = run2[r]
+
+    groups = numba.njit(nogil=True, inline="always")(_named(groups, f"{name}_groups"))
+    copy_out = numba.njit(nogil=True, inline="always")(_named(copy_out, f"{name}_copy_out"))
+
+    def finish(m, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second):
         T = height(XT)
-        G = group_size(XT)
         mp = m + (-m) % T
-        S = XT.shape[1]
-        if (XT.shape[0] != d or S < mp or S % T != 0 or C.shape[1] != d
-                or C.shape[0] % G != 0 or c_sq.shape[0] != C.shape[0]
-                or runv.shape[0] < S or runi.shape[0] < S or chunk < 1):
-            raise ValueError("column tiles: operands of the wrong shape")
-        for r in range(m):
-            for q in range(d):
-                XT[q, r] = Xs[r, q]
-        for q in range(d):
+        for q in range(XT.shape[0]):
             for r in range(m, mp):
                 XT[q, r] = 0
-        n_groups = C.shape[0] // G
+        n_groups = C.shape[0] // group_size(XT)
         for g0 in range(0, n_groups, chunk):
             g1 = min(g0 + chunk, n_groups)
             for i in range(0, mp, T):
-                tile(XT, i, C, c_sq, g0, g1, runv, runi)
-        for r in range(m):
-            labels[r] = runi[r]
-            best[r] = runv[r]
+                groups(XT, i, C, c_sq, g0, g1, runv, runi, run2)
+        copy_out(m, runv, runi, run2, labels, best, second)
 
-    return numba.njit(nogil=True)(_named(rows, "column_rows"))
-
-
-column_rows = _column_rows_with(_COLUMN_KERNELS)
-
-_COLUMN_TOP2 = _llvm.column_top2_kernel() if COLUMN_TILES else None
-
-
-def _column_top2_rows_missing(Xs, C, c_sq, chunk, XT, runv, runi, run2, labels, best,
-                              second):
-    raise RuntimeError("the column tiles are not available")
-
-
-def _column_top2_rows_with(top2, kernels):
-    if top2 is None or kernels is None:  # pragma: no cover - LLVM before 17
-        return numba.njit(nogil=True)(_column_top2_rows_missing)
-    _, height, group_size = kernels
+    finish = numba.njit(nogil=True)(_named(finish, f"{name}_finish"))
 
     def rows(Xs, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second):
-        """:func:`column_rows` that also gives every row's second-best score
-        ``second`` (see :func:`daskmeans.kernels._llvm.column_top2_kernel`):
-        the same labels and minima, bitwise; ``run2`` (S,) is scratch too."""
         m, d = Xs.shape
-        T = height(XT)
-        G = group_size(XT)
-        mp = m + (-m) % T
-        S = XT.shape[1]
-        if (XT.shape[0] != d or S < mp or S % T != 0 or C.shape[1] != d
-                or C.shape[0] % G != 0 or c_sq.shape[0] != C.shape[0]
-                or runv.shape[0] < S or runi.shape[0] < S or run2.shape[0] < S
-                or chunk < 1):
-            raise ValueError("column tiles: operands of the wrong shape")
+        _column_check(m, d, XT, C, c_sq, chunk, runv, runi, run2, height(XT),
+                      group_size(XT))
         for r in range(m):
             for q in range(d):
                 XT[q, r] = Xs[r, q]
-        for q in range(d):
-            for r in range(m, mp):
-                XT[q, r] = 0
-        n_groups = C.shape[0] // G
-        for g0 in range(0, n_groups, chunk):
-            g1 = min(g0 + chunk, n_groups)
-            for i in range(0, mp, T):
-                top2(XT, i, C, c_sq, g0, g1, runv, runi, run2)
+        finish(m, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second)
+
+    def gathered(X, idx, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second):
+        m, d = idx.shape[0], X.shape[1]
+        _column_check(m, d, XT, C, c_sq, chunk, runv, runi, run2, height(XT),
+                      group_size(XT))
         for r in range(m):
-            labels[r] = runi[r]
-            best[r] = runv[r]
-            second[r] = run2[r]
+            if r + _GATHER_AHEAD < m:
+                prefetch_row(X, idx[r + _GATHER_AHEAD])
+            i = idx[r]
+            for q in range(d):
+                XT[q, r] = X[i, q]
+        finish(m, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second)
 
-    return numba.njit(nogil=True)(_named(rows, "column_top2_rows"))
+    return (numba.njit(nogil=True)(_named(rows, f"{name}_rows")),
+            numba.njit(nogil=True)(_named(gathered, f"{name}_rows_gathered")))
 
 
-column_top2_rows = _column_top2_rows_with(_COLUMN_TOP2, _COLUMN_KERNELS)
+_COLUMN_TOP2 = _llvm.column_top2_kernel() if COLUMN_TILES else None
+_column_rows_any, column_rows_gathered = _column_rows_with(_COLUMN_KERNELS)
+_column_top2_rows_any, column_top2_rows_gathered = _column_rows_with(
+    _COLUMN_KERNELS if _COLUMN_TOP2 is not None else None, _COLUMN_TOP2)
+
+
+@numba.njit(nogil=True, inline="always")
+def column_rows(Xs, C, c_sq, chunk, XT, runv, runi, labels, best):
+    """Labels and minima of the rows of the sub-block ``Xs`` by the column
+    tiles (see :func:`_column_rows_with`); ``XT`` (d, S), ``runv`` and
+    ``runi`` (S,) are scratch."""
+    _column_rows_any(Xs, C, c_sq, chunk, XT, runv, runi, runv[:0], labels, best, best[:0])
+
+
+@numba.njit(nogil=True, inline="always")
+def column_top2_rows(Xs, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second):
+    """:func:`column_rows` that also gives every row's second-best score
+    ``second`` (the same labels and minima, bitwise); ``run2`` (S,) is scratch."""
+    _column_top2_rows_any(Xs, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -312,16 +343,11 @@ def top2_columns_of(X, rows, C, c_sq, step, chunk, labels, best, second):
     d = X.shape[1]
     XT, runv, runi = _column_scratch(step, d, X)
     run2 = np.empty_like(runv)
-    Xs = np.empty((step, d), dtype=X.dtype)
     for start in range(0, n_rows, step):
         m = min(step, n_rows - start)
-        for r in range(m):
-            i = rows[start + r]
-            for f in range(d):
-                Xs[r, f] = X[i, f]
-        column_top2_rows(Xs[:m], C, c_sq, chunk, XT, runv, runi, run2,
-                         labels[start : start + m], best[start : start + m],
-                         second[start : start + m])
+        column_top2_rows_gathered(X, rows[start : start + m], C, c_sq, chunk, XT, runv, runi,
+                                  run2, labels[start : start + m], best[start : start + m],
+                                  second[start : start + m])
 
 
 #: 64-byte lines of rows per column tile (its row vectors), of the CPU numba compiles for.
@@ -397,10 +423,6 @@ def nearest_columns(X, C, c_sq, lo, g, step, chunk, labels, dist, want_dist):
             sq_dist_rows(X[start:stop], best[:m], dist[g, start:stop])
 
 
-#: Rows ahead that :func:`probe_cells` prefetches while gathering a cell's rows.
-_GATHER_AHEAD = 8
-
-
 @numba.njit(nogil=True, cache=True)
 def probe_cells(X, pairs, bounds, n_probe, C, c_sq, c_off, offsets, step, chunk,
                 labels, score, second, top2):
@@ -417,11 +439,11 @@ def probe_cells(X, pairs, bounds, n_probe, C, c_sq, c_off, offsets, step, chunk,
     A row's scores do not depend on the other rows of its sub-block."""
     d = X.shape[1]
     XT, runv, runi = _column_scratch(step, d, X)
-    run2 = np.empty_like(runv)
-    Xs = np.empty((step, d), dtype=X.dtype)
+    run2 = np.empty_like(runv) if top2 else runv[:0]
+    idx = np.empty(step, dtype=np.int64)
     lab = np.empty(step, dtype=np.int64)
     best = np.empty(step, dtype=X.dtype)
-    sec = np.empty(step, dtype=X.dtype)
+    sec = np.empty(step if top2 else 0, dtype=X.dtype)
     for c in range(bounds.shape[0] - 1):
         lo, hi = c_off[c], c_off[c + 1]
         if hi == lo:
@@ -432,16 +454,13 @@ def probe_cells(X, pairs, bounds, n_probe, C, c_sq, c_off, offsets, step, chunk,
         for start in range(bounds[c], bounds[c + 1], step):
             m = min(step, bounds[c + 1] - start)
             for r in range(m):
-                if r + _GATHER_AHEAD < m:  # the rows are scattered: hint them early
-                    prefetch_row(X, pairs[start + r + _GATHER_AHEAD] // n_probe)
-                i = pairs[start + r] // n_probe
-                for f in range(d):
-                    Xs[r, f] = X[i, f]
+                idx[r] = pairs[start + r] // n_probe
             if top2:
-                column_top2_rows(Xs[:m], Cc, sq, chunk, XT, runv, runi, run2, lab[:m],
-                                 best[:m], sec[:m])
+                column_top2_rows_gathered(X, idx[:m], Cc, sq, chunk, XT, runv, runi, run2,
+                                          lab[:m], best[:m], sec[:m])
             else:
-                column_rows(Xs[:m], Cc, sq, chunk, XT, runv, runi, lab[:m], best[:m])
+                column_rows_gathered(X, idx[:m], Cc, sq, chunk, XT, runv, runi, run2,
+                                     lab[:m], best[:m], sec)
             for r in range(m):
                 q = pairs[start + r]
                 labels[q] = lab[r] + first
