@@ -142,3 +142,8 @@ def test_top_centers_nearest_first(plan, dtype, n_top):
     np.testing.assert_array_equal(got[[3, 11], 0], [3, 3])
     if n_top > 1:
         np.testing.assert_array_equal(got[[3, 11], 1], [11, 11])
+    # as many as there are centres: every row's whole order
+    few = np.ascontiguousarray(C[:n_top])
+    D = _kernels.distances_block(X, few, _kernels.sq_norms(few))
+    np.testing.assert_array_equal(_kernels.top_centers(X, few, n_top, plan=plan),
+                                  np.argsort(D, axis=1, kind="stable"))

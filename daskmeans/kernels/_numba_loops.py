@@ -749,21 +749,41 @@ def top_rows(Pm, c_sq, x_sq, row0, out):
     ``x_sq`` are indexed by the block's rows); the squared distance is
     ``max(Pm + |c|^2 + |x|^2, 0)`` rounded after every addition, as
     :func:`daskmeans.kernels._numpy.distances_block` forms it. Ties go to
-    the lower index (an insertion sort that keeps equal values in order).
+    the lower index.
+
+    A row's ``T`` nearest lie at or below ``tau``, the largest of the minima
+    of ``T`` slices of its distances (``T`` distances are at most ``tau``):
+    only those are sorted, by an insertion that keeps equal values in index
+    order, so few of a row's branches depend on its data.
     """
     n, m = Pm.shape
     T = out.shape[1]
     vals = np.empty(T, dtype=Pm.dtype)
-    zero = np.zeros(1, dtype=Pm.dtype)[0]  # a literal 0 would widen v to float64
+    d = np.empty(m, dtype=Pm.dtype)
+    cand = np.empty(m, dtype=np.intp)
+    zero = np.zeros(1, dtype=Pm.dtype)[0]  # a literal 0 would widen to float64
     for r in range(n):
         i = row0 + r
         xs = x_sq[i]
-        cnt = 0
         for j in range(m):
             v = Pm[r, j] + c_sq[j]
             v = v + xs
-            if v < zero:
-                v = zero
+            d[j] = v if v > zero else zero
+        tau = zero
+        for t in range(T):  # T slices, none empty (T <= m)
+            a, b = (t * m) // T, ((t + 1) * m) // T
+            mn = d[a]
+            for j in range(a + 1, b):
+                mn = d[j] if d[j] < mn else mn
+            tau = mn if mn > tau else tau
+        c = 0
+        for j in range(m):  # the indices at or below tau, in order, without branches
+            cand[c] = j
+            c += d[j] <= tau
+        cnt = 0
+        for q in range(c):
+            j = cand[q]
+            v = d[j]
             if cnt == T:
                 if not v < vals[T - 1]:
                     continue
