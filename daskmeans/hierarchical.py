@@ -49,6 +49,7 @@ import dask.array as da
 import numpy as np
 
 from . import kernels as _kernels
+from .kernels import _numpy as _kernels_numpy
 from ._base import COMMON_PARAMETERS, KMeansBase, _as_frame_labels, in_memory
 from ._rng import as_seed_sequence
 from ._validation import Boolean, Interval, NoneValue, Options, check_sample_weight
@@ -64,8 +65,9 @@ __all__ = ["CoarseTree", "HierarchicalKMeans", "allocate", "auto_levels", "neigh
 # --------------------------------------------------------------------------- #
 # per-block arithmetic
 # --------------------------------------------------------------------------- #
-#: Most probes that :func:`_child_probes` finds by repeated argmin (beyond: a sort).
-_PROBE_BY_ARGMIN = 16
+#: Most probes that :func:`_child_probes` finds by repeated argmin (beyond: a sort),
+#: as :func:`daskmeans.kernels.top_centers` does for the top level.
+_PROBE_BY_ARGMIN = _kernels_numpy.TOP_BY_ARGMIN
 
 
 class CoarseTree:

@@ -15,8 +15,8 @@ from . import _numba_loops as nb
 from ._numpy import sq_norms
 from ._plan import KernelPlan
 
-__all__ = ["Distances", "accumulate_labels", "top_centers", "FarBuffers", "column_step", "far_result", "moments", "nearest",
-           "probe_cells", "step_rows", "sweep"]
+__all__ = ["Distances", "FarBuffers", "accumulate_labels", "column_step", "far_result",
+           "moments", "nearest", "probe_cells", "step_rows", "sweep", "top_centers"]
 
 
 def step_rows(plan: KernelPlan, n_centers: int, n_features: int, itemsize: int,
