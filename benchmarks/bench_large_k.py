@@ -189,8 +189,9 @@ def table(rows) -> str:
             f"{r['pruned'] / r['plain']:.2f} | {r.get('same_centres')} |")
     if any("flat_time" in r for r in rows):
         out += ["", "| k | flat s (it) | hierarchical s (passes) | time / flat | inertia vs flat "
-                "| refined s | refined inertia vs flat | plain two-level s (cells) | plain time / flat "
-                "| plain inertia vs flat | largest/mean flat, hier, balanced |",
+                "| refined s | refined inertia vs flat | plain two-level s (cells) "
+                "| plain time / flat | plain inertia vs flat "
+                "| largest/mean flat, hier, balanced |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "flat_time" not in r:
