@@ -789,3 +789,27 @@ def test_column_scratch_width_holds_whole_tiles(tile_lines, per_line):
         S = _kernels_numba.column_scratch_width(step, per_line, tile_lines)
         assert S >= step and S % tile == 0 and (S // tile) % 2 == 1
         assert S < step + 2 * tile
+
+
+@pytest.mark.parametrize("plan", [NUMBA, COLUMNS, PLAIN, SUBBLOCK, NUMPY],
+                         ids=["numba", "columns", "plain", "subblock", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 5, 64, 300])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_row_makes_the_inertia_non_finite(plan, dtype, k, bad):
+    """The lazy check of the mini-batch fold relies on it (engine._fold.fold_block):
+    one NaN or infinite value makes a sweep's inertia NaN or infinite, with any
+    weight of its row (zero included), and every label stays a valid index."""
+    rng = np.random.default_rng(k)
+    X = rng.normal(size=(3000, 7)).astype(dtype)
+    C = X[rng.choice(3000, k, replace=False)].copy()
+    X[1234, 3] = bad
+    for w in (None, np.ones(3000), np.where(np.arange(3000) == 1234, 0.0, 1.0)):
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = _kernels.lloyd_partial(X, C, w, plan=plan)
+        assert not np.isfinite(out["inertia"][0])
+        assert np.isfinite(np.delete(out["sums"], np.unique(
+            _kernels.assign(X[1234:1235], C, plan=plan)), axis=0)).all()
+    with np.errstate(invalid="ignore", over="ignore"):
+        labels = _kernels.assign(X, C, plan=plan)
+    assert labels.min() >= 0 and labels.max() < k

@@ -13,6 +13,7 @@ from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 import daskmeans
 from daskmeans.engine import _fold as mb
 from daskmeans import KMeans, MiniBatchKMeans
+from daskmeans._rng import as_seed_sequence, block_rng
 from daskmeans._validation import default_row_chunks
 from daskmeans.testing import counting_dask
 
@@ -519,11 +520,12 @@ def test_fold_steps_run_with_one_blas_thread_under_threads(big_blobs, monkeypatc
     assert seen and set(seen) == {before}
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
 @pytest.mark.parametrize("where", [0, 9_500, 23_999])
-def test_non_finite_rows_of_any_dask_block_are_rejected(big_blobs, where):
-    """Blocks are checked by their read tasks (init sample blocks and later ones)."""
+def test_non_finite_rows_of_any_dask_block_are_rejected(big_blobs, where, bad):
+    """Rows are checked by their fold step (init sample blocks and later ones)."""
     X = big_blobs.copy()
-    X[where, 2] = np.inf
+    X[where, 2] = bad
     Xd = da.from_array(X, chunks=(1000, 4))
     with pytest.raises(ValueError, match="NaN or infinity"):
         MiniBatchKMeans(12, batch_size=500, max_iter=1, random_state=0).fit(Xd)
@@ -703,3 +705,41 @@ def test_read_window_shrinks_from_the_initial_one_to_lookahead():
         # the fold tasks waited for never go backwards
         waited = [g for g in gates if g is not None]
         assert waited == sorted(waited) and waited[0] == 0
+
+
+@pytest.mark.parametrize("block", [0, 1, 23])
+def test_non_finite_blocks_are_rejected_before_and_after_the_initialisation(big_blobs, block):
+    """A block of NaN rows: caught in the initial sample when the block is drawn
+    from (the first pass's leading blocks), else by its fold step; the same error."""
+    X = big_blobs.copy()
+    order = block_rng(as_seed_sequence(0), mb.ORDER_KEY, 0).permutation(24)
+    X[1000 * order[block] : 1000 * (order[block] + 1)] = np.nan
+    Xd = da.from_array(X, chunks=(1000, 4))
+    seen = []
+
+    def init(S, k, random_state):  # the initialisation never sees the bad rows
+        seen.append(bool(np.isfinite(S).all()))
+        return S[:k]
+
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        MiniBatchKMeans(12, init=init, batch_size=500, max_iter=1, random_state=0,
+                        max_no_improvement=None).fit(Xd)
+    assert all(seen)
+
+
+def test_zero_weight_non_finite_rows_and_overflow(big_blobs):
+    """A NaN row of zero weight is still rejected; finite rows whose squared
+    distances overflow float32 are not (they are finite data)."""
+    X = big_blobs.copy()
+    X[7_777, 0] = np.nan
+    w = np.ones(len(X))
+    w[7_777] = 0.0
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MiniBatchKMeans(12, batch_size=500, max_iter=1, random_state=0).fit(
+            da.from_array(X, chunks=(1000, 4)), sample_weight=da.from_array(w, 1000))
+    huge = big_blobs.astype(np.float32)
+    huge[5_000] = 3e38  # finite; its squared distance to any centre is not
+    with np.errstate(over="ignore", invalid="ignore"):
+        model = MiniBatchKMeans(12, batch_size=500, max_iter=1, random_state=0,
+                                compute_labels=False).fit(da.from_array(huge, chunks=(1000, 4)))
+    assert model.cluster_centers_.shape == (12, 4)

@@ -28,6 +28,7 @@ model saved and loaded continues exactly as one that was not.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, replace
 
@@ -142,7 +143,7 @@ class FoldParams:
     early_stop: bool = False
     max_no_improvement: int | None = None
     n_samples: int = 0  # rows of the whole data (smoothing factor of the ewa)
-    check: bool = False
+    check: bool = False  # lazy input: non-finite rows raise (see fold_block)
     omit_nan: bool = False  # nan_policy="omit": rows holding NaN are dropped per block
     plan: object = None  # daskmeans.kernels.KernelPlan of every step; None: per block
 
@@ -259,12 +260,16 @@ def fold_block(state: FoldState, block, params: FoldParams) -> FoldState:
     With ``params.batch_size`` None the whole block is one step; otherwise
     its rows are shuffled and split into ``ceil(n / batch_size)`` batches of
     nearly equal size.
+
+    With ``params.check`` (lazy input) dense rows are checked for NaN and
+    infinity after each step, and only when its inertia is not finite: such
+    rows always make it so, and the step's state is dropped with the raised
+    error. The weights, and sparse blocks, are checked by the read
+    (:class:`BlockReader`).
     """
     if state.stopped or block is None or block[0].shape[0] == 0:
         return state
     X, w = block
-    if params.check:
-        check_block(X, w)
     state = state.copy()
     n = X.shape[0]
     if params.batch_size is None or n <= params.batch_size:
@@ -275,7 +280,12 @@ def fold_block(state: FoldState, block, params: FoldParams) -> FoldState:
     for idx in batches:
         Xb = X if idx is None else X[idx]
         wb = w if (idx is None or w is None) else w[idx]
-        inertia, shift = minibatch_step(Xb, wb, state, params)
+        with np.errstate(invalid="ignore") if params.check else contextlib.nullcontext():
+            inertia, shift = minibatch_step(Xb, wb, state, params)
+        if params.check and not math.isfinite(inertia) and not _is_sparse(Xb):
+            # non-finite rows make the batch's inertia NaN or infinite (tested for every
+            # kernel path): only then is the batch scanned, to tell them from an overflow
+            check_block(Xb, wb)
         if params.early_stop and _converged(state, inertia, Xb.shape[0], shift, params):
             state.stopped = True
             break
@@ -285,12 +295,18 @@ def fold_block(state: FoldState, block, params: FoldParams) -> FoldState:
 # --------------------------------------------------------------------------- #
 # Initialisation from a sample of the leading blocks
 # --------------------------------------------------------------------------- #
-def _pool_chunk(block, index: int, size: int, seq) -> tuple:
-    """Uniform sample of ``size`` rows (without replacement) of one block."""
+def _pool_chunk(block, index: int, size: int, seq, check: bool = False) -> tuple:
+    """Uniform sample of ``size`` rows (without replacement) of one block.
+
+    ``check``: raise if the sampled rows hold NaN or infinity (the rest of the
+    block is checked by its fold step, see :func:`fold_block`).
+    """
     X, w = block
     take = min(size, X.shape[0])
     rows = np.sort(block_rng(seq, _POOL, index).choice(X.shape[0], take, replace=False))
     sample = _take_rows(X, rows) if _is_sparse(X) else X[rows]
+    if check and not _is_sparse(X):
+        check_block(sample, None)
     return sample, (np.ones(take) if w is None else w[rows].astype(np.float64))
 
 
@@ -487,8 +503,10 @@ class BlockReader:
         w = None if self.w is None else np.asarray(get_sync(*self.w), dtype=np.float64)
         X, w = drop_nan_rows(X, w, self.omit_nan)
         if check:
-            # here rather than in the fold task: reads run in parallel, the fold does not
-            check_block(X, w)
+            # here rather than in the fold task: reads run in parallel, the fold does not.
+            # Dense rows are left to the fold (see fold_block): a scan of every block
+            # would cost a few percent of the pass
+            check_block(X, w, data=_is_sparse(X))
         return X, w
 
 
@@ -570,7 +588,7 @@ def fold_graph(
         Computes to the :class:`FoldState` after the pass.
     """
     order = [int(b) for b in order]
-    check, params = params.check, replace(params, check=False)  # checked by the reads
+    check = params.check  # the reads check weights and sparse blocks, the fold dense rows
     token = tokenize(
         [r.x[1] for r in readers], order, repr(params), check,
         None if start is None else (start.centers, start.counts, start.n_steps),
@@ -587,7 +605,7 @@ def fold_graph(
         n_init_blocks = len(shares)
         pool = f"{name}-init-sample-{token}"
         for j, (b, share) in enumerate(shares):
-            dsk[(pool, j)] = (_pool_chunk, (read, j), b, share, params.seq)
+            dsk[(pool, j)] = (_pool_chunk, (read, j), b, share, params.seq, check)
         parts = [(pool, j) for j in range(n_init_blocks)]
         if _seeded(init_spec):
             # one task per candidate: they run beside the reads, on any free thread
@@ -627,7 +645,7 @@ def fold_local(read, order, start: FoldState | None, params: FoldParams,
         parts = []
         for b, share in init_samples(order, init_spec):
             cache[b] = read(b)
-            parts.append(_pool_chunk(cache[b], b, share, params.seq))
+            parts.append(_pool_chunk(cache[b], b, share, params.seq, params.check))
         state = init_state(parts, init_spec)
     else:
         state = start
