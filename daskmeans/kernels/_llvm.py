@@ -97,23 +97,26 @@ def prefetch_kernel():
 def ir_argmin(builder, vectors, n):
     """LLVM IR: the minimum over the lanes of ``vectors`` and its first index.
 
-    ``vectors`` is a list of ``(values, indices)`` pairs of equal width: a
-    running minimum and its index are kept per lane across them (strict
-    ``<``: a lane keeps its earliest index on ties), then a tree of lane
-    rotations and ``select(a < b, a, b)`` gives the minimum, and the label is
-    the smallest index among the lanes holding it. Returns ``(index, minimum)``
-    as i64 and float values; the index is 0 when it is not below ``n`` (an
-    i64 value: no lane equal to the minimum, i.e. a NaN minimum).
+    ``vectors`` is a list of at most ``64 / width`` float vectors of equal
+    ``width``; lane ``l`` of vector ``v`` holds the value of index
+    ``v * width + l``. The minimum is a running per-lane minimum across the
+    vectors (``select(a < b, a, b)``), then a tree of lane rotations; the label
+    is the smallest index whose value equals it (first index on ties): one
+    bit per index set by an equality test, and a count of trailing zeros,
+    instead of carrying an index vector through the tree. Returns
+    ``(index, minimum)`` as i64 and float values; the index is 0 when it is
+    not below ``n`` (an i64 value: no value equal to the minimum, i.e. a NaN
+    minimum).
     """
     from llvmlite import ir
 
     i32, i64 = ir.IntType(32), ir.IntType(64)
-    best, index = vectors[0]
-    width = best.type.count
-    for values, idx in vectors[1:]:
-        lt = builder.fcmp_ordered("<", values, best)
-        best = builder.select(lt, values, best)
-        index = builder.select(lt, idx, index)
+    width = vectors[0].type.count
+    if width * len(vectors) > 64:
+        raise ValueError(f"ir_argmin: {len(vectors)} vectors of {width} lanes exceed 64 bits")
+    best = vectors[0]
+    for values in vectors[1:]:
+        best = builder.select(builder.fcmp_ordered("<", values, best), values, best)
 
     def rotated(vec, half):
         mask = ir.Constant(ir.VectorType(i32, width), [(j + half) % width for j in range(width)])
@@ -125,16 +128,20 @@ def ir_argmin(builder, vectors, n):
         cur = builder.select(builder.fcmp_ordered("<", cur, sh), cur, sh)
         half //= 2
     first = builder.shuffle_vector(cur, cur, ir.Constant(ir.VectorType(i32, width), [0] * width))
-    eq = builder.fcmp_ordered("==", best, first)
-    cand, half = builder.select(eq, index, ir.Constant(index.type, [2**62] * width)), width // 2
-    while half >= 1:
-        sh = rotated(cand, half)
-        cand = builder.select(builder.icmp_signed("<", cand, sh), cand, sh)
-        half //= 2
-    j = builder.extract_element(cand, ir.Constant(i32, 0))
+    bits = None
+    for v, values in enumerate(vectors):
+        eq = builder.bitcast(builder.fcmp_ordered("==", values, first), ir.IntType(width))
+        part = builder.zext(eq, i64)
+        if v:
+            part = builder.shl(part, ir.Constant(i64, v * width))
+        bits = part if bits is None else builder.or_(bits, part)
+    from numba.core import cgutils
+
+    cttz = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(i64, [i64, ir.IntType(1)]), "llvm.cttz.i64")
+    j = builder.call(cttz, [bits, ir.Constant(ir.IntType(1), 0)])  # 64 when no bit is set
     j = builder.select(builder.icmp_signed("<", j, n), j, ir.Constant(i64, 0))
     return j, builder.extract_element(cur, ir.Constant(i32, 0))
-
 
 
 def vector_argmin_kernels():
@@ -211,7 +218,7 @@ def vector_argmin_kernels():
                     v = builder.fadd(
                         builder.call(load, [builder.gep(pd, [off]), align, mask, inf]),
                         builder.call(load, [builder.gep(pc, [off]), align, mask, inf]))
-                    vectors.append((v, idx))
+                    vectors.append(v)
                 j, mn = ir_argmin(builder, vectors, n)
                 return context.make_tuple(builder, signature.return_type, [j, mn])
 
@@ -390,7 +397,6 @@ def fused_tile_kernels():
                 R = tile_rows(V)
                 elty = context.get_value_type(Xty.dtype)
                 vty = ir.VectorType(elty, lanes)
-                ity = ir.VectorType(i64, lanes)
                 Xa = context.make_array(Xty)(context, builder, args[0])
                 Ca = context.make_array(Cty)(context, builder, args[2])
                 sa = context.make_array(sty)(context, builder, args[3])
@@ -412,11 +418,8 @@ def fused_tile_kernels():
                                      lanes, R, vty, fma, vload)
                 # the argmin of every row (as in vector_argmin_kernels)
                 csq = [vload(sa.data, ir.Constant(i64, v * lanes)) for v in range(V)]
-                lane_ids = ir.Constant(ity, list(range(lanes)))
                 for r in range(R):
-                    vectors = [(builder.fadd(new[r][v], csq[v]),
-                                builder.add(lane_ids, ir.Constant(ity, [v * lanes] * lanes)))
-                               for v in range(V)]
+                    vectors = [builder.fadd(new[r][v], csq[v]) for v in range(V)]
                     lab, mn = ir_argmin(builder, vectors, ir.Constant(i64, n_centers))
                     row = builder.add(row0, ir.Constant(i64, r))
                     builder.store(lab, cgutils.get_item_pointer(context, builder, lty, la, [row],
