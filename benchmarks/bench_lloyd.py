@@ -36,7 +36,7 @@ OpenBLAS's kernels; runs on any x86 processor with AVX2, AVX-512 ones included),
 and report both tables::
 
     python benchmarks/bench_lloyd.py --out native.md
-    NUMBA_CPU_NAME=haswell OPENBLAS_CORETYPE=Haswell \
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2 OPENBLAS_CORETYPE=Haswell \
         python benchmarks/bench_lloyd.py --keep-blas-env --out avx2.md
 
 A forced run keeps ``OPENBLAS_CORETYPE`` when ``--keep-blas-env`` is given,

@@ -497,24 +497,46 @@ def test_tile_rows_keep_the_accumulators_in_registers(registers, expected):
         assert r == 1 or r * v * per + v * per + 1 <= count
 
 
-def test_vector_registers_follow_numba_cpu_name(monkeypatch):
+@pytest.mark.parametrize("env, expect", [
+    ({}, "host"), ({"NUMBA_CPU_NAME": "haswell"}, "host"),
+    ({"NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2"}, False),
+    ({"NUMBA_CPU_NAME": "skylake-avx512", "NUMBA_CPU_FEATURES": "+avx512f"}, True),
+    ({"NUMBA_CPU_FEATURES": "-avx512f"}, False), ({"NUMBA_CPU_FEATURES": "+sse4.2,-avx"}, False),
+    ({"NUMBA_CPU_NAME": "generic"}, False),
+], ids=["host", "name-only", "avx2", "avx512", "no-avx512", "no-avx", "generic"])
+def test_vector_registers_follow_numbas_own_target(env, expect, tmp_path):
+    """The registers the tiles are sized for match the code numba emits, read in a
+    fresh process with the same variables: a CPU name alone keeps the host's
+    features (numba's rule), given features change the named CPU's."""
+    import os
     import platform
+    import subprocess
+    import sys
+
+    import llvmlite.binding as llvm
 
     if platform.machine().lower() not in ("x86_64", "amd64"):  # pragma: no cover
         pytest.skip("x86 names")
-    _llvm.vector_registers.cache_clear()
-    try:
-        monkeypatch.setenv("NUMBA_CPU_NAME", "haswell")
-        monkeypatch.delenv("NUMBA_CPU_FEATURES", raising=False)
-        assert _llvm.vector_registers() == (16, 32)
-        _llvm.vector_registers.cache_clear()
-        monkeypatch.setenv("NUMBA_CPU_NAME", "skylake-avx512")
-        assert _llvm.vector_registers() == (32, 64)
-        _llvm.vector_registers.cache_clear()
-        monkeypatch.setenv("NUMBA_CPU_FEATURES", "+sse4.2,-avx")
-        assert _llvm.vector_registers() == (16, 16)
-    finally:
-        _llvm.vector_registers.cache_clear()
+    code = """
+from numba.core.registry import cpu_target
+from daskmeans.kernels import _llvm, _plan
+cg = cpu_target.target_context.codegen()
+print(cg._get_host_cpu_name(), "+avx512f" in cg._tm_features.split(","),
+      _llvm.vector_registers()[1], _plan.numba_target())
+"""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CPU_")}
+    full.update(env, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    name, numba_avx512, size, target = out.stdout.split(" ", 3)
+    if expect == "host":
+        expect = bool(llvm.get_host_cpu_features().get("avx512f"))
+        assert (numba_avx512 == "True") == expect, out.stdout  # numba's own features
+    assert (int(size) == 64) == expect, out.stdout
+    assert ("avx512f" in target) == expect, out.stdout
+    if "NUMBA_CPU_NAME" in env:
+        assert name == env["NUMBA_CPU_NAME"] == target.split()[1]
 
 
 @pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")

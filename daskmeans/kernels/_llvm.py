@@ -42,6 +42,7 @@ __all__ = [
     "column_tile_shape",
     "column_top2_kernel",
     "prefetch_kernel",
+    "target_features",
     "tile_rows",
     "vector_argmin_kernels",
     "vector_registers",
@@ -235,15 +236,60 @@ _AVX512_CPUS = ("avx512", "cascadelake", "cooperlake", "icelake", "tigerlake", "
                 "x86-64-v4", "rocketlake", "knl", "knm")
 
 
+def target_features() -> tuple[str, set[str]]:
+    """``(cpu name, features)`` of the x86 CPU numba compiles for, as numba decides them.
+
+    numba takes the CPU name from ``NUMBA_CPU_NAME`` and the features from
+    ``NUMBA_CPU_FEATURES``; without the latter it uses **the host's features**
+    whatever the name (no features for the name ``generic``). So
+    ``NUMBA_CPU_NAME=haswell`` alone on an AVX-512 host still emits AVX-512
+    code; ``NUMBA_CPU_FEATURES=+avx2`` with it gives AVX2 code. Given
+    features are changes (``+f``/``-f``) to the named CPU's own (approximated
+    from its name), or to the host's without a name; turning off ``avx``
+    turns off ``avx2`` and AVX-512, turning off ``avx2`` turns off AVX-512.
+    """
+    import os
+
+    import llvmlite.binding as llvm
+
+    name = os.environ.get("NUMBA_CPU_NAME") or "host"
+    text = os.environ.get("NUMBA_CPU_FEATURES")
+    if text is None and name.lower() == "generic":
+        text = ""
+    host_name = llvm.get_host_cpu_name() if name == "host" else name
+    if text is None or name == "host":
+        feats = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    else:
+        feats = _named_cpu_features(name.lower())
+    for flag in (text or "").split(","):
+        flag = flag.strip()
+        if flag[:1] == "+":
+            feats.add(flag[1:])
+        elif flag[:1] == "-":
+            off = flag[1:]
+            feats = {f for f in feats if not (
+                f == off or (off == "avx" and f.startswith(("avx2", "avx512", "fma")))
+                or (off == "avx2" and f.startswith("avx512")))}
+    return host_name, feats
+
+
+def _named_cpu_features(name: str) -> set[str]:
+    """Vector features of an x86 CPU by its LLVM name (the ones the kernels look at)."""
+    if any(key in name for key in _AVX512_CPUS):
+        return {"avx512f", "avx2", "fma", "avx", "sse4.2"}
+    if name.startswith(("generic", "x86-64", "core2", "nehalem", "westmere", "k8")) \
+            and name != "x86-64-v3":
+        return set()
+    return {"avx2", "fma", "avx", "sse4.2"}
+
+
 @functools.cache
 def vector_registers() -> tuple[int, int]:
     """``(count, bytes)`` of the SIMD registers of the CPU numba compiles for.
 
     AVX-512: 32 of 64 bytes; AVX/AVX2: 16 of 32; AArch64 (NEON): 32 of 16; other
-    targets: 16 of 16. Read from ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` when
-    set (as numba does), else from LLVM's view of the host.
+    targets: 16 of 16. x86 features as numba uses them (:func:`target_features`).
     """
-    import os
     import platform
 
     machine = platform.machine().lower()
@@ -251,23 +297,7 @@ def vector_registers() -> tuple[int, int]:
         return 32, 16
     if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
         return 16, 16
-    name = os.environ.get("NUMBA_CPU_NAME", "")
-    text = os.environ.get("NUMBA_CPU_FEATURES", "")
-    if text:
-        feats = {f[1:] for f in text.split(",") if f.startswith("+")}
-    elif name and name != "host":
-        low = name.lower()
-        if any(key in low for key in _AVX512_CPUS):
-            feats = {"avx512f"}
-        elif low.startswith(("generic", "x86-64", "core2", "nehalem", "westmere", "k8")) \
-                and low != "x86-64-v3":
-            feats = set()
-        else:
-            feats = {"avx"}
-    else:
-        import llvmlite.binding as llvm
-
-        feats = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    feats = target_features()[1]
     if "avx512f" in feats:
         return 32, 64
     if "avx" in feats or "avx2" in feats:

@@ -433,20 +433,20 @@ def _cpu_flags() -> set[str]:
 def numba_target() -> str:
     """The CPU numba compiles for and its vector features (imports llvmlite).
 
-    ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` override the host's, as in
-    numba itself.
+    ``NUMBA_CPU_NAME`` and ``NUMBA_CPU_FEATURES`` change them as in numba itself:
+    a name alone keeps the host's features (see
+    :func:`daskmeans.kernels._llvm.target_features`).
     """
     try:
         import llvmlite.binding as llvm
     except ImportError:  # pragma: no cover
         return host_isa()
-    name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
-    text = os.environ.get("NUMBA_CPU_FEATURES")
-    if text:
-        feats = {f[1:] for f in text.split(",") if f.startswith("+")}
-    elif os.environ.get("NUMBA_CPU_NAME"):
-        feats = set()
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
+        from ._llvm import target_features
+
+        name, feats = target_features()
     else:
+        name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
         feats = {k for k, v in llvm.get_host_cpu_features().items() if v}
     wanted = ("avx512f", "avx2", "fma", "avx", "sse4.2", "neon", "sve")
     shown = [f for f in wanted if f in feats]
