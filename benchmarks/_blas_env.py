@@ -9,7 +9,10 @@ from its own environment only, and :func:`unset_note` says so in the report.
 A *forced-target* run keeps them: measuring the AVX2 code paths on a machine
 with AVX-512, for example::
 
-    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2 OPENBLAS_CORETYPE=Haswell python benchmarks/bench_lloyd.py
+    NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES=+avx2 OPENBLAS_CORETYPE=Haswell \
+        python benchmarks/bench_lloyd.py
+
+(numba needs both: with a CPU name alone it keeps the host's features.)
 
 The overrides are kept when any of these holds:
 
