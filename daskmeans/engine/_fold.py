@@ -590,7 +590,7 @@ def fold_graph(
     order = [int(b) for b in order]
     check = params.check  # the reads check weights and sparse blocks, the fold dense rows
     token = tokenize(
-        [r.x[1] for r in readers], order, repr(params), check,
+        [r.x[1] for r in readers], order, repr(params),  # params hold check
         None if start is None else (start.centers, start.counts, start.n_steps),
         None if init_spec is None else repr(sorted(init_spec.items(), key=lambda kv: kv[0])),
     )

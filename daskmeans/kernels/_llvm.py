@@ -36,6 +36,7 @@ import functools
 __all__ = [
     "FUSED_CENTERS",
     "VECTOR_SHAPES",
+    "X86_MACHINES",
     "fused_tile_kernels",
     "ir_argmin",
     "column_tile_kernels",
@@ -50,6 +51,9 @@ __all__ = [
 
 #: (lanes, vectors) of the SIMD argmin loops, for up to 8, 16, 32, 48 and 64 centres.
 VECTOR_SHAPES = ((8, 1), (16, 1), (16, 2), (16, 3), (16, 4))
+
+#: ``platform.machine()`` names of x86 processors (whose features :func:`target_features` reads).
+X86_MACHINES = ("x86_64", "amd64", "i386", "i686", "x86")
 
 #: Centres (padded) of the fused product-and-argmin tiles, by shape 1 to 4.
 FUSED_CENTERS = (16, 32, 48, 64)
@@ -295,7 +299,7 @@ def vector_registers() -> tuple[int, int]:
     machine = platform.machine().lower()
     if machine in ("arm64", "aarch64"):
         return 32, 16
-    if machine not in ("x86_64", "amd64", "i386", "i686", "x86"):
+    if machine not in X86_MACHINES:
         return 16, 16
     feats = target_features()[1]
     if "avx512f" in feats:

@@ -441,9 +441,9 @@ def numba_target() -> str:
         import llvmlite.binding as llvm
     except ImportError:  # pragma: no cover
         return host_isa()
-    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
-        from ._llvm import target_features
+    from ._llvm import X86_MACHINES, target_features
 
+    if platform.machine().lower() in X86_MACHINES:
         name, feats = target_features()
     else:
         name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
