@@ -259,18 +259,19 @@ def test_warm_up_command(monkeypatch, capsys):
 
 
 @needs_numba
-@pytest.mark.parametrize(("registers", "min_k", "f64"), [
-    ((32, 64), 65, False),  # AVX-512: float32 beyond the fused tiles' 64 centres
-    ((16, 32), 1, True),  # AVX2
-    ((32, 16), 1, True),  # NEON
-    ((16, 16), 1, True),  # SSE
+@pytest.mark.parametrize(("registers", "min_k", "f64", "fused_first"), [
+    ((32, 64), 65, False, 0),  # AVX-512: float32 beyond the fused tiles' 64 centres
+    ((16, 32), 1, True, 32),  # AVX2: but the fused tiles for <= 32 centres of wide rows
+    ((32, 16), 1, True, 0),  # NEON
+    ((16, 16), 1, True, 0),  # SSE
 ])
-def test_column_tiles_by_the_vector_registers(monkeypatch, registers, min_k, f64):
+def test_column_tiles_by_the_vector_registers(monkeypatch, registers, min_k, f64, fused_first):
     from daskmeans.kernels import _llvm, _numba_loops
 
     cols = _thresholds.column_defaults(registers)
     assert cols["columns"] and cols["column_min_k"] == min_k
     assert (cols["column_max_features_f64"] > 0) is f64
+    assert cols["fused_first_max_k"] == fused_first
     if not _numba_loops.COLUMN_TILES:  # pragma: no cover
         pytest.skip("this LLVM builds no column tiles")
     # the plan a fit chooses follows them
@@ -280,3 +281,13 @@ def test_column_tiles_by_the_vector_registers(monkeypatch, registers, min_k, f64
     assert plan.path(np.float32, 1000, n_features=16) == "columns"
     assert (plan.path(np.float64, 1000, n_features=16) == "columns") is f64
     assert (plan.path(np.float32, 64, n_features=16) == "columns") is (min_k <= 64)
+    # float32 rows of 32 features or more: the fused tiles up to fused_first centres
+    wide = _thresholds.FUSED_FIRST_MIN_FEATURES
+    for k in (1, 16, 17, 32, 33):
+        fused = k <= 64 if min_k > 64 else k <= fused_first
+        assert (plan.path(np.float32, k, n_features=wide) != "columns") is fused, k
+        # narrower rows, unknown widths, float64, several groups: as before
+        assert (plan.path(np.float32, k, n_features=wide - 1) == "columns") is (min_k <= k)
+        assert (plan.path(np.float32, k) == "columns") is (min_k <= k)
+        assert (plan.path(np.float32, 2 * k, 2, n_features=wide) == "columns") is (min_k <= k)
+        assert (plan.path(np.float64, k, n_features=wide) == "columns") is (f64 and min_k <= k)

@@ -88,6 +88,11 @@ class KernelPlan:
         screened products are faster).
     column_min_k, column_max_features_f64 : int
         See ``columns``.
+    fused_first_max_k, fused_first_min_features : int
+        Compiled, whole blocks, with ``fused``: float32 groups of at most
+        ``fused_first_max_k`` centres (0: none) with at least
+        ``fused_first_min_features`` features (when known) take the fused
+        tiles even where ``column_min_k`` gives them to the column tiles.
     column_block_bytes : int
         Compiled, column tiles: target bytes of a sub-block's rows and of a
         chunk of centres.
@@ -125,6 +130,8 @@ class KernelPlan:
     columns: bool = False
     column_min_k: int = _thresholds.COLUMN_MIN_K
     column_max_features_f64: int = _thresholds.COLUMN_MAX_FEATURES_F64
+    fused_first_max_k: int = 0
+    fused_first_min_features: int = _thresholds.FUSED_FIRST_MIN_FEATURES
     column_block_bytes: int = _thresholds.COLUMN_BLOCK_BYTES
     rowmajor_max_k: int = 64
     screen_min_k: int | None = None
@@ -234,7 +241,9 @@ class KernelPlan:
         if not (self.columns and n_centers >= self.column_min_k * max(1, n_groups)):
             return False
         if dtype == np.float32:
-            return True
+            return not (self.fused and n_groups == 1 and n_centers <= self.fused_first_max_k
+                        and n_features is not None
+                        and n_features >= self.fused_first_min_features)
         return (dtype == np.float64 and n_features is not None
                 and n_features <= self.column_max_features_f64)
 

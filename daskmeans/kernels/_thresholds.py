@@ -112,6 +112,17 @@ COLUMN_MIN_K = 1
 #: label in float32 (the fused tiles take up to 64, and were as fast or faster there).
 COLUMN_MIN_K_WIDE = 65
 
+#: Compiled path with 16 vector registers of 32 bytes (AVX2): float32 groups of at most
+#: this many centres, with at least :data:`FUSED_FIRST_MIN_FEATURES` features, are
+#: labelled by the fused tiles although the column tiles take every other group. With
+#: AVX2 code the fused tiles were faster there (up to 38 % at 128 features) and slower
+#: on narrower rows, where a row's argmin outweighs its products
+#: (``bench_lloyd.py``-style sweeps with the AVX2 target forced, benchmarks/RESULTS.md).
+FUSED_FIRST_MAX_K = 32
+
+#: See :data:`FUSED_FIRST_MAX_K`.
+FUSED_FIRST_MIN_FEATURES = 32
+
 #: Compiled path, column tiles: float64 data with more features than this is
 #: screened in float32 instead (its products are half the cost, and above this
 #: width they outweigh the column tiles' saving on the distance matrix).
@@ -121,13 +132,16 @@ COLUMN_MAX_FEATURES_F64 = 64
 
 def column_defaults(registers: tuple[int, int] | None = None) -> dict:
     """The column tiles' plan fields by default, from the vector registers of the CPU
-    numba compiles for: ``columns``, ``column_min_k``, ``column_max_features_f64``.
+    numba compiles for: ``columns``, ``column_min_k``, ``column_max_features_f64``,
+    ``fused_first_max_k`` and ``fused_first_min_features``.
 
     With at most 16 vector registers of 32 bytes or 32 of 16 (AVX2, AVX, NEON,
-    SSE) a fused row tile holds one or two rows, and the column tiles were faster
-    than both the fused tiles and the BLAS products for every number of centres
-    measured: they label every group (float64 up to ``COLUMN_MAX_FEATURES_F64``
-    features). With AVX-512 (32 registers of 64 bytes) they label float32 from
+    SSE) a fused row tile of 48 or 64 centres holds one row, and the column tiles
+    label every group (float64 up to ``COLUMN_MAX_FEATURES_F64`` features), except,
+    with AVX2's 16 registers of 32 bytes, float32 groups of up to
+    ``FUSED_FIRST_MAX_K`` centres and ``FUSED_FIRST_MIN_FEATURES`` features or more,
+    where the fused tiles hold two to six rows and were faster (other targets
+    unmeasured: the column tiles throughout). With AVX-512 (32 registers of 64 bytes) they label float32 from
     ``COLUMN_MIN_K_WIDE`` centres a group, beyond the fused tiles' range, and
     float64 keeps the screened products (``bench_thresholds.py`` and
     ``bench_lloyd.py``, benchmarks/RESULTS.md).
@@ -136,6 +150,10 @@ def column_defaults(registers: tuple[int, int] | None = None) -> dict:
 
     count, size = vector_registers() if registers is None else registers
     if count * size < 32 * 64:
+        avx2 = (count, size) == (16, 32)
         return {"columns": True, "column_min_k": COLUMN_MIN_K,
-                "column_max_features_f64": COLUMN_MAX_FEATURES_F64}
-    return {"columns": True, "column_min_k": COLUMN_MIN_K_WIDE, "column_max_features_f64": 0}
+                "column_max_features_f64": COLUMN_MAX_FEATURES_F64,
+                "fused_first_max_k": FUSED_FIRST_MAX_K if avx2 else 0,
+                "fused_first_min_features": FUSED_FIRST_MIN_FEATURES}
+    return {"columns": True, "column_min_k": COLUMN_MIN_K_WIDE, "column_max_features_f64": 0,
+            "fused_first_max_k": 0, "fused_first_min_features": FUSED_FIRST_MIN_FEATURES}
