@@ -83,7 +83,7 @@ def test_block_rng_is_keyed_not_stateful():
     assert not np.array_equal(a, c)
 
 
-def test_compiled_seeding_trials_match_numpy(monkeypatch):
+def test_compiled_seeding_step_matches_numpy(monkeypatch):
     import pytest
 
     from daskmeans.kernels import KernelPlan, _plan
@@ -103,11 +103,25 @@ def test_compiled_seeding_trials_match_numpy(monkeypatch):
             closest = rng.uniform(0, 80, size=len(X))
             closest[:5] = np.inf
             picks = rng.choice(len(X), 6)
-            (d1, p1), (d2, p2) = fast(picks, closest), slow(picks, closest)
+            c1, c2 = closest.copy(), closest.copy()
+            (b1, p1, cum1), (b2, p2, cum2) = fast(picks, c1), slow(picks, c2)
             rtol = 1e-5 if dtype == np.float32 else 1e-12
-            np.testing.assert_allclose(d1, d2, rtol=rtol, atol=rtol * 100)
+            # the same candidate, its potential, the distances and their running sum
+            assert b1 == b2
             np.testing.assert_allclose(p1, p2, rtol=rtol)
-            assert (d1 <= closest).all() and (d1 >= 0).all()
+            np.testing.assert_allclose(c1, c2, rtol=rtol, atol=rtol * 100)
+            assert (c1 <= closest).all() and (c1 >= 0).all() and (c1 < closest).any()
+            ref = np.cumsum(c1 * (np.ones(len(X)) if w is None else w))
+            if w is None:  # added in order, as np.cumsum
+                np.testing.assert_array_equal(cum1, ref)
+            np.testing.assert_allclose(cum1, ref, rtol=1e-14)  # weights: fused products
+            np.testing.assert_allclose(cum1, cum2, rtol=rtol, atol=rtol * 100)
+            # the potential is the best of every candidate's, first on ties
+            pots = [np.minimum(closest, np.maximum(
+                ((X.astype(np.float64) - X[p].astype(np.float64)) ** 2).sum(1), 0)) @ (
+                np.ones(len(X)) if w is None else w) for p in picks]
+            np.testing.assert_allclose(p1, min(pots), rtol=rtol * 10)
+            assert b1 == int(np.argmin(np.round(pots, 3)))
             # whole seedings agree
             C1 = _init.kmeans_plusplus(X, w, 9, np.random.default_rng(0), plan=compiled)
             assert not _init._Trials(X, w, numpy_plan).compiled

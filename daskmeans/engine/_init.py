@@ -92,30 +92,27 @@ def _kmeans_plusplus(X, weights, n_clusters, rng, n_local_trials=None, plan=None
     trials = _Trials(X, weights, plan)
     first = rng.choice(n, p=w / w.sum())
     centers[0] = X[first]
-    closest, pot = trials(np.array([first]), np.full(n, np.inf))
-    closest, pot = closest[0], float(pot[0])
+    closest = np.full(n, np.inf)
+    _, pot, cum = trials(np.array([first]), closest)
     for c in range(1, n_clusters):
         if pot <= 0:
             # fewer distinct (weighted) points than clusters: repeat a point
             idx = rng.choice(np.flatnonzero(w > 0))
             centers[c] = X[idx]
             continue
-        cum = np.cumsum(closest * w)
         picks = np.searchsorted(cum, rng.random(n_local_trials) * cum[-1], side="right")
         picks = np.minimum(picks, n - 1)
-        dist, pots = trials(picks, closest)
-        best = int(np.argmin(pots))
+        best, pot, cum = trials(picks, closest)
         centers[c] = X[picks[best]]
-        closest = dist[best]
-        pot = float(pots[best])
     return centers, pot
 
 
 class _Trials:
-    """Squared distances of the rows to k-means++ candidates, capped by the
-    current ones, and the weighted potential of every candidate.
+    """One greedy k-means++ step: the candidate that lowers the weighted
+    potential most, the distances to the chosen centres updated with it, and
+    their running weighted sum (the next step's draws).
 
-    One compiled pass (:func:`daskmeans.kernels.seeding_trials`) when the
+    One compiled call (:func:`daskmeans.kernels.seeding_step`) when the
     kernel plan runs compiled whole blocks, else NumPy (:func:`_sq_dist_to`);
     both expand the distances the same way.
     """
@@ -130,18 +127,24 @@ class _Trials:
             self.w = np.asarray(weights, dtype=np.float64)
         else:  # unit weights: length 0 for the compiled pass
             self.w = np.empty(0) if self.compiled else np.ones(X.shape[0])
+        self.cum = np.empty(X.shape[0])
 
-    def __call__(self, picks: np.ndarray, closest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(dist, pots)``: ``dist`` (len(picks), n) float64, ``pots`` (len(picks),)."""
+    def __call__(self, picks: np.ndarray, closest: np.ndarray) -> tuple[int, float, np.ndarray]:
+        """``(best, potential, cum)`` of the step with candidates ``X[picks]``;
+        ``closest`` (float64, the squared distances to the chosen centres) is
+        updated in place and ``cum`` is the running sum of ``closest * w`` after it (an
+        array reused by the next call)."""
         if self.compiled:
             picks = np.asarray(picks, dtype=np.intp)
-            dist = np.empty((len(picks), self.X.shape[0]))
-            pots = np.empty(len(picks))
-            _kernels.seeding_trials(self.X, self.x_sq, picks, closest, self.w, dist, pots)
-            return dist, pots
+            best, pot = _kernels.seeding_step(self.X, self.x_sq, picks, closest, self.w,
+                                              self.cum)
+            return best, pot, self.cum
         dist = _sq_dist_to(self.X, self.x_sq, _take(self.X, picks))  # sparse: those rows only
         np.minimum(dist, closest, out=dist)
-        return dist, dist @ self.w
+        pots = dist @ self.w
+        best = int(np.argmin(pots))
+        closest[:] = dist[best]
+        return best, float(pots[best]), np.cumsum(closest * self.w)
 
 
 def _sq_dist_to(X, x_sq, C) -> np.ndarray:

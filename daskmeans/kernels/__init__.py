@@ -42,7 +42,7 @@ from ._api import (
     probe_cells,
     row_block_size,
     seeding_compiled,
-    seeding_trials,
+    seeding_step,
     sq_norms,
     top_centers,
 )
@@ -69,7 +69,7 @@ __all__ = [
     "probe_cells",
     "row_block_size",
     "seeding_compiled",
-    "seeding_trials",
+    "seeding_step",
     "sq_norms",
     "top_centers",
     "warm_up",

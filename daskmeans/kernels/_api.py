@@ -38,7 +38,7 @@ __all__ = [
     "probe_cells",
     "row_block_size",
     "seeding_compiled",
-    "seeding_trials",
+    "seeding_step",
     "sq_norms",
     "top_centers",
 ]
@@ -449,21 +449,26 @@ def accumulate(X, labels: np.ndarray, weights: np.ndarray | None, n_centers: int
 
 
 def seeding_compiled(X: np.ndarray, plan: KernelPlan) -> bool:
-    """Whether :func:`seeding_trials` runs for ``X`` under ``plan``: compiled
+    """Whether :func:`seeding_step` runs for ``X`` under ``plan``: compiled
     whole blocks, C-contiguous float32 or float64 rows."""
     return (plan.compiled and plan.whole_block and X.ndim == 2
             and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous)
 
 
-def seeding_trials(X: np.ndarray, x_sq: np.ndarray, picks: np.ndarray, closest: np.ndarray,
-                   w: np.ndarray, dist: np.ndarray, pots: np.ndarray) -> None:
-    """Candidates of a k-means++ step in one compiled pass (see
-    :func:`seeding_compiled`).
+def seeding_step(X: np.ndarray, x_sq: np.ndarray, picks: np.ndarray, closest: np.ndarray,
+                 w: np.ndarray, cum: np.ndarray) -> tuple[int, float]:
+    """A greedy k-means++ step in one compiled call (see :func:`seeding_compiled`).
 
-    Fills ``dist[t, i] = min(closest[i], max(||X[i] - X[picks[t]]||^2, 0))``
-    (products by BLAS in the dtype of ``X``, the rest in float64) and
-    ``pots[t] = sum_i w[i] * dist[t, i]`` (``w`` of length 0: unit weights).
+    Of the candidates ``X[picks]``, the first whose potential ``sum_i w[i] *
+    min(closest[i], max(||X[i] - X[picks[t]]||^2, 0))`` is smallest (products by
+    BLAS in the dtype of ``X``, the rest in float64; ``w`` of length 0: unit
+    weights). ``closest`` (float64) is lowered to that candidate's distances in
+    place, and ``cum`` gets their running weighted sum, added in order as
+    ``np.cumsum(closest * w)`` (equal with unit weights; to the last bit with
+    weights, whose products may be fused with the additions). Returns ``(index
+    into picks, potential)``.
     """
     from . import _numba_loops
 
-    _numba_loops.seeding_trials(X, x_sq, picks, closest, w, dist, pots)
+    best, pot = _numba_loops.seeding_step(X, x_sq, picks, closest, w, cum)
+    return int(best), float(pot)

@@ -71,7 +71,8 @@ __all__ = [
     "nearest_fused",
     "probe_cells",
     "refine_rows",
-    "seeding_trials",
+    "seeding_step",
+    "seeding_update",
     "shift_cast_rows",
     "sq_dist_exact",
     "sq_dist_rows",
@@ -868,38 +869,70 @@ def moments_rows(X, step, mean, m2):
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
-def seeding_trials(X, x_sq, picks, closest, w, dist, pots):
-    """Candidates of a k-means++ step.
+def seeding_step(X, x_sq, picks, closest, w, cum):
+    """One greedy k-means++ step over the candidates ``X[picks]``.
 
-    ``dist[t, i] = min(closest[i], max(||X[i] - X[picks[t]]||^2, 0))`` with the
-    squared distance expanded as ``x_sq[i] - 2 x.c + ||c||^2`` (products by
-    BLAS in the dtype of ``X``, the rest in float64, as the NumPy path), and
-    ``pots[t] = sum_i w[i] * dist[t, i]`` (``w`` of length 0: unit weights).
-    One pass over ``dist`` instead of the NumPy path's five.
+    The potential of candidate ``t`` is ``sum_i w[i] * min(closest[i], d_ti)``
+    with ``d_ti = max(||X[i] - X[picks[t]]||^2, 0)`` expanded as
+    ``x_sq[i] - 2 x.c + ||c||^2`` (products by BLAS in the dtype of ``X``, the
+    rest in float64, as the NumPy path; ``w`` of length 0: unit weights). For
+    the first candidate of smallest potential, ``closest`` is lowered to its
+    distances in place and ``cum`` filled with the running sum of ``w *
+    closest`` (:func:`seeding_update`). Returns ``(best, potential)``.
+
+    The trials' distances are not stored: their products are read row by row
+    (all candidates of a row at once), and only the kept candidate's are read
+    again.
     """
     n, d = X.shape
     T = picks.shape[0]
     CT = np.empty((T, d), dtype=X.dtype).T  # (d, T), Fortran order: C transposed
+    c_sq = np.zeros(T)
     for t in range(T):
         for f in range(d):  # element by element: a row assignment compiles for seconds
-            CT[f, t] = X[picks[t], f]
+            v = X[picks[t], f]
+            CT[f, t] = v
+            c_sq[t] += np.float64(v) * np.float64(v)
     # X @ C.T, rows by candidates: BLAS runs this skinny product faster than C @ X.T on
     # large samples (benchmarks/RESULTS.md)
     P = np.empty((n, T), dtype=X.dtype)
     np.dot(X, CT, P)
     has_w = w.shape[0] > 0
-    for t in range(T):
-        c_sq = 0.0
-        for f in range(d):
-            c_sq += np.float64(CT[f, t]) * np.float64(CT[f, t])
-        pot = 0.0
-        for i in range(n):
-            v = x_sq[i] - 2.0 * np.float64(P[i, t]) + c_sq
-            v = max(v, 0.0)
-            v = min(v, closest[i])
-            dist[t, i] = v
-            pot += (np.float64(w[i]) if has_w else 1.0) * v
-        pots[t] = pot
+    pots = np.zeros(T)
+    for i in range(n):
+        xs = x_sq[i]
+        cl = closest[i]
+        wi = np.float64(w[i]) if has_w else 1.0
+        for t in range(T):
+            v = xs - 2.0 * np.float64(P[i, t]) + c_sq[t]
+            v = v if v > 0.0 else 0.0  # selects, not branches: the data decides them
+            v = v if v < cl else cl
+            pots[t] += wi * v
+    best = 0
+    for t in range(1, T):
+        if pots[t] < pots[best]:
+            best = t
+    seeding_update(P, best, x_sq, c_sq[best], closest, w, cum)
+    return best, pots[best]
+
+
+@numba.njit(nogil=True, cache=True)
+def seeding_update(P, best, x_sq, c_sq, closest, w, cum):
+    """``closest[i] = min(closest[i], max(x_sq[i] - 2 P[i, best] + c_sq, 0))`` and
+    ``cum[i]`` the running sum of ``w * closest`` up to ``i``, added in order as
+    :func:`numpy.cumsum` of ``closest * w`` does (no reassociation here, unlike
+    :func:`seeding_step`; LLVM may fuse a weight's product with its addition)."""
+    n = P.shape[0]
+    has_w = w.shape[0] > 0
+    acc = 0.0
+    for i in range(n):
+        v = x_sq[i] - 2.0 * np.float64(P[i, best]) + c_sq
+        v = v if v > 0.0 else 0.0
+        c = closest[i]
+        v = v if v < c else c
+        closest[i] = v
+        acc += (np.float64(w[i]) if has_w else 1.0) * v
+        cum[i] = acc
 
 
 # --------------------------------------------------------------------------- #

@@ -75,8 +75,7 @@ def _other_loops(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
     x_sq = _api.sq_norms(X).astype(np.float64)
     picks = np.array([0, 1], dtype=np.intp)
     for weights in (np.empty(0), w):  # unit weights are passed as length 0
-        _api.seeding_trials(X, x_sq, picks, np.full(n, np.inf), weights, np.empty((2, n)),
-                            np.empty(2))
+        _api.seeding_step(X, x_sq, picks, np.full(n, np.inf), weights, np.empty(n))
 
     rng = np.random.default_rng(1)
     # the BLAS products and the column tiles (with AVX-512, float32 from 65 centres)
