@@ -735,6 +735,56 @@ print("ok")
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+def _host_has_avx2() -> bool:
+    import platform
+
+    import llvmlite.binding as llvm
+
+    return (platform.machine().lower() in _llvm.X86_MACHINES
+            and bool(llvm.get_host_cpu_features().get("avx2")))
+
+
+@pytest.mark.skipif(not (_kernels_numba.FUSED_ARGMIN and _kernels_numba.BLAS_AVAILABLE),
+                    reason="LLVM before 17 or SciPy not installed")
+@pytest.mark.skipif(not _host_has_avx2(), reason="needs an x86 processor with AVX2")
+def test_fused_tiles_take_small_groups_of_wide_rows_with_avx2_code(tmp_path):
+    """With AVX2 code (compiled for it in a fresh process, on any AVX2 host) float32
+    groups of up to 32 centres with 32 features or more take the fused tiles, whose
+    labels are the float64 argmin's, and whose sums are NumPy's."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from daskmeans.kernels import KernelPlan, _api, _llvm, lloyd_partial
+assert _llvm.vector_registers() == (16, 32), _llvm.vector_registers()
+rng = np.random.default_rng(5)
+X = rng.normal(size=(1001, 40)).astype(np.float32)
+plan = KernelPlan.numba()
+for k, path in ((5, "fused-16"), (16, "fused-16"), (17, "fused-32"), (32, "fused-32"),
+                (33, "columns")):
+    assert plan.path(np.float32, k, n_features=40) == path, (k, plan.path(np.float32, k, n_features=40))
+    assert plan.path(np.float32, k, n_features=31) == "columns"
+    C = X[rng.choice(len(X), k, replace=False)].copy()
+    labels, _ = _api.nearest(X, C, plan=plan)
+    D = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)
+    assert (labels[0] == D.argmin(1)).all(), k
+    a = lloyd_partial(X, C, plan=plan)
+    b = lloyd_partial(X, C, plan=KernelPlan.numpy())
+    np.testing.assert_array_equal(a["counts"], b["counts"])
+    np.testing.assert_allclose(a["sums"], b["sums"], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(a["inertia"], b["inertia"], rtol=1e-5)
+print("ok")
+"""
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2",
+           "NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop("DASKMEANS_KERNELS", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 @pytest.mark.skipif(not (_kernels_numba.COLUMN_TILES and _kernels_numba.BLAS_AVAILABLE),
                     reason="LLVM before 17 or SciPy not installed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
