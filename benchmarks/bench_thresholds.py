@@ -30,7 +30,9 @@ compiled plan, or ``--kernels``):
 - ``column_min_k``: column tiles from 1 centre against never;
 - ``column_max_features_f64``: float64 column tiles against screened products
   (choose the features with ``--d``);
-- ``column_block_bytes``: 64 KiB to 1 MiB.
+- ``column_block_bytes``: 64 KiB to 1 MiB;
+- ``fused_prefetch_row_bytes``: the fused sweep hinting the next sub-block into
+  the cache (``0``) against not (``10**9``); the rows' width decides (``--d``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ SWEEPS = {
     "column_max_features_f64": ([10**9, 0], "32,64,256,1024"),
     "column_block_bytes": ([64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, 1024 * KIB],
                            "16,64,256,1024"),
+    "fused_prefetch_row_bytes": ([0, 10**9], "16,32,64"),
 }
 
 

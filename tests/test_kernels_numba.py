@@ -13,7 +13,7 @@ from daskmeans.kernels import _plan
 if not _plan.numba_installed():  # pragma: no cover
     pytest.skip("numba not installed", allow_module_level=True)
 
-from daskmeans.kernels import KernelPlan, _compiled, _llvm  # noqa: E402
+from daskmeans.kernels import KernelPlan, _compiled, _llvm, _thresholds  # noqa: E402
 from daskmeans.kernels import _api as _kernels  # noqa: E402
 from daskmeans.kernels import _numba_loops as _kernels_numba  # noqa: E402
 from daskmeans.testing import brute_force_lloyd  # noqa: E402
@@ -445,6 +445,37 @@ def test_fused_sweep_equals_the_blas_products(dtype, k, weighted, monkeypatch):
     lab, dist, sums, counts, inertia = brute(X.astype(np.float64), C.astype(np.float64), w)
     np.testing.assert_array_equal(aa[0], lab)
     np.testing.assert_allclose(a["inertia"][0], inertia, **tol_for(dtype))
+
+
+@pytest.mark.skipif(not (_kernels_numba.FUSED_ARGMIN and _kernels_numba.BLAS_AVAILABLE),
+                    reason="LLVM before 17 or SciPy not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_sweep_prefetches_by_the_width_of_the_rows(dtype, monkeypatch):
+    """The next sub-block is hinted into the cache for rows wider than
+    ``fused_prefetch_row_bytes`` only; a hint never changes a result."""
+    rng = np.random.default_rng(4)
+    calls = []
+    sweep = _kernels_numba.sweep_fused
+
+    def spy(*args):
+        calls.append(args[-1])
+        return sweep(*args)
+
+    monkeypatch.setattr(_kernels_numba, "sweep_fused", spy)
+    for d in (8, 64, 65):
+        X = rng.normal(size=(1000, d)).astype(dtype)
+        C = X[:10].copy()
+        w = rng.uniform(0, 2, size=len(X))
+        out = []
+        for limit in (0, 10**9, _thresholds.FUSED_PREFETCH_ROW_BYTES):
+            plan = replace(NUMBA, step=97, screen_min_k=None, fused_prefetch_row_bytes=limit)
+            calls.clear()
+            out.append(_kernels.lloyd_partial(X, C, w, plan=plan))
+            assert calls == [d * X.itemsize > limit]
+        assert NUMBA.fused_prefetch_row_bytes == _thresholds.FUSED_PREFETCH_ROW_BYTES
+        for other in out[1:]:
+            for key in ("sums", "counts", "inertia"):
+                np.testing.assert_array_equal(other[key], out[0][key])
 
 
 @pytest.mark.skipif(not _kernels_numba.FUSED_ARGMIN, reason="LLVM before 17")

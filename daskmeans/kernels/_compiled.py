@@ -259,7 +259,8 @@ def sweep(plan, X, centers, weights, bounds, sums, counts, inertia, n_far):
                 inertia, *far_args)
         elif dists.fused:
             nb.sweep_fused(np.ascontiguousarray(X), w, *dists.fused_operands(),
-                                       step, sums, counts, inertia, *far_args, dists.fused)
+                                       step, sums, counts, inertia, *far_args, dists.fused,
+                                       X.shape[1] * X.itemsize > plan.fused_prefetch_row_bytes)
         else:
             nb.sweep_block(X, w, dists.blas_operand(), dists.c_sq, bounds, step,
                            dists.rowmajor, dists.vector, sums, counts, inertia, *far_args)
@@ -388,3 +389,4 @@ def probe_cells(plan: KernelPlan, X: np.ndarray, probes: np.ndarray, fine: np.nd
     score[pairs[filled]] = best[pairs[filled]]
     if top2:
         second[pairs[filled]] = sec[pairs[filled]]
+

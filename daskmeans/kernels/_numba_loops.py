@@ -1182,13 +1182,18 @@ def nearest_block(X, cm2, c_sq, bounds, step, rowmajor, vector, labels, dist,
 
 @numba.njit(nogil=True, cache=True)
 def sweep_fused(X, w, CT, c_sq, step, sums, counts, inertia,
-                 far_m, far_dist, far_rows, far_lab, far_state, far_tau, width):
+                 far_m, far_dist, far_rows, far_lab, far_state, far_tau, width, prefetch):
     """:func:`sweep_block` for one group, labelled by the fused tiles.
 
     ``CT`` and ``c_sq`` are padded to ``width`` centres (see
     :func:`daskmeans.kernels._llvm.fused_tile_kernels`); no distance matrix is formed, so BLAS is
     not needed. A function of its own, so that a sweep that does not use the
     tiles does not compile them, and the other way round.
+
+    ``prefetch``: the accumulation of a sub-block hints the next one into the
+    cache (see :func:`accumulate_rows`); the caller decides by the width of the
+    rows (``KernelPlan.fused_prefetch_row_bytes``): the tiles read narrow rows in
+    order, which the processor's own prefetch follows better.
     """
     n = X.shape[0]
     has_w = w.shape[0] > 0
@@ -1200,7 +1205,7 @@ def sweep_fused(X, w, CT, c_sq, step, sums, counts, inertia,
         Xs = X[start:stop]
         ws = w[start:stop] if has_w else w
         _fused_labels(width, Xs, CT, c_sq, lab[:m], best[:m])
-        ahead = X[stop : min(stop + step, n)]
+        ahead = X[stop : min(stop + step, n)] if prefetch else X[:0]
         inertia[0] += accumulate_rows(Xs, ws, lab[:m], best[:m], sums, counts, ahead)
         if far_m > 0:
             far_push(best[:m], lab[:m], ws, start, far_m, far_dist[0], far_rows[0],

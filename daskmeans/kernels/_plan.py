@@ -88,6 +88,10 @@ class KernelPlan:
         screened products are faster).
     column_min_k, column_max_features_f64 : int
         See ``columns``.
+    fused_prefetch_row_bytes : int
+        Compiled, fused tiles: the sweep prefetches the next sub-block for
+        rows of more bytes than this (narrower rows: the processor's own
+        prefetch).
     fused_first_max_k, fused_first_min_features : int
         Compiled, whole blocks, with ``fused``: float32 groups of at most
         ``fused_first_max_k`` centres (0: none) with at least
@@ -131,6 +135,7 @@ class KernelPlan:
     column_min_k: int = _thresholds.COLUMN_MIN_K
     column_max_features_f64: int = _thresholds.COLUMN_MAX_FEATURES_F64
     fused_first_max_k: int = 0
+    fused_prefetch_row_bytes: int = _thresholds.FUSED_PREFETCH_ROW_BYTES
     fused_first_min_features: int = _thresholds.FUSED_FIRST_MIN_FEATURES
     column_block_bytes: int = _thresholds.COLUMN_BLOCK_BYTES
     rowmajor_max_k: int = 64

@@ -123,6 +123,13 @@ FUSED_FIRST_MAX_K = 32
 #: See :data:`FUSED_FIRST_MAX_K`.
 FUSED_FIRST_MIN_FEATURES = 32
 
+#: Compiled path, fused tiles: the sweep prefetches the next sub-block only for rows
+#: of more bytes than this. Narrower rows are read in order by the tiles and the
+#: processor's own prefetch serves them better (5 to 19 % less time a sweep at 32 to
+#: 256 bytes a row, 3 to 45 % more at 384 bytes and wider without the hints;
+#: benchmarks/RESULTS.md). Set by ``bench_thresholds.py fused_prefetch_row_bytes --d D``.
+FUSED_PREFETCH_ROW_BYTES = 256
+
 #: Compiled path, column tiles: float64 data with more features than this is
 #: screened in float32 instead (its products are half the cost, and above this
 #: width they outweigh the column tiles' saving on the distance matrix).
