@@ -281,10 +281,13 @@ def test_column_tiles_by_the_vector_registers(monkeypatch, registers, min_k, f64
     assert plan.path(np.float32, 1000, n_features=16) == "columns"
     assert (plan.path(np.float64, 1000, n_features=16) == "columns") is f64
     assert (plan.path(np.float32, 64, n_features=16) == "columns") is (min_k <= 64)
-    # float32 rows of 32 features or more: the fused tiles up to fused_first centres
+    # float32 rows of 32 features or more: the fused tiles up to fused_first centres that
+    # leave at most FUSED_FIRST_MAX_PAD of a tile's width (16 or 32) as padding
     wide = _thresholds.FUSED_FIRST_MIN_FEATURES
-    for k in (1, 16, 17, 32, 33):
-        fused = k <= 64 if min_k > 64 else k <= fused_first
+    pad = _thresholds.FUSED_FIRST_MAX_PAD
+    for k in (1, 16 - pad - 1, 16 - pad, 16, 17, 32 - pad - 1, 32 - pad, 32, 33):
+        width = 16 if k <= 16 else 32
+        fused = k <= 64 if min_k > 64 else (k <= fused_first and width - k <= pad)
         assert (plan.path(np.float32, k, n_features=wide) != "columns") is fused, k
         # narrower rows, unknown widths, float64, several groups: as before
         assert (plan.path(np.float32, k, n_features=wide - 1) == "columns") is (min_k <= k)

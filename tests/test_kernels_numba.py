@@ -738,6 +738,31 @@ def test_column_tile_shape_keeps_the_tile_in_registers(registers, expected):
     assert cg == 1 or per * rv * (cg + 3) + 1 <= count
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_transpose_rows_fills_exactly_the_transposed_rows(dtype, layout):
+    """Blocks of 8 x 8 in registers for C-contiguous rows, the rest one by one; any
+    other layout one by one; nothing outside ``XT[:d, :m]`` is written."""
+    import numba
+
+    @numba.njit(nogil=True)
+    def run(Xs, XT):
+        _kernels_numba.transpose_rows(Xs, XT)
+
+    rng = np.random.default_rng(6)
+    for m, d in ((8, 8), (16, 24), (13, 5), (7, 3), (64, 9), (1001, 37), (2048, 32)):
+        X = rng.normal(size=(m, 2 * d)).astype(dtype)
+        X = {"C": np.ascontiguousarray(X[:, :d]), "F": np.asfortranarray(X[:, :d]),
+             "strided": X[:, ::2]}[layout]
+        XT = np.full((d + 2, m + 5), np.nan, dtype=dtype)
+        run(X, XT)
+        np.testing.assert_array_equal(XT[:d, :m], X.T)
+        assert np.isnan(XT[d:]).all() and np.isnan(XT[:, m:]).all()
+    if layout == "C" and _llvm.transpose_kernel() is not None:
+        with pytest.raises(ValueError, match="smaller"):
+            run(X, np.empty((d, m - 1), dtype=dtype))
+
+
 @pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
 def test_column_tiles_are_correct_for_a_generic_target(tmp_path):
     """Compiled for a CPU without AVX (one centre per tile), in a fresh process."""
@@ -780,8 +805,9 @@ def _host_has_avx2() -> bool:
 @pytest.mark.skipif(not _host_has_avx2(), reason="needs an x86 processor with AVX2")
 def test_fused_tiles_take_small_groups_of_wide_rows_with_avx2_code(tmp_path):
     """With AVX2 code (compiled for it in a fresh process, on any AVX2 host) float32
-    groups of up to 32 centres with 32 features or more take the fused tiles, whose
-    labels are the float64 argmin's, and whose sums are NumPy's."""
+    groups of up to 32 centres with 32 features or more and little padding take the
+    fused tiles, the others the column tiles; labels are the float64 argmin's and sums
+    NumPy's on both."""
     import os
     import subprocess
     import sys
@@ -793,8 +819,8 @@ assert _llvm.vector_registers() == (16, 32), _llvm.vector_registers()
 rng = np.random.default_rng(5)
 X = rng.normal(size=(1001, 40)).astype(np.float32)
 plan = KernelPlan.numba()
-for k, path in ((5, "fused-16"), (16, "fused-16"), (17, "fused-32"), (32, "fused-32"),
-                (33, "columns")):
+for k, path in ((5, "columns"), (10, "fused-16"), (16, "fused-16"), (17, "columns"),
+                (26, "fused-32"), (32, "fused-32"), (33, "columns")):
     assert plan.path(np.float32, k, n_features=40) == path, (k, plan.path(np.float32, k, n_features=40))
     assert plan.path(np.float32, k, n_features=31) == "columns"
     C = X[rng.choice(len(X), k, replace=False)].copy()

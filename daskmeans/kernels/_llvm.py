@@ -14,7 +14,9 @@ loops and fall back to scalar code when they are missing:
   for any number of centres, with a running minimum per row and no
   horizontal reduction;
 - :func:`column_top2_kernel`: the same tile keeping the second-best score
-  of every row too (pruned Lloyd's lower bounds).
+  of every row too (pruned Lloyd's lower bounds);
+- :func:`transpose_kernel`: an 8 x 8 block of rows transposed in registers
+  (the column tiles' rows are held transposed).
 
 Each factory returns None when this numba or LLVM cannot build it (LLVM
 before 17 has typed pointers and other intrinsic names); the kernel plan
@@ -45,6 +47,7 @@ __all__ = [
     "prefetch_kernel",
     "target_features",
     "tile_rows",
+    "transpose_kernel",
     "vector_argmin_kernels",
     "vector_registers",
 ]
@@ -757,3 +760,81 @@ def _column_tile(top2: bool):
         return types.void(XT, i, C, c_sq, g0, g1, runv, runi), codegen
 
     return column_tile
+
+
+#: Rows and columns of the block that :func:`transpose_kernel` transposes.
+TRANSPOSE_LANES = 8
+
+
+def transpose_kernel():
+    """A compiled ``transpose(X, r0, q0, XT, c0)``, or None.
+
+    ``XT[q0 + j, c0 + i] = X[r0 + i, q0 + j]`` for ``i, j`` below
+    :data:`TRANSPOSE_LANES` (8): eight rows of eight values are loaded as
+    vectors, transposed by three rounds of interleaving shuffles (the perfect
+    shuffle: vector ``2i`` takes the low halves of vectors ``i`` and ``i + 4``
+    lane by lane, vector ``2i + 1`` their high halves), and stored as eight
+    rows of ``XT``. ``X`` and ``XT`` are C-contiguous arrays of one dtype
+    (float32 or float64); the caller keeps the block inside both. A scalar
+    loop stores one value at a time with the stride of ``XT``'s rows; the
+    shuffles stay in registers (``vunpck``/``vperm`` on x86, ``zip`` on ARM).
+    """
+    try:
+        import llvmlite.binding as llvm
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
+        return None
+    W = TRANSPOSE_LANES
+
+    @intrinsic
+    def transpose(typingctx, X, r0, q0, XT, c0):
+        if not (isinstance(X, types.Array) and isinstance(XT, types.Array)
+                and X.ndim == 2 and XT.ndim == 2 and X.layout == "C" and XT.layout == "C"
+                and X.dtype == XT.dtype and X.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(X, r0, q0, XT, c0)
+
+        def codegen(context, builder, signature, args):
+            Xty, _, _, Tty, _ = signature.args
+            i32, i64 = ir.IntType(32), ir.IntType(64)
+            vty = ir.VectorType(context.get_value_type(Xty.dtype), W)
+            align = Xty.dtype.bitwidth // 8
+            Xa = context.make_array(Xty)(context, builder, args[0])
+            Ta = context.make_array(Tty)(context, builder, args[3])
+
+            def as64(v):
+                return builder.sext(v, i64) if v.type.width < 64 else v
+
+            r0v, q0v, c0v = as64(args[1]), as64(args[2]), as64(args[4])
+            rows = []
+            for i in range(W):
+                p = cgutils.get_item_pointer(context, builder, Xty, Xa,
+                                             [builder.add(r0v, ir.Constant(i64, i)), q0v],
+                                             wraparound=False)
+                rows.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=align))
+            h = W // 2
+            lo = ir.Constant(ir.VectorType(i32, W), [l // 2 + (W if l % 2 else 0)
+                                                     for l in range(W)])
+            hi = ir.Constant(ir.VectorType(i32, W), [h + l // 2 + (W if l % 2 else 0)
+                                                     for l in range(W)])
+            for _ in range(W.bit_length() - 1):
+                new = [None] * W
+                for i in range(h):
+                    new[2 * i] = builder.shuffle_vector(rows[i], rows[i + h], lo)
+                    new[2 * i + 1] = builder.shuffle_vector(rows[i], rows[i + h], hi)
+                rows = new
+            for j in range(W):
+                p = cgutils.get_item_pointer(context, builder, Tty, Ta,
+                                             [builder.add(q0v, ir.Constant(i64, j)), c0v],
+                                             wraparound=False)
+                builder.store(rows[j], builder.bitcast(p, vty.as_pointer()), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return transpose

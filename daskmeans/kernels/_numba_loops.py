@@ -212,6 +212,56 @@ def _column_rows_missing(*args):
     raise RuntimeError("the column tiles are not available")
 
 
+_TRANSPOSE = _llvm.transpose_kernel()
+
+
+def transpose_rows(Xs, XT):
+    """``XT[q, r] = Xs[r, q]`` for every row ``r`` and feature ``q`` of ``Xs``.
+
+    In compiled code, C-contiguous operands go by blocks of 8 x 8 transposed in
+    registers (:func:`daskmeans.kernels._llvm.transpose_kernel`), the rows and
+    features left over one value at a time; other layouts, or no kernel, one
+    value at a time (this body).
+    """
+    m, d = Xs.shape
+    for r in range(m):
+        for q in range(d):
+            XT[q, r] = Xs[r, q]
+
+
+@numba.extending.overload(transpose_rows, jit_options={"nogil": True})
+def _transpose_rows_impl(Xs, XT):
+    if not (_TRANSPOSE is not None and isinstance(Xs, numba.types.Array)
+            and isinstance(XT, numba.types.Array) and Xs.layout == "C" and XT.layout == "C"
+            and Xs.dtype == XT.dtype):
+        def one_by_one(Xs, XT):
+            m, d = Xs.shape
+            for r in range(m):
+                for q in range(d):
+                    XT[q, r] = Xs[r, q]
+
+        return one_by_one
+    W = _llvm.TRANSPOSE_LANES
+
+    def blocks(Xs, XT):
+        m, d = Xs.shape
+        if XT.shape[0] < d or XT.shape[1] < m:
+            raise ValueError("transpose_rows: XT is smaller than Xs transposed")
+        full_r = m - m % W
+        full_q = d - d % W
+        for r0 in range(0, full_r, W):
+            for q0 in range(0, full_q, W):
+                _TRANSPOSE(Xs, r0, q0, XT, r0)
+            for q in range(full_q, d):
+                for r in range(r0, r0 + W):
+                    XT[q, r] = Xs[r, q]
+        for r in range(full_r, m):
+            for q in range(d):
+                XT[q, r] = Xs[r, q]
+
+    return blocks
+
+
 @numba.njit(nogil=True)
 def _column_check(m, d, XT, C, c_sq, chunk, runv, runi, run2, T, G):
     """Raise unless the column tiles' operands fit ``m`` rows of ``d`` features
@@ -290,9 +340,7 @@ def _column_rows_with(kernels, top2=None):
         m, d = Xs.shape
         _column_check(m, d, XT, C, c_sq, chunk, runv, runi, run2, height(XT),
                       group_size(XT))
-        for r in range(m):
-            for q in range(d):
-                XT[q, r] = Xs[r, q]
+        transpose_rows(Xs, XT)
         finish(m, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second)
 
     def gathered(X, idx, C, c_sq, chunk, XT, runv, runi, run2, labels, best, second):

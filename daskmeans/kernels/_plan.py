@@ -92,11 +92,13 @@ class KernelPlan:
         Compiled, fused tiles: the sweep prefetches the next sub-block for
         rows of more bytes than this (narrower rows: the processor's own
         prefetch).
-    fused_first_max_k, fused_first_min_features : int
+    fused_first_max_k, fused_first_min_features, fused_first_max_pad : int
         Compiled, whole blocks, with ``fused``: float32 groups of at most
         ``fused_first_max_k`` centres (0: none) with at least
-        ``fused_first_min_features`` features (when known) take the fused
-        tiles even where ``column_min_k`` gives them to the column tiles.
+        ``fused_first_min_features`` features (when known), padded with at
+        most ``fused_first_max_pad`` centres to the fused tiles' width, take
+        the fused tiles even where ``column_min_k`` gives them to the column
+        tiles.
     column_block_bytes : int
         Compiled, column tiles: target bytes of a sub-block's rows and of a
         chunk of centres.
@@ -135,6 +137,7 @@ class KernelPlan:
     column_min_k: int = _thresholds.COLUMN_MIN_K
     column_max_features_f64: int = _thresholds.COLUMN_MAX_FEATURES_F64
     fused_first_max_k: int = 0
+    fused_first_max_pad: int = _thresholds.FUSED_FIRST_MAX_PAD
     fused_prefetch_row_bytes: int = _thresholds.FUSED_PREFETCH_ROW_BYTES
     fused_first_min_features: int = _thresholds.FUSED_FIRST_MIN_FEATURES
     column_block_bytes: int = _thresholds.COLUMN_BLOCK_BYTES
@@ -248,7 +251,8 @@ class KernelPlan:
         if dtype == np.float32:
             return not (self.fused and n_groups == 1 and n_centers <= self.fused_first_max_k
                         and n_features is not None
-                        and n_features >= self.fused_first_min_features)
+                        and n_features >= self.fused_first_min_features
+                        and self.fused_width(n_centers) - n_centers <= self.fused_first_max_pad)
         return (dtype == np.float64 and n_features is not None
                 and n_features <= self.column_max_features_f64)
 

@@ -113,15 +113,21 @@ COLUMN_MIN_K = 1
 COLUMN_MIN_K_WIDE = 65
 
 #: Compiled path with 16 vector registers of 32 bytes (AVX2): float32 groups of at most
-#: this many centres, with at least :data:`FUSED_FIRST_MIN_FEATURES` features, are
-#: labelled by the fused tiles although the column tiles take every other group. With
-#: AVX2 code the fused tiles were faster there (up to 38 % at 128 features) and slower
-#: on narrower rows, where a row's argmin outweighs its products
-#: (``bench_lloyd.py``-style sweeps with the AVX2 target forced, benchmarks/RESULTS.md).
+#: this many centres, with at least :data:`FUSED_FIRST_MIN_FEATURES` features and at most
+#: :data:`FUSED_FIRST_MAX_PAD` padded centres in the fused tile (10 to 16 or 26 to 32
+#: centres), are labelled by the fused tiles although the column tiles take every other
+#: group. A fused tile costs the same whatever part of its width is padding, a column
+#: tile grows with the centres: with AVX2 code the fused tiles were 4 to 20 % faster
+#: there, and slower on narrower rows, where a row's argmin outweighs its products, and
+#: with more padding (``DASKMEANS_KERNELS=auto,fused_first_max_k=0`` against the
+#: default, AVX2 target forced; benchmarks/RESULTS.md).
 FUSED_FIRST_MAX_K = 32
 
 #: See :data:`FUSED_FIRST_MAX_K`.
 FUSED_FIRST_MIN_FEATURES = 32
+
+#: See :data:`FUSED_FIRST_MAX_K`.
+FUSED_FIRST_MAX_PAD = 6
 
 #: Compiled path, fused tiles: the sweep prefetches the next sub-block only for rows
 #: of more bytes than this. Narrower rows are read in order by the tiles and the
@@ -146,9 +152,10 @@ def column_defaults(registers: tuple[int, int] | None = None) -> dict:
     SSE) a fused row tile of 48 or 64 centres holds one row, and the column tiles
     label every group (float64 up to ``COLUMN_MAX_FEATURES_F64`` features), except,
     with AVX2's 16 registers of 32 bytes, float32 groups of up to
-    ``FUSED_FIRST_MAX_K`` centres and ``FUSED_FIRST_MIN_FEATURES`` features or more,
-    where the fused tiles hold two to six rows and were faster (other targets
-    unmeasured: the column tiles throughout). With AVX-512 (32 registers of 64 bytes) they label float32 from
+    ``FUSED_FIRST_MAX_K`` centres, ``FUSED_FIRST_MIN_FEATURES`` features or more and
+    at most ``FUSED_FIRST_MAX_PAD`` centres of padding, where the fused tiles hold two
+    to six rows and were faster (other targets unmeasured: the column tiles
+    throughout). With AVX-512 (32 registers of 64 bytes) they label float32 from
     ``COLUMN_MIN_K_WIDE`` centres a group, beyond the fused tiles' range, and
     float64 keeps the screened products (``bench_thresholds.py`` and
     ``bench_lloyd.py``, benchmarks/RESULTS.md).
