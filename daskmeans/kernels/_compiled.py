@@ -389,4 +389,3 @@ def probe_cells(plan: KernelPlan, X: np.ndarray, probes: np.ndarray, fine: np.nd
     score[pairs[filled]] = best[pairs[filled]]
     if top2:
         second[pairs[filled]] = sec[pairs[filled]]
-

@@ -234,13 +234,7 @@ def _transpose_rows_impl(Xs, XT):
     if not (_TRANSPOSE is not None and isinstance(Xs, numba.types.Array)
             and isinstance(XT, numba.types.Array) and Xs.layout == "C" and XT.layout == "C"
             and Xs.dtype == XT.dtype):
-        def one_by_one(Xs, XT):
-            m, d = Xs.shape
-            for r in range(m):
-                for q in range(d):
-                    XT[q, r] = Xs[r, q]
-
-        return one_by_one
+        return transpose_rows  # its own body, one value at a time
     W = _llvm.TRANSPOSE_LANES
 
     def blocks(Xs, XT):
