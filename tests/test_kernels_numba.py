@@ -447,6 +447,28 @@ def test_fused_sweep_equals_the_blas_products(dtype, k, weighted, monkeypatch):
     np.testing.assert_allclose(a["inertia"][0], inertia, **tol_for(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_operands_start_on_a_cache_line(dtype):
+    """The centres' vectors of the fused tiles never straddle two cache lines: NumPy
+    allocates on 16 bytes, the operands are placed on 64."""
+    rng = np.random.default_rng(2)
+    for k, d in ((3, 5), (16, 32), (40, 7), (64, 128)):
+        C = rng.normal(size=(k, d)).astype(dtype)
+        for _ in range(4):  # several allocations: some land off a 64-byte boundary
+            dists = _compiled.Distances(NUMBA, C, 256, d)
+            CT, c_sq = dists.fused_operands()
+            width = dists.fused
+            assert CT.ctypes.data % _compiled.ALIGN_BYTES == 0
+            assert c_sq.ctypes.data % _compiled.ALIGN_BYTES == 0
+            assert CT.shape == (d, width) and CT.flags.c_contiguous and CT.dtype == dtype
+            np.testing.assert_array_equal(CT[:, :k], -2 * C.T)
+            assert (CT[:, k:] == 0).all() and np.isinf(c_sq[k:]).all()
+            np.testing.assert_allclose(c_sq[:k], (C.astype(np.float64) ** 2).sum(1),
+                                       rtol=1e-5)
+    a = _compiled.aligned_full((7, 3), 2.5, np.float32)
+    assert a.ctypes.data % 64 == 0 and a.shape == (7, 3) and (a == 2.5).all()
+
+
 @pytest.mark.skipif(not (_kernels_numba.FUSED_ARGMIN and _kernels_numba.BLAS_AVAILABLE),
                     reason="LLVM before 17 or SciPy not installed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
