@@ -28,9 +28,8 @@ def aligned_full(shape, fill, dtype) -> np.ndarray:
 
     The fused tiles load the centres' values as whole vectors every row; NumPy's
     allocations are 16-byte aligned, and a vector that straddles two cache lines
-    costs two loads: with AVX2 code a sweep of 64 centres took 10.0 instead of
-    6.6 ms when the operand started 16 bytes past a 32-byte boundary
-    (benchmarks/RESULTS.md).
+    costs two loads: with AVX2 code a sweep of 64 centres took half as long again
+    when the operand started 16 bytes past a 32-byte boundary (benchmarks/RESULTS.md).
     """
     dtype = np.dtype(dtype)
     n = int(np.prod(shape))

@@ -117,9 +117,9 @@ COLUMN_MIN_K_WIDE = 65
 #: :data:`FUSED_FIRST_MAX_PAD` padded centres in the fused tile (10 to 16 or 26 to 32
 #: centres), are labelled by the fused tiles although the column tiles take every other
 #: group. A fused tile costs the same whatever part of its width is padding, a column
-#: tile grows with the centres: with AVX2 code the fused tiles were 4 to 20 % faster
-#: there, and slower on narrower rows, where a row's argmin outweighs its products, and
-#: with more padding (``DASKMEANS_KERNELS=auto,fused_first_max_k=0`` against the
+#: tile grows with the centres: with AVX2 code the fused tiles were faster there, and
+#: slower on narrower rows, where a row's argmin outweighs its products, and with more
+#: padding (``DASKMEANS_KERNELS=auto,fused_first_max_k=0`` against the
 #: default, AVX2 target forced; benchmarks/RESULTS.md).
 FUSED_FIRST_MAX_K = 32
 
@@ -131,9 +131,8 @@ FUSED_FIRST_MAX_PAD = 6
 
 #: Compiled path, fused tiles: the sweep prefetches the next sub-block only for rows
 #: of more bytes than this. Narrower rows are read in order by the tiles and the
-#: processor's own prefetch serves them better (5 to 19 % less time a sweep at 32 to
-#: 256 bytes a row, 3 to 45 % more at 384 bytes and wider without the hints;
-#: benchmarks/RESULTS.md). Set by ``bench_thresholds.py fused_prefetch_row_bytes --d D``.
+#: processor's own prefetch serves them better; from 384 bytes a row the hints won
+#: (benchmarks/RESULTS.md). Set by ``bench_thresholds.py fused_prefetch_row_bytes --d D``.
 FUSED_PREFETCH_ROW_BYTES = 256
 
 #: Compiled path, column tiles: float64 data with more features than this is
