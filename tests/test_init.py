@@ -201,3 +201,80 @@ def test_auto_init_resolves_by_number_of_centres(monkeypatch):
         a, b = fit(k, **kw), fit(k, init="k-means||", **kw)
         np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
         assert a.n_passes_ == b.n_passes_
+
+
+def test_seeding_trials_by_column_tiles_match_blas_trials():
+    """The k-means++ step with the products by the column tiles over the
+    transposed sample picks the same candidate as the BLAS step, with the same
+    distances and running sums (up to the products' rounding), for any number
+    of rows, features and candidates (tails of every tile and group)."""
+    import pytest
+
+    from daskmeans import kernels
+    from daskmeans.kernels import KernelPlan, _plan
+
+    if not _plan.numba_installed():
+        pytest.skip("needs numba and SciPy")
+    plan = KernelPlan.numba()
+    if not (plan.whole_block and plan.columns):
+        pytest.skip("needs the compiled column tiles")
+    from daskmeans.kernels import _numba_loops as nb
+    from daskmeans.kernels._llvm import column_tile_shape
+
+    rng = np.random.default_rng(11)
+    for dtype, rtol in ((np.float32, 1e-5), (np.float64, 1e-12)):
+        for n, d, T in ((1, 3, 1), (37, 5, 3), (1000, 33, 6), (2049, 8, 9), (300, 64, 4)):
+            X = (rng.normal(size=(n, d)) * 4).astype(dtype)
+            XT = kernels.seeding_operand(X, plan)
+            assert XT is not None and XT.shape[0] == d and XT.shape[1] >= n
+            np.testing.assert_array_equal(XT[:, :n], X.T)
+            # the products alone, against float64 NumPy
+            G = column_tile_shape()[1]
+            Cp = np.zeros((T + (-T) % G, d), dtype=dtype)
+            Cp[:T] = X[rng.choice(n, T)]
+            P = np.empty((len(Cp), XT.shape[1]), dtype=dtype)
+            nb.seeding_products(XT, Cp, P)
+            want = Cp.astype(np.float64) @ X.T.astype(np.float64)
+            scale = np.abs(Cp).sum(1)[:, None] * np.abs(X).max() + 1
+            assert (np.abs(P[:, :n] - want) <= 4 * rtol * scale).all()
+            x_sq = kernels.sq_norms(X).astype(np.float64)
+            for w in (np.empty(0), rng.uniform(0, 2, n)):
+                closest = rng.uniform(0, 200, n)
+                closest[: n // 7] = np.inf
+                picks = rng.choice(n, T).astype(np.intp)
+                c1, c2 = closest.copy(), closest.copy()
+                cum1, cum2 = np.empty(n), np.empty(n)
+                b1, p1 = kernels.seeding_step(X, x_sq, picks, c1, w, cum1, XT)
+                b2, p2 = kernels.seeding_step(X, x_sq, picks, c2, w, cum2)
+                assert b1 == b2
+                np.testing.assert_allclose(p1, p2, rtol=rtol)
+                np.testing.assert_allclose(c1, c2, rtol=rtol, atol=rtol * 100)
+                ones = np.ones(n) if len(w) == 0 else w
+                if len(w) == 0:
+                    np.testing.assert_array_equal(cum1, np.cumsum(c1 * ones))
+                np.testing.assert_allclose(cum1, np.cumsum(c1 * ones), rtol=1e-14)
+
+
+def test_seeding_operand_follows_the_plan():
+    """The tiles' trials run only with the plan's column tiles and up to its
+    sample size; otherwise the step keeps the BLAS product."""
+    import pytest
+
+    from daskmeans import kernels
+    from daskmeans.kernels import KernelPlan, _plan
+
+    if not _plan.numba_installed():
+        pytest.skip("needs numba and SciPy")
+    plan = KernelPlan.numba()
+    if not (plan.whole_block and plan.columns):
+        pytest.skip("needs the compiled column tiles")
+    from dataclasses import replace
+
+    X = np.ones((100, 4), dtype=np.float32)
+    assert kernels.seeding_operand(X, plan) is not None
+    assert kernels.seeding_operand(X, replace(plan, seeding_tile_bytes=X.nbytes - 1)) is None
+    assert kernels.seeding_operand(X, replace(plan, columns=False)) is None
+    assert kernels.seeding_operand(X, KernelPlan.numpy()) is None
+    assert kernels.seeding_operand(np.asfortranarray(X), plan) is None
+    assert _init._Trials(X, None, replace(plan, seeding_tile_bytes=0)).XT is None
+    assert _init._Trials(X, None, plan).XT is not None

@@ -113,8 +113,10 @@ class _Trials:
     their running weighted sum (the next step's draws).
 
     One compiled call (:func:`daskmeans.kernels.seeding_step`) when the
-    kernel plan runs compiled whole blocks, else NumPy (:func:`_sq_dist_to`);
-    both expand the distances the same way.
+    kernel plan runs compiled whole blocks, its products by the column tiles
+    over the sample held transposed when the plan has them and the sample is
+    small enough (:func:`daskmeans.kernels.seeding_operand`), else NumPy
+    (:func:`_sq_dist_to`); all expand the distances the same way.
     """
 
     def __init__(self, X: np.ndarray, weights: np.ndarray | None, plan=None) -> None:
@@ -123,6 +125,7 @@ class _Trials:
         if plan is None:
             plan = _kernels.choose_plan(X.dtype, 1, X.shape[1], X.shape[0])
         self.compiled = _kernels.seeding_compiled(X, plan)
+        self.XT = _kernels.seeding_operand(X, plan) if self.compiled else None
         if weights is not None:
             self.w = np.asarray(weights, dtype=np.float64)
         else:  # unit weights: length 0 for the compiled pass
@@ -137,7 +140,7 @@ class _Trials:
         if self.compiled:
             picks = np.asarray(picks, dtype=np.intp)
             best, pot = _kernels.seeding_step(self.X, self.x_sq, picks, closest, self.w,
-                                              self.cum)
+                                              self.cum, self.XT)
             return best, pot, self.cum
         dist = _sq_dist_to(self.X, self.x_sq, _take(self.X, picks))  # sparse: those rows only
         np.minimum(dist, closest, out=dist)

@@ -38,6 +38,7 @@ __all__ = [
     "probe_cells",
     "row_block_size",
     "seeding_compiled",
+    "seeding_operand",
     "seeding_step",
     "sq_norms",
     "top_centers",
@@ -455,20 +456,37 @@ def seeding_compiled(X: np.ndarray, plan: KernelPlan) -> bool:
             and X.dtype in (np.float32, np.float64) and X.flags.c_contiguous)
 
 
+def seeding_operand(X: np.ndarray, plan: KernelPlan) -> np.ndarray | None:
+    """The sample ``X`` held transposed for :func:`seeding_step`'s column tiles, or
+    None where they do not run (see :func:`seeding_compiled`; the plan's column
+    tiles, a sample of at most ``plan.seeding_tile_bytes``)."""
+    if not (seeding_compiled(X, plan) and plan.columns and X.nbytes <= plan.seeding_tile_bytes
+            and X.shape[0] > 0):
+        return None
+    nb = _compiled().nb
+    return nb.seeding_operand(X) if nb.SEEDING_TILES else None
+
+
 def seeding_step(X: np.ndarray, x_sq: np.ndarray, picks: np.ndarray, closest: np.ndarray,
-                 w: np.ndarray, cum: np.ndarray) -> tuple[int, float]:
+                 w: np.ndarray, cum: np.ndarray, XT: np.ndarray | None = None
+                 ) -> tuple[int, float]:
     """A greedy k-means++ step in one compiled call (see :func:`seeding_compiled`).
 
     Of the candidates ``X[picks]``, the first whose potential ``sum_i w[i] *
-    min(closest[i], max(||X[i] - X[picks[t]]||^2, 0))`` is smallest (products by
-    BLAS in the dtype of ``X``, the rest in float64; ``w`` of length 0: unit
-    weights). ``closest`` (float64) is lowered to that candidate's distances in
-    place, and ``cum`` gets their running weighted sum, added in order as
-    ``np.cumsum(closest * w)`` (equal with unit weights; to the last bit with
-    weights, whose products may be fused with the additions). Returns ``(index
-    into picks, potential)``.
+    min(closest[i], max(||X[i] - X[picks[t]]||^2, 0))`` is smallest (products in
+    the dtype of ``X``, the rest in float64; ``w`` of length 0: unit weights).
+    ``closest`` (float64) is lowered to that candidate's distances in place, and
+    ``cum`` gets their running weighted sum, added in order as ``np.cumsum(closest
+    * w)`` (equal with unit weights; to the last bit with weights, whose products
+    may be fused with the additions). Returns ``(index into picks, potential)``.
+
+    ``XT``: ``X`` transposed by :func:`seeding_operand`; the products are then
+    computed by the column tiles (multiply-adds in feature order), else by BLAS.
     """
     from . import _numba_loops
 
-    best, pot = _numba_loops.seeding_step(X, x_sq, picks, closest, w, cum)
+    if XT is not None:
+        best, pot = _numba_loops.seeding_step_tiles(X, XT, x_sq, picks, closest, w, cum)
+    else:
+        best, pot = _numba_loops.seeding_step(X, x_sq, picks, closest, w, cum)
     return int(best), float(pot)

@@ -43,6 +43,7 @@ __all__ = [
     "ir_argmin",
     "column_tile_kernels",
     "column_tile_shape",
+    "column_products_kernel",
     "column_top2_kernel",
     "prefetch_kernel",
     "target_features",
@@ -633,7 +634,6 @@ def _column_tile(top2: bool):
             return ir.Constant(i64, x)
 
         row_off = [builder.add(i0, c64(r * lanes)) for r in range(RV)]
-        zero = ir.Constant(vty, [0.0] * lanes)
         inf = ir.Constant(vty, [float("inf")] * lanes)
         # the running state of a row vector: [minimum, index] (+ [second] with top2)
         width = 3 if top2 else 2
@@ -641,35 +641,8 @@ def _column_tile(top2: bool):
 
         def group(g, run, first):
             """One group's products and running minima, from the current block."""
-            entry = builder.block
-            loop = builder.append_basic_block("col.loop")
-            done = builder.append_basic_block("col.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            f = builder.phi(i64)
-            f.add_incoming(c64(0), entry)
-            acc = [[builder.phi(vty) for _ in range(RV)] for _ in range(CG)]
-            for c in range(CG):
-                for r in range(RV):
-                    acc[c][r].add_incoming(zero, entry)
-            xrow = builder.mul(f, mp)
-            xv = [builder.load(ptr(XTa.data, builder.add(xrow, row_off[r]), vty), align=align)
-                  for r in range(RV)]
-            cbase = builder.add(builder.mul(builder.mul(g, c64(CG)), d), f)
-            new = []
-            for c in range(CG):
-                cval = builder.load(builder.gep(Ca.data, [builder.add(cbase,
-                                                                      builder.mul(c64(c), d))]))
-                cb = splat(cval, vty)
-                new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
-            nxt = builder.add(f, c64(1))
-            tail = builder.block
-            f.add_incoming(nxt, tail)
-            for c in range(CG):
-                for r in range(RV):
-                    acc[c][r].add_incoming(new[c][r], tail)
-            builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
-            builder.position_at_end(done)
+            new = _emit_column_products(builder, XTa.data, Ca.data, g, d, mp, row_off, RV, CG,
+                                        vty, fma, align)
             run = [list(s) for s in run]
             for c in range(CG):
                 j = builder.add(builder.mul(g, c64(CG)), c64(c))
@@ -760,6 +733,125 @@ def _column_tile(top2: bool):
         return types.void(XT, i, C, c_sq, g0, g1, runv, runi), codegen
 
     return column_tile
+
+
+def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, fma, align):
+    """LLVM IR of a column tile's products: a loop over the ``d`` features of
+    the transposed rows ``xt`` (rows of ``mp`` values) keeping, for each of the
+    ``RV`` vectors of rows at ``row_off`` and each centre of group ``g`` (``CG``
+    consecutive rows of ``cdata``, ``d`` values each), the multiply-adds of the
+    rows' values with the centre's broadcast value, from zero and in feature
+    order. Returns the ``CG x RV`` accumulators after the loop."""
+    from llvmlite import ir
+
+    i32, i64 = ir.IntType(32), ir.IntType(64)
+    lanes = vty.count
+
+    def c64(x):
+        return ir.Constant(i64, x)
+
+    zero = ir.Constant(vty, [0.0] * lanes)
+    entry = builder.block
+    loop = builder.append_basic_block("col.loop")
+    done = builder.append_basic_block("col.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    f = builder.phi(i64)
+    f.add_incoming(c64(0), entry)
+    acc = [[builder.phi(vty) for _ in range(RV)] for _ in range(CG)]
+    for c in range(CG):
+        for r in range(RV):
+            acc[c][r].add_incoming(zero, entry)
+    xrow = builder.mul(f, mp)
+    xv = [builder.load(builder.bitcast(builder.gep(xt, [builder.add(xrow, row_off[r])]),
+                                       vty.as_pointer()), align=align) for r in range(RV)]
+    cbase = builder.add(builder.mul(builder.mul(g, c64(CG)), d), f)
+    new = []
+    for c in range(CG):
+        cval = builder.load(builder.gep(cdata, [builder.add(cbase, builder.mul(c64(c), d))]))
+        cv = builder.insert_element(ir.Constant(vty, None), cval, ir.Constant(i32, 0))
+        cb = builder.shuffle_vector(cv, cv, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+        new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
+    nxt = builder.add(f, c64(1))
+    tail = builder.block
+    f.add_incoming(nxt, tail)
+    for c in range(CG):
+        for r in range(RV):
+            acc[c][r].add_incoming(new[c][r], tail)
+    builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
+    builder.position_at_end(done)
+    return new
+
+
+def column_products_kernel():
+    """A compiled ``products(XT, i, C, g, P)``: the column tile's products, stored, or None.
+
+    ``P[g * G + c, i + r] = sum_f XT[f, i + r] * C[g * G + c, f]`` for the
+    ``c < G`` centres of group ``g`` (``G`` from :func:`column_tile_shape`) and
+    the ``height`` rows from ``i`` of the column tiles (see
+    :func:`column_tile_kernels`, whose products these are, with the same
+    multiply-adds in the same order). ``XT`` (d, m) holds rows transposed, ``C``
+    (K, d) the centres (K a multiple of ``G``), ``P`` (K, m) receives the
+    products: all C-contiguous, of one dtype (float32 or float64); the caller
+    keeps the tile inside them. The greedy k-means++ trials
+    (:func:`daskmeans.kernels._numba_loops.seeding_step`) use it.
+    """
+    try:
+        import llvmlite.binding as llvm
+        from llvmlite import ir
+        from numba import types
+        from numba.core import cgutils
+        from numba.extending import intrinsic
+    except ImportError:  # pragma: no cover - depends on numba's internals
+        return None
+    if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
+        return None
+
+    @intrinsic
+    def products(typingctx, XT, i, C, g, P):
+        if not (all(isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C"
+                    for a in (XT, C, P))
+                and XT.dtype == C.dtype == P.dtype
+                and XT.dtype in (types.float32, types.float64)):
+            return None
+        sig = types.void(XT, i, C, g, P)
+
+        def codegen(context, builder, signature, args):
+            XTty, _, Cty, _, Pty = signature.args
+            i64 = ir.IntType(64)
+            lanes = 16 if XTty.dtype == types.float32 else 8
+            RV, CG = column_tile_shape()
+            vty = ir.VectorType(context.get_value_type(XTty.dtype), lanes)
+            align = XTty.dtype.bitwidth // 8
+            XTa = context.make_array(XTty)(context, builder, args[0])
+            Ca = context.make_array(Cty)(context, builder, args[2])
+            Pa = context.make_array(Pty)(context, builder, args[4])
+
+            def as64(v):
+                return builder.sext(v, i64) if v.type.width < 64 else v
+
+            i0, g = as64(args[1]), as64(args[3])
+            d = builder.extract_value(XTa.shape, 0)
+            mp = builder.extract_value(XTa.shape, 1)
+            pm = builder.extract_value(Pa.shape, 1)
+            suffix = "f32" if XTty.dtype == types.float32 else "f64"
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                f"llvm.fma.v{lanes}{suffix}")
+            row_off = [builder.add(i0, ir.Constant(i64, r * lanes)) for r in range(RV)]
+            new = _emit_column_products(builder, XTa.data, Ca.data, g, d, mp, row_off, RV, CG,
+                                        vty, fma, align)
+            for c in range(CG):
+                prow = builder.mul(builder.add(builder.mul(g, ir.Constant(i64, CG)),
+                                               ir.Constant(i64, c)), pm)
+                for r in range(RV):
+                    p = builder.gep(Pa.data, [builder.add(prow, row_off[r])])
+                    builder.store(new[c][r], builder.bitcast(p, vty.as_pointer()), align=align)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return products
 
 
 #: Rows and columns of the block that :func:`transpose_kernel` transposes.

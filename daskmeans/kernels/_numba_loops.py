@@ -958,6 +958,95 @@ def seeding_step(X, x_sq, picks, closest, w, cum):
     return best, pots[best]
 
 
+_PRODUCTS = _llvm.column_products_kernel() if COLUMN_TILES else None
+#: Whether :func:`seeding_step_tiles` runs (the column tiles' products are available).
+SEEDING_TILES = _PRODUCTS is not None
+
+
+@numba.njit(nogil=True, cache=True)
+def seeding_operand(X):
+    """The rows of ``X`` transposed for :func:`seeding_step_tiles`: shape (d, S),
+    ``S`` whole column tiles (:func:`column_scratch_width`), zero past the rows."""
+    n, d = X.shape
+    XT = np.zeros((d, column_scratch_width(n, 64 // X.itemsize, _TILE_LINES)), dtype=X.dtype)
+    transpose_rows(X, XT)
+    return XT
+
+
+def _seeding_products_missing(XT, C, P):
+    raise RuntimeError("the column tiles are not available")
+
+
+def _seeding_products_with(kernels, products):
+    if kernels is None or products is None:
+        return numba.njit(nogil=True)(_seeding_products_missing)
+    _, height, group_size = kernels
+
+    @numba.njit(nogil=True)
+    def seeding_products(XT, C, P):
+        """``P[t, :] = C[t] . XT`` for every row of ``C`` (a multiple of the tiles'
+        group size), by column tiles; ``P`` has the shape (len(C), XT.shape[1])."""
+        H = height(XT)
+        G = group_size(XT)
+        for i in range(0, XT.shape[1], H):
+            for g in range(C.shape[0] // G):
+                products(XT, i, C, g, P)
+
+    return seeding_products
+
+
+seeding_products = _seeding_products_with(_COLUMN_KERNELS, _PRODUCTS)
+_column_group = (_COLUMN_KERNELS[2] if _COLUMN_KERNELS is not None
+                 else numba.njit(lambda XT: 1))  # the tiles' group size (1: not used)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def seeding_step_tiles(X, XT, x_sq, picks, closest, w, cum):
+    """:func:`seeding_step` with the products by column tiles over ``XT``
+    (:func:`seeding_operand`), one row of candidates' products after another,
+    so that the potentials and the update are loops over rows the compiler
+    vectorises. Same arithmetic otherwise: the products in the dtype of ``X``
+    (multiply-adds in feature order), the rest in float64."""
+    n, d = X.shape
+    T = picks.shape[0]
+    G = _column_group(XT)
+    Tp = T + (-T) % G
+    C = np.zeros((Tp, d), dtype=X.dtype)
+    c_sq = np.zeros(T)
+    for t in range(T):
+        for f in range(d):
+            v = X[picks[t], f]
+            C[t, f] = v
+            c_sq[t] += np.float64(v) * np.float64(v)
+    P = np.empty((Tp, XT.shape[1]), dtype=X.dtype)
+    seeding_products(XT, C, P)
+    has_w = w.shape[0] > 0
+    pots = np.zeros(T)
+    for t in range(T):
+        p = P[t]
+        ct = c_sq[t]
+        acc = 0.0
+        if has_w:
+            for i in range(n):
+                v = x_sq[i] - 2.0 * np.float64(p[i]) + ct
+                v = v if v > 0.0 else 0.0
+                cl = closest[i]
+                acc += np.float64(w[i]) * (v if v < cl else cl)
+        else:
+            for i in range(n):
+                v = x_sq[i] - 2.0 * np.float64(p[i]) + ct
+                v = v if v > 0.0 else 0.0
+                cl = closest[i]
+                acc += v if v < cl else cl
+        pots[t] = acc
+    best = 0
+    for t in range(1, T):
+        if pots[t] < pots[best]:
+            best = t
+    seeding_update(P[best : best + 1, :n].T, 0, x_sq, c_sq[best], closest, w, cum)
+    return best, pots[best]
+
+
 @numba.njit(nogil=True, cache=True)
 def seeding_update(P, best, x_sq, c_sq, closest, w, cum):
     """``closest[i] = min(closest[i], max(x_sq[i] - 2 P[i, best] + c_sq, 0))`` and

@@ -102,6 +102,9 @@ class KernelPlan:
     column_block_bytes : int
         Compiled, column tiles: target bytes of a sub-block's rows and of a
         chunk of centres.
+    seeding_tile_bytes : int
+        Compiled, with ``columns``: largest k-means++ sample (bytes of its
+        rows) whose trials are computed by the column tiles (0: never).
     rowmajor_max_k : int
         Compiled: largest number of centres with row-major products
         ``X @ C.T``; above it ``C @ X.T``.
@@ -141,6 +144,7 @@ class KernelPlan:
     fused_prefetch_row_bytes: int = _thresholds.FUSED_PREFETCH_ROW_BYTES
     fused_first_min_features: int = _thresholds.FUSED_FIRST_MIN_FEATURES
     column_block_bytes: int = _thresholds.COLUMN_BLOCK_BYTES
+    seeding_tile_bytes: int = _thresholds.SEEDING_TILE_BYTES
     rowmajor_max_k: int = 64
     screen_min_k: int | None = None
     screen_rowmajor_max_k: int = _thresholds.SCREEN_ROWMAJOR_MAX_K

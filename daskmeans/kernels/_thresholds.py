@@ -26,6 +26,7 @@ __all__ = [
     "NUMBA_ROW_BLOCK_BYTES",
     "ONEHOT_MAX_K",
     "SCREEN_ROWMAJOR_MAX_K",
+    "SEEDING_TILE_BYTES",
     "column_defaults",
     "rowmajor_max_k",
     "screen_min_k",
@@ -103,6 +104,13 @@ def screen_min_k(vector_argmin: bool, whole_block: bool) -> int:
 #: transposed) and of a chunk of centres, both kept in the per-core cache.
 #: Set by ``bench_thresholds.py column_block_bytes``.
 COLUMN_BLOCK_BYTES = 1 << 18
+
+#: Compiled path, k-means++ trials: largest sample (bytes of its rows) whose
+#: candidates' products are computed by the column tiles over the sample held
+#: transposed; larger samples take the BLAS product (the transposed sample is
+#: read feature by feature, which pays while it stays in the shared cache).
+#: Set by ``bench_seeding.py`` (benchmarks/RESULTS.md).
+SEEDING_TILE_BYTES = 8 << 20
 
 #: Compiled path, column tiles: smallest number of centres they label (the
 #: fused tiles take fewer). Set by ``bench_thresholds.py column_min_k``.

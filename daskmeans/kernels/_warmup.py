@@ -74,8 +74,10 @@ def _other_loops(plan: KernelPlan, X: np.ndarray, w: np.ndarray) -> None:
     n = X.shape[0]
     x_sq = _api.sq_norms(X).astype(np.float64)
     picks = np.array([0, 1], dtype=np.intp)
+    XT = _api.seeding_operand(X, plan)  # the column tiles' trials, where the plan has them
     for weights in (np.empty(0), w):  # unit weights are passed as length 0
-        _api.seeding_step(X, x_sq, picks, np.full(n, np.inf), weights, np.empty(n))
+        for operand in (None, XT) if XT is not None else (None,):
+            _api.seeding_step(X, x_sq, picks, np.full(n, np.inf), weights, np.empty(n), operand)
 
     rng = np.random.default_rng(1)
     # the BLAS products and the column tiles (with AVX-512, float32 from 65 centres)
