@@ -9,6 +9,8 @@ only by such plans (it imports numba through
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _numba_loops as nb
@@ -32,7 +34,7 @@ def aligned_full(shape, fill, dtype) -> np.ndarray:
     when the operand started 16 bytes past a 32-byte boundary (benchmarks/RESULTS.md).
     """
     dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
+    n = math.prod(shape) if isinstance(shape, tuple) else int(shape)
     buf = np.empty(n * dtype.itemsize + ALIGN_BYTES, dtype=np.uint8)
     start = -buf.ctypes.data % ALIGN_BYTES
     out = buf[start : start + n * dtype.itemsize].view(dtype).reshape(shape)

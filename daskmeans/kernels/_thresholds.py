@@ -108,9 +108,10 @@ COLUMN_BLOCK_BYTES = 1 << 18
 #: Compiled path, k-means++ trials: largest sample (bytes of its rows) whose
 #: candidates' products are computed by the column tiles over the sample held
 #: transposed; larger samples take the BLAS product (the transposed sample is
-#: read feature by feature, which pays while it stays in the shared cache).
+#: read feature by feature, which pays while it stays in the shared cache, and
+#: the tiles run on one thread where BLAS may use several).
 #: Set by ``bench_seeding.py`` (benchmarks/RESULTS.md).
-SEEDING_TILE_BYTES = 8 << 20
+SEEDING_TILE_BYTES = 4 << 20
 
 #: Compiled path, column tiles: smallest number of centres they label (the
 #: fused tiles take fewer). Set by ``bench_thresholds.py column_min_k``.
