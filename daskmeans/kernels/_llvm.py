@@ -333,6 +333,48 @@ def tile_rows(vectors: int, registers: tuple[int, int] | None = None,
 
 
 
+def _vector_fma(builder, vty):
+    """The ``llvm.fma`` intrinsic of the float vectors ``vty`` (float32 or float64 lanes)."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    suffix = "f32" if isinstance(vty.element, ir.FloatType) else "f64"
+    return cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+        f"llvm.fma.v{vty.count}{suffix}")
+
+
+def _emit_feature_loop(builder, d, rows, cols, vty, name, step):
+    """LLVM IR of a loop over ``d`` features (``d >= 1``) carrying ``rows x cols``
+    vector accumulators that start at zero: ``step(j, acc)`` emits feature ``j``'s
+    body and returns the new accumulators. Returns them after the loop."""
+    from llvmlite import ir
+
+    i64 = ir.IntType(64)
+    zero = ir.Constant(vty, [0.0] * vty.count)
+    entry = builder.block
+    loop = builder.append_basic_block(f"{name}.loop")
+    done = builder.append_basic_block(f"{name}.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    j = builder.phi(i64)
+    j.add_incoming(ir.Constant(i64, 0), entry)
+    acc = [[builder.phi(vty) for _ in range(cols)] for _ in range(rows)]
+    for row in acc:
+        for a in row:
+            a.add_incoming(zero, entry)
+    new = step(j, acc)
+    nxt = builder.add(j, ir.Constant(i64, 1))
+    tail = builder.block
+    j.add_incoming(nxt, tail)
+    for row, new_row in zip(acc, new, strict=True):
+        for a, b in zip(row, new_row, strict=True):
+            a.add_incoming(b, tail)
+    builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
+    builder.position_at_end(done)
+    return new
+
+
 def _emit_products(context, builder, Xty, Xa, cdata, row0, d, n_centers, lanes, R, vty, fma,
                    vload):
     """LLVM IR of a tile's products: a loop over the ``d`` features keeping, for
@@ -346,42 +388,22 @@ def _emit_products(context, builder, Xty, Xa, cdata, row0, d, n_centers, lanes, 
     i32, i64 = ir.IntType(32), ir.IntType(64)
     V = n_centers // lanes
 
-    def splat(vec, lane):
-        mask = ir.Constant(ir.VectorType(i32, lanes), [lane] * lanes)
-        return builder.shuffle_vector(vec, vec, mask)
+    def step(j, acc):
+        base = builder.mul(j, ir.Constant(i64, n_centers))
+        cv = [vload(cdata, builder.add(base, ir.Constant(i64, v * lanes))) for v in range(V)]
+        new = []
+        for r in range(R):
+            # any layout: the strides of X (a multiply-add for C order)
+            xs = builder.load(cgutils.get_item_pointer(
+                context, builder, Xty, Xa, [builder.add(row0, ir.Constant(i64, r)), j],
+                wraparound=False))
+            xv = builder.insert_element(ir.Constant(vty, None), xs, ir.Constant(i32, 0))
+            xv = builder.shuffle_vector(xv, xv, ir.Constant(ir.VectorType(i32, lanes),
+                                                            [0] * lanes))
+            new.append([builder.call(fma, [xv, cv[v], acc[r][v]]) for v in range(V)])
+        return new
 
-    zero = ir.Constant(vty, [0.0] * lanes)
-    entry = builder.block
-    loop = builder.append_basic_block("fused.loop")
-    done = builder.append_basic_block("fused.done")
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    j = builder.phi(i64)
-    j.add_incoming(ir.Constant(i64, 0), entry)
-    acc = [[builder.phi(vty) for _ in range(V)] for _ in range(R)]
-    for r in range(R):
-        for v in range(V):
-            acc[r][v].add_incoming(zero, entry)
-    base = builder.mul(j, ir.Constant(i64, n_centers))
-    cv = [vload(cdata, builder.add(base, ir.Constant(i64, v * lanes))) for v in range(V)]
-    new = []
-    for r in range(R):
-        # any layout: the strides of X (a multiply-add for C order)
-        xs = builder.load(cgutils.get_item_pointer(
-            context, builder, Xty, Xa, [builder.add(row0, ir.Constant(i64, r)), j],
-            wraparound=False))
-        xv = splat(builder.insert_element(ir.Constant(vty, None), xs, ir.Constant(i32, 0)), 0)
-        new.append([builder.call(fma, [xv, cv[v], acc[r][v]]) for v in range(V)])
-    nxt = builder.add(j, ir.Constant(i64, 1))
-    tail = builder.block
-    j.add_incoming(nxt, tail)
-    for r in range(R):
-        for v in range(V):
-            acc[r][v].add_incoming(new[r][v], tail)
-    builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
-    builder.position_at_end(done)
-    return new
-
+    return _emit_feature_loop(builder, d, R, V, vty, "fused", step)
 
 def fused_tile_kernels():
     """Fused product-and-argmin tiles, one ``(tile, height)`` pair of intrinsics
@@ -429,7 +451,7 @@ def fused_tile_kernels():
 
             def codegen(context, builder, signature, args):
                 Xty, _, Cty, sty, lty, bty = signature.args
-                i32, i64 = ir.IntType(32), ir.IntType(64)
+                i64 = ir.IntType(64)
                 lanes = 16 if Xty.dtype == types.float32 else 8
                 V = n_centers // lanes
                 R = tile_rows(V)
@@ -442,10 +464,7 @@ def fused_tile_kernels():
                 ba = context.make_array(bty)(context, builder, args[5])
                 row0 = args[1]
                 d = builder.extract_value(Xa.shape, 1)
-                suffix = "f32" if Xty.dtype == types.float32 else "f64"
-                fma = cgutils.get_or_insert_function(
-                    builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                    f"llvm.fma.v{lanes}{suffix}")
+                fma = _vector_fma(builder, vty)
                 align = Xty.dtype.bitwidth // 8
 
                 def vload(ptr, offset):
@@ -579,7 +598,6 @@ def _column_tile(top2: bool):
         import llvmlite.binding as llvm
         from llvmlite import ir
         from numba import types
-        from numba.core import cgutils
         from numba.extending import intrinsic
     except ImportError:  # pragma: no cover - depends on numba's internals
         return None
@@ -616,10 +634,7 @@ def _column_tile(top2: bool):
         i0, g0v, g1v = as64(args[1]), as64(args[4]), as64(args[5])
         d = builder.extract_value(XTa.shape, 0)
         mp = builder.extract_value(XTa.shape, 1)
-        suffix = "f32" if XTty.dtype == types.float32 else "f64"
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-            f"llvm.fma.v{lanes}{suffix}")
+        fma = _vector_fma(builder, vty)
         align = XTty.dtype.bitwidth // 8
 
         def ptr(base, offset, ty):
@@ -750,38 +765,21 @@ def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, fm
     def c64(x):
         return ir.Constant(i64, x)
 
-    zero = ir.Constant(vty, [0.0] * lanes)
-    entry = builder.block
-    loop = builder.append_basic_block("col.loop")
-    done = builder.append_basic_block("col.done")
-    builder.branch(loop)
-    builder.position_at_end(loop)
-    f = builder.phi(i64)
-    f.add_incoming(c64(0), entry)
-    acc = [[builder.phi(vty) for _ in range(RV)] for _ in range(CG)]
-    for c in range(CG):
-        for r in range(RV):
-            acc[c][r].add_incoming(zero, entry)
-    xrow = builder.mul(f, mp)
-    xv = [builder.load(builder.bitcast(builder.gep(xt, [builder.add(xrow, row_off[r])]),
-                                       vty.as_pointer()), align=align) for r in range(RV)]
-    cbase = builder.add(builder.mul(builder.mul(g, c64(CG)), d), f)
-    new = []
-    for c in range(CG):
-        cval = builder.load(builder.gep(cdata, [builder.add(cbase, builder.mul(c64(c), d))]))
-        cv = builder.insert_element(ir.Constant(vty, None), cval, ir.Constant(i32, 0))
-        cb = builder.shuffle_vector(cv, cv, ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
-        new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
-    nxt = builder.add(f, c64(1))
-    tail = builder.block
-    f.add_incoming(nxt, tail)
-    for c in range(CG):
-        for r in range(RV):
-            acc[c][r].add_incoming(new[c][r], tail)
-    builder.cbranch(builder.icmp_signed("<", nxt, d), loop, done)
-    builder.position_at_end(done)
-    return new
+    def step(f, acc):
+        xrow = builder.mul(f, mp)
+        xv = [builder.load(builder.bitcast(builder.gep(xt, [builder.add(xrow, row_off[r])]),
+                                           vty.as_pointer()), align=align) for r in range(RV)]
+        cbase = builder.add(builder.mul(builder.mul(g, c64(CG)), d), f)
+        new = []
+        for c in range(CG):
+            cval = builder.load(builder.gep(cdata, [builder.add(cbase, builder.mul(c64(c), d))]))
+            cv = builder.insert_element(ir.Constant(vty, None), cval, ir.Constant(i32, 0))
+            cb = builder.shuffle_vector(cv, cv, ir.Constant(ir.VectorType(i32, lanes),
+                                                            [0] * lanes))
+            new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
+        return new
 
+    return _emit_feature_loop(builder, d, CG, RV, vty, "col", step)
 
 def column_products_kernel():
     """A compiled ``products(XT, i, C, g, P)``: the column tile's products, stored, or None.
@@ -800,7 +798,6 @@ def column_products_kernel():
         import llvmlite.binding as llvm
         from llvmlite import ir
         from numba import types
-        from numba.core import cgutils
         from numba.extending import intrinsic
     except ImportError:  # pragma: no cover - depends on numba's internals
         return None
@@ -834,10 +831,7 @@ def column_products_kernel():
             d = builder.extract_value(XTa.shape, 0)
             mp = builder.extract_value(XTa.shape, 1)
             pm = builder.extract_value(Pa.shape, 1)
-            suffix = "f32" if XTty.dtype == types.float32 else "f64"
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty, vty, vty]),
-                f"llvm.fma.v{lanes}{suffix}")
+            fma = _vector_fma(builder, vty)
             row_off = [builder.add(i0, ir.Constant(i64, r * lanes)) for r in range(RV)]
             new = _emit_column_products(builder, XTa.data, Ca.data, g, d, mp, row_off, RV, CG,
                                         vty, fma, align)
