@@ -63,3 +63,26 @@ def test_guard_is_idempotent_and_skips_dispatchers_without_cache(tmp_path):
     assert cf.save is save  # not wrapped twice
     plain = types.SimpleNamespace(_cache=None)
     assert _numba_cache.guard(plain) is plain
+
+
+def test_an_edit_of_any_kernel_module_makes_cached_entries_stale(tmp_path, monkeypatch):
+    """numba's own stamp covers the function's file only; the guard adds the stamps
+    of every kernel module, so an entry saved before an edit of one of them (the
+    LLVM IR of _llvm, say) is not loaded after it."""
+    saved = _cache_file(tmp_path)
+    assert saved._source_stamp == ((1.0, 2), _numba_cache.sources_stamp())
+    assert any(name == "_llvm.py" for name, _, _ in _numba_cache.sources_stamp())
+    saved.save("float32 sig", b"float32 code")
+    assert _cache_file(tmp_path).load("float32 sig") == b"float32 code"  # same sources
+    edited = _numba_cache.sources_stamp() + (("_llvm.py", 1, 1),)
+    monkeypatch.setattr(_numba_cache, "sources_stamp", lambda: edited)
+    assert _cache_file(tmp_path).load("float32 sig") is None  # stale: compiled again
+
+
+def test_sources_stamp_follows_the_modules(tmp_path):
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not a module")
+    first = _numba_cache.sources_stamp.__wrapped__(str(tmp_path))
+    assert [name for name, _, _ in first] == ["a.py"]
+    (tmp_path / "a.py").write_text("x = 10\n")
+    assert _numba_cache.sources_stamp.__wrapped__(str(tmp_path)) != first

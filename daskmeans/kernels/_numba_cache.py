@@ -15,11 +15,20 @@ advisory lock on a file in the cache folder (exclusive for a save, shared
 for a load), so that every save sees the index of the one before. POSIX
 only (``fcntl.flock``); elsewhere, or when the lock file cannot be opened,
 the cache works as numba made it.
+
+numba also judges a cache entry fresh by the stamp (modification time and
+size) of the function's own source file only, while the compiled loops
+inline code of the other kernel modules: the LLVM IR of :mod:`._llvm`, the
+loops of :mod:`._numba_loops` called from :mod:`._bounds` and :mod:`._sparse`.
+An edit of one of those would leave machine code built from the old source
+in the cache. :func:`guard` therefore adds :func:`sources_stamp`, the stamps
+of every module of this package, to the stamp numba checks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 try:
@@ -27,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["LOCK_NAME", "guard", "guard_namespace"]
+__all__ = ["LOCK_NAME", "guard", "guard_namespace", "sources_stamp"]
 
 #: The lock file, one per cache folder.
 LOCK_NAME = "daskmeans-numba-cache.lock"
@@ -50,8 +59,32 @@ def _locked(path: str, exclusive: bool):
             os.close(fd)  # releases the lock
 
 
+@functools.cache
+def sources_stamp(folder: str | None = None) -> tuple:
+    """``(name, modification time in ns, size)`` of every Python module in
+    ``folder`` (default: this package, :mod:`daskmeans.kernels`), by name.
+
+    Part of the stamp of every guarded cache (see the module): an edit of any
+    kernel module makes the entries cached before it stale.
+    """
+    folder = folder or os.path.dirname(os.path.abspath(__file__))
+    out = []
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+    except OSError:  # pragma: no cover - an unreadable package folder
+        return ()
+    for name in names:
+        try:
+            st = os.stat(os.path.join(folder, name))
+        except OSError:  # pragma: no cover - removed meanwhile
+            continue
+        out.append((name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def guard(dispatcher):
-    """Lock the cache saves and loads of a numba dispatcher (see the module);
+    """Lock the cache saves and loads of a numba dispatcher and add
+    :func:`sources_stamp` to the stamp of its entries (see the module);
     returns it. Dispatchers without a cache, or from a numba whose cache
     objects look otherwise, are returned untouched."""
     cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
@@ -74,6 +107,8 @@ def guard(dispatcher):
 
     cache_file.save = locked_save
     cache_file.load = locked_load
+    if hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, sources_stamp())
     cache_file._daskmeans_guarded = True
     return dispatcher
 
