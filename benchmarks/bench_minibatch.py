@@ -20,7 +20,11 @@ Reported, all on dask's threaded scheduler with 2 threads:
   converged exact fit;
 * scikit-learn's MiniBatchKMeans.partial_fit over the same chunks, 1 and 3
   passes (its inertia is measured afterwards, not timed);
-* the converged exact fit: daskmeans.KMeans (k-means||, tol=1e-5, at most 150 iterations).
+* the converged exact fit: daskmeans.KMeans (k-means||, tol=1e-5, at most 150 iterations);
+* with ``--seeds N``, the inertia of every row over ``random_state`` 0 to N - 1
+  (one untimed fit each): median, lowest and highest. One seed's inertia says
+  little about a method: which local optimum a single pass lands in moves it
+  by a few tenths of a percent either way.
 
 Every timed row is run ``--repeat`` times (default 3), round robin over the
 rows, and the fastest run is reported, all runs printed: the machine this was
@@ -51,7 +55,7 @@ Usage::
     python benchmarks/bench_minibatch.py [--dir DIR] [--rows N] [--batch-size B]
         [--init-size S] [--n-init N] [--init-lloyd-iter I] [--repeat R]
         [--reference-inertia R] [--methods ours:1,ours:3,plain:1,sklearn:1,sklearn:3]
-        [--param NAME=VALUE ...]
+        [--param NAME=VALUE ...] [--seeds N]
 
 If ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set, the script re-runs
 itself with both removed from its own environment (benchmark only; see
@@ -123,6 +127,8 @@ def main() -> None:
                          "--init-size, n_init=1, init_lloyd_iter=0), sklearn")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="extra MiniBatchKMeans argument (Python literal), repeatable")
+    ap.add_argument("--seeds", type=int, default=0,
+                    help="also give every row's inertia over random_state 0 .. N-1 (untimed)")
     args = ap.parse_args()
     methods = [(m.split(":")[0], int(m.split(":")[1])) for m in args.methods.split(",") if m]
     extra = {}
@@ -172,9 +178,9 @@ def main() -> None:
             if name in ("ours", "plain"):
                 kw = dict(ours if name == "ours" else plain, **extra)
 
-                def run(kw=kw, passes=passes):
+                def run(kw=kw, passes=passes, seed=0):
                     model = MiniBatchKMeans(K, batch_size=args.batch_size, max_iter=passes,
-                                            max_no_improvement=None, random_state=0, **kw)
+                                            max_no_improvement=None, random_state=seed, **kw)
                     _, t = timed(lambda: model.fit(X))
                     return model.timings_["fold"], t, model
 
@@ -183,8 +189,8 @@ def main() -> None:
             elif name == "sklearn":
                 from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
-                def run(passes=passes):
-                    sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=0,
+                def run(passes=passes, seed=0):
+                    sk = SKMiniBatchKMeans(K, batch_size=args.batch_size, random_state=seed,
                                            compute_labels=False)
 
                     def loop():
@@ -222,6 +228,16 @@ def main() -> None:
             print(f"{label}: fold/loop {_fmt_times(loops)}"
                   + ("" if fits is None else f", fit {_fmt_times(fits)}")
                   + f", {100 * (inertia / ref - 1):+.2f}%")
+        seeded = {}  # label: inertia relative to the reference, by seed
+        for label, run in entries if args.seeds else []:
+            rel = []
+            for seed in range(args.seeds):
+                fitted = run(seed=seed)[2]
+                value = (fitted.inertia_ if isinstance(fitted, MiniBatchKMeans)
+                         else -_frozen(fitted.cluster_centers_).score(X))
+                rel.append(100 * (value / ref - 1))
+            seeded[label] = rel
+            print(f"{label}: inertia vs converged by seed {[round(r, 2) for r in rel]}")
 
         # for comparison only: the same read pass with two Zarr chunks per Dask task
         # (zarr then decodes both at once); not the unit, which follows the array's chunks
@@ -248,6 +264,12 @@ def main() -> None:
         print(f"| {name} | {t_loop:.2f}s ({t_loop / read:.2f}) | {pair:.2f} | {same_n:.2f} | "
               f"{fit} | {100 * (inertia / ref - 1):+.2f}% |")
     print(f"\nread pass {read:.2f}s (fastest of {len(reads)}); reference: {reference['how']}")
+    if seeded:
+        print(f"\n| method | inertia vs converged over random_state 0..{args.seeds - 1}: "
+              "median | lowest | highest |")
+        print("|---|---|---|---|")
+        for label, rel in seeded.items():
+            print(f"| {label} | {np.median(rel):+.2f}% | {min(rel):+.2f}% | {max(rel):+.2f}% |")
 
 
 def _reference(cache_dir, X, given):
