@@ -9,8 +9,9 @@ names, scikit-learn's wording), ``predict``, ``transform``, ``score``,
 model files (``to_dict``/``from_dict``/``save``/``load``).
 
 Other modules use a fitted model through the public functions at the end of
-this module (:func:`lazy_labels`, :func:`resolved_params`), never through its
-private methods.
+this module (:func:`lazy_labels`, :func:`resolved_params`, and
+:func:`deferred_final_pass` with its two companions), never through its private
+methods.
 
 Writing another estimator on this base
 --------------------------------------
@@ -61,6 +62,7 @@ the estimator has them (see :meth:`KMeansBase._predict_prep`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from numbers import Integral, Real
@@ -87,7 +89,10 @@ from .engine._lloyd import check_block, partial_pass, prepare_block
 from .engine._prep import make_prep
 from .io._atomic import write_json
 
-__all__ = ["COMMON_PARAMETERS", "KMeansBase", "in_memory", "lazy_labels", "resolved_params"]
+__all__ = [
+    "COMMON_PARAMETERS", "KMeansBase", "complete_final_pass", "deferred_final_pass", "in_memory",
+    "lazy_labels", "pending_final_pass", "resolved_params",
+]
 
 #: Constraints of the parameters every k-means estimator has.
 COMMON_PARAMETERS: dict = {
@@ -318,6 +323,21 @@ class KMeansBase(ClusterMixin, TransformerMixin, BaseEstimator):
             prep=self._predict_prep(),
             token="kmeans-predict",
         )
+
+    def _defers_final(self, in_mem: bool) -> bool:
+        """Whether this fit leaves its last pass to the labels' (see
+        :func:`deferred_final_pass`); forgets a pass left by an earlier fit."""
+        self.__dict__.pop("_final_pass", None)
+        return not in_mem and self.__dict__.get("_defer_final", False)
+
+    def _final_labels_pass(self, Xd: da.Array, weights, centers, *, prep, plan=None):
+        """Lazy labels (those of :meth:`_predict_dask`) and the lazy result of
+        the last pass over ``centers`` (working space), from one read."""
+        from .engine._lloyd import final_pass
+
+        label = (_predict_block, (self._centers_work(), False), {"prep": self._predict_prep()})
+        return final_pass(Xd, weights, centers, label,
+                          split_every=getattr(self, "split_every", None), prep=prep, plan=plan)
 
     def predict(self, X, *, storage_options=None):
         """Index of the closest centre for every row.
@@ -553,6 +573,42 @@ def lazy_labels(model: KMeansBase, X, *, storage_options=None, check: bool = Tru
     """
     Xd, _ = model._validate_data(X, reset=False, storage_options=storage_options)
     return model._predict_dask(Xd, check=check)
+
+
+@contextlib.contextmanager
+def deferred_final_pass(model: KMeansBase):
+    """Within it, ``model.fit`` may leave its last pass to the labels' pass.
+
+    A fit on lazy data ends with a pass that measures the final centres
+    (``inertia_``, ``cluster_sizes_``) and leaves ``labels_`` lazy; a caller
+    that then computes ``labels_`` anyway (the command line writes them)
+    reads the data twice. Inside this context such a fit makes ``labels_``
+    the labels of a pass that also gives that measure, and does not compute
+    it: :func:`pending_final_pass` returns the lazy measure, to be computed
+    together with ``labels_`` (one read of every block), and
+    :func:`complete_final_pass` sets the attributes from it. Only fits of one
+    set of centres on Dask input whose last pass is needed defer; after any
+    other fit :func:`pending_final_pass` returns None.
+    """
+    model._defer_final = True
+    try:
+        yield model
+    finally:
+        model.__dict__.pop("_defer_final", None)
+
+
+def pending_final_pass(model: KMeansBase):
+    """The lazy result of a fit's deferred last pass (a ``Delayed``), or None;
+    see :func:`deferred_final_pass`."""
+    pending = model.__dict__.get("_final_pass")
+    return None if pending is None else pending[0]
+
+
+def complete_final_pass(model: KMeansBase, result) -> None:
+    """Set the attributes of a fit whose last pass was deferred, from the
+    computed result of :func:`pending_final_pass`."""
+    _, finish = model.__dict__.pop("_final_pass")
+    finish(result)
 
 
 def resolved_params(model: KMeansBase) -> dict:

@@ -27,7 +27,14 @@ from ._validation import (
 from .engine._inline import direct_map
 from .engine import _init as _init_mod
 from .engine._init import init_centers, small_data
-from .engine._lloyd import LloydState, finalize, lloyd, warn_if_degenerate
+from .engine._lloyd import (
+    LloydState,
+    apply_final,
+    finalize,
+    fit_plan,
+    lloyd,
+    warn_if_degenerate,
+)
 from .engine._prep import PREP_PARAMS, ZeroRowsError, make_prep
 from .engine._prep_passes import count_zero_rows, fitted_prep, resolve_initial_prep
 from .engine._pruned import pruned_lloyd, use_pruned
@@ -357,6 +364,25 @@ class KMeans(KMeansBase):
         timings["lloyd"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         labels_now = None
+        if (self._defers_final(in_mem) and len(state.centers) == 1 and not state.strict[0]
+                and Xp is Xd and wp is weights):
+            # the caller computes labels_ anyway: their pass gives the final inertia and
+            # sizes (see daskmeans._base.deferred_final_pass)
+            self._set_prep_fitted(state.centers[0], prep, state)
+            labels, result = self._final_labels_pass(Xd, weights, state.centers[0], prep=prep,
+                                                     plan=fit_plan(Xd, state.centers))
+
+            def finish(res, state=state):
+                self._set_final(apply_final(state, [0], res), 0)
+                warn_if_degenerate(self.cluster_sizes_, k)
+
+            self._final_pass = (result, finish)
+            self.n_iter_ = int(state.n_iter[0])
+            self.inertia_history_ = list(state.history[0])
+            self.labels_ = _as_frame_labels(X, labels)
+            timings["finalize"] = time.perf_counter() - t0
+            self.timings_ = timings
+            return self
         if in_mem and prep is None and len(state.centers) == 1:
             # NumPy input: labels_ is computed now anyway; the same pass gives the
             # final inertia and sizes that finalize would need a pass of its own for
@@ -366,11 +392,7 @@ class KMeans(KMeansBase):
         del Xp, wp  # releases persisted blocks; labels_ below reads from the source
         best = int(np.argmin(state.inertia))
         self._set_prep_fitted(state.centers[best], prep, state)
-        self.inertia_ = float(state.inertia[best])
-        self.n_iter_ = int(state.n_iter[best])
-        self.inertia_history_ = list(state.history[best])
-        self.cluster_sizes_ = np.asarray(state.sizes[best], dtype=np.float64)
-        self.n_passes_ = int(state.n_passes)
+        self._set_final(state, best)
         warn_if_degenerate(self.cluster_sizes_, k)
         if labels_now is not None:
             self.labels_ = labels_now
@@ -380,6 +402,15 @@ class KMeans(KMeansBase):
         timings["finalize"] = time.perf_counter() - t0
         self.timings_ = timings
         return self
+
+    def _set_final(self, state: LloydState, best: int) -> None:
+        """The fitted attributes of group ``best`` once its last pass is made."""
+        self.n_omitted_ = int(state.n_omitted)
+        self.inertia_ = float(state.inertia[best])
+        self.n_iter_ = int(state.n_iter[best])
+        self.inertia_history_ = list(state.history[best])
+        self.cluster_sizes_ = np.asarray(state.sizes[best], dtype=np.float64)
+        self.n_passes_ = int(state.n_passes)
 
     def _initial_state(self, Xd, weights, seq, init_array, check, *,
                        numpy_input: bool = False) -> LloydState:

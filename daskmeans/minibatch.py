@@ -312,7 +312,21 @@ class MiniBatchKMeans(KMeansBase):
         self._set_state(state)
         self.n_iter_ = n_iter
         self.inertia_history_ = history
-        if self.compute_labels:
+        if self._defers_final(in_mem) and self.compute_labels:
+            # the caller computes labels_ anyway: their pass gives the final inertia and
+            # sizes (see daskmeans._base.deferred_final_pass)
+            labels, result = self._final_labels_pass(
+                Xd, weights, self.cluster_centers_,
+                prep=make_prep(Xd.dtype, nan_policy=self.nan_policy))
+
+            def finish(res, n_iter=n_iter):
+                self._set_measured(res)
+                warn_if_degenerate(self.cluster_sizes_, k)
+                self.n_passes_ = n_iter + 1
+
+            self._final_pass = (result, finish)
+            self.labels_ = _as_frame_labels(X, labels)
+        elif self.compute_labels:
             self._label_data(X, Xd, weights, in_mem)
             warn_if_degenerate(self.cluster_sizes_, k)
             self.n_passes_ = n_iter + 1
@@ -331,11 +345,16 @@ class MiniBatchKMeans(KMeansBase):
                              prep=make_prep(Xd.dtype, nan_policy=self.nan_policy),
                              split_every=self.split_every)
         (res,) = compute_passes(graph)
+        self._set_measured(res)
+        labels = self._predict_dask(Xd, check=False)
+        self.labels_ = in_memory(labels) if in_mem else _as_frame_labels(X, labels)
+
+    def _set_measured(self, res: dict) -> None:
+        """``n_omitted_``, ``inertia_`` and ``cluster_sizes_`` from the pass result
+        ``res`` over the final centres."""
         self.n_omitted_ = int(res.get("n_omitted", 0))
         self.inertia_ = float(res["inertia"][0])
         self.cluster_sizes_ = np.asarray(res["counts"], dtype=np.float64)
-        labels = self._predict_dask(Xd, check=False)
-        self.labels_ = in_memory(labels) if in_mem else _as_frame_labels(X, labels)
 
     def _set_state(self, state: FoldState) -> None:
         self.cluster_centers_ = state.centers
@@ -392,7 +411,8 @@ class MiniBatchKMeans(KMeansBase):
         state = run_pass(self._readers(Xd, weights), order, start, params, in_memory=in_mem,
                          init_spec=init_spec)
         self._set_state(state)
-        for attr in ("labels_", "inertia_", "cluster_sizes_", "inertia_history_", "n_omitted_"):
+        for attr in ("labels_", "inertia_", "cluster_sizes_", "inertia_history_", "n_omitted_",
+                     "_final_pass"):
             self.__dict__.pop(attr, None)
         if self.compute_labels:
             self._label_data(X, Xd, weights, in_mem)

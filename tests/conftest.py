@@ -23,3 +23,29 @@ def blobs():
     y = rng.integers(0, k, size=n)
     X = centers[y] + rng.normal(scale=0.7, size=(n, d))
     return X, y, centers
+
+
+@pytest.fixture
+def deferred_fit():
+    """``fit(model, x, rows) -> (model, labels, reads)``: fit ``model`` on ``x``
+    (blocks of ``rows`` rows, reads counted) inside
+    :func:`daskmeans._base.deferred_final_pass`, check that the last pass was
+    left undone, compute the labels and that pass together and complete the
+    fit; ``reads`` is the blocks read by that compute."""
+    from daskmeans._base import complete_final_pass, deferred_final_pass, pending_final_pass
+    from daskmeans.engine._graph import compute_passes
+    from daskmeans.testing import counting_dask
+
+    def fit(model, x, rows):
+        X, counter = counting_dask(x, rows)
+        with deferred_final_pass(model):
+            model.fit(X)
+        pending = pending_final_pass(model)
+        assert pending is not None and not hasattr(model, "inertia_")
+        before = counter.reads
+        labels, result = compute_passes(model.labels_, pending, optimize=False)
+        complete_final_pass(model, result)
+        assert pending_final_pass(model) is None
+        return model, labels, counter.reads - before
+
+    return fit

@@ -148,6 +148,43 @@ def test_predict_equals_fit_labels(workdir, fitted):
     assert json.loads(proc.stdout)["n_clusters"] == 4
 
 
+@pytest.mark.parametrize("algorithm", ["lloyd", "minibatch"])
+def test_fit_measures_the_final_centres_in_the_labels_pass(tmp_path, monkeypatch, algorithm):
+    """The labels are written by the pass that gives the final inertia and sizes:
+    one read of the data fewer than a fit that measures them first, the same
+    outputs to the last bit."""
+    from daskmeans.cli._sources import ArraySource
+    from daskmeans.engine import _blocks
+
+    X, _ = make_blobs(20_000, 3, 5, cluster_std=2.0, chunk_rows=2_000, random_state=1)
+    X.to_zarr(str(tmp_path / "x.zarr"))
+    reads = []
+    call = _blocks._Reader.__call__
+
+    def counted(self):
+        reads.append(1)
+        return call(self)
+
+    monkeypatch.setattr(_blocks._Reader, "__call__", counted)
+    outs = {}
+    for merged in (True, False):
+        monkeypatch.setattr(ArraySource, "labels_of_fit", merged)
+        reads.clear()
+        out = tmp_path / f"run-{merged}"
+        assert main(["fit", str(tmp_path / "x.zarr"), "--k", "5", "--seed", "0", "--out",
+                     str(out), "--algorithm", algorithm, "-q"]) == 0
+        outs[merged] = (len(reads), json.loads((out / "report.json").read_text()),
+                        zarr.open_array(str(out / "labels.zarr"), mode="r")[:],
+                        json.loads((out / "model.json").read_text()))
+    (n_merged, rep, labels, model), (n_plain, rep0, labels0, model0) = outs[True], outs[False]
+    assert n_plain - n_merged == X.numblocks[0]
+    np.testing.assert_array_equal(labels, labels0)
+    assert model == model0
+    for key in ("inertia", "cluster_sizes", "n_passes", "n_iter", "n_omitted"):
+        assert rep[key] == rep0[key], key
+    assert np.array_equal(np.bincount(labels, minlength=5), rep["cluster_sizes"])
+
+
 def test_info_on_array_and_model(workdir, fitted, capsys, monkeypatch):
     monkeypatch.chdir(workdir)
     assert main(["info", "x.zarr", "--json"]) == 0

@@ -369,3 +369,31 @@ def test_no_warnings_on_plain_fit(blobs):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         KMeans(5, random_state=0).fit(da.from_array(X, chunks=(500, 3)))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"standardize": True}, {"nan_policy": "omit"}])
+def test_deferred_final_pass_gives_the_fit_in_one_read(kwargs, deferred_fit):
+    """Inside deferred_final_pass, the labels' pass makes the fit's last pass:
+    one read of every block gives labels_, inertia_ and cluster_sizes_, all
+    bitwise those of a plain fit."""
+    from daskmeans._base import deferred_final_pass, pending_final_pass
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(c, 1.0, (400, 3)) for c in (0.0, 2.0, 4.0, 6.0)])
+    if "nan_policy" in kwargs:
+        x[[5, 700]] = np.nan
+    ref = KMeans(4, random_state=0, **kwargs).fit(da.from_array(x, chunks=(200, 3)))
+    km, labels, reads = deferred_fit(KMeans(4, random_state=0, **kwargs), x, 200)
+    assert reads == len(x) // 200
+    np.testing.assert_array_equal(km.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(labels, ref.labels_.compute())
+    assert km.inertia_ == ref.inertia_ and km.n_passes_ == ref.n_passes_
+    np.testing.assert_array_equal(km.cluster_sizes_, ref.cluster_sizes_)
+    assert km.n_iter_ == ref.n_iter_ and km.n_omitted_ == ref.n_omitted_
+    # outside the context, and on NumPy input, the fit completes as before
+    X = da.from_array(x, chunks=(200, 3))
+    assert pending_final_pass(KMeans(4, random_state=0, **kwargs).fit(X)) is None
+    with deferred_final_pass(km):
+        km.fit(x)
+    assert pending_final_pass(km) is None
+    assert km.inertia_ == KMeans(4, random_state=0, **kwargs).fit(x).inertia_

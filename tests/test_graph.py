@@ -232,3 +232,45 @@ def test_tasks_per_thread_keeps_the_scheduler_share():
         seconds = data / (threads * g.THREAD_BYTES_PER_SECOND)
         share = per * threads * g.SCHEDULER_SECONDS_PER_TASK / seconds
         assert per == 1.0 or share <= g.SCHEDULER_SHARE + 1e-12
+
+
+def _rows_chunk(block, w, index, *, seen):
+    seen.append(index)
+    return block[:, 0] * 2.0, float(block.sum())
+
+
+def _sum_chunk(block, w, index, *, seen):
+    return _rows_chunk(block, w, index, seen=seen)[1]
+
+
+@pytest.mark.parametrize("rechunk", [False, True])
+def test_rows_and_reduction_from_one_read_of_every_block(tmp_path, rechunk):
+    """The per-row array, written by a store, and the reduction computed together
+    read every block once, and the reduction is bitwise block_reduce's."""
+    import zarr
+
+    from daskmeans.engine._graph import compute_passes, map_reduce_row_blocks
+
+    x = np.random.default_rng(2).random((200, 2))
+    X = da.from_array(x, chunks=(20, 2), inline_array=True)
+    if rechunk:  # blocks computed from other blocks: the tasks depend on their keys
+        X = X.rechunk((30, 2))
+    seen: list = []
+    rows, total = map_reduce_row_blocks(X, None, _rows_chunk, _combine, name="t",
+                                        dtype=np.float64, split_every=3,
+                                        consts={"seen": seen})
+    assert rows.chunks == (X.chunks[0],) and rows.dtype == np.float64
+    target = zarr.create_array(store=str(tmp_path / "rows.zarr"), shape=(200,),
+                               chunks=(X.chunks[0][0],), dtype="float64")
+    stored = rows.store(target, lock=False, compute=False)
+    with dask.config.set(scheduler="threads"):
+        _, value = compute_passes(stored, total, optimize=False)
+    assert sorted(seen) == list(range(X.numblocks[0]))
+    np.testing.assert_array_equal(target[:], x[:, 0] * 2.0)
+    ref = block_reduce(X, None, _sum_chunk, _combine, name="u", split_every=3,
+                       consts={"seen": []}).compute(scheduler="sync")
+    assert value == ref
+    # each alone reads every block
+    seen.clear()
+    np.testing.assert_array_equal(rows.compute(scheduler="sync"), x[:, 0] * 2.0)
+    assert sorted(seen) == list(range(X.numblocks[0]))

@@ -743,3 +743,30 @@ def test_zero_weight_non_finite_rows_and_overflow(big_blobs):
         model = MiniBatchKMeans(12, batch_size=500, max_iter=1, random_state=0,
                                 compute_labels=False).fit(da.from_array(huge, chunks=(1000, 4)))
     assert model.cluster_centers_.shape == (12, 4)
+
+
+@pytest.mark.parametrize("nan_policy", ["raise", "omit"])
+def test_deferred_final_pass_gives_the_fit_in_one_read(nan_policy, deferred_fit):
+    """Inside deferred_final_pass, the labels' pass measures the final centres:
+    one read of every block gives labels_, inertia_, cluster_sizes_ and
+    n_omitted_, all bitwise those of a plain fit."""
+    from daskmeans._base import deferred_final_pass, pending_final_pass
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(c, 1.0, (600, 2)) for c in (0.0, 3.0, 6.0)])
+    if nan_policy == "omit":
+        x[[1, 900]] = np.nan
+    kw = {"batch_size": 256, "random_state": 0, "nan_policy": nan_policy}
+    ref = MiniBatchKMeans(3, **kw).fit(da.from_array(x, chunks=(300, 2)))
+    model, labels, reads = deferred_fit(MiniBatchKMeans(3, **kw), x, 300)
+    assert reads == len(x) // 300
+    np.testing.assert_array_equal(model.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(labels, ref.labels_.compute())
+    assert model.inertia_ == ref.inertia_ and model.n_passes_ == ref.n_passes_
+    np.testing.assert_array_equal(model.cluster_sizes_, ref.cluster_sizes_)
+    assert model.n_omitted_ == ref.n_omitted_ == (2 if nan_policy == "omit" else 0)
+    # without labels there is no last pass to defer
+    quiet = MiniBatchKMeans(3, compute_labels=False, **kw)
+    with deferred_final_pass(quiet):
+        quiet.fit(da.from_array(x, chunks=(300, 2)))
+    assert pending_final_pass(quiet) is None and quiet.inertia_ == quiet.inertia_history_[-1]

@@ -394,7 +394,7 @@ def warning_lines(caught: Sequence[warnings.WarningMessage]) -> list[str]:
 # --------------------------------------------------------------------------- outputs
 
 
-def write_labels(labels, path: Path, *, like: str | None = None) -> None:
+def write_labels(labels, path: Path, *, like: str | None = None, also: tuple = ()) -> list:
     """Write lazy labels to ``path`` block by block, atomically: the one label writer.
 
     Parameters
@@ -410,9 +410,19 @@ def write_labels(labels, path: Path, *, like: str | None = None) -> None:
         Destination; an existing one is replaced once the new one is complete.
     like : str, optional
         Path or URL of the Zarr array the labels belong to.
+    also : tuple, optional
+        Lazy results computed with 1-D Dask array labels, in the same compute
+        (a fit's deferred last pass: see :func:`daskmeans._base.deferred_final_pass`).
+
+    Returns
+    -------
+    list
+        The values of ``also``.
     """
     from daskmeans.io._atomic import atomic_dir
 
+    if also and (hasattr(labels, "to_dataset") or hasattr(labels, "to_parquet")):
+        raise ValueError("internal: results computed with the labels need Dask array labels")
     if hasattr(labels, "to_dataset"):  # xarray.DataArray
         ds = labels.to_dataset()
         for name in ds.variables:
@@ -421,19 +431,20 @@ def write_labels(labels, path: Path, *, like: str | None = None) -> None:
             # zarr-python warns that consolidated metadata is not in the v3 spec
             warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
             ds.to_zarr(str(tmp), mode="w", consolidated=True)
-        return
+        return []
     if hasattr(labels, "to_parquet"):  # dask DataFrame
         with atomic_dir(path) as tmp:
             labels.to_parquet(str(tmp), write_index=False)
-        return
-    from daskmeans.io._labels import store_labels, whole_chunks
+        return []
+    from daskmeans.io._labels import store_labels_with, whole_chunks
     from daskmeans.io._zarr import stored_row_chunks
 
     rows = labels.chunks[0][0] if like is None else stored_row_chunks(like)
     if not whole_chunks(labels.chunks[0], rows):
         labels = labels.rechunk((rows,))
-    store_labels(labels, str(path), overwrite=True, zarr_format=3, chunk_rows=rows,
-                 attributes={"description": "daskmeans cluster labels"})
+    return store_labels_with(labels, str(path), also=also, overwrite=True, zarr_format=3,
+                             chunk_rows=rows,
+                             attributes={"description": "daskmeans cluster labels"})
 
 
 def versions() -> dict:

@@ -19,6 +19,7 @@ on the chosen scheduler, fit, write the labels, the model and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -103,6 +104,8 @@ def _parameters(args: argparse.Namespace, algorithm, seed: int, seed_source: str
 
 def run(args: argparse.Namespace) -> int:
     """Run ``daskmeans fit``."""
+    from daskmeans._base import complete_final_pass, deferred_final_pass, pending_final_pass
+
     started, t_start = _common.now(), time.perf_counter()
     # everything the user gave is checked before any work starts
     adapter = _inputs.choose(args)
@@ -130,11 +133,19 @@ def run(args: argparse.Namespace) -> int:
             resumed_from = _common.prepare_checkpoint(args.checkpoint, seed)
         model, progress = algorithm.build(args, seed)
         with _common.recorded_warnings() as caught, progress:
-            algorithm.fit(source, model, **fit_kwargs)
+            # the labels are written anyway: their pass also makes the fit's last one
+            with (deferred_final_pass(model) if source.labels_of_fit
+                  else contextlib.nullcontext()):
+                algorithm.fit(source, model, **fit_kwargs)
+            pending = pending_final_pass(model)
             t0 = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
             labels_path = out / source.label_file
-            _common.write_labels(source.fit_labels(model), labels_path, like=source.like)
+            done = _common.write_labels(source.fit_labels(model), labels_path,
+                                        like=source.like,
+                                        also=() if pending is None else (pending,))
+            if pending is not None:
+                complete_final_pass(model, done[0])
             checks = source.check_written(args, labels_path)
             t_labels = time.perf_counter() - t0
         lines = checks + _common.warning_lines(caught)

@@ -22,6 +22,9 @@ class Source:
     kind = ""
     #: File written under ``fit --out`` for the labels.
     label_file = "labels.zarr"
+    #: Whether :meth:`fit_labels` are the model's ``labels_``: the fit's last pass is
+    #: then made by the labels' pass (see :func:`daskmeans._base.deferred_final_pass`).
+    labels_of_fit = False
     #: What the labels are written as (in messages).
     label_format = "a Zarr array"
     #: Rows (samples), when known without reading the data.
@@ -56,6 +59,7 @@ class ArraySource(Source):
     """A 2-D Dask array; ``like``: the Zarr array it was read from, to chunk labels like."""
 
     kind = "array"
+    labels_of_fit = True
 
     def __init__(self, text: str, X, *, like: str | None = None):
         self.text = text

@@ -45,6 +45,7 @@ __all__ = [
     "block_reduce",
     "blocks_per_task",
     "compute_passes",
+    "map_reduce_row_blocks",
     "map_row_blocks",
     "map_selected_blocks",
     "resolve_split_every",
@@ -381,14 +382,87 @@ def map_row_blocks(X: da.Array, func: Callable[..., np.ndarray], *args, dtype, t
                     meta=np.empty((0,), dtype=dtype))
 
 
+def _first(pair):
+    return pair[0]
+
+
+def _second(pair):
+    return pair[1]
+
+
+def map_reduce_row_blocks(
+    X: da.Array,
+    weights: da.Array | None,
+    chunk: Callable[..., tuple],
+    combine: Callable[[list], Any],
+    *,
+    name: str,
+    dtype,
+    split_every: int | None = None,
+    consts: dict | None = None,
+) -> tuple[da.Array, Delayed]:
+    """One value per row and a tree reduction, from one read of every block.
+
+    ``chunk(block, weight_block_or_None, block_index, **consts)`` returns
+    ``(per_row, partial)``: a 1-D array with one value per row of the block
+    (labels) and a small result that ``combine`` merges as in
+    :func:`block_reduce`, with the same tree (fan-in ``split_every``): the
+    reduction is bitwise that of :func:`block_reduce` with the same
+    ``partial`` results. Computing the array and the reduction together
+    (one ``dask.compute``, or the array written by a store computed with the
+    reduction) reads every block once; each alone reads them all.
+
+    Returns
+    -------
+    per_row : dask.array.Array of shape (n,), chunked like the rows of ``X``
+    total : dask.delayed.Delayed
+        The root of the tree.
+    """
+    if X.numblocks[1] != 1:
+        raise ValueError("internal: X must have one block along the features axis")
+    fan_in = resolve_split_every(split_every)
+    consts = consts or {}
+    reads = block_readers(X)
+    wreads = None if weights is None else block_readers(weights)
+    fused = reads is not None and (weights is None or wreads is not None)
+    token = tokenize(X.name, None if weights is None else weights.name, chunk, combine,
+                     consts, fan_in, fused)
+    both, rows = f"{name}-partial-{token}", f"{name}-rows-{token}"
+    part, comb = f"{name}-part-{token}", f"{name}-combine-{token}"
+    n_blocks = X.numblocks[0]
+    const_key = f"{name}-consts-{token}"
+    cref = _Inline(consts) if fused and _inline_consts(X, n_blocks) else const_key
+    dsk: dict = {} if isinstance(cref, _Inline) else {const_key: consts}
+    for i in range(n_blocks):
+        xs = reads[i] if fused else (X.name, i, 0)
+        ws = None if weights is None else (wreads[i] if fused else (weights.name, i))
+        dsk[(both, i)] = (_call_chunk, chunk, xs, ws, i, cref)
+        dsk[(rows, i)] = (_first, (both, i))
+        dsk[(part, i)] = (_second, (both, i))
+    root = _combine_tree(dsk, [(part, i) for i in range(n_blocks)], 0, comb, combine, fan_in)
+    out = f"{name}-result-{token}"
+    dsk[out] = (_identity, root)
+    total = _delayed(X, weights, dsk, out)
+    # the same tasks as a layer of the array's own name (dask arrays cull by layer)
+    per_row = da.Array(_layer(X, weights, dsk, rows), rows, chunks=(X.chunks[0],),
+                       dtype=dtype, meta=np.empty((0,), dtype=dtype))
+    return per_row, total
+
+
 def _delayed(X, weights, dsk: dict, out) -> Delayed:
     from ._inline import note_small
 
     note_small(X, out)  # small data: compute_passes uses the synchronous scheduler
+    return Delayed(out, _layer(X, weights, dsk, out))
+
+
+def _layer(X, weights, dsk: dict, name: str) -> HighLevelGraph:
+    """``dsk`` as the layer ``name``, depending on the graphs of ``X`` and the
+    weights only when a task refers to their block keys."""
     if not _reads_keys(dsk, X, weights):  # every task reads its own blocks
-        return Delayed(out, HighLevelGraph.from_collections(out, dsk, dependencies=[]))
+        return HighLevelGraph.from_collections(name, dsk, dependencies=[])
     deps = [X] if weights is None else [X, weights]
-    return Delayed(out, HighLevelGraph.from_collections(out, dsk, dependencies=deps))
+    return HighLevelGraph.from_collections(name, dsk, dependencies=deps)
 
 
 def _reads_keys(dsk: dict, X, weights) -> bool:
@@ -468,6 +542,18 @@ def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
                 dsk[key] = (_call_combine_flat, combine, batches[j : j + per])
                 level.append(key)
             level_no = 1
+    root = _combine_tree(dsk, level, level_no, comb, combine, fan_in)
+    out = f"{name}-result-{token}"
+    if isinstance(root, tuple) and root and root[0] is _only:
+        dsk[out] = (_only_finalize, finalize or _identity, root[1])
+    else:
+        dsk[out] = (finalize, root) if finalize is not None else (_identity, root)
+    return dsk, out, const_key
+
+
+def _combine_tree(dsk: dict, level: list, level_no: int, comb: str, combine, fan_in: int):
+    """Add the levels of ``<comb>`` tasks above ``level`` (numbered from
+    ``level_no``), ``fan_in`` nodes each, to ``dsk``; returns the root's key."""
     while len(level) > 1:
         nxt = []
         for j in range(0, len(level), fan_in):
@@ -476,13 +562,7 @@ def _build(X, weights, chunk, combine, *, name, split_every, consts, finalize):
             nxt.append(key)
         level = nxt
         level_no += 1
-    out = f"{name}-result-{token}"
-    root = level[0]
-    if isinstance(root, tuple) and root and root[0] is _only:
-        dsk[out] = (_only_finalize, finalize or _identity, root[1])
-    else:
-        dsk[out] = (finalize, root) if finalize is not None else (_identity, root)
-    return dsk, out, const_key
+    return level[0]
 
 
 def _only(parts):  # pragma: no cover - a marker, never called
@@ -593,7 +673,7 @@ except ImportError:  # pragma: no cover - older or newer dask: plain graphs work
     _DataNode = _convert_legacy_graph = None
 
 
-def compute_passes(*passes: Delayed, chain: bool = False) -> tuple:
+def compute_passes(*passes: Delayed, chain: bool = False, optimize: bool = True) -> tuple:
     """Compute several one-pass reductions together (they share the reads).
 
     Uses the active ``distributed.Client`` when there is one, dask's
@@ -607,9 +687,14 @@ def compute_passes(*passes: Delayed, chain: bool = False) -> tuple:
     the chain gets a thread beyond them, so that ``num_workers`` reads stay in
     flight while it runs (reads wait on the disk and on the decompressor's
     hand-offs as well as on the cores).
+
+    ``optimize=False`` computes the graphs as built: collections of different
+    types (a store of an array and a Delayed) that share tasks then share
+    them, where each type's optimisation would fuse its own copy.
     """
     from ._inline import all_small
 
+    opt = {} if optimize else {"optimize_graph": False}
     with _blas_limit(passes):
         get = scheduler_of(list(passes))
         if get is dask.threaded.get:
@@ -618,9 +703,9 @@ def compute_passes(*passes: Delayed, chain: bool = False) -> tuple:
             if all_small(passes):
                 get = dask.local.get_sync  # the same tasks, one thread
             elif chain and (n := _chain_workers()):
-                return dask.compute(*passes, scheduler=get, num_workers=n)
-            return dask.compute(*passes, scheduler=get)
-        return dask.compute(*passes)
+                return dask.compute(*passes, scheduler=get, num_workers=n, **opt)
+            return dask.compute(*passes, scheduler=get, **opt)
+        return dask.compute(*passes, **opt)
 
 
 def _chain_workers() -> int | None:

@@ -23,12 +23,12 @@ import numpy as np
 
 from .. import kernels as _kernels
 from .._errors import InvalidInputError
-from ._graph import PassRunner, block_reduce, compute_passes
+from ._graph import PassRunner, block_reduce, compute_passes, map_reduce_row_blocks
 from ._prep import apply_prep, normalize_rows
 
 __all__ = [
-    "LloydState", "check_block", "lloyd", "lloyd_numpy", "pass_consts", "pass_runner",
-    "stats_pass", "update_centers",
+    "LloydState", "apply_final", "check_block", "final_pass", "lloyd", "lloyd_numpy",
+    "pass_consts", "pass_runner", "stats_pass", "update_centers",
 ]
 
 
@@ -531,6 +531,12 @@ def finalize(X: da.Array, weights, state: LloydState, *, split_every=None,
     graph = partial_pass(X, weights, [state.centers[g] for g in todo], split_every=split_every,
                          name="kmeans-inertia", prep=prep, plan=plan)
     (res,) = compute_passes(graph)
+    return apply_final(state, todo, res)
+
+
+def apply_final(state: LloydState, todo, res: dict) -> LloydState:
+    """Set the inertia and sizes of the groups ``todo`` from the pass result ``res``
+    (of :func:`finalize` or :func:`final_pass`) and count the pass."""
     state.n_passes += 1
     state.n_omitted = int(res.get("n_omitted", state.n_omitted))
     offset = 0
@@ -540,6 +546,36 @@ def finalize(X: da.Array, weights, state: LloydState, *, split_every=None,
         state.sizes[g] = res["counts"][offset : offset + k]
         offset += k
     return state
+
+
+def _labelled_chunk(X, w, index, *, label, **consts):
+    """``(labels, partial)`` of one block: ``label = (func, args, kwargs)`` gives
+    ``func(X, *args, **kwargs)``, the partial is :func:`_lloyd_chunk`'s."""
+    func, args, kwargs = label
+    return func(X, *args, **kwargs), _lloyd_chunk(X, w, index, **consts)
+
+
+def final_pass(X: da.Array, weights, centers: np.ndarray, label: tuple, *,
+               split_every=None, prep=None, plan=None, name: str = "kmeans-final"):
+    """The labels of every row and :func:`finalize`'s pass for one group, in one read.
+
+    ``label`` is ``(func, args, kwargs)``: the labels of a block are
+    ``func(block, *args, **kwargs)`` (the estimators' prediction function, so
+    that they are those of ``predict``). The pass result is bitwise that of
+    :func:`partial_pass` on ``[centers]`` (same kernel, same tree).
+
+    Returns
+    -------
+    labels : dask.array.Array of int64, shape (n,)
+    partial : dask.delayed.Delayed
+        The combined pass result, for :func:`apply_final`. Computed together
+        with ``labels`` (written by a store computed with it), every block is
+        read once.
+    """
+    consts = pass_consts([centers], prep=prep, plan=plan)
+    consts["label"] = label
+    return map_reduce_row_blocks(X, weights, _labelled_chunk, _combine_for(prep), name=name,
+                                 dtype=np.int64, split_every=split_every, consts=consts)
 
 
 def lloyd_numpy(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -132,6 +133,20 @@ def store_labels(
     str
         ``out_url``.
     """
+    store_labels_with(labels, out_url, storage_options=storage_options, overwrite=overwrite,
+                      zarr_format=zarr_format, attributes=attributes, chunk_rows=chunk_rows)
+    return os.fspath(out_url)
+
+
+def store_labels_with(labels, out_url, *, also: tuple = (), storage_options: dict | None = None,
+                      overwrite: bool = False, zarr_format: int = 3,
+                      attributes: dict | None = None, chunk_rows: int | None = None) -> list:
+    """:func:`store_labels`, computing the lazy results ``also`` in the same
+    compute as the labels (what both read is read once); returns their values.
+
+    For the command line, whose fit leaves its last pass to the labels' (see
+    :func:`daskmeans._base.deferred_final_pass`).
+    """
     out_url = os.fspath(out_url)
     kwargs = {"zarr_format": zarr_format}
     if is_local_path(out_url):
@@ -144,13 +159,13 @@ def store_labels(
         try:
             with atomic_dir(path) as tmp:
                 where.append(tmp)
-                _write(labels, str(tmp), chunk_rows, kwargs)
+                results = _write(labels, str(tmp), chunk_rows, kwargs, also=also)
                 _set_attributes(str(tmp), attributes)
         except BaseException:
             if where:
                 _remove_late(where[0])
             raise
-        return out_url
+        return results
     import fsspec
 
     fs, _, (root,) = fsspec.get_fs_token_paths(out_url, storage_options=storage_options or {})
@@ -160,9 +175,9 @@ def store_labels(
                 f"write_labels: {out_url!r} already exists; pass overwrite=True to replace it."
             )
         fs.rm(root, recursive=True)
-    _write(labels, out_url, chunk_rows, kwargs, storage_options)
+    results = _write(labels, out_url, chunk_rows, kwargs, storage_options, also=also)
     _set_attributes(out_url, attributes, storage_options)
-    return out_url
+    return results
 
 
 def whole_chunks(rows: tuple, chunk_rows: int) -> bool:
@@ -172,20 +187,29 @@ def whole_chunks(rows: tuple, chunk_rows: int) -> bool:
 
 
 def _write(labels, url: str, chunk_rows: int | None, kwargs: dict,
-           storage_options: dict | None = None) -> None:
-    """Create the array and store every block of ``labels`` into it, one task a block."""
+           storage_options: dict | None = None, also: tuple = ()) -> list:
+    """Create the array and store every block of ``labels`` into it, one task a
+    block, computing ``also`` in the same compute; returns their values."""
     if chunk_rows is None or not whole_chunks(labels.chunks[0], chunk_rows):
         if storage_options:
             kwargs = {**kwargs, "storage_options": storage_options}
-        labels.to_zarr(url, **kwargs)
-        return
-    import zarr
+        stored = labels.to_zarr(url, compute=False, **kwargs)
+    else:
+        import zarr
 
-    extra = {"storage_options": storage_options} if storage_options else {}
-    target = zarr.create(shape=labels.shape, chunks=(chunk_rows,), dtype=labels.dtype,
-                         store=url, overwrite=True, **kwargs, **extra)
-    # a block covers whole chunks of the target: no two tasks write to one chunk
-    labels.store(target, lock=False)
+        extra = {"storage_options": storage_options} if storage_options else {}
+        target = zarr.create(shape=labels.shape, chunks=(chunk_rows,), dtype=labels.dtype,
+                             store=url, overwrite=True, **kwargs, **extra)
+        # a block covers whole chunks of the target: no two tasks write to one chunk
+        stored = labels.store(target, lock=False, compute=False)
+    if not also:
+        dask.compute(stored)
+        return []
+    from ..engine._graph import compute_passes
+
+    # with the passes' BLAS limit (also holds the per-block kernels of a pass), and
+    # unoptimised: the store's and the pass's graphs share the tasks that read the blocks
+    return list(compute_passes(stored, *also, optimize=False)[1:])
 
 
 def _set_attributes(url: str, attributes: dict | None, storage_options=None) -> None:
