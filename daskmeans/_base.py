@@ -9,9 +9,9 @@ names, scikit-learn's wording), ``predict``, ``transform``, ``score``,
 model files (``to_dict``/``from_dict``/``save``/``load``).
 
 Other modules use a fitted model through the public functions at the end of
-this module (:func:`lazy_labels`, :func:`resolved_params`, and
-:func:`deferred_final_pass` with its two companions), never through its private
-methods.
+this module (:func:`lazy_labels`, :func:`labels_and_measure`,
+:func:`resolved_params`, and :func:`deferred_final_pass` with its two
+companions), never through its private methods.
 
 Writing another estimator on this base
 --------------------------------------
@@ -91,7 +91,7 @@ from .io._atomic import write_json
 
 __all__ = [
     "COMMON_PARAMETERS", "KMeansBase", "complete_final_pass", "deferred_final_pass", "in_memory",
-    "lazy_labels", "pending_final_pass", "resolved_params",
+    "labels_and_measure", "lazy_labels", "pending_final_pass", "resolved_params",
 ]
 
 #: Constraints of the parameters every k-means estimator has.
@@ -609,6 +609,40 @@ def complete_final_pass(model: KMeansBase, result) -> None:
     computed result of :func:`pending_final_pass`."""
     _, finish = model.__dict__.pop("_final_pass")
     finish(result)
+
+
+def labels_and_measure(model: KMeansBase, X, *, sample_weight=None, storage_options=None):
+    """Lazy labels of X and the lazy measure of the model's centres on X, from one read.
+
+    For writers that also report how well the centres fit the data they
+    label (``daskmeans update``): computed together (the labels written by a
+    store computed with the measure, as :func:`daskmeans.cli._common.write_labels`
+    does with ``also``), every block of X is read once.
+
+    Parameters
+    ----------
+    model : KMeans or MiniBatchKMeans
+        A fitted estimator.
+    X : dask.array.Array, zarr.Array, str or os.PathLike
+    sample_weight : dask.array.Array of shape (n_samples,), optional
+    storage_options : dict, optional
+
+    Returns
+    -------
+    labels : dask.array.Array of int64, shape (n_samples,)
+        Those of ``model.predict(X)``.
+    measure : dask.delayed.Delayed
+        A dict: ``"inertia"`` (array of one value, measured as the model
+        measures ``inertia_``), ``"counts"`` (total weight per cluster) and,
+        with ``nan_policy="omit"``, ``"n_omitted"``.
+    """
+    from ._validation import check_sample_weight
+
+    model._check_fitted()
+    Xd, _ = model._validate_data(X, reset=False, storage_options=storage_options)
+    weights = check_sample_weight(sample_weight, Xd, in_memory=False)
+    return model._final_labels_pass(Xd, weights, model._centers_work(),
+                                    prep=model._predict_prep())
 
 
 def resolved_params(model: KMeansBase) -> dict:

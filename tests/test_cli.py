@@ -185,6 +185,49 @@ def test_fit_measures_the_final_centres_in_the_labels_pass(tmp_path, monkeypatch
     assert np.array_equal(np.bincount(labels, minlength=5), rep["cluster_sizes"])
 
 
+def test_update_labels_and_measures_the_data_in_one_pass(tmp_path, monkeypatch):
+    """``daskmeans update`` writes the labels of INPUT in the pass that gives its
+    inertia and cluster sizes under the updated centres."""
+    from daskmeans import MiniBatchKMeans
+    from daskmeans.cli import _common
+    from daskmeans.engine import _blocks
+
+    X, _ = make_blobs(8_000, 3, 4, cluster_std=1.0, chunk_rows=1_000, random_state=2)
+    x = X.compute()
+    x[[4100, 7000]] = np.nan  # left out of the labels (-1) and of the measure
+    zarr.create_array(store=str(tmp_path / "day1.zarr"), data=x[:4000], chunks=(1000, 3))
+    zarr.create_array(store=str(tmp_path / "day2.zarr"), data=x[4000:], chunks=(1000, 3))
+    assert main(["fit", str(tmp_path / "day1.zarr"), "--k", "4", "--algorithm", "minibatch",
+                 "--seed", "0", "--nan-policy", "omit", "--out", str(tmp_path / "m1"),
+                 "-q"]) == 0
+    reads = []
+    call, write = _blocks._Reader.__call__, _common.write_labels
+
+    def counted(self):
+        reads.append(1)
+        return call(self)
+
+    def writing(*args, **kwargs):  # count the reads from the labels' pass on
+        reads.clear()
+        monkeypatch.setattr(_blocks._Reader, "__call__", counted)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(_common, "write_labels", writing)
+    assert main(["update", str(tmp_path / "m1" / "model.json"), str(tmp_path / "day2.zarr"),
+                 "--out", str(tmp_path / "m2"), "-q"]) == 0
+    assert len(reads) == 4  # the blocks of day2, once
+    model = MiniBatchKMeans.load(tmp_path / "m2" / "model.json")
+    report = json.loads((tmp_path / "m2" / "report.json").read_text())
+    labels = zarr.open_array(str(tmp_path / "m2" / "labels.zarr"), mode="r")[:]
+    day2 = x[4000:]
+    np.testing.assert_array_equal(labels, model.predict(day2))
+    assert (labels == -1).sum() == 2
+    kept = day2[labels >= 0]
+    assert report["inertia"] == pytest.approx(
+        ((kept[:, None, :] - model.cluster_centers_[None]) ** 2).sum(-1).min(1).sum(), rel=1e-9)
+    assert report["cluster_sizes"] == np.bincount(labels[labels >= 0], minlength=4).tolist()
+
+
 def test_info_on_array_and_model(workdir, fitted, capsys, monkeypatch):
     monkeypatch.chdir(workdir)
     assert main(["info", "x.zarr", "--json"]) == 0

@@ -27,25 +27,10 @@ def add_arguments(upd: argparse.ArgumentParser) -> None:
     _common.add_scheduler_options(upd)
 
 
-def _inertia_and_sizes(model, X, sample_weight: str | None) -> tuple[float, list[float]]:
-    """Inertia and cluster sizes of ``X`` under the model's centres, in one pass."""
-    from daskmeans._validation import check_sample_weight as weights_of
-    from daskmeans.engine._graph import compute_passes
-    from daskmeans.engine._lloyd import partial_pass
-
-    Xd = X.astype(model.cluster_centers_.dtype)
-    w = None
-    if sample_weight is not None:
-        w = _common.open_array(sample_weight, "--sample-weight", ndim=1)
-    weights = weights_of(w, Xd, in_memory=False)
-    (res,) = compute_passes(partial_pass(Xd, weights, [model.cluster_centers_],
-                                         name="minibatch-update-inertia"))
-    return float(res["inertia"][0]), [float(v) for v in res["counts"]]
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``daskmeans update``."""
     from daskmeans import MiniBatchKMeans
+    from daskmeans._base import labels_and_measure
 
     started, t_start = _common.now(), time.perf_counter()
     model = _common.load_model(args.model, MiniBatchKMeans, "a daskmeans mini-batch model")
@@ -64,8 +49,13 @@ def run(args: argparse.Namespace) -> int:
             t_update = time.perf_counter() - t0
             t0 = time.perf_counter()
             out.mkdir(parents=True, exist_ok=True)
-            _common.write_labels(model.predict(X), out / "labels.zarr", like=args.input)
-            inertia, sizes = _inertia_and_sizes(model, X, args.sample_weight)
+            w = None
+            if args.sample_weight is not None:
+                w = _common.open_array(args.sample_weight, "--sample-weight", ndim=1)
+            labels, measure = labels_and_measure(model, X, sample_weight=w)
+            (res,) = _common.write_labels(labels, out / "labels.zarr", like=args.input,
+                                          also=(measure,))
+            inertia, sizes = float(res["inertia"][0]), [float(v) for v in res["counts"]]
             t_final = time.perf_counter() - t0
         lines = _common.warning_lines(caught)
         for line in lines:
