@@ -71,8 +71,9 @@ def main() -> None:
             for threads in (1, 2):
                 with threadpool_limits(threads):
                     for name, operand in (("blas", None), ("tiles", XT)):
-                        def step(operand=operand):
-                            kernels.seeding_step(X, x_sq, picks, closest.copy(), w, cum, operand)
+                        def step(operand=operand, args=(X, x_sq, picks, closest, w, cum)):
+                            X_, sq, p, near, w_, c = args
+                            kernels.seeding_step(X_, sq, p, near.copy(), w_, c, operand)
 
                         step()  # compiled and loaded before timing
                         row[name, threads] = median_seconds(step, args.repeat) * 1e6

@@ -311,7 +311,7 @@ def _small_case(X, k, repeat, seed, KMeans, SKKMeans, warnings) -> tuple:
     models: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for who, fit in fits.items():
+        for fit in fits.values():
             fit()  # warm-up: imports, compiled kernels loaded, caches
         for _ in range(repeat):
             for who, fit in fits.items():

@@ -113,11 +113,11 @@ def main(argv=None) -> int:
             cells = []
             for v in values:
                 plan = replace(base, **{args.name: v})
-                list(pool.map(lambda X, plan=plan: lloyd_partial(X, C, plan=plan), blocks))
+                list(pool.map(lambda X, plan=plan, C=C: lloyd_partial(X, C, plan=plan), blocks))
                 ts = []
                 for _ in range(args.repeat):
                     t = time.perf_counter()
-                    list(pool.map(lambda X, plan=plan: lloyd_partial(X, C, plan=plan), blocks))
+                    list(pool.map(lambda X, plan=plan, C=C: lloyd_partial(X, C, plan=plan), blocks))
                     ts.append(time.perf_counter() - t)
                 cells.append(f"{min(ts) * 1e3:.2f} ms ({plan.path(dtype, k, 1, args.d)})")
             print(f"| {k} | " + " | ".join(cells) + " |", flush=True)

@@ -15,7 +15,7 @@ import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover - for static tools only
-    from . import datasets, plot, testing, vq, xarray
+    from . import datasets, plot, testing, vq, xarray  # noqa: F401
     from .estimator import KMeans
     from .hierarchical import HierarchicalKMeans
     from .io import open_zarr, write_labels

@@ -120,7 +120,7 @@ def _ellipsize(text: str, n_char_max: int) -> str:
     if len("".join(text.split())) <= n_char_max:
         return text
     lim = n_char_max // 2
-    regex = r"^(\s*\S){%d}" % lim
+    regex = rf"^(\s*\S){{{lim}}}"
     left = re.match(regex, text).end()
     right = re.match(regex, text[::-1]).end()
     if "\n" in text[left:-right]:

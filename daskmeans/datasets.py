@@ -25,8 +25,8 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-from daskmeans.io._atomic import atomic_dir
 from daskmeans._rng import as_seed_sequence, block_rng
+from daskmeans.io._atomic import atomic_dir
 
 __all__ = ["make_blobs", "write_blobs"]
 

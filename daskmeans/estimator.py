@@ -24,9 +24,9 @@ from ._validation import (
     check_centers,
     check_sample_weight,
 )
-from .engine._inline import direct_map
 from .engine import _init as _init_mod
 from .engine._init import init_centers, small_data
+from .engine._inline import direct_map
 from .engine._lloyd import (
     LloydState,
     apply_final,

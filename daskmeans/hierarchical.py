@@ -49,7 +49,6 @@ import dask.array as da
 import numpy as np
 
 from . import kernels as _kernels
-from .kernels import _numpy as _kernels_numpy
 from ._base import COMMON_PARAMETERS, KMeansBase, _as_frame_labels, in_memory
 from ._rng import as_seed_sequence
 from ._validation import Boolean, Interval, NoneValue, Options, check_sample_weight
@@ -57,6 +56,7 @@ from ._validation import Callable as CallableC
 from .engine._graph import PassRunner, block_reduce, compute_passes
 from .engine._init import init_centers
 from .engine._lloyd import LloydState, _tol_from_moments, check_block, lloyd
+from .kernels import _numpy as _kernels_numpy
 
 __all__ = ["CoarseTree", "HierarchicalKMeans", "allocate", "auto_levels", "neighbor_lists",
            "probe_labels"]

@@ -64,9 +64,9 @@ def sample_rows(X, size: int, random_state=0) -> np.ndarray:
     -------
     ndarray of shape (m, n_features)
     """
-    from .engine._init import sample_rows as _core_sample
     from ._rng import as_seed_sequence
     from ._validation import check_array_input
+    from .engine._init import sample_rows as _core_sample
 
     Xd, _ = check_array_input(X)
     if Xd.shape[0] <= size:
@@ -283,9 +283,9 @@ def lloyd_frames(S: np.ndarray, n_clusters: int, *, init: str = "random", max_it
         centres stop moving or ``max_iter``.
     """
     from . import kernels as _kernels
+    from ._rng import as_seed_sequence, block_rng, purpose_key
     from .engine._init import kmeans_plusplus
     from .engine._lloyd import update_centers
-    from ._rng import as_seed_sequence, block_rng, purpose_key
 
     rng = block_rng(as_seed_sequence(random_state), purpose_key("animate"))
     S = np.ascontiguousarray(S)

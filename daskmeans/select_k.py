@@ -31,16 +31,16 @@ import dask.array as da
 import numpy as np
 
 from . import kernels as _kernels
+from ._base import resolved_params
 from ._errors import InvalidInputError
+from ._rng import as_seed_sequence, block_rng, purpose_key
 from ._sparse import is_sparse_input
-from .kernels._sparse import is_sparse, take_rows
+from ._validation import check_array_input, check_int
 from .engine._graph import block_reduce, compute_passes
 from .engine._init import init_centers, kmeans_plusplus, random_rows
 from .engine._lloyd import LloydState, check_block, finalize, lloyd, lloyd_numpy
-from ._rng import as_seed_sequence, block_rng, purpose_key
-from ._validation import check_array_input, check_int
-from ._base import resolved_params
 from .estimator import KMeans
+from .kernels._sparse import is_sparse, take_rows
 
 __all__ = ["METHODS", "SelectKResult", "elbow_index", "fk_scores", "gap_choice", "select_k"]
 

@@ -39,8 +39,8 @@ import dask.array as da
 import numpy as np
 
 from . import kernels as _kernels
-from .engine._graph import block_reduce, compute_passes
 from ._validation import as_float_dtype
+from .engine._graph import block_reduce, compute_passes
 
 __all__ = ["ClusterError", "kmeans", "kmeans2", "vq", "whiten"]
 

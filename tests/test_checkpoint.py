@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from daskmeans import KMeans
+from daskmeans.datasets import make_blobs
 from daskmeans.engine._checkpoint import (
     CHECKPOINT_FILE,
     Checkpoint,
@@ -17,7 +18,6 @@ from daskmeans.engine._checkpoint import (
     encode,
 )
 from daskmeans.engine._lloyd import LloydState
-from daskmeans.datasets import make_blobs
 
 
 def _state(dtype, seed=0) -> LloydState:

@@ -170,9 +170,9 @@ def test_command_line_fit_hierarchical(tmp_path, capsys):
 
 
 def test_command_line_hierarchical_bad_neighbors(tmp_path, capsys):
-    from daskmeans.cli import main
-
     import zarr
+
+    from daskmeans.cli import main
 
     X = _mixture(n=300, dtype=np.float32, seed=3)
     zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=X.shape, chunks=(100, 6),

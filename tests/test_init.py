@@ -3,8 +3,8 @@
 import dask.array as da
 import numpy as np
 
-from daskmeans.engine import _init
 from daskmeans._rng import as_seed_sequence, block_rng
+from daskmeans.engine import _init
 from daskmeans.testing import counting_dask
 
 

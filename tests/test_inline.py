@@ -11,8 +11,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from daskmeans import KMeans
-from daskmeans import _validation
+from daskmeans import KMeans, _validation
 from daskmeans.engine import _graph, _inline
 
 

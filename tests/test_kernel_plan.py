@@ -1,12 +1,12 @@
 """The kernel plan: how it is chosen, forced, described; lazy imports; warm-up."""
 
 import dataclasses
-from dataclasses import replace
 import json
 import os
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -151,8 +151,8 @@ def test_default_plan_of_a_call_is_the_plan_of_its_array(dtype):
 
 
 def test_import_loads_neither_dask_sklearn_nor_numba():
-    out = _run("import sys, daskmeans; "
-               "print(sorted(m for m in ('dask', 'sklearn', 'numba', 'scipy') if m in sys.modules))")
+    out = _run("import sys, daskmeans; print(sorted(m for m in "
+               "('dask', 'sklearn', 'numba', 'scipy') if m in sys.modules))")
     assert out.strip() == "[]"
 
 

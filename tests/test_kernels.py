@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from daskmeans.kernels import KernelPlan
-from daskmeans.kernels._plan import numba_installed
 from daskmeans.kernels import _api as _kernels
+from daskmeans.kernels._plan import numba_installed
 from daskmeans.testing import brute_force_lloyd
 
 brute = brute_force_lloyd

@@ -843,7 +843,8 @@ X = rng.normal(size=(1001, 40)).astype(np.float32)
 plan = KernelPlan.numba()
 for k, path in ((5, "columns"), (10, "fused-16"), (16, "fused-16"), (17, "columns"),
                 (26, "fused-32"), (32, "fused-32"), (33, "columns")):
-    assert plan.path(np.float32, k, n_features=40) == path, (k, plan.path(np.float32, k, n_features=40))
+    got = plan.path(np.float32, k, n_features=40)
+    assert got == path, (k, got)
     assert plan.path(np.float32, k, n_features=31) == "columns"
     C = X[rng.choice(len(X), k, replace=False)].copy()
     labels, _ = _api.nearest(X, C, plan=plan)

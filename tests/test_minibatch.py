@@ -11,10 +11,10 @@ from dask.core import get_dependencies
 from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
 import daskmeans
-from daskmeans.engine import _fold as mb
 from daskmeans import KMeans, MiniBatchKMeans
 from daskmeans._rng import as_seed_sequence, block_rng
 from daskmeans._validation import default_row_chunks
+from daskmeans.engine import _fold as mb
 from daskmeans.testing import counting_dask
 
 

@@ -19,10 +19,10 @@ from daskmeans.engine._pruned import (
     use_pruned,
 )
 from daskmeans.kernels import KernelPlan, _bounds, _plan
+from daskmeans.testing import counting_dask
 
 #: The plan of plain Lloyd's sweeps the block kernel is compared with.
 PLAN = KernelPlan.numba() if _plan.numba_installed() else KernelPlan.numpy()
-from daskmeans.testing import counting_dask
 
 
 def _mixture(n, d, n_comp, seed, dtype=np.float32, spread=2.0):

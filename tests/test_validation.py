@@ -6,7 +6,6 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-
 from sklearn.exceptions import NotFittedError
 
 from daskmeans import KMeans

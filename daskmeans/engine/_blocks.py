@@ -12,9 +12,13 @@ import contextlib
 import sys
 import threading
 import weakref
+from typing import TYPE_CHECKING
 
 import dask
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    import dask.array as da
 
 __all__ = ["DEFAULT_SPLIT_EVERY", "block_readers", "resolve_split_every", "scheduler_of"]
 

@@ -40,11 +40,11 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from .. import kernels as _kernels
-from ..kernels._sparse import is_sparse as _is_sparse
-from ..kernels._sparse import take_rows as _take_rows
 from .._errors import InvalidInputError
 from .._rng import block_rng, purpose_key
 from .._validation import check_centers
+from ..kernels._sparse import is_sparse as _is_sparse
+from ..kernels._sparse import take_rows as _take_rows
 from ._graph import compute_passes
 from ._init import kmeans_plusplus
 from ._lloyd import check_block

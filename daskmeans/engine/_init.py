@@ -21,6 +21,8 @@ import dask.array as da
 import numpy as np
 
 from .. import kernels as _kernels
+from .._rng import block_rng, purpose_key
+from .._validation import has_unknown_rows
 from ..kernels import _sparse as _sparse_kernels
 from ..kernels._sparse import is_sparse as _is_sparse
 from ._graph import (
@@ -32,8 +34,6 @@ from ._graph import (
 )
 from ._lloyd import lloyd_numpy, pass_consts, pass_runner, prepare_block
 from ._prep import apply_prep
-from .._rng import block_rng, purpose_key
-from .._validation import has_unknown_rows
 
 __all__ = [
     "HIERARCHICAL_INIT_MIN_K", "SMALL_DATA_BYTES", "init_centers", "kmeans_parallel",

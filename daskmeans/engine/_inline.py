@@ -275,7 +275,7 @@ def _threads_pay(plan, consts: dict | None = None) -> bool:
         return False
     from ..kernels import _native
 
-    widest = max((int(b) - int(a) for a, b in zip(bounds[:-1], bounds[1:])), default=0)
+    widest = max((int(b) - int(a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)), default=0)
     return _native.applies(centers, widest, plan.native_max_k)
 
 

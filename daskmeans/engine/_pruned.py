@@ -48,6 +48,7 @@ import dask.array as da
 import numpy as np
 
 from .. import kernels as _kernels
+from .._persist import active_client
 from ..kernels import _bounds
 from ._graph import PassRunner, _local_scheduler, compute_passes
 from ._lloyd import (
@@ -58,7 +59,6 @@ from ._lloyd import (
     prepare_block,
     update_centers,
 )
-from .._persist import active_client
 from ._prep import normalize_rows
 
 __all__ = ["AUTO_MIN_K", "AUTO_MIN_K_COLUMNS", "MemoryStore", "WorkerStore", "ZarrStore",

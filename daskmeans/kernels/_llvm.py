@@ -158,8 +158,9 @@ def vector_argmin_kernels():
 
     ``kernel(D, i, c_sq, lo, n)`` returns ``(j, minimum)``: the first ``j`` in
     ``[0, n)`` minimising ``D[i, lo + j] + c_sq[lo + j]`` (``n`` at most the
-    shape's lanes times vectors). Each row of ``D[:, lo:hi]`` is loaded as one to four vectors of 8 or 16
-    lanes (masked loads: lanes past ``hi`` read nothing and hold infinity),
+    shape's lanes times vectors). Each row of ``D[:, lo:hi]`` is loaded as one
+    to four vectors of 8 or 16 lanes (masked loads: lanes past ``hi`` read
+    nothing and hold infinity),
     ``c_sq`` is added, and a running minimum and its index are kept per lane
     across the vectors (strict ``<``: a lane keeps its first index on ties).
     The minimum is then found by a tree of lane shuffles and
@@ -410,8 +411,9 @@ def fused_tile_kernels():
     per width of :data:`FUSED_CENTERS`, or None.
 
     ``tile(X, i, CT, c_sq, labels, best)`` labels rows ``i`` to
-    ``i + height(X) - 1`` of ``X`` (n, d): for every row ``x``, the first ``j`` minimising ``x . CT[:, j] + c_sq[j]`` and that
-    minimum, where ``CT`` is ``(-2 C).T`` padded with zero columns to ``N``
+    ``i + height(X) - 1`` of ``X`` (n, d): for every row ``x``, the first
+    ``j`` minimising ``x . CT[:, j] + c_sq[j]`` and that minimum, where
+    ``CT`` is ``(-2 C).T`` padded with zero columns to ``N``
     centres and ``c_sq`` the centres' squared norms padded with infinity (a
     padded centre never wins). A tile of a few rows is computed at once (a
     numba intrinsic in LLVM IR): per feature, the ``N`` centre values are
@@ -904,10 +906,10 @@ def transpose_kernel():
                                              wraparound=False)
                 rows.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=align))
             h = W // 2
-            lo = ir.Constant(ir.VectorType(i32, W), [l // 2 + (W if l % 2 else 0)
-                                                     for l in range(W)])
-            hi = ir.Constant(ir.VectorType(i32, W), [h + l // 2 + (W if l % 2 else 0)
-                                                     for l in range(W)])
+            lo = ir.Constant(ir.VectorType(i32, W), [j // 2 + (W if j % 2 else 0)
+                                                     for j in range(W)])
+            hi = ir.Constant(ir.VectorType(i32, W), [h + j // 2 + (W if j % 2 else 0)
+                                                     for j in range(W)])
             for _ in range(W.bit_length() - 1):
                 new = [None] * W
                 for i in range(h):

@@ -13,9 +13,10 @@ cache (see :mod:`daskmeans.kernels._warmup`).
 Two layouts of the distance matrix are supported. For up to 64 centres it is
 row-major, ``D = X @ (-2 C).T`` of shape ``(n, K)``: BLAS is faster in that
 orientation when K is small (the long dimension is the rows of the output),
-and each row's argmin is one to four SIMD vectors (:func:`daskmeans.kernels._llvm.vector_argmin_kernels`,
-a numba intrinsic in LLVM IR, when the plan's ``vector_argmin`` is on). For more centres it is *transposed*,
-``Dt = (-2 C) @ X.T`` of shape ``(K, n)``, so that the running minimum over
+and each row's argmin is one to four SIMD vectors
+(:func:`daskmeans.kernels._llvm.vector_argmin_kernels`, a numba intrinsic in
+LLVM IR, when the plan's ``vector_argmin`` is on). For more centres it is
+*transposed*, ``Dt = (-2 C) @ X.T`` of shape ``(K, n)``, so that the running minimum over
 centres is an elementwise loop over rows, which the compiler vectorises.
 
 While a sub-block is labelled and added up, the rows of the next one are
@@ -199,7 +200,7 @@ FUSED_ARGMIN = _FUSED_KERNELS is not None
 FUSED_CENTERS = _llvm.FUSED_CENTERS
 fused_rows16, fused_rows32, fused_rows48, fused_rows64 = (
     _fused_rows_with(k, w) for k, w in
-    zip(_FUSED_KERNELS or (None,) * len(FUSED_CENTERS), FUSED_CENTERS))
+    zip(_FUSED_KERNELS or (None,) * len(FUSED_CENTERS), FUSED_CENTERS, strict=True))
 
 
 
