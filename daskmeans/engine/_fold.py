@@ -43,6 +43,7 @@ from .. import kernels as _kernels
 from .._errors import InvalidInputError
 from .._rng import block_rng, purpose_key
 from .._validation import check_centers
+from ..io._buffers import BlockBuffers
 from ..kernels._sparse import is_sparse as _is_sparse
 from ..kernels._sparse import take_rows as _take_rows
 from ._graph import compute_passes
@@ -50,6 +51,7 @@ from ._init import kmeans_plusplus
 from ._lloyd import check_block
 
 __all__ = [
+    "BUFFERS",
     "INIT_BLOCKS",
     "LOOKAHEAD",
     "ORDER_KEY",
@@ -77,6 +79,10 @@ __all__ = [
 LOOKAHEAD = 3
 #: Leading blocks (in the first pass's order) that the initial sample is drawn from, at least.
 INIT_BLOCKS = 4
+#: Block buffers the readers of a fit recycle (:func:`block_readers`): enough for the blocks
+#: held while the initialisation runs and the reads then in flight; more blocks alive at
+#: once (a large initial sample) take plain allocations.
+BUFFERS = 2 * (INIT_BLOCKS + LOOKAHEAD)
 
 #: Random key of the block order of every pass of ``fit``.
 ORDER_KEY = purpose_key("minibatch-block-order")
@@ -487,18 +493,22 @@ class BlockReader:
     A gate whose state has stopped skips the read. Made by :func:`block_readers`.
     """
 
-    def __init__(self, x: tuple, w: tuple | None, index: int, omit_nan: bool = False) -> None:
+    def __init__(self, x: tuple, w: tuple | None, index: int, omit_nan: bool = False,
+                 buffers: BlockBuffers | None = None) -> None:
         self.index = index
         self.omit_nan = omit_nan
         self.x = x  # (graph, key) of the block of X
         self.w = w  # same for the weights, or None
+        self.buffers = buffers  # shared by the readers of a fit
 
     def __call__(self, gate=None, check=False):
         if isinstance(gate, FoldState) and gate.stopped:
             return None
         from dask.local import get_sync
 
-        X = get_sync(*self.x)
+        pooled = self.buffers.active() if self.buffers is not None else contextlib.nullcontext()
+        with pooled:
+            X = get_sync(*self.x)
         X = X if _is_sparse(X) else np.ascontiguousarray(X)  # sparse: kept sparse
         w = None if self.w is None else np.asarray(get_sync(*self.w), dtype=np.float64)
         X, w = drop_nan_rows(X, w, self.omit_nan)
@@ -524,10 +534,17 @@ def drop_nan_rows(X: np.ndarray, w, omit: bool) -> tuple:
 
 
 def block_readers(X: da.Array, weights: da.Array | None, omit_nan: bool = False) -> list:
-    """One :class:`BlockReader` per row block of ``X`` (and ``weights``), by block index."""
+    """One :class:`BlockReader` per row block of ``X`` (and ``weights``), by block index.
+
+    The readers share one :class:`daskmeans.io._buffers.BlockBuffers`: blocks
+    that Zarr arrays opened by :func:`daskmeans.open_zarr` decode take the
+    memory of earlier blocks that the fold is done with, instead of fresh pages.
+    """
     xs = _block_graphs(X)
     ws = [None] * len(xs) if weights is None else _block_graphs(weights)
-    return [BlockReader(x, w, b, omit_nan) for b, (x, w) in enumerate(zip(xs, ws, strict=True))]
+    buffers = BlockBuffers(max_buffers=BUFFERS)
+    return [BlockReader(x, w, b, omit_nan, buffers)
+            for b, (x, w) in enumerate(zip(xs, ws, strict=True))]
 
 
 def _block_graphs(arr: da.Array) -> list:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._buffers import empty_block
+
 __all__ = ["DirectArray", "direct_plan", "wrap"]
 
 _ZSTD_MAGIC = 0xFD2FB528
@@ -168,7 +170,7 @@ class DirectArray:
         meta = self.arr.metadata
         keys = [meta.encode_chunk_key((i, 0)) for i in range(first, stop)]
         raw = _fetch(self.arr._async_array.store_path, keys)
-        out = np.empty((r1 - r0, d), dtype=self.dtype)
+        out = empty_block((r1 - r0, d), self.dtype)  # a fold's pool, if active
         for i, buf in zip(range(first, stop), raw, strict=True):
             a = i * size - r0
             b = min(a + size, r1 - r0)
