@@ -108,6 +108,25 @@ def test_empty_block_uses_the_pool_active_in_this_thread_only():
     assert empty_block(SHAPE, np.float32).flags.owndata  # restored on exit
 
 
+def test_a_block_collected_while_the_pool_is_locked_is_given_back():
+    """A garbage collection inside the pool's lock may finalize a block held by a cycle."""
+    pool = BlockBuffers()
+    cycle = [pool.empty(SHAPE, np.float32)]
+    cycle.append(cycle)
+    del cycle
+
+    def collect_under_the_lock():
+        with pool._lock:  # as when a collection runs inside BlockBuffers.empty
+            gc.collect()
+
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the finalizer waited for the lock its own thread held"
+    pool.empty(SHAPE, np.float32)
+    assert pool.reused == 1
+
+
 def test_a_pickled_pool_arrives_empty():
     pool = BlockBuffers(max_buffers=5)
     a = pool.empty(SHAPE, np.float32)

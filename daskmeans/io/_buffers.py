@@ -58,7 +58,9 @@ class BlockBuffers:
         self.max_buffers = int(max_buffers)
         self._free: dict[int, list[np.ndarray]] = {}
         self._made = 0
-        self._lock = threading.Lock()
+        # re-entrant: a collection of garbage cycles while the lock is held may finalize
+        # a block, whose finalizer gives its buffer back under the same lock
+        self._lock = threading.RLock()
         #: Blocks given memory that an earlier block had used.
         self.reused = 0
 
