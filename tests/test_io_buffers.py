@@ -14,9 +14,19 @@ import zarr
 import daskmeans
 from daskmeans import MiniBatchKMeans
 from daskmeans.engine import _fold
+from daskmeans.io import _buffers
 from daskmeans.io._buffers import BlockBuffers, empty_block
 
 SHAPE = (1000, 8)
+
+
+@pytest.fixture(autouse=True)
+def _no_spares():
+    """Every test starts without buffers kept from an earlier test's pools."""
+    gc.collect()
+    _buffers._SPARES.clear()
+    yield
+    _buffers._SPARES.clear()
 
 
 def _address(a: np.ndarray) -> int:
@@ -180,10 +190,131 @@ def test_fold_over_zarr_recycles_blocks_and_gives_the_same_centres(tmp_path, mon
     reads = 2 * daskmeans.open_zarr(str(tmp_path / "x.zarr")).numblocks[0]  # two passes
     assert len(pools) == 1 and len(reused) == reads and reused[-1] > 0, reused
     gc.collect()
-    assert pools[0]() is None  # the pool and its buffers go with the fit's readers
+    assert pools[0]() is None  # the pool goes with the fit's readers
+    _buffers._SPARES.clear()  # and its buffers with the timer
     monkeypatch.setattr(_fold, "BUFFERS", 0)
     reused.clear()
     plain = MiniBatchKMeans(**params).fit(str(tmp_path / "x.zarr"))
     assert len(pools) == 2 and reused == [0] * reads
     np.testing.assert_array_equal(pooled.cluster_centers_, plain.cluster_centers_)
     assert pooled.inertia_ == plain.inertia_
+
+
+def test_a_dropped_pools_buffers_go_to_the_next_pool():
+    first = BlockBuffers(max_buffers=4)
+    blocks = [first.empty(SHAPE, np.float32) for _ in range(3)]
+    addresses = {_address(b) for b in blocks}
+    other = first.empty((10, 3), np.float64)  # another size: kept apart, found by size
+    kept_block = blocks.pop()  # still alive: its memory is not handed on
+    kept_block[:] = 5.0
+    del blocks, other, first
+    gc.collect()  # the pool lives on while kept_block refers to it
+    assert len(_buffers._SPARES) == 0
+    del kept_block
+    gc.collect()  # now the pool is dropped, with four free buffers
+    assert len(_buffers._SPARES) == 4
+    second = BlockBuffers(max_buffers=4)
+    got = [second.empty(SHAPE, np.float32) for _ in range(3)]
+    assert {_address(b) for b in got} == addresses and second.reused == 3
+    got.append(second.empty((10, 3), np.float64))
+    assert got[-1].shape == (10, 3) and second.reused == 4
+    assert len(_buffers._SPARES) == 0
+    fresh = second.empty((10, 3), np.float64)  # past the bound: a plain array
+    assert second.reused == 4 and fresh.base is None
+
+
+def test_kept_buffers_are_freed_after_the_retention_time(monkeypatch):
+    monkeypatch.setattr(_buffers, "RETAIN_SECONDS", 1.0)
+    pool = BlockBuffers()
+    block = pool.empty((123, 4), np.float32)
+    del block, pool
+    gc.collect()
+    assert _kept(123 * 4 * 4) == 1
+    freed = weakref.ref(next(b for b in _buffers._SPARES._bufs if b.nbytes == 123 * 4 * 4))
+    for _ in range(250):
+        if len(_buffers._SPARES) == 0:
+            break
+        threading.Event().wait(0.02)
+    assert len(_buffers._SPARES) == 0
+    gc.collect()
+    assert freed() is None  # the memory itself is released, not only forgotten
+    assert BlockBuffers().empty(SHAPE, np.float32) is not None
+
+
+def _kept(nbytes: int) -> int:
+    """Buffers of ``nbytes`` bytes kept between pools."""
+    return sum(1 for b in _buffers._SPARES._bufs if b.nbytes == nbytes)
+
+
+def test_retention_is_bounded_and_can_be_turned_off(monkeypatch):
+    nbytes = SHAPE[0] * SHAPE[1] * 4
+    monkeypatch.setattr(_buffers, "SPARE_BUFFERS", 3)
+    pool = BlockBuffers(max_buffers=8)
+    blocks = [pool.empty(SHAPE, np.float32) for _ in range(6)]
+    del blocks, pool
+    gc.collect()
+    assert len(_buffers._SPARES) == 3 and _kept(nbytes) == 3
+    _buffers._SPARES.clear()
+    monkeypatch.setattr(_buffers, "SPARE_BUFFERS", 16)
+    monkeypatch.setattr(_buffers, "SPARE_BYTES", 2 * nbytes + 100)
+    pool = BlockBuffers(max_buffers=8)
+    blocks = [pool.empty(SHAPE, np.float32) for _ in range(4)] + [pool.empty((5, 5), np.int8)]
+    del blocks, pool
+    gc.collect()
+    assert _kept(nbytes) == 2 and _kept(25) == 1  # what fits in the bytes, small ones too
+    _buffers._SPARES.clear()
+    monkeypatch.setattr(_buffers, "RETAIN_SECONDS", 0)
+    pool = BlockBuffers()
+    block = pool.empty(SHAPE, np.float32)
+    del block, pool
+    gc.collect()
+    assert len(_buffers._SPARES) == 0
+
+
+def test_a_fit_after_a_fit_starts_on_the_first_ones_buffers(tmp_path, monkeypatch):
+    """The blocks of the first reads of a fit (the initial sample's and those read
+    beside it) take the buffers of the fit before; the results are unchanged."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20_000, 4)).astype(np.float32)
+    zarr.create_array(store=str(tmp_path / "x.zarr"), data=X, chunks=(1000, 4))
+    pools = []
+
+    class Spy(BlockBuffers):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    monkeypatch.setattr(_fold, "BlockBuffers", Spy)
+    params = dict(n_clusters=5, batch_size=1000, max_iter=1, max_no_improvement=None,
+                  random_state=0, n_init=1, init_size=1000)
+    first = MiniBatchKMeans(**params).fit(str(tmp_path / "x.zarr"))
+    reads = daskmeans.open_zarr(str(tmp_path / "x.zarr")).numblocks[0]
+    made, reused = pools[0]._made, pools[0].reused
+    assert made >= 2 and reused == reads - made  # fresh buffers for the first reads only
+    pools.clear()
+    gc.collect()
+    assert len(_buffers._SPARES) == made
+    second = MiniBatchKMeans(**params).fit(str(tmp_path / "x.zarr"))
+    assert pools[0].reused == reads  # every block on memory used before
+    np.testing.assert_array_equal(first.cluster_centers_, second.cluster_centers_)
+    assert first.inertia_ == second.inertia_
+
+
+@pytest.mark.skipif("fork" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no fork on this platform")
+def test_a_forked_child_keeps_no_buffers():
+    import multiprocessing
+
+    pool = BlockBuffers()
+    block = pool.empty(SHAPE, np.float32)
+    del block, pool
+    gc.collect()
+    assert len(_buffers._SPARES) == 1
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as workers:
+        assert workers.apply(_spares_in_process) == 0
+    assert len(_buffers._SPARES) == 1
+
+
+def _spares_in_process() -> int:
+    return len(_buffers._SPARES)

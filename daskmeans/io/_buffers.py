@@ -20,6 +20,15 @@ finalizer on the owner returns the buffer when the last of them is gone, so
 a block handed to user code, or one still referenced by a failed task, is
 never overwritten. Outside an active pool, or past its bound on buffers,
 blocks are plain ``numpy.empty`` arrays.
+
+When a pool is dropped (its fit is over, or a task that carried it on a
+distributed worker is done), its buffers are kept a few seconds for the
+next pool of the process (:data:`RETAIN_SECONDS`; at most :data:`SPARE_BUFFERS`
+of them and :data:`SPARE_BYTES` in all): a fit that follows another, as in a
+search over k or a loop of fits, starts on memory already in use instead of
+fresh pages, and so does every read task of a fold on a distributed worker,
+whose pool arrives empty. A timer frees them when no pool took them in that
+time; a forked child process starts without them.
 """
 
 from __future__ import annotations
@@ -28,14 +37,21 @@ import contextlib
 import ctypes
 import functools
 import math
+import os
 import threading
 import weakref
 
 import numpy as np
 
-__all__ = ["BlockBuffers", "empty_block"]
+__all__ = ["RETAIN_SECONDS", "SPARE_BUFFERS", "SPARE_BYTES", "BlockBuffers", "empty_block"]
 
 _ACTIVE = threading.local()
+
+#: Seconds the buffers of a dropped pool are kept for the next pool of the process.
+RETAIN_SECONDS = 5.0
+#: Most buffers kept between pools, and most bytes in them.
+SPARE_BUFFERS = 16
+SPARE_BYTES = 256 * 2**20
 
 
 class BlockBuffers:
@@ -61,8 +77,10 @@ class BlockBuffers:
         # re-entrant: a collection of garbage cycles while the lock is held may finalize
         # a block, whose finalizer gives its buffer back under the same lock
         self._lock = threading.RLock()
-        #: Blocks given memory that an earlier block had used.
+        #: Blocks given memory that an earlier block had used (of this pool or a dropped one).
         self.reused = 0
+        # the free buffers outlive the pool for a while (see the module docstring)
+        weakref.finalize(self, _SPARES.keep, self._free).atexit = False
 
     def __reduce__(self):
         return (BlockBuffers, (self.max_buffers,))
@@ -88,12 +106,13 @@ class BlockBuffers:
         with self._lock:
             free = self._free.get(nbytes)
             buf = free.pop() if free else None
+            if buf is None:
+                if self._made >= self.max_buffers or nbytes <= 0:
+                    return np.empty(shape, dtype=dtype)
+                self._made += 1
+                buf = _SPARES.take(nbytes)
             if buf is not None:
                 self.reused += 1
-            elif self._made < self.max_buffers and nbytes > 0:
-                self._made += 1
-            else:
-                return np.empty(shape, dtype=dtype)
         if buf is None:
             buf = np.empty(nbytes, dtype=np.uint8)
         owner = _owner_type(nbytes).from_buffer(buf)
@@ -103,6 +122,65 @@ class BlockBuffers:
     def _give_back(self, buf: np.ndarray) -> None:
         with self._lock:
             self._free.setdefault(buf.nbytes, []).append(buf)
+
+
+class _Spares:
+    """Buffers of dropped pools, kept :data:`RETAIN_SECONDS` for the next pool."""
+
+    def __init__(self) -> None:
+        # re-entrant: a collection while the lock is held may drop another pool
+        self._lock = threading.RLock()
+        self._bufs: list[np.ndarray] = []
+        self._timer: threading.Timer | None = None
+
+    def __len__(self) -> int:
+        return len(self._bufs)
+
+    def keep(self, free: dict) -> None:
+        """Take the free buffers of a pool that is being dropped (its finalizer)."""
+        bufs = [b for group in list(free.values()) for b in group]
+        free.clear()
+        if not bufs or RETAIN_SECONDS <= 0:
+            return
+        with self._lock:
+            kept, total = [], 0
+            for buf in bufs + self._bufs:
+                if len(kept) < SPARE_BUFFERS and total + buf.nbytes <= SPARE_BYTES:
+                    kept.append(buf)
+                    total += buf.nbytes
+            self._bufs = kept
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(RETAIN_SECONDS, self.clear)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def take(self, nbytes: int) -> np.ndarray | None:
+        """A kept buffer of ``nbytes`` bytes, or None."""
+        with self._lock:
+            for i, buf in enumerate(self._bufs):
+                if buf.nbytes == nbytes:
+                    return self._bufs.pop(i)
+        return None
+
+    def clear(self) -> None:
+        """Free every kept buffer."""
+        with self._lock:
+            self._bufs = []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _forget(self) -> None:
+        """In a forked child: no timer runs there, so nothing is kept."""
+        self._lock = threading.RLock()
+        self._bufs = []
+        self._timer = None
+
+
+_SPARES = _Spares()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_SPARES._forget)
 
 
 @functools.lru_cache(maxsize=16)
