@@ -153,7 +153,10 @@ class _Spares:
                 self._timer.cancel()
             self._timer = threading.Timer(RETAIN_SECONDS, self.clear)
             self._timer.daemon = True
-            self._timer.start()
+            try:
+                self._timer.start()
+            except RuntimeError:  # no new threads (interpreter shutdown): keep nothing
+                self._bufs, self._timer = [], None
 
     def take(self, nbytes: int) -> np.ndarray | None:
         """A kept buffer of ``nbytes`` bytes, or None."""
