@@ -318,3 +318,17 @@ def test_a_forked_child_keeps_no_buffers():
 
 def _spares_in_process() -> int:
     return len(_buffers._SPARES)
+
+
+def test_nothing_is_kept_when_no_timer_can_start(monkeypatch):
+    """At interpreter shutdown no thread starts: the buffers are freed, not kept for ever."""
+
+    def refuse(self):
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(_buffers.threading.Timer, "start", refuse)
+    pool = BlockBuffers()
+    block = pool.empty(SHAPE, np.float32)
+    del block, pool
+    gc.collect()
+    assert len(_buffers._SPARES) == 0
