@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import threading
 
 import numcodecs
 import numpy as np
@@ -170,12 +171,101 @@ def test_direct_array_pickles(tmp_path, data):
     assert direct.shape == data.shape and direct.dtype == data.dtype
 
 
-def test_zarr_internals_that_moved_fall_back_to_zarr(tmp_path, data, monkeypatch):
-    arr = _store(tmp_path / "x.zarr", data)
+@pytest.mark.parametrize("moved", ["_local_folder", "_fetch"])
+def test_zarr_internals_that_moved_fall_back_to_zarr(tmp_path, data, monkeypatch, moved):
+    if moved == "_fetch":  # a store other than a local directory
+        arr = _memory_store(data)
+    else:
+        arr = _store(tmp_path / "x.zarr", data)
     direct = _zarr_direct.wrap(arr)
 
-    def moved(*a, **k):
+    def gone(*a, **k):
         raise AttributeError("no such thing in this zarr")
 
-    monkeypatch.setattr(_zarr_direct, "_fetch", moved)
+    monkeypatch.setattr(_zarr_direct, moved, gone)
     np.testing.assert_array_equal(direct[0:300, :], data[:300])
+
+
+def _memory_store(X):
+    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=X.shape,
+                          chunks=(CHUNK, X.shape[1]), dtype=X.dtype)
+    z[:] = X
+    return z
+
+
+@pytest.fixture
+def files_read(monkeypatch):
+    """Paths read by the local-directory path, and a ``_fetch`` that must not be called."""
+    paths = []
+    real = _zarr_direct._read_file
+
+    def spy(path):
+        paths.append(path)
+        return real(path)
+
+    def no_fetch(*a, **k):
+        raise AssertionError("a local directory is read without Zarr's store")
+
+    monkeypatch.setattr(_zarr_direct, "_read_file", spy)
+    monkeypatch.setattr(_zarr_direct, "_fetch", no_fetch)
+    return paths
+
+
+@pytest.mark.parametrize(("zarr_format", "compressors", "kind"), LAYOUTS)
+def test_local_directories_are_read_from_their_files(tmp_path, data, decoded, files_read,
+                                                     zarr_format, compressors, kind):
+    # an array inside a group: the chunk files are under the group's directory
+    root = zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=zarr_format)
+    z = root.create_array("sub/x", shape=data.shape, chunks=(CHUNK, D), dtype=data.dtype,
+                          compressors=compressors, fill_value=-1.0)
+    for i in range(11):
+        if i != 4:
+            z[i * CHUNK : (i + 1) * CHUNK] = data[i * CHUNK : (i + 1) * CHUNK]
+    expected = z[:]
+    X = open_zarr(str(tmp_path / "g.zarr"), component="sub/x", chunks=300)
+    np.testing.assert_array_equal(X.compute(), expected)
+    assert np.all(expected[400:500] == -1.0)
+    # every chunk's file was asked for once, the missing one included (none there: fill)
+    assert len(files_read) == 11 and len(set(files_read)) == 11
+    assert all(p.startswith(str(tmp_path / "g.zarr" / "sub" / "x")) for p in files_read)
+    assert decoded == [kind] * 10
+
+
+def test_other_stores_are_fetched_through_zarr(data, monkeypatch):
+    arr = _memory_store(data)
+    fetched = []
+    real = _zarr_direct._fetch
+
+    def spy(store_path, keys):
+        fetched.append(list(keys))
+        return real(store_path, keys)
+
+    monkeypatch.setattr(_zarr_direct, "_fetch", spy)
+    direct = _zarr_direct.wrap(arr)
+    assert isinstance(direct, _zarr_direct.DirectArray)
+    np.testing.assert_array_equal(direct[100:400, :], data[100:400])
+    assert [len(k) for k in fetched] == [3]  # the block's three chunks at once
+
+
+def test_read_file_keeps_one_buffer_a_thread(tmp_path, monkeypatch):
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.write_bytes(bytes(range(100)))
+    large.write_bytes(bytes(300))
+    monkeypatch.setattr(_zarr_direct, "KEEP_BYTES", 200)
+    monkeypatch.setattr(_zarr_direct, "_SCRATCH", threading.local())
+    first = _zarr_direct._read_file(str(small))
+    assert bytes(first) == bytes(range(100))
+    again = _zarr_direct._read_file(str(small))
+    assert np.shares_memory(first, again)  # the same buffer, read again
+    big = _zarr_direct._read_file(str(large))
+    assert big.nbytes == 300 and not np.shares_memory(big, first)
+    # a file over KEEP_BYTES is read into memory of its own, not kept
+    assert np.shares_memory(_zarr_direct._read_file(str(small)), first)
+    # each thread has its own buffer
+    other = []
+    t = threading.Thread(target=lambda: other.append(_zarr_direct._read_file(str(small))))
+    t.start()
+    t.join()
+    assert bytes(other[0]) == bytes(range(100)) and not np.shares_memory(other[0], first)
+    assert _zarr_direct._read_file(str(tmp_path / "none")) is None
+    assert _zarr_direct._read_file(str(tmp_path)) is None  # a directory: no chunk

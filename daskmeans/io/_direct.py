@@ -18,13 +18,23 @@ sharding, no filters or array-to-array codecs, and zstd, blosc or no
 compression. Anything else, and any chunk whose decoded size is not the
 chunk's, is read by Zarr itself, so the result is always what ``arr[...]``
 gives.
+
+Chunks in a local directory (Zarr's ``LocalStore``) are read from their files
+by the reading thread itself, one after another, into a buffer the thread
+keeps (:func:`_read_file`): Zarr's store would hand every read to its
+event-loop thread and from there to a thread pool, and those hand-offs leave
+the cores idle while several threads read (see ``benchmarks/RESULTS.md``).
+Any other store (object storage, memory, wrappers) is fetched through Zarr,
+the chunks of a block concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,19 +179,25 @@ class DirectArray:
         first, stop = r0 // size, -(-r1 // size)
         meta = self.arr.metadata
         keys = [meta.encode_chunk_key((i, 0)) for i in range(first, stop)]
-        raw = _fetch(self.arr._async_array.store_path, keys)
+        store_path = self.arr._async_array.store_path
+        folder = _local_folder(store_path)
+        if folder is None:
+            raw = (None if buf is None else buf.as_numpy_array()
+                   for buf in _fetch(store_path, keys))
+        else:  # one chunk at a time, each decoded before the next is read
+            raw = (_read_file(os.path.join(folder, key)) for key in keys)
         out = empty_block((r1 - r0, d), self.dtype)  # a fold's pool, if active
-        for i, buf in zip(range(first, stop), raw, strict=True):
+        for i, src in zip(range(first, stop), raw, strict=True):
             a = i * size - r0
             b = min(a + size, r1 - r0)
-            if buf is None:  # never written: the fill value, as Zarr reads it
+            if src is None:  # never written: the fill value, as Zarr reads it
                 out[a:b] = self.plan.fill_value
                 continue
             whole = b - a == size
             # the array's last chunk is stored whole, rows past the end included
             dest = out[a:b] if whole else np.empty((size, d), dtype=self.dtype)
             flat = dest.reshape(-1).view(np.uint8)
-            if not _decode_into(self.plan.kind, buf.as_numpy_array(), flat):
+            if not _decode_into(self.plan.kind, src, flat):
                 return None
             if not whole:
                 out[a:b] = dest[: b - a]
@@ -199,6 +215,50 @@ def _fetch(store_path, keys: list) -> list:
         return await asyncio.gather(*((store_path / key).get(prototype=proto) for key in keys))
 
     return list(sync(get_all()))
+
+
+def _local_folder(store_path) -> str | None:
+    """The directory holding the array's chunk files when its store is Zarr's own
+    ``LocalStore`` (not a subclass or a wrapper, which may read differently), else None."""
+    from zarr.storage import LocalStore
+
+    store = store_path.store
+    if type(store) is not LocalStore:
+        return None
+    return os.path.join(os.fspath(store.root), store_path.path)
+
+
+#: Largest file kept in a reading thread's buffer (:func:`_read_file`) between reads.
+KEEP_BYTES = 64 * 2**20
+_SCRATCH = threading.local()
+
+
+def _read_file(path: str) -> np.ndarray | None:
+    """The bytes of the file ``path`` (None when there is none, as Zarr's ``LocalStore``).
+
+    The bytes are read into a buffer the calling thread keeps for its next read (files up
+    to :data:`KEEP_BYTES`), so the result is valid only until the thread reads again: a
+    fresh buffer for every chunk would be new memory, which the kernel zero-fills.
+    """
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        buf = getattr(_SCRATCH, "buf", None)
+        if buf is None or buf.nbytes < size:
+            buf = np.empty(size, dtype=np.uint8)
+            if size <= KEEP_BYTES:
+                _SCRATCH.buf = buf
+        view = buf[:size]
+        got = 0
+        while got < size:  # readinto may return fewer bytes than asked
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    return view[:got]
 
 
 def _decode_into(kind: str, src: np.ndarray, dest: np.ndarray) -> bool:
