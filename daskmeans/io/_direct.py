@@ -4,9 +4,8 @@ Zarr decodes a chunk into a buffer of its own and then copies it into the
 array it returns. For the blocks :func:`daskmeans.open_zarr` makes (whole
 stored row chunks, all columns) that is one more 16 MiB buffer per chunk,
 freshly allocated, so the kernel zero-fills every one of its pages, plus a
-copy, on Zarr's event-loop thread: on 6,000,000 x 32 float32 rows (zstd, 48
-chunks of 125,000 rows, 2 threads) a read pass spent about a third of its CPU
-there (0.88-1.18 s of CPU against 0.69-0.75 s decoded straight into the block).
+copy, on Zarr's event-loop thread: a large share of a read pass's CPU (see
+``benchmarks/RESULTS.md``).
 
 :class:`DirectArray` wraps a ``zarr.Array`` for ``dask.array.from_array``.
 A block that is a run of whole row chunks spanning all columns is read by

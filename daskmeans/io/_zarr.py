@@ -103,8 +103,10 @@ def open_zarr(
     A block of whole stored chunks of a plainly stored array (zstd, blosc or
     no compression, one chunk across the columns, no sharding or filters) is
     decoded straight into the block instead of through a buffer of Zarr's
-    own; any other block is read by Zarr. The values are the same either way
-    (see :mod:`daskmeans.io._direct`).
+    own, and the chunk files of an array in a local directory are read by
+    the reading thread itself rather than handed to Zarr's event loop; any
+    other block is read by Zarr. The values are the same either way (see
+    :mod:`daskmeans.io._direct`).
 
     Examples
     --------
