@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import threading
 
 import numcodecs
 import numpy as np
@@ -247,25 +246,12 @@ def test_other_stores_are_fetched_through_zarr(data, monkeypatch):
     assert [len(k) for k in fetched] == [3]  # the block's three chunks at once
 
 
-def test_read_file_keeps_one_buffer_a_thread(tmp_path, monkeypatch):
-    small, large = tmp_path / "small", tmp_path / "large"
+def test_read_file_reads_whole_files(tmp_path):
+    small, empty = tmp_path / "small", tmp_path / "empty"
     small.write_bytes(bytes(range(100)))
-    large.write_bytes(bytes(300))
-    monkeypatch.setattr(_zarr_direct, "KEEP_BYTES", 200)
-    monkeypatch.setattr(_zarr_direct, "_SCRATCH", threading.local())
-    first = _zarr_direct._read_file(str(small))
-    assert bytes(first) == bytes(range(100))
-    again = _zarr_direct._read_file(str(small))
-    assert np.shares_memory(first, again)  # the same buffer, read again
-    big = _zarr_direct._read_file(str(large))
-    assert big.nbytes == 300 and not np.shares_memory(big, first)
-    # a file over KEEP_BYTES is read into memory of its own, not kept
-    assert np.shares_memory(_zarr_direct._read_file(str(small)), first)
-    # each thread has its own buffer
-    other = []
-    t = threading.Thread(target=lambda: other.append(_zarr_direct._read_file(str(small))))
-    t.start()
-    t.join()
-    assert bytes(other[0]) == bytes(range(100)) and not np.shares_memory(other[0], first)
+    empty.write_bytes(b"")
+    got = _zarr_direct._read_file(str(small))
+    assert got.dtype == np.uint8 and bytes(got) == bytes(range(100))
+    assert _zarr_direct._read_file(str(empty)).nbytes == 0
     assert _zarr_direct._read_file(str(tmp_path / "none")) is None
     assert _zarr_direct._read_file(str(tmp_path)) is None  # a directory: no chunk

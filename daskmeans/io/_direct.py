@@ -19,8 +19,8 @@ chunk's, is read by Zarr itself, so the result is always what ``arr[...]``
 gives.
 
 Chunks in a local directory (Zarr's ``LocalStore``) are read from their files
-by the reading thread itself, one after another, into a buffer the thread
-keeps (:func:`_read_file`): Zarr's store would hand every read to its
+by the reading thread itself (:func:`_read_file`), one after another, each
+decoded before the next is read: Zarr's store would hand every read to its
 event-loop thread and from there to a thread pool, and those hand-offs leave
 the cores idle while several threads read (see ``benchmarks/RESULTS.md``).
 Any other store (object storage, memory, wrappers) is fetched through Zarr,
@@ -33,7 +33,6 @@ import asyncio
 import functools
 import os
 import sys
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,37 +226,21 @@ def _local_folder(store_path) -> str | None:
     return os.path.join(os.fspath(store.root), store_path.path)
 
 
-#: Largest file kept in a reading thread's buffer (:func:`_read_file`) between reads.
-KEEP_BYTES = 64 * 2**20
-_SCRATCH = threading.local()
-
-
 def _read_file(path: str) -> np.ndarray | None:
-    """The bytes of the file ``path`` (None when there is none, as Zarr's ``LocalStore``).
-
-    The bytes are read into a buffer the calling thread keeps for its next read (files up
-    to :data:`KEEP_BYTES`), so the result is valid only until the thread reads again: a
-    fresh buffer for every chunk would be new memory, which the kernel zero-fills.
-    """
+    """The bytes of the file ``path`` (None when there is none, as Zarr's ``LocalStore``)."""
     try:
         f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
     with f:
-        size = os.fstat(f.fileno()).st_size
-        buf = getattr(_SCRATCH, "buf", None)
-        if buf is None or buf.nbytes < size:
-            buf = np.empty(size, dtype=np.uint8)
-            if size <= KEEP_BYTES:
-                _SCRATCH.buf = buf
-        view = buf[:size]
+        buf = np.empty(os.fstat(f.fileno()).st_size, dtype=np.uint8)
         got = 0
-        while got < size:  # readinto may return fewer bytes than asked
-            n = f.readinto(view[got:])
+        while got < buf.nbytes:  # readinto may return fewer bytes than asked
+            n = f.readinto(buf[got:])
             if not n:
                 break
             got += n
-    return view[:got]
+    return buf[:got]
 
 
 def _decode_into(kind: str, src: np.ndarray, dest: np.ndarray) -> bool:
