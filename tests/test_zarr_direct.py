@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numcodecs
@@ -228,6 +229,21 @@ def test_local_directories_are_read_from_their_files(tmp_path, data, decoded, fi
     assert len(files_read) == 11 and len(set(files_read)) == 11
     assert all(p.startswith(str(tmp_path / "g.zarr" / "sub" / "x")) for p in files_read)
     assert decoded == [kind] * 10
+
+
+@pytest.mark.parametrize(("zarr_format", "encoding"), [
+    (3, {"name": "default", "separator": "."}),
+    (3, {"name": "v2", "separator": "."}),
+    (2, {"name": "v2", "separator": "/"}),
+])
+def test_local_files_under_other_chunk_key_encodings(tmp_path, data, decoded, files_read,
+                                                    zarr_format, encoding):
+    arr = _store(tmp_path / "x.zarr", data, zarr_format, fill_value=0.0,
+                 chunk_key_encoding=encoding)
+    X = open_zarr(str(tmp_path / "x.zarr"), chunks="stored")
+    np.testing.assert_array_equal(X.compute(), arr[:])
+    assert len(files_read) == 11 and len(decoded) == 11
+    assert all(os.path.isfile(p) for p in files_read)
 
 
 def test_other_stores_are_fetched_through_zarr(data, monkeypatch):
