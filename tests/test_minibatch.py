@@ -230,8 +230,11 @@ def test_reads_one_block_per_fold_task_and_one_final_pass(big_blobs):
     assert counter.reads == 8 * 3  # two fold passes (init sample included) + the inertia pass
 
 
-def test_reads_wait_for_the_fold(big_blobs, monkeypatch):
-    """Block j is read only after the fold of block j - LOOKAHEAD is done."""
+@pytest.mark.parametrize("threads", [True, False])
+def test_reads_wait_for_the_fold(big_blobs, monkeypatch, threads):
+    """Block j is read only after the fold of block j - LOOKAHEAD is done, on local
+    threads without the scheduler (``THREADS``) and through it."""
+    monkeypatch.setattr(mb, "THREADS", threads)
     log = []
     real_fold = mb.fold_block
 
@@ -637,8 +640,10 @@ def test_cli_fit_minibatch_init_lloyd_iter(big_blobs, tmp_path):
     ({"num_workers": 1}, None),  # a single thread asked for: kept
 ])
 def test_fold_chain_runs_on_a_thread_of_its_own(big_blobs, monkeypatch, config, want):
+    """Through dask's scheduler (the local threads' runner off: see test_fold_threads)."""
     from daskmeans.engine import _graph
 
+    monkeypatch.setattr(mb, "THREADS", False)
     seen = []
     real = dask.compute
 

@@ -54,6 +54,7 @@ __all__ = [
     "BUFFERS",
     "INIT_BLOCKS",
     "LOOKAHEAD",
+    "THREADS",
     "ORDER_KEY",
     "BlockReader",
     "FoldParams",
@@ -83,6 +84,10 @@ INIT_BLOCKS = 4
 #: held while the initialisation runs and the reads then in flight; more blocks alive at
 #: once (a large initial sample) take plain allocations.
 BUFFERS = 2 * (INIT_BLOCKS + LOOKAHEAD)
+
+#: Whether a pass under dask's own threaded scheduler runs on threads without it
+#: (:mod:`daskmeans.engine._fold_threads`); False runs the graph (benchmarks compare).
+THREADS = True
 
 #: Random key of the block order of every pass of ``fit``.
 ORDER_KEY = purpose_key("minibatch-block-order")
@@ -684,6 +689,11 @@ def run_pass(readers: list, order, start: FoldState | None, params: FoldParams, 
     """
     if not in_memory:
         graph = fold_graph(readers, order, start, params, init_spec=init_spec)
+        from ._fold_threads import FoldThreads, fold_threads
+
+        if THREADS and (n := fold_threads(graph)):
+            # local threads: the same calls without the scheduler's hand-offs
+            return FoldThreads(readers, order, start, params, init_spec, n)()
         # BLAS limited as for the other passes; the chain of the fold gets its own thread
         (state,) = compute_passes(graph, chain=True)
         return state
