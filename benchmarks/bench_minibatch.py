@@ -8,13 +8,16 @@ Reported, all on dask's threaded scheduler with 2 threads:
 
 * the read pass: ``X.sum()`` over the Zarr array (the unit of wall time),
   and, for comparison only, the same with two Zarr chunks per Dask task and
-  the same on 3 threads (the fold runs its chain of tasks on a thread beyond
-  the 2 of the reads);
+  the same on 3 threads (as a fold run as a Dask graph does: its chain of
+  tasks takes a thread beyond the 2 of the reads);
 * daskmeans.MiniBatchKMeans with 1 and 3 passes (early stopping off) with the
   initialisation given by ``--init-size``, ``--n-init`` and
   ``--init-lloyd-iter`` (default: 10,000 rows, 3 candidates, 10 Lloyd
   iterations on the sample), and with 1 pass and scikit-learn's
-  initialisation ("plain": one k-means++ candidate, no Lloyd iterations):
+  initialisation ("plain": one k-means++ candidate, no Lloyd iterations);
+  method ``graph`` is ``ours`` with the fold's pass run as a Dask graph by
+  the threaded scheduler instead of on the fold's own threads
+  (``daskmeans.engine._fold.THREADS`` off; not in the default methods):
   wall time of the fold, and of the whole ``fit`` (the fold plus the pass
   that computes the exact ``inertia_``), and the inertia relative to the
   converged exact fit;
@@ -55,7 +58,7 @@ Usage::
 
     python benchmarks/bench_minibatch.py [--dir DIR] [--rows N] [--batch-size B]
         [--init-size S] [--n-init N] [--init-lloyd-iter I] [--repeat R]
-        [--reference-inertia R] [--methods ours:1,ours:3,plain:1,sklearn:1,sklearn:3]
+        [--reference-inertia R] [--methods ours:1,ours:3,plain:1,sklearn:1,sklearn:3,graph:1]
         [--param NAME=VALUE ...] [--seeds N]
 
 If ``OPENBLAS_CORETYPE`` or ``OPENBLAS_L2_SIZE`` is set, the script re-runs
@@ -85,6 +88,7 @@ from threadpoolctl import threadpool_info  # noqa: E402
 
 import daskmeans  # noqa: E402
 from daskmeans import KMeans, MiniBatchKMeans  # noqa: E402
+from daskmeans.engine import _fold  # noqa: E402
 
 K, D, CHUNK = 64, 32, 125_000
 print = functools.partial(print, flush=True)  # noqa: A001 - progress of a long run
@@ -125,7 +129,8 @@ def main() -> None:
     ap.add_argument("--methods", default="ours:1,ours:3,plain:1,sklearn:1,sklearn:3",
                     help="comma-separated NAME:PASSES with NAME in ours (--init-size, --n-init, "
                          "--init-lloyd-iter), plain (scikit-learn's initialisation: "
-                         "--init-size, n_init=1, init_lloyd_iter=0), sklearn")
+                         "--init-size, n_init=1, init_lloyd_iter=0), sklearn, graph (ours "
+                         "with the fold's pass as a Dask graph)")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                     help="extra MiniBatchKMeans argument (Python literal), repeatable")
     ap.add_argument("--seeds", type=int, default=0,
@@ -171,7 +176,7 @@ def main() -> None:
         # the data: pay them once, untimed, on the first two chunks, with the settings of
         # every timed configuration (the initial sample's kernels depend on its size)
         warm = [kw for name, kw in (("ours", ours), ("plain", plain))
-                if any(m == name for m, _ in methods)]
+                if any(m == name or (m, name) == ("graph", "ours") for m, _ in methods)]
         for kw in warm or [{}]:
             _, t_warm = timed(lambda kw=kw: MiniBatchKMeans(
                 K, batch_size=args.batch_size, max_iter=1, random_state=0,
@@ -181,17 +186,22 @@ def main() -> None:
         zarr_arr = zarr.open_array(path, mode="r")
         entries = []  # label, run() -> (loop seconds, fit seconds or None, fitted object)
         for name, passes in methods:
-            if name in ("ours", "plain"):
-                kw = dict(ours if name == "ours" else plain, **extra)
+            if name in ("ours", "plain", "graph"):
+                kw = dict(plain if name == "plain" else ours, **extra)
 
-                def run(kw=kw, passes=passes, seed=0):
+                def run(kw=kw, passes=passes, seed=0, threads=name != "graph"):
                     model = MiniBatchKMeans(K, batch_size=args.batch_size, max_iter=passes,
                                             max_no_improvement=None, random_state=seed, **kw)
-                    _, t = timed(lambda: model.fit(X))
+                    _fold.THREADS = threads
+                    try:
+                        _, t = timed(lambda: model.fit(X))
+                    finally:
+                        _fold.THREADS = True
                     return model.timings_["fold"], t, model
 
-                entries.append((f"daskmeans MiniBatchKMeans ({_fmt(kw)}), {passes} pass(es)",
-                                run))
+                how = ", the pass as a Dask graph" if name == "graph" else ""
+                entries.append((f"daskmeans MiniBatchKMeans ({_fmt(kw)}{how}), {passes} "
+                                "pass(es)", run))
             elif name == "sklearn":
                 from sklearn.cluster import MiniBatchKMeans as SKMiniBatchKMeans
 
@@ -249,7 +259,7 @@ def main() -> None:
         # (zarr then decodes both at once); not the unit, which follows the array's chunks
         X2 = daskmeans.open_zarr(path, chunks=(2 * CHUNK, D))
         wide = [timed(lambda: X2.sum().compute())[1] for _ in range(3)]
-        # and with one thread more (3), as the fold runs: its chain takes a thread of its own
+        # and with one thread more (3), as the fold's graph runs: its chain takes a thread
         with dask.config.set(num_workers=3):
             three = [timed(lambda: X.sum().compute())[1] for _ in range(3)]
 
@@ -257,7 +267,8 @@ def main() -> None:
     print(f"read passes (X.sum): {[round(r, 2) for r in reads]}, fastest {read:.2f}s, "
           f"median {np.median(reads):.2f}s")
     print(f"read pass with two Zarr chunks per task (not the unit): fastest of 3 {min(wide):.2f}s")
-    print(f"read pass on 3 threads (not the unit; the fold's chain runs on a third thread): "
+    print(f"read pass on 3 threads (not the unit; a fold's graph runs its chain on a third "
+          "thread): "
           f"fastest of 3 {min(three):.2f}s")
     print()
     print("| method | fold / loop (read passes) | same, paired: median of run / read pass "
