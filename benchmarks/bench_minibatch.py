@@ -17,7 +17,7 @@ Reported, all on dask's threaded scheduler with 2 threads:
   initialisation ("plain": one k-means++ candidate, no Lloyd iterations);
   method ``graph`` is ``ours`` with the fold's pass run as a Dask graph by
   the threaded scheduler instead of on the fold's own threads
-  (``daskmeans.engine._fold.THREADS`` off; not in the default methods):
+  (``daskmeans.engine._fold_pass.THREADS`` off; not in the default methods):
   wall time of the fold, and of the whole ``fit`` (the fold plus the pass
   that computes the exact ``inertia_``), and the inertia relative to the
   converged exact fit;
@@ -88,7 +88,7 @@ from threadpoolctl import threadpool_info  # noqa: E402
 
 import daskmeans  # noqa: E402
 from daskmeans import KMeans, MiniBatchKMeans  # noqa: E402
-from daskmeans.engine import _fold  # noqa: E402
+from daskmeans.engine import _fold_pass  # noqa: E402
 
 K, D, CHUNK = 64, 32, 125_000
 print = functools.partial(print, flush=True)  # noqa: A001 - progress of a long run
@@ -192,11 +192,11 @@ def main() -> None:
                 def run(kw=kw, passes=passes, seed=0, threads=name != "graph"):
                     model = MiniBatchKMeans(K, batch_size=args.batch_size, max_iter=passes,
                                             max_no_improvement=None, random_state=seed, **kw)
-                    _fold.THREADS = threads
+                    _fold_pass.THREADS = threads
                     try:
                         _, t = timed(lambda: model.fit(X))
                     finally:
-                        _fold.THREADS = True
+                        _fold_pass.THREADS = True
                     return model.timings_["fold"], t, model
 
                 how = ", the pass as a Dask graph" if name == "graph" else ""

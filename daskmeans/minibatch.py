@@ -1,7 +1,8 @@
 """The scikit-learn compatible :class:`MiniBatchKMeans` estimator.
 
 The fold it runs over the row blocks (state, steps, block readers, the chain
-of tasks) is :mod:`daskmeans.engine._fold`.
+of tasks) is :mod:`daskmeans.engine._fold`; :mod:`daskmeans.engine._fold_pass`
+runs its passes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from ._validation import (
     check_sample_weight,
     has_unknown_rows,
 )
-from .engine._fold import ORDER_KEY, FoldParams, FoldState, block_readers, run_pass
+from .engine._fold import ORDER_KEY, FoldParams, FoldState, block_readers
+from .engine._fold_pass import run_pass
 from .engine._graph import compute_passes
 from .engine._lloyd import partial_pass, warn_if_degenerate
 from .engine._prep import make_prep

@@ -15,6 +15,7 @@ from daskmeans import KMeans, MiniBatchKMeans
 from daskmeans._rng import as_seed_sequence, block_rng
 from daskmeans._validation import default_row_chunks
 from daskmeans.engine import _fold as mb
+from daskmeans.engine import _fold_pass
 from daskmeans.testing import counting_dask
 
 
@@ -234,7 +235,7 @@ def test_reads_one_block_per_fold_task_and_one_final_pass(big_blobs):
 def test_reads_wait_for_the_fold(big_blobs, monkeypatch, threads):
     """Block j is read only after the fold of block j - LOOKAHEAD is done, on local
     threads without the scheduler (``THREADS``) and through it."""
-    monkeypatch.setattr(mb, "THREADS", threads)
+    monkeypatch.setattr(_fold_pass, "THREADS", threads)
     log = []
     real_fold = mb.fold_block
 
@@ -640,10 +641,10 @@ def test_cli_fit_minibatch_init_lloyd_iter(big_blobs, tmp_path):
     ({"num_workers": 1}, None),  # a single thread asked for: kept
 ])
 def test_fold_chain_runs_on_a_thread_of_its_own(big_blobs, monkeypatch, config, want):
-    """Through dask's scheduler (the local threads' runner off: see test_fold_threads)."""
+    """Through dask's scheduler (the local threads' runner off: see test_fold_pass)."""
     from daskmeans.engine import _graph
 
-    monkeypatch.setattr(mb, "THREADS", False)
+    monkeypatch.setattr(_fold_pass, "THREADS", False)
     seen = []
     real = dask.compute
 

@@ -46,7 +46,6 @@ from .._validation import check_centers
 from ..io._buffers import BlockBuffers
 from ..kernels._sparse import is_sparse as _is_sparse
 from ..kernels._sparse import take_rows as _take_rows
-from ._graph import compute_passes
 from ._init import kmeans_plusplus
 from ._lloyd import check_block
 
@@ -54,7 +53,6 @@ __all__ = [
     "BUFFERS",
     "INIT_BLOCKS",
     "LOOKAHEAD",
-    "THREADS",
     "ORDER_KEY",
     "BlockReader",
     "FoldParams",
@@ -72,7 +70,6 @@ __all__ = [
     "init_state",
     "minibatch_step",
     "refine_centers",
-    "run_pass",
 ]
 
 #: Blocks read ahead of the fold once the reads made at once are used up (then each read
@@ -84,10 +81,6 @@ INIT_BLOCKS = 4
 #: held while the initialisation runs and the reads then in flight; more blocks alive at
 #: once (a large initial sample) take plain allocations.
 BUFFERS = 2 * (INIT_BLOCKS + LOOKAHEAD)
-
-#: Whether a pass under dask's own threaded scheduler runs on threads without it
-#: (:mod:`daskmeans.engine._fold_threads`); False runs the graph (benchmarks compare).
-THREADS = True
 
 #: Random key of the block order of every pass of ``fit``.
 ORDER_KEY = purpose_key("minibatch-block-order")
@@ -677,24 +670,3 @@ def fold_local(read, order, start: FoldState | None, params: FoldParams,
         block = cache.pop(b) if b in cache else read(b)
         state = fold_block(state, block, params)
     return state
-
-
-def run_pass(readers: list, order, start: FoldState | None, params: FoldParams, *,
-             in_memory: bool, init_spec: dict | None = None) -> FoldState:
-    """One pass of the fold: on the scheduler (:func:`fold_graph`), or in this
-    process for NumPy data, which is here already (:func:`fold_local`).
-
-    ``readers`` come from :func:`block_readers`, built once per fit (slicing
-    ``X.blocks[b]`` for every block and pass costs O(blocks) each).
-    """
-    if not in_memory:
-        graph = fold_graph(readers, order, start, params, init_spec=init_spec)
-        from ._fold_threads import FoldThreads, fold_threads
-
-        if THREADS and (n := fold_threads(graph)):
-            # local threads: the same calls without the scheduler's hand-offs
-            return FoldThreads(readers, order, start, params, init_spec, n)()
-        # BLAS limited as for the other passes; the chain of the fold gets its own thread
-        (state,) = compute_passes(graph, chain=True)
-        return state
-    return fold_local(lambda b: readers[b](), order, start, params, init_spec)

@@ -1,5 +1,5 @@
-"""The fold's pass on local threads (engine/_fold_threads.py) against the same pass
-run by dask's schedulers: bitwise equal results, errors, and when it applies."""
+"""The fold's passes (engine/_fold_pass.py): on local threads against the same pass run
+by dask's schedulers (bitwise equal results, errors, when it applies)."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +12,7 @@ from dask.callbacks import Callback
 
 from daskmeans import MiniBatchKMeans
 from daskmeans.engine import _fold
-from daskmeans.engine import _fold_threads as ft
+from daskmeans.engine import _fold_pass as ft
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def _fit(X, threads, monkeypatch, scheduler="threads", **kwargs):
         calls.append(self.n_threads)
         return real(self)
 
-    monkeypatch.setattr(_fold, "THREADS", threads)
+    monkeypatch.setattr(ft, "THREADS", threads)
     monkeypatch.setattr(ft.FoldThreads, "__call__", spy)
     sample_weight = kwargs.pop("sample_weight", None)
     with dask.config.set(scheduler=scheduler, num_workers=kwargs.pop("num_workers", 2)):
@@ -87,7 +87,7 @@ def test_partial_fit_bitwise_equal_to_the_graph(blobs, monkeypatch):
     Xd = da.from_array(blobs, chunks=(2000, 5))
     models = {}
     for threads in (True, False):
-        monkeypatch.setattr(_fold, "THREADS", threads)
+        monkeypatch.setattr(ft, "THREADS", threads)
         m = MiniBatchKMeans(10, random_state=0)
         with dask.config.set(scheduler="threads", num_workers=3):
             for part in (Xd[:8000], Xd[8000:]):

@@ -1,27 +1,32 @@
-"""The mini-batch fold's pass on local threads, without dask's scheduler.
+"""One pass of the mini-batch fold, run where it should be.
 
-:func:`daskmeans.engine._fold.fold_graph` builds a pass as a chain of fold
-tasks beside gated block reads. Under dask's threaded scheduler every task's
-end goes through the scheduler's thread before the next task starts: a read
-ends, the scheduler wakes and hands the fold step to the chain's thread; the
-step ends, the scheduler wakes and hands the read it released to a reading
-thread. With the chain on a thread of its own beside one reading thread per
-core, the cores are oversubscribed too, and a step finishing its compiled
-call waits for the interpreter lock held by a thread that waits for a core.
+:func:`run_pass` runs a pass (:mod:`daskmeans.engine._fold`) in this process
+for NumPy data (:func:`~daskmeans.engine._fold.fold_local`), on local threads
+without dask's scheduler (:class:`FoldThreads`), or as the Dask graph of
+:func:`~daskmeans.engine._fold.fold_graph` on the scheduler.
 
-:class:`FoldThreads` runs the same pass with ``n`` threads in all (the
-calling thread and ``n - 1`` of a pool), each taking the next piece of work
-itself: the next fold step when its block is read and no other thread is
-folding, otherwise an initialisation candidate, otherwise the next read that
-its gate allows. Every piece is the call the graph's task would make, with
-the same arguments, and the steps run in the pass's order on the states of
-the steps before them, so the result is bitwise the graph's; the blocks held
-at once are bounded as in the graph (:func:`daskmeans.engine._fold.read_gate`).
+The graph is a chain of fold tasks beside gated block reads. Under dask's
+threaded scheduler every task's end goes through the scheduler's thread before
+the next task starts: a read ends, the scheduler wakes and hands the fold step
+to the chain's thread; the step ends, the scheduler wakes and hands the read it
+released to a reading thread. With the chain on a thread of its own beside one
+reading thread per core, the cores are oversubscribed too, and a step finishing
+its compiled call waits for the interpreter lock held by a thread that waits
+for a core.
+
+:class:`FoldThreads` runs the same pass with ``n`` threads in all (the calling
+thread and ``n - 1`` of its own), each taking the next piece of work itself:
+the next fold step when its block is read and no other thread is folding,
+otherwise an initialisation candidate, otherwise the next read that its gate
+allows. Every piece is the call the graph's task would make, with the same
+arguments, and the steps run in the pass's order on the states of the steps
+before them, so the result is bitwise the graph's; the blocks held at once are
+bounded as in the graph (:func:`daskmeans.engine._fold.read_gate`).
 
 :func:`fold_threads` decides when a pass runs this way: under dask's own
-threaded scheduler (no client, no configured pool) and with no dask
-callbacks active (a ``ProgressBar`` or diagnostics then see the graph's tasks).
-``benchmarks/bench_minibatch.py`` measures the fold both ways.
+threaded scheduler (no client, no configured pool) and with no dask callbacks
+active (a ``ProgressBar`` or diagnostics then see the graph's tasks).
+``benchmarks/bench_minibatch.py`` (method ``graph``) measures the fold both ways.
 """
 
 from __future__ import annotations
@@ -30,8 +35,36 @@ import contextlib
 import threading
 
 from . import _fold
+from ._fold import FoldParams, FoldState, fold_graph, fold_local
+from ._graph import compute_passes
 
-__all__ = ["FoldThreads", "fold_threads"]
+__all__ = ["THREADS", "FoldThreads", "fold_threads", "run_pass"]
+
+#: Whether a pass under dask's own threaded scheduler runs on :class:`FoldThreads`;
+#: False runs the graph there too (the benchmarks compare).
+THREADS = True
+
+
+def run_pass(readers: list, order, start: FoldState | None, params: FoldParams, *,
+             in_memory: bool, init_spec: dict | None = None) -> FoldState:
+    """One pass of the fold: in this process for NumPy data, which is here already
+    (:func:`~daskmeans.engine._fold.fold_local`); on local threads
+    (:class:`FoldThreads`, see :func:`fold_threads`); else on the scheduler
+    (:func:`~daskmeans.engine._fold.fold_graph`).
+
+    ``readers`` come from :func:`~daskmeans.engine._fold.block_readers`, built
+    once per fit (slicing ``X.blocks[b]`` for every block and pass costs
+    O(blocks) each).
+    """
+    if in_memory:
+        return fold_local(lambda b: readers[b](), order, start, params, init_spec)
+    graph = fold_graph(readers, order, start, params, init_spec=init_spec)
+    if THREADS and (n := fold_threads(graph)):
+        # local threads: the same calls without the scheduler's hand-offs
+        return FoldThreads(readers, order, start, params, init_spec, n)()
+    # BLAS limited as for the other passes; the chain of the fold gets its own thread
+    (state,) = compute_passes(graph, chain=True)
+    return state
 
 
 def fold_threads(graph) -> int | None:
