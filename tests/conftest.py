@@ -26,6 +26,17 @@ def blobs():
 
 
 @pytest.fixture
+def big_blobs():
+    """12 overlapping blobs in 4-D, 24,000 rows."""
+    rng = np.random.default_rng(7)
+    k, d, n = 12, 4, 24_000
+    centers = rng.normal(size=(k, d)) * 3
+    y = rng.integers(0, k, size=n)
+    X = centers[y] + rng.normal(size=(n, d)) * rng.uniform(0.5, 1.5, size=k)[y, None]
+    return X
+
+
+@pytest.fixture
 def deferred_fit():
     """``fit(model, x, rows) -> (model, labels, reads)``: fit ``model`` on ``x``
     (blocks of ``rows`` rows, reads counted) inside

@@ -19,17 +19,6 @@ from daskmeans.engine import _fold_pass
 from daskmeans.testing import counting_dask
 
 
-@pytest.fixture
-def big_blobs():
-    """12 overlapping blobs in 4-D, 24,000 rows."""
-    rng = np.random.default_rng(7)
-    k, d, n = 12, 4, 24_000
-    centers = rng.normal(size=(k, d)) * 3
-    y = rng.integers(0, k, size=n)
-    X = centers[y] + rng.normal(size=(n, d)) * rng.uniform(0.5, 1.5, size=k)[y, None]
-    return X
-
-
 def reference_step(X, w, C, counts):
     """The documented update rule, written out row by row (no reassignment)."""
     C = C.astype(np.float64).copy()
