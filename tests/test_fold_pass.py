@@ -200,3 +200,18 @@ def test_callbacks_see_the_graphs_tasks(blobs, monkeypatch):
                         compute_labels=False)
     assert not calls
     assert any("minibatch-fold" in k for k in keys)
+
+
+def test_errors_of_the_initialisation_reach_the_caller(blobs, monkeypatch):
+    class Stop(BaseException):  # not an Exception: still handed over, the threads stopped
+        pass
+
+    def seeding(X, k, random_state):
+        raise Stop("no centres")
+
+    Xd = da.from_array(blobs, chunks=(1000, 4))
+    for threads in (True, False):
+        with pytest.raises(Stop, match="no centres"):
+            _fit(Xd, threads, monkeypatch, n_clusters=12, batch_size=500, random_state=0,
+                 init=seeding, n_init=2, num_workers=3)
+    assert not [t for t in threading.enumerate() if t.name.startswith("daskmeans-fold")]
