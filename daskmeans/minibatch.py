@@ -53,7 +53,7 @@ class MiniBatchKMeans(KMeansBase):
     the pass is a chain of tasks that hands the small state (centres,
     counts, step counter) from block to block on the workers, while later
     blocks are read in parallel (on dask's local threaded scheduler the same
-    steps and reads run on ``num_workers`` threads without the scheduler, see
+    steps and reads run on up to ``num_workers`` threads without the scheduler, see
     ``docs/family.md``). With
     ``compute_labels=True`` (default) the
     fitted ``inertia_`` is the exact inertia of the final centres (one more

@@ -103,7 +103,10 @@ class FoldThreads:
     readers, order, start, params, init_spec
         As for :func:`daskmeans.engine._fold.fold_graph`.
     n_threads : int
-        Threads in all, the calling thread included.
+        Threads at most, the calling thread included: no more are started than
+        can have work at once, the reads the gates let run together and a fold
+        step (:func:`daskmeans.engine._fold.first_gated_read` plus one), nor more
+        than there are blocks.
     """
 
     def __init__(self, readers: list, order, start, params, init_spec: dict | None,
@@ -112,7 +115,6 @@ class FoldThreads:
         self.order = [int(b) for b in order]
         self.params = params
         self.init_spec = init_spec
-        self.n_threads = n_threads
         self.cond = threading.Condition()
         self.blocks: dict = {}  # position -> (X, w) or None, read and not yet folded
         self.next_read = 0  # position of the next block to read
@@ -129,6 +131,8 @@ class FoldThreads:
             self.cands: list = [None] * n_cand
             self.next_cand = 0
             self.choosing = False
+        useful = _fold.first_gated_read(self.n_init_blocks) + 1
+        self.n_threads = max(1, min(n_threads, useful, len(self.order)))
 
     # ----------------------------------------------------------------------- #
     def __call__(self):
