@@ -311,3 +311,22 @@ def test_pruned_bounds_stay_in_worker_memory(tmp_path):
     assert not [f for f in set(os.listdir(tempfile.gettempdir())) - before
                 if f.startswith("daskmeans-bounds-")]
     assert set(held.values()) == {0}  # close() dropped them on every worker
+
+
+def test_fold_passes_run_on_the_cluster(thread_client, zarr_data):
+    """With a client, MiniBatchKMeans' passes are graphs on the cluster, not the local
+    threads of engine/_fold_pass.py."""
+    from daskmeans import MiniBatchKMeans
+    from daskmeans.engine import _fold_pass
+
+    assert _fold_pass.fold_threads() is None
+    url, _ = zarr_data
+    rec = _Recorder(thread_client.cluster.scheduler)
+    thread_client.cluster.scheduler.add_plugin(rec, name="daskmeans-fold-recorder")
+    try:
+        MiniBatchKMeans(5, batch_size=500, max_iter=1, random_state=0,
+                        compute_labels=False).fit(url)
+    finally:
+        thread_client.cluster.scheduler.remove_plugin(name="daskmeans-fold-recorder")
+    prefixes = {p for p, _, _ in rec.done}
+    assert "minibatch-fold" in prefixes, sorted(prefixes)

@@ -176,20 +176,17 @@ def test_non_finite_rows_raise_as_through_the_graph(blobs, monkeypatch):
     assert messages[0] == messages[1]
 
 
-def test_when_the_threads_run(blobs):
-    graph = _fold.fold_graph(
-        _fold.block_readers(da.from_array(blobs, chunks=(3000, 4)), None), range(6),
-        _fold.FoldState(blobs[:12].copy(), np.zeros(12)),
-        _fold.FoldParams(seq=np.random.SeedSequence(0), batch_size=None,
-                         reassignment_ratio=0.0))
+def test_when_the_threads_run():
     with dask.config.set(scheduler="threads", num_workers=3):
-        assert ft.fold_threads(graph) == 3
+        assert ft.fold_threads() == 3
         with Callback():  # dask's diagnostics and progress bars see the graph's tasks
-            assert ft.fold_threads(graph) is None
+            assert ft.fold_threads() is None
         with ThreadPoolExecutor(2) as pool, dask.config.set(pool=pool):
-            assert ft.fold_threads(graph) is None
+            assert ft.fold_threads() is None
     with dask.config.set(scheduler="sync"):
-        assert ft.fold_threads(graph) is None
+        assert ft.fold_threads() is None
+    with dask.config.set(scheduler="processes"):
+        assert ft.fold_threads() is None
 
 
 def test_callbacks_see_the_graphs_tasks(blobs, monkeypatch):

@@ -34,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from dask.delayed import Delayed
+
 from . import _fold
 from ._fold import FoldParams, FoldState, fold_graph, fold_local
 from ._graph import compute_passes
@@ -58,18 +60,24 @@ def run_pass(readers: list, order, start: FoldState | None, params: FoldParams, 
     """
     if in_memory:
         return fold_local(lambda b: readers[b](), order, start, params, init_spec)
-    graph = fold_graph(readers, order, start, params, init_spec=init_spec)
-    if THREADS and (n := fold_threads(graph)):
-        # local threads: the same calls without the scheduler's hand-offs
+    if THREADS and (n := fold_threads()):
+        # local threads: the same calls without the scheduler's hand-offs (and no graph)
         return FoldThreads(readers, order, start, params, init_spec, n)()
+    graph = fold_graph(readers, order, start, params, init_spec=init_spec)
     # BLAS limited as for the other passes; the chain of the fold gets its own thread
     (state,) = compute_passes(graph, chain=True)
     return state
 
 
-def fold_threads(graph) -> int | None:
-    """Threads for the fold's pass ``graph`` run by :class:`FoldThreads`, or None
-    when it goes through the scheduler (the graph itself).
+class _FoldGraph:
+    """Stands for a pass's graph (a Delayed) when asking which scheduler would run it."""
+
+    __dask_scheduler__ = staticmethod(Delayed.__dask_scheduler__)
+
+
+def fold_threads() -> int | None:
+    """Threads for a pass of the fold run by :class:`FoldThreads`, or None when it
+    goes through the scheduler (:func:`~daskmeans.engine._fold.fold_graph`).
 
     The threads are dask's ``num_workers`` (one a core by default).
     """
@@ -79,15 +87,14 @@ def fold_threads(graph) -> int | None:
     from dask.system import CPU_COUNT
 
     from ._blocks import scheduler_of
-    from ._inline import all_small
 
     if dask.config.get("pool", None) is not None or Callback.active:
         return None
     try:
-        get = scheduler_of([graph])
+        get = scheduler_of([_FoldGraph()])
     except Exception:  # noqa: BLE001 - be conservative: the graph
         return None
-    if get is not dask.threaded.get or all_small([graph]):
+    if get is not dask.threaded.get:
         return None
     return max(1, int(dask.config.get("num_workers", None) or CPU_COUNT))
 
