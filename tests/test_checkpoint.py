@@ -137,6 +137,17 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_FILE]
 
 
+def test_load_removes_what_a_killed_save_left(tmp_path):
+    ckpt = Checkpoint(tmp_path, {"k": 3})
+    first = _state(np.float64, seed=1)
+    ckpt.save(first)
+    # a save killed by SIGKILL after writing its temporary and before the rename
+    (tmp_path / f".{CHECKPOINT_FILE}.k1ll3d.tmp").write_text('{"partial": ')
+    (tmp_path / "notes.tmp").write_text("not ours")
+    _assert_same_state(first, ckpt.load())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_FILE, "notes.tmp"]
+
+
 def test_clear(tmp_path):
     ckpt = Checkpoint(tmp_path, {})
     ckpt.save(_state(np.float64))

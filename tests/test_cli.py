@@ -328,6 +328,23 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path, monkeypatch):
     assert not _leftovers(tmp_path)
 
 
+def test_rerun_removes_what_a_killed_run_left(workdir, blobs, tmp_path):
+    out, ckpt = tmp_path / "res", tmp_path / "ck"
+    args = ["fit", str(blobs), "--k", "3", "--max-iter", "2", "--seed", "0", "--out", str(out),
+            "--checkpoint", str(ckpt), "-q"]
+    assert main(args) == 0
+    # what kill -9 leaves when it lands between a temporary and its rename
+    (ckpt / f".{CHECKPOINT_FILE}.dead0001.tmp").write_text("{")
+    (ckpt / ".seed.json.dead0002.tmp").write_text("{")
+    (out / ".model.json.dead0003.tmp").write_text("{")
+    (out / ".report.json.dead0004.tmp").write_text("{")
+    (out / ".labels.zarr.dead0005.tmp").mkdir()
+    assert _leftovers(tmp_path)
+    assert main(args) == 0
+    assert not _leftovers(tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == ["labels.zarr", "model.json", "report.json"]
+
+
 def test_checkpoint_of_other_parameters_is_refused(workdir, blobs, tmp_path, capsys):
     ckpt = tmp_path / "ck"
     assert main(["fit", str(blobs), "--k", "3", "--max-iter", "2", "--out", str(tmp_path / "a"),

@@ -183,6 +183,24 @@ def test_write_labels_irregular_chunks_and_numpy(tmp_path, data):
     np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "b.zarr"))[:], km.labels_)
 
 
+def test_remove_leftovers_takes_only_the_named_temporaries(tmp_path):
+    from daskmeans.io._atomic import remove_leftovers
+
+    (tmp_path / ".model.json.ab12cd.tmp").write_text("{")
+    (tmp_path / ".labels.zarr.0f0f0f0f.tmp").mkdir()
+    (tmp_path / ".labels.zarr.0f0f0f0f.tmp" / "zarr.json").write_text("{}")
+    (tmp_path / ".labels.zarr.1e1e1e1e.old").mkdir()
+    kept = ["model.json", "labels.zarr", ".report.json.x.tmp", ".model.json.x.png",
+            "model.json.tmp", ".model_json.x.tmp"]
+    for name in kept:
+        (tmp_path / name).write_text("keep")
+    removed = remove_leftovers(tmp_path, ["model.json", "labels.zarr"])
+    assert removed == [".labels.zarr.0f0f0f0f.tmp", ".labels.zarr.1e1e1e1e.old",
+                       ".model.json.ab12cd.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert remove_leftovers(tmp_path / "absent", ["model.json"]) == []
+
+
 def test_write_labels_is_atomic(tmp_path, data):
     km = KMeans(4, random_state=0).fit(data)
     write_labels(km, data, tmp_path / "out.zarr")

@@ -222,6 +222,17 @@ def output_dir(text: str) -> Path:
     return out
 
 
+def clear_leftovers(out: Path, label_file: str) -> None:
+    """Remove what a killed run of this command left under temporary names in ``out``.
+
+    The outputs (``model.json``, ``report.json``, the labels) are written under a
+    temporary name and renamed; ``kill -9`` in between leaves the temporary.
+    """
+    from daskmeans.io._atomic import remove_leftovers
+
+    remove_leftovers(out, ("model.json", "report.json", label_file))
+
+
 def open_array(text: str, what: str, *, ndim: int, chunks=None):
     """Open a Zarr array read-only as a Dask array, with one-line errors.
 
@@ -313,11 +324,12 @@ def prepare_checkpoint(directory: str, seed: int) -> int | None:
     """
     import numpy as np
 
-    from daskmeans.engine._checkpoint import Checkpoint, decode
-    from daskmeans.io._atomic import write_json
+    from daskmeans.engine._checkpoint import CHECKPOINT_FILE, Checkpoint, decode
+    from daskmeans.io._atomic import remove_leftovers, write_json
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path, (SEED_FILE, CHECKPOINT_FILE))  # of a run killed mid-write
     try:
         doc = Checkpoint(path, {}).read()
     except ValueError as exc:

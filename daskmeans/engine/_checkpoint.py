@@ -10,7 +10,8 @@ values round trip bit for bit and nothing is ever unpickled.
 The file is written under a temporary name in its directory, flushed to disk
 with ``fsync`` and renamed over the previous one with :func:`os.replace`
 (:func:`daskmeans.io._atomic.atomic_write_text`), so a run resumed after ``SIGKILL``
-sees the previous checkpoint or the new one, never a mixture.
+sees the previous checkpoint or the new one, never a mixture; :meth:`Checkpoint.load`
+removes the temporary file such a run may have left.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from daskmeans.io._atomic import atomic_write_text
+from daskmeans.io._atomic import atomic_write_text, remove_leftovers
 
 __all__ = ["CHECKPOINT_FORMAT", "Checkpoint", "CheckpointMismatchError", "decode", "encode"]
 
@@ -235,6 +236,8 @@ class Checkpoint:
         ValueError
             If the file is damaged or of an unknown format.
         """
+        # a save killed between its temporary file and the rename leaves the former
+        remove_leftovers(self.directory, (CHECKPOINT_FILE,))
         doc = self.read()
         if doc is None:
             return None

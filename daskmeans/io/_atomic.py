@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ from pathlib import Path
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
-__all__ = ["atomic_dir", "atomic_write_text", "is_local_path", "write_json"]
+__all__ = ["atomic_dir", "atomic_write_text", "is_local_path", "remove_leftovers", "write_json"]
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -62,6 +63,41 @@ def atomic_dir(path):
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, path)
+
+
+def remove_leftovers(directory, names) -> list[str]:
+    """Remove the temporaries a writer of ``names`` in ``directory`` left behind.
+
+    :func:`atomic_write_text` and :func:`atomic_dir` clean up after an error, but
+    a process killed outright (``kill -9``, the out-of-memory killer) leaves its
+    ``.NAME.*.tmp`` (or a replaced ``.NAME.*.old``) in place. A run that is about
+    to write ``names`` again calls this first; it assumes no other process writes
+    them at the same time (a second writer would race for the outputs anyway).
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Where the outputs live; nothing happens when it does not exist.
+    names : iterable of str
+        Output names (``"model.json"``, ``"labels.zarr"``) whose temporaries to remove.
+
+    Returns
+    -------
+    list of str
+        The names removed, sorted.
+    """
+    directory = Path(directory)
+    removed = []
+    for name in names:
+        for suffix in (".tmp", ".old"):
+            for path in directory.glob(f".{glob.escape(name)}.*{suffix}"):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                removed.append(path.name)
+    return sorted(removed)
 
 
 def is_local_path(url) -> bool:
