@@ -201,6 +201,20 @@ def test_remove_leftovers_takes_only_the_named_temporaries(tmp_path):
     assert remove_leftovers(tmp_path / "absent", ["model.json"]) == []
 
 
+def test_atomic_writers_remove_what_killed_writers_left(tmp_path):
+    from daskmeans.io._atomic import atomic_dir, write_json
+
+    (tmp_path / ".a.json.dead.tmp").write_text("{")
+    (tmp_path / ".b.zarr.dead.tmp").mkdir()
+    (tmp_path / ".b.zarr.dead.old").mkdir()
+    (tmp_path / ".c.json.dead.tmp").write_text("{")  # another output's: kept
+    write_json(tmp_path / "a.json", {"x": 1})
+    with atomic_dir(tmp_path / "b.zarr") as tmp:
+        tmp.mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.json.dead.tmp", "a.json",
+                                                          "b.zarr"]
+
+
 def test_write_labels_is_atomic(tmp_path, data):
     km = KMeans(4, random_state=0).fit(data)
     write_labels(km, data, tmp_path / "out.zarr")

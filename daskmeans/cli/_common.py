@@ -222,17 +222,6 @@ def output_dir(text: str) -> Path:
     return out
 
 
-def clear_leftovers(out: Path, label_file: str) -> None:
-    """Remove what a killed run of this command left under temporary names in ``out``.
-
-    The outputs (``model.json``, ``report.json``, the labels) are written under a
-    temporary name and renamed; ``kill -9`` in between leaves the temporary.
-    """
-    from daskmeans.io._atomic import remove_leftovers
-
-    remove_leftovers(out, ("model.json", "report.json", label_file))
-
-
 def open_array(text: str, what: str, *, ndim: int, chunks=None):
     """Open a Zarr array read-only as a Dask array, with one-line errors.
 

@@ -131,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
         resumed_from = None
         if args.checkpoint is not None:
             resumed_from = _common.prepare_checkpoint(args.checkpoint, seed)
-        _common.clear_leftovers(out, source.label_file)
         model, progress = algorithm.build(args, seed)
         with _common.recorded_warnings() as caught, progress:
             # the labels are written anyway: their pass also makes the fit's last one

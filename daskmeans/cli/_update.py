@@ -40,7 +40,6 @@ def run(args: argparse.Namespace) -> int:
     out = _common.output_dir(args.out)
     _common.check_n_features(X.shape[1], model)
     steps_before = int(model.n_steps_)
-    _common.clear_leftovers(out, "labels.zarr")
     with _common.scheduler(args) as where:
         with _common.recorded_warnings() as caught:
             t0 = time.perf_counter()

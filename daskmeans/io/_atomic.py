@@ -1,4 +1,8 @@
-"""Outputs written atomically: a temporary sibling, renamed into place when complete."""
+"""Outputs written atomically: a temporary sibling, renamed into place when complete.
+
+A writer first removes the temporaries that earlier writers of the same name
+left when they were killed outright (:func:`remove_leftovers`).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +23,11 @@ __all__ = ["atomic_dir", "atomic_write_text", "is_local_path", "remove_leftovers
 
 
 def atomic_write_text(path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename
+    (after :func:`remove_leftovers` for ``path``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, (path.name,))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
@@ -46,10 +52,12 @@ def atomic_dir(path):
     """Yield a temporary sibling directory that is renamed to ``path`` on success.
 
     On error the temporary directory is removed and ``path`` is untouched. An
-    existing ``path`` is replaced only after the new one is complete.
+    existing ``path`` is replaced only after the new one is complete. Leftovers of
+    killed writers of ``path`` are removed first (:func:`remove_leftovers`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, (path.name,))
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         yield tmp
@@ -70,9 +78,10 @@ def remove_leftovers(directory, names) -> list[str]:
 
     :func:`atomic_write_text` and :func:`atomic_dir` clean up after an error, but
     a process killed outright (``kill -9``, the out-of-memory killer) leaves its
-    ``.NAME.*.tmp`` (or a replaced ``.NAME.*.old``) in place. A run that is about
-    to write ``names`` again calls this first; it assumes no other process writes
-    them at the same time (a second writer would race for the outputs anyway).
+    ``.NAME.*.tmp`` (or a replaced ``.NAME.*.old``) in place. Those writers call
+    this before they write NAME, and readers that may not write again (a
+    checkpoint's) call it too; it assumes no other process writes NAME at the same
+    time (two writers would race for the output anyway).
 
     Parameters
     ----------
