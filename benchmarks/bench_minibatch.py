@@ -94,12 +94,12 @@ K, D, CHUNK = 64, 32, 125_000
 print = functools.partial(print, flush=True)  # noqa: A001 - progress of a long run
 
 
-def write_data(path: str, n: int, seed: int = 0) -> None:
+def write_data(path: str, n: int, seed: int = 0, compressors="auto") -> None:
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(K, D)).astype(np.float32)
     spreads = rng.uniform(0.5, 1.5, size=K).astype(np.float32)
     z = zarr.create_array(store=path, shape=(n, D), chunks=(CHUNK, D), dtype="float32",
-                          overwrite=True)
+                          compressors=compressors, overwrite=True)
     for start in range(0, n, CHUNK):
         m = min(CHUNK, n - start)
         r = np.random.default_rng([seed, start])

@@ -20,11 +20,14 @@ how busy the two cores were). "store" is the same code with the local-directory
 test switched off, so every chunk goes through Zarr's store.
 
 Data: the array of ``bench_minibatch.py`` (6,000,000 x 32 float32, 48 zstd
-chunks of 125,000 rows), written to ``--dir`` if it is not there.
+chunks of 125,000 rows), written to ``--dir`` if it is not there; with
+``--uncompressed`` the same values stored without compression (``X-raw.zarr``),
+whose chunks in local files are read straight into the block.
 
 Usage::
 
     python benchmarks/bench_read.py [--dir DIR] [--rounds R] [--threads T] [--max-iter I]
+        [--uncompressed]
 """
 
 from __future__ import annotations
@@ -67,22 +70,25 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-iter", type=int, default=3)
+    ap.add_argument("--uncompressed", action="store_true",
+                    help="the same values stored without compression")
     args = ap.parse_args()
     for line in header_lines():
         print(line)
     print(f"daskmeans {daskmeans.__version__}, dask {dask.__version__}, "
           f"unset OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for this run: {unset_note()}")
     tmp = args.dir or tempfile.mkdtemp(prefix="bench-read-")
-    path = os.path.join(tmp, "X.zarr")
+    path = os.path.join(tmp, "X-raw.zarr" if args.uncompressed else "X.zarr")
     if not os.path.exists(path):
-        write_data(path, 6_000_000)
+        write_data(path, 6_000_000, compressors=None if args.uncompressed else "auto")
     local_folder = _direct._local_folder
     mb = {"batch_size": CHUNK, "max_iter": 1, "max_no_improvement": None, "random_state": 0,
           "init_size": 10_000, "n_init": 3, "init_lloyd_iter": 10, "compute_labels": False}
     with dask.config.set(scheduler="threads", num_workers=args.threads):
         X = daskmeans.open_zarr(path)
         start = np.asarray(X[:K])
-        print(f"X: {X.shape} {X.dtype}, {X.numblocks[0]} blocks, {args.threads} threads")
+        print(f"X: {X.shape} {X.dtype}, {X.numblocks[0]} blocks, {args.threads} threads, "
+              f"{'uncompressed' if args.uncompressed else 'zstd'}")
 
         def fold():
             model = MiniBatchKMeans(K, **mb).fit(X)

@@ -34,15 +34,24 @@ def _store(path, X, zarr_format=3, compressors="auto", fill_value=None, skip=(),
 
 @pytest.fixture
 def decoded(monkeypatch):
-    """Count the chunks decoded by the direct path."""
+    """Count the chunks decoded by the direct path (uncompressed chunks in local
+    files: read straight into the block, counted as "raw")."""
     calls = []
     real = _zarr_direct._decode_into
+    real_into = _zarr_direct._read_file_into
 
     def spy(kind, src, dest):
         calls.append(kind)
         return real(kind, src, dest)
 
+    def spy_into(path, dest, size):
+        got = real_into(path, dest, size)
+        if got:
+            calls.append("raw")
+        return got
+
     monkeypatch.setattr(_zarr_direct, "_decode_into", spy)
+    monkeypatch.setattr(_zarr_direct, "_read_file_into", spy_into)
     return calls
 
 
@@ -198,15 +207,21 @@ def files_read(monkeypatch):
     """Paths read by the local-directory path, and a ``_fetch`` that must not be called."""
     paths = []
     real = _zarr_direct._read_file
+    real_into = _zarr_direct._read_file_into
 
     def spy(path):
         paths.append(path)
         return real(path)
 
+    def spy_into(path, dest, size):
+        paths.append(path)
+        return real_into(path, dest, size)
+
     def no_fetch(*a, **k):
         raise AssertionError("a local directory is read without Zarr's store")
 
     monkeypatch.setattr(_zarr_direct, "_read_file", spy)
+    monkeypatch.setattr(_zarr_direct, "_read_file_into", spy_into)
     monkeypatch.setattr(_zarr_direct, "_fetch", no_fetch)
     return paths
 
@@ -260,6 +275,38 @@ def test_other_stores_are_fetched_through_zarr(data, monkeypatch):
     assert isinstance(direct, _zarr_direct.DirectArray)
     np.testing.assert_array_equal(direct[100:400, :], data[100:400])
     assert [len(k) for k in fetched] == [3]  # the block's three chunks at once
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_uncompressed_local_chunks_are_read_into_the_block(tmp_path, data, monkeypatch,
+                                                           zarr_format):
+    arr = _store(tmp_path / "x.zarr", data, zarr_format, compressors=None, fill_value=5.0,
+                 skip=(2,))
+    expected = arr[:]
+
+    def not_here(*args):
+        raise AssertionError("an uncompressed local chunk got a buffer of its own")
+
+    monkeypatch.setattr(_zarr_direct, "_read_file", not_here)
+    monkeypatch.setattr(_zarr_direct, "_decode_into", not_here)
+    direct = _zarr_direct.wrap(arr)
+    for r0, r1 in [(0, 100), (100, 400), (900, N), (1000, N), (0, N)]:
+        got = direct._read(r0, r1)
+        assert got.flags.c_contiguous and got.dtype == data.dtype
+        np.testing.assert_array_equal(got, expected[r0:r1])
+    assert np.all(direct._read(200, 300) == 5.0)  # never written: the fill value
+
+
+def test_read_file_into_checks_the_size(tmp_path):
+    f = tmp_path / "chunk"
+    f.write_bytes(bytes(range(100)))
+    dest = np.zeros(60, dtype=np.uint8)
+    assert _zarr_direct._read_file_into(str(f), dest, 100) is True
+    assert bytes(dest) == bytes(range(60))  # the first bytes of a longer chunk file
+    dest[:] = 0
+    assert _zarr_direct._read_file_into(str(f), dest, 120) is False
+    assert _zarr_direct._read_file_into(str(tmp_path / "none"), dest, 100) is None
+    assert _zarr_direct._read_file_into(str(tmp_path), dest, 100) is None
 
 
 def test_read_file_reads_whole_files(tmp_path):

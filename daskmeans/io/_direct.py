@@ -20,7 +20,8 @@ gives.
 
 Chunks in a local directory (Zarr's ``LocalStore``) are read from their files
 by the reading thread itself (:func:`_read_file`), one after another, each
-decoded before the next is read: Zarr's store would hand every read to its
+decoded before the next is read (uncompressed ones straight into their rows
+of the block, :func:`_read_file_into`): Zarr's store would hand every read to its
 event-loop thread and from there to a thread pool, and those hand-offs leave
 the cores idle while several threads read (see ``benchmarks/RESULTS.md``).
 Any other store (object storage, memory, wrappers) is fetched through Zarr,
@@ -179,6 +180,8 @@ class DirectArray:
         keys = [meta.encode_chunk_key((i, 0)) for i in range(first, stop)]
         store_path = self.arr._async_array.store_path
         folder = _local_folder(store_path)
+        if folder is not None and self.plan.kind == "raw":
+            return self._read_raw_files(folder, keys, first, r0, r1)
         if folder is None:
             raw = (None if buf is None else buf.as_numpy_array()
                    for buf in _fetch(store_path, keys))
@@ -200,6 +203,45 @@ class DirectArray:
             if not whole:
                 out[a:b] = dest[: b - a]
         return out
+
+
+    def _read_raw_files(self, folder: str, keys: list, first: int, r0: int, r1: int):
+        """:meth:`_read` of uncompressed chunks in local files: each file is read
+        straight into its rows of the block (no buffer of its own, no copy)."""
+        size, d = self.plan.chunk_rows, self.shape[1]
+        out = empty_block((r1 - r0, d), self.dtype)  # a fold's pool, if active
+        chunk_bytes = size * d * self.dtype.itemsize
+        for i, key in enumerate(keys, start=first):
+            a = i * size - r0
+            b = min(a + size, r1 - r0)
+            # the array's last chunk is stored whole, rows past the end included
+            got = _read_file_into(os.path.join(folder, key), out[a:b].reshape(-1).view(np.uint8),
+                                  chunk_bytes)
+            if got is None:  # never written: the fill value, as Zarr reads it
+                out[a:b] = self.plan.fill_value
+            elif not got:
+                return None
+        return out
+
+
+def _read_file_into(path: str, dest: np.ndarray, size: int) -> bool | None:
+    """Fill ``dest`` (uint8) with the first bytes of the file ``path`` when the file
+    holds ``size`` bytes: True; False when it holds another number; None when
+    there is no such file (as Zarr's ``LocalStore``)."""
+    try:
+        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    with f:
+        if os.fstat(f.fileno()).st_size != size:
+            return False
+        got = 0
+        while got < dest.nbytes:  # readinto may return fewer bytes than asked
+            n = f.readinto(dest[got:])
+            if not n:
+                return False
+            got += n
+    return True
 
 
 def _fetch(store_path, keys: list) -> list:
