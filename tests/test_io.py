@@ -191,7 +191,8 @@ def test_remove_leftovers_takes_only_the_named_temporaries(tmp_path):
     (tmp_path / ".labels.zarr.0f0f0f0f.tmp" / "zarr.json").write_text("{}")
     (tmp_path / ".labels.zarr.1e1e1e1e.old").mkdir()
     kept = ["model.json", "labels.zarr", ".report.json.x.tmp", ".model.json.x.png",
-            "model.json.tmp", ".model_json.x.tmp"]
+            "model.json.tmp", ".model_json.x.tmp", ".model.json..tmp",
+            ".model.json.bak.ab12.tmp"]  # the last: a temporary of "model.json.bak"
     for name in kept:
         (tmp_path / name).write_text("keep")
     removed = remove_leftovers(tmp_path, ["model.json", "labels.zarr"])

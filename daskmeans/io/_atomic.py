@@ -100,6 +100,10 @@ def remove_leftovers(directory, names) -> list[str]:
     for name in names:
         for suffix in (".tmp", ".old"):
             for path in directory.glob(f".{glob.escape(name)}.*{suffix}"):
+                # the writers' random part has no dot: ".a.b.x1.tmp" is output "a.b"'s, not "a"'s
+                tag = path.name[len(name) + 2 : -len(suffix)]
+                if not tag or "." in tag:
+                    continue
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path, ignore_errors=True)
                 else:

@@ -204,7 +204,6 @@ class DirectArray:
                 out[a:b] = dest[: b - a]
         return out
 
-
     def _read_raw_files(self, folder: str, keys: list, first: int, r0: int, r1: int):
         """:meth:`_read` of uncompressed chunks in local files: each file is read
         straight into its rows of the block (no buffer of its own, no copy)."""
@@ -228,20 +227,31 @@ def _read_file_into(path: str, dest: np.ndarray, size: int) -> bool | None:
     """Fill ``dest`` (uint8) with the first bytes of the file ``path`` when the file
     holds ``size`` bytes: True; False when it holds another number; None when
     there is no such file (as Zarr's ``LocalStore``)."""
-    try:
-        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    f = _open_chunk(path)
+    if f is None:
         return None
     with f:
-        if os.fstat(f.fileno()).st_size != size:
-            return False
-        got = 0
-        while got < dest.nbytes:  # readinto may return fewer bytes than asked
-            n = f.readinto(dest[got:])
-            if not n:
-                return False
-            got += n
-    return True
+        return os.fstat(f.fileno()).st_size == size and _fill(f, dest) == dest.nbytes
+
+
+def _open_chunk(path: str):
+    """The chunk file ``path`` opened unbuffered for reading, or None when there is none."""
+    try:
+        return open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _fill(f, dest: np.ndarray) -> int:
+    """Read the open file ``f`` into ``dest`` (uint8) until it is full or the file
+    ends; returns the bytes read."""
+    got = 0
+    while got < dest.nbytes:  # readinto may return fewer bytes than asked
+        n = f.readinto(dest[got:])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _fetch(store_path, keys: list) -> list:
@@ -270,19 +280,12 @@ def _local_folder(store_path) -> str | None:
 
 def _read_file(path: str) -> np.ndarray | None:
     """The bytes of the file ``path`` (None when there is none, as Zarr's ``LocalStore``)."""
-    try:
-        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    f = _open_chunk(path)
+    if f is None:
         return None
     with f:
         buf = np.empty(os.fstat(f.fileno()).st_size, dtype=np.uint8)
-        got = 0
-        while got < buf.nbytes:  # readinto may return fewer bytes than asked
-            n = f.readinto(buf[got:])
-            if not n:
-                break
-            got += n
-    return buf[:got]
+        return buf[: _fill(f, buf)]
 
 
 def _decode_into(kind: str, src: np.ndarray, dest: np.ndarray) -> bool:
