@@ -785,6 +785,29 @@ def test_transpose_rows_fills_exactly_the_transposed_rows(dtype, layout):
             run(X, np.empty((d, m - 1), dtype=dtype))
 
 
+@pytest.mark.parametrize("bits", [32, 64])
+def test_transpose_rounds_transpose_within_128_bit_halves(bits):
+    """The shuffles of the 8 x 8 transpose move every value to its transposed
+    place, and each either keeps every lane inside its vector's 128-bit half
+    or moves whole 128-bit halves (one instruction each on x86)."""
+    rounds, order = _llvm.transpose_rounds(bits)
+    W = _llvm.TRANSPOSE_LANES
+    assert len(rounds) == 3 and all(len(r) == W for r in rounds)
+    values = [np.arange(W) + W * r for r in range(W)]  # row r: r * W + column
+    for rnd in rounds:
+        values = [np.concatenate([values[a], values[b]])[list(mask)] for a, b, mask in rnd]
+    got = np.array([values[v] for v in order])
+    np.testing.assert_array_equal(got, np.arange(W * W).reshape(W, W).T)
+    half = 128 // bits
+    for rnd in rounds:
+        for _, _, mask in rnd:
+            in_lane = all((m % W) // half == lane // half for lane, m in enumerate(mask))
+            blocks = np.array(mask).reshape(-1, half)
+            whole = ((blocks % half == np.arange(half)).all()
+                     and (np.diff(blocks, axis=1) == 1).all())
+            assert in_lane or whole, mask
+
+
 @pytest.mark.skipif(not _kernels_numba.COLUMN_TILES, reason="LLVM before 17")
 def test_column_tiles_are_correct_for_a_generic_target(tmp_path):
     """Compiled for the architecture's baseline CPU, in a fresh process: on x86 one

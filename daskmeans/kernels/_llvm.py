@@ -49,6 +49,7 @@ __all__ = [
     "target_features",
     "tile_rows",
     "transpose_kernel",
+    "transpose_rounds",
     "vector_argmin_kernels",
     "vector_registers",
 ]
@@ -854,18 +855,62 @@ def column_products_kernel():
 TRANSPOSE_LANES = 8
 
 
+@functools.cache
+def transpose_rounds(bits: int) -> tuple[tuple, tuple]:
+    """The shuffles of :func:`transpose_kernel` for elements of ``bits`` bits.
+
+    Returns ``(rounds, order)``: three rounds, each eight ``(a, b, mask)``
+    (new vector ``i`` takes the lanes ``mask`` of vectors ``a`` and ``b``, the
+    lanes of ``b`` numbered from 8), and ``order``, which vector holds column
+    ``j`` at the end. Each shuffle either keeps every lane inside its vector's
+    128-bit half or moves whole 128-bit halves: on x86 one ``vunpck``,
+    ``vshufps``, ``vperm2f128`` or ``vinsertf128`` (AVX2) instead of the
+    several that a lane-crossing interleave costs there (the transposes'
+    timings are in benchmarks/RESULTS.md). The first round interleaves pairs
+    of rows by single lanes (float32: the low and high lane pairs of each
+    128-bit half; float64: the even and odd lanes), the second by pairs of
+    lanes, the third by halves of the vector. The result is checked here to
+    be the transpose (the rounds only move values).
+    """
+    import numpy as np
+
+    W = TRANSPOSE_LANES
+    if bits == 32:
+        first = ((0, 8, 1, 9, 4, 12, 5, 13), (2, 10, 3, 11, 6, 14, 7, 15))
+    else:
+        first = ((0, 8, 2, 10, 4, 12, 6, 14), (1, 9, 3, 11, 5, 13, 7, 15))
+    pairs = ((0, 1, 8, 9, 4, 5, 12, 13), (2, 3, 10, 11, 6, 7, 14, 15))
+    halves = ((0, 1, 2, 3, 8, 9, 10, 11), (4, 5, 6, 7, 12, 13, 14, 15))
+    rounds = (
+        tuple((2 * i, 2 * i + 1, first[j])
+              for i in range(W // 2) for j in range(2)),
+        tuple((a, a + 2, pairs[j]) for a in (0, 1, 4, 5) for j in range(2)),
+        tuple((a, a + 4, halves[j]) for j in range(2) for a in range(4)),
+    )
+    # where every value ends up: lanes hold (row, column) labels
+    vecs = [np.array([(r, c) for c in range(W)]) for r in range(W)]
+    for rnd in rounds:
+        vecs = [np.concatenate([vecs[a], vecs[b]])[list(mask)] for a, b, mask in rnd]
+    order = []
+    for j in range(W):
+        hit = [v for v, lanes in enumerate(vecs)
+               if (lanes[:, 1] == j).all() and (lanes[:, 0] == np.arange(W)).all()]
+        if len(hit) != 1:  # pragma: no cover - a wrong table above
+            raise AssertionError("transpose_rounds: the shuffles do not transpose")
+        order.append(hit[0])
+    return rounds, tuple(order)
+
+
 def transpose_kernel():
     """A compiled ``transpose(X, r0, q0, XT, c0)``, or None.
 
     ``XT[q0 + j, c0 + i] = X[r0 + i, q0 + j]`` for ``i, j`` below
     :data:`TRANSPOSE_LANES` (8): eight rows of eight values are loaded as
-    vectors, transposed by three rounds of interleaving shuffles (the perfect
-    shuffle: vector ``2i`` takes the low halves of vectors ``i`` and ``i + 4``
-    lane by lane, vector ``2i + 1`` their high halves), and stored as eight
-    rows of ``XT``. ``X`` and ``XT`` are C-contiguous arrays of one dtype
-    (float32 or float64); the caller keeps the block inside both. A scalar
-    loop stores one value at a time with the stride of ``XT``'s rows; the
-    shuffles stay in registers (``vunpck``/``vperm`` on x86, ``zip`` on ARM).
+    vectors, transposed by three rounds of two-vector shuffles
+    (:func:`transpose_rounds`), and stored as eight rows of ``XT``. ``X`` and
+    ``XT`` are C-contiguous arrays of one dtype (float32 or float64); the
+    caller keeps the block inside both. A scalar loop stores one value at a
+    time with the stride of ``XT``'s rows; the shuffles stay in registers.
     """
     try:
         import llvmlite.binding as llvm
@@ -905,17 +950,12 @@ def transpose_kernel():
                                              [builder.add(r0v, ir.Constant(i64, i)), q0v],
                                              wraparound=False)
                 rows.append(builder.load(builder.bitcast(p, vty.as_pointer()), align=align))
-            h = W // 2
-            lo = ir.Constant(ir.VectorType(i32, W), [j // 2 + (W if j % 2 else 0)
-                                                     for j in range(W)])
-            hi = ir.Constant(ir.VectorType(i32, W), [h + j // 2 + (W if j % 2 else 0)
-                                                     for j in range(W)])
-            for _ in range(W.bit_length() - 1):
-                new = [None] * W
-                for i in range(h):
-                    new[2 * i] = builder.shuffle_vector(rows[i], rows[i + h], lo)
-                    new[2 * i + 1] = builder.shuffle_vector(rows[i], rows[i + h], hi)
-                rows = new
+            rounds, order = transpose_rounds(Xty.dtype.bitwidth)
+            for pairs in rounds:
+                rows = [builder.shuffle_vector(rows[a], rows[b],
+                                               ir.Constant(ir.VectorType(i32, W), mask))
+                        for a, b, mask in pairs]
+            rows = [rows[v] for v in order]
             for j in range(W):
                 p = cgutils.get_item_pointer(context, builder, Tty, Ta,
                                              [builder.add(q0v, ir.Constant(i64, j)), c0v],
