@@ -351,6 +351,9 @@ def test_checkpoint_of_other_parameters_is_refused(workdir, blobs, tmp_path, cap
                  "--checkpoint", str(ckpt), "-q"]) == 0
     seed = json.loads((ckpt / "seed.json").read_text())["seed"]
     before = (ckpt / CHECKPOINT_FILE).read_bytes()
+    # the first run may converge after one iteration (its seed is drawn): resume from what it saved
+    saved = int(np.max(decode(Checkpoint(ckpt, {}).read()["state"])["n_iter"]))
+    assert saved in (1, 2)
     proc = run("fit", str(blobs), "--k", "4", "--max-iter", "2", "--out", str(tmp_path / "b"),
                "--checkpoint", str(ckpt), cwd=tmp_path, check=False)
     assert proc.returncode == 2
@@ -365,7 +368,7 @@ def test_checkpoint_of_other_parameters_is_refused(workdir, blobs, tmp_path, cap
                  "--checkpoint", str(ckpt), "--json", "-q"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["seed"] == seed and report["parameters"]["seed_source"] == "checkpoint"
-    assert report["resumed_from_iteration"] == 2
+    assert report["resumed_from_iteration"] == saved
     assert Checkpoint(ckpt, {}).read() is not None
 
 
