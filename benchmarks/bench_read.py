@@ -17,7 +17,10 @@ threads (``--threads``):
 
 with the CPU seconds of the process beside the wall seconds (CPU / 2 x wall is
 how busy the two cores were). "store" is the same code with the local-directory
-test switched off, so every chunk goes through Zarr's store.
+test switched off, so every chunk goes through Zarr's store; "files, read" and
+"files, mapped" read the chunk files with dask's configuration
+``daskmeans.memory-map`` off and on (compressed chunks are decoded from a
+buffer the file was read into, or from the file memory-mapped).
 
 Data: the array of ``bench_minibatch.py`` (6,000,000 x 32 float32, 48 zstd
 chunks of 125,000 rows), written to ``--dir`` if it is not there; with
@@ -54,7 +57,7 @@ from daskmeans.io import _direct  # noqa: E402
 
 print = functools.partial(print, flush=True)  # noqa: A001 - progress of a long run
 
-WAYS = ("store", "local")
+WAYS = ("store", "read", "mapped")
 
 
 def timed(fn) -> tuple[float, float]:
@@ -103,13 +106,14 @@ def main() -> None:
         runs = {way: [] for way in WAYS}
         for _ in range(args.rounds):
             for way in WAYS:
-                _direct._local_folder = local_folder if way == "local" else (lambda sp: None)
+                _direct._local_folder = local_folder if way != "store" else (lambda sp: None)
                 try:
-                    read = timed(lambda: X.sum().compute())
-                    c0 = time.process_time()
-                    t_fold = fold()
-                    fold_cpu = time.process_time() - c0  # the fit's, a little more
-                    fit = timed(lloyd)
+                    with dask.config.set({"daskmeans.memory-map": way == "mapped"}):
+                        read = timed(lambda: X.sum().compute())
+                        c0 = time.process_time()
+                        t_fold = fold()
+                        fold_cpu = time.process_time() - c0  # the fit's, a little more
+                        fit = timed(lloyd)
                 finally:
                     _direct._local_folder = local_folder
                 runs[way].append((*read, t_fold, fold_cpu, *fit))
@@ -120,7 +124,8 @@ def main() -> None:
     for way in WAYS:
         a = np.array(runs[way])
         med = np.median(a, axis=0)
-        label = {"local": "from the files", "store": "through Zarr's store"}[way]
+        label = {"read": "from the files, read", "mapped": "from the files, mapped",
+                 "store": "through Zarr's store"}[way]
         print(f"| {label} | {a[:, 0].min():.3f} / {med[0]:.3f} s ({med[1]:.2f}) "
               f"| {a[:, 2].min():.3f} / {med[2]:.3f} s ({med[3]:.2f}) "
               f"| {a[:, 2].min() / a[:, 0].min():.2f} / {np.median(a[:, 2] / a[:, 0]):.2f} "

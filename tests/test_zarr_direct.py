@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 
+import dask
 import numcodecs
 import numpy as np
 import pytest
@@ -209,9 +210,9 @@ def files_read(monkeypatch):
     real = _zarr_direct._read_file
     real_into = _zarr_direct._read_file_into
 
-    def spy(path):
+    def spy(path, mapped=False):
         paths.append(path)
-        return real(path)
+        return real(path, mapped)
 
     def spy_into(path, dest, size):
         paths.append(path)
@@ -309,12 +310,45 @@ def test_read_file_into_checks_the_size(tmp_path):
     assert _zarr_direct._read_file_into(str(tmp_path), dest, 100) is None
 
 
-def test_read_file_reads_whole_files(tmp_path):
+@pytest.mark.parametrize("mapped", [False, True])
+def test_read_file_reads_whole_files(tmp_path, mapped):
     small, empty = tmp_path / "small", tmp_path / "empty"
     small.write_bytes(bytes(range(100)))
     empty.write_bytes(b"")
-    got = _zarr_direct._read_file(str(small))
+    got = _zarr_direct._read_file(str(small), mapped)
     assert got.dtype == np.uint8 and bytes(got) == bytes(range(100))
-    assert _zarr_direct._read_file(str(empty)).nbytes == 0
-    assert _zarr_direct._read_file(str(tmp_path / "none")) is None
-    assert _zarr_direct._read_file(str(tmp_path)) is None  # a directory: no chunk
+    assert _zarr_direct._read_file(str(empty), mapped).nbytes == 0  # cannot be mapped: read
+    assert _zarr_direct._read_file(str(tmp_path / "none"), mapped) is None
+    assert _zarr_direct._read_file(str(tmp_path), mapped) is None  # a directory: no chunk
+
+
+def test_a_mapped_file_outlives_its_replacement(tmp_path):
+    # Zarr replaces a chunk file by renaming a complete one over it: a mapping
+    # taken before keeps the old bytes, read-only
+    chunk = tmp_path / "chunk"
+    chunk.write_bytes(bytes(range(100)))
+    got = _zarr_direct._read_file(str(chunk), mapped=True)
+    assert not got.flags.writeable
+    fresh = tmp_path / "chunk.partial"
+    fresh.write_bytes(bytes(50))
+    os.replace(fresh, chunk)
+    assert bytes(got) == bytes(range(100))
+    assert bytes(_zarr_direct._read_file(str(chunk), mapped=True)) == bytes(50)
+
+
+@pytest.mark.parametrize("mapped", [True, False])
+def test_local_chunk_files_are_mapped_unless_configured_off(tmp_path, data, monkeypatch,
+                                                            mapped):
+    arr = _store(tmp_path / "x.zarr", data, compressors=ZstdCodec(), fill_value=0.0, skip=(3,))
+    seen = []
+    real = _zarr_direct._read_file
+
+    def spy(path, mapped=False):
+        seen.append(mapped)
+        return real(path, mapped)
+
+    monkeypatch.setattr(_zarr_direct, "_read_file", spy)
+    with dask.config.set({"daskmeans.memory-map": mapped}):
+        got = _zarr_direct.wrap(arr)._read(0, N)
+    np.testing.assert_array_equal(got, arr[:])
+    assert seen == [mapped] * 11
