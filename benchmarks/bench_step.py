@@ -8,9 +8,9 @@ thread, the median milliseconds of:
   sub-block by sub-block (8 x 8 blocks in registers), nothing else;
 * ``labels``: the transposes and the column tiles (every row's label and
   minimum), no sums;
-* ``sums``: the float64 sums, counts and distances of the rows
-  (``accumulate_rows``) from given labels, the rows in cache as after the
-  tiles;
+* ``sums``: the sums, counts and distances of the rows
+  (``accumulate_rows``; float64 sums, float32 rows summed in float32 first)
+  from given labels, the rows in cache as after the tiles;
 * ``sweep``: :func:`daskmeans.kernels.lloyd_partial` with the column tiles,
   all of it;
 

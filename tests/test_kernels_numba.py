@@ -345,6 +345,54 @@ def test_prefetched_rows_do_not_change_results(dtype, n_ahead):
         np.testing.assert_array_equal(a, b)
 
 
+def _sums_in_row_order(X, labels, sums, dtype):
+    """``sums`` (float64) plus the rows of every label added in row order: into
+    ``sums`` itself when ``dtype`` is float64, else first into zeros of ``dtype``."""
+    if dtype == np.float64:
+        out = sums.copy()
+        for i, a in enumerate(labels):
+            out[a] += X[i].astype(np.float64)
+        return out
+    part = np.zeros(sums.shape, dtype=dtype)
+    for i, a in enumerate(labels):
+        part[a] += X[i].astype(dtype)
+    return sums + part
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n", [300, 12])
+def test_accumulate_rows_sums_in_the_rows_dtype_when_labels_have_rows_enough(dtype, weighted, n):
+    # labels 5 to 8 of 12 centres: with 300 rows (75 a label) float32 rows are summed
+    # in float32 first; with 12 (3 a label, under the threshold) straight into float64
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(n, 5)).astype(dtype)
+    labels = rng.permutation(5 + np.arange(n) % 4)
+    w = rng.uniform(0, 2, size=n).astype(dtype) if weighted else np.empty(0, dtype=dtype)
+    sums0 = rng.normal(size=(12, 5))
+    counts0 = rng.uniform(size=12)
+    best0 = (rng.normal(size=n) - (X.astype(np.float64) ** 2).sum(axis=1)).astype(dtype)
+    sums, counts, best = sums0.copy(), counts0.copy(), best0.copy()
+    total = _kernels_numba.accumulate_rows(X, w, labels, best, sums, counts, X[:0])
+    partial = dtype == np.float32 and n >= _kernels_numba._PARTIAL_ROWS_PER_CENTRE * 4
+    assert partial == (dtype == np.float32 and n == 300)
+    ww = w.astype(np.float64) if weighted else np.ones(n)
+    if weighted:  # (a weight may be multiplied and added in one rounding)
+        ref = sums0.copy()
+        np.add.at(ref, labels, ww[:, None] * X.astype(np.float64))
+        np.testing.assert_allclose(sums, ref, **tol_for(dtype))
+    else:  # the additions in the rows' order: equal bit for bit
+        np.testing.assert_array_equal(
+            sums, _sums_in_row_order(X, labels, sums0, dtype if partial else np.float64))
+    untouched = np.r_[0:5, 9:12]
+    np.testing.assert_array_equal(sums[untouched], sums0[untouched])
+    np.testing.assert_allclose(counts, counts0 + np.bincount(labels, ww, minlength=12),
+                               rtol=1e-14)
+    dist = np.maximum(best0.astype(np.float64) + (X.astype(np.float64) ** 2).sum(axis=1), 0)
+    np.testing.assert_allclose(best, dist.astype(dtype), **tol_for(dtype))
+    np.testing.assert_allclose(total, ww @ best.astype(np.float64), rtol=1e-6)
+
+
 def test_vector_argmin_is_compiled():
     # LLVM 17+ (opaque pointers): rows of 5 to 64 centres are SIMD vectors
     import llvmlite.binding

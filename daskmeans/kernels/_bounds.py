@@ -518,9 +518,15 @@ def pruned_block(
     sums = np.zeros((k, d), dtype=np.float64)
     counts = np.zeros(k, dtype=np.float64)
     w = np.empty(0, dtype=np.float64) if weights is None else weights
-    # plain Lloyd's own accumulation loop, in row order: same labels, same sums
+    # plain Lloyd's own accumulation loop over its own sub-blocks (float32 rows are
+    # summed in float32 within one first): same labels, same sums
     best_x = best.astype(X.dtype)
-    inertia = _nb().accumulate_rows(X, w, labels, best_x, sums, counts, X[:0])
+    step = _plain_step(plan, X, k)
+    inertia = 0.0
+    for start in range(0, n, step):
+        sl = slice(start, start + step)
+        inertia += _nb().accumulate_rows(X[sl], w[sl] if len(w) else w, labels[sl],
+                                         best_x[sl], sums, counts, X[:0])
     out = {"sums": sums, "counts": counts, "inertia": np.array([inertia]),
            "n_pruned": n - n_todo}
     return out, (labels.astype(np.int32), lower)

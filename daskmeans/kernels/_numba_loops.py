@@ -103,6 +103,11 @@ _FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 #: Bytes of a cache line, the unit of :func:`prefetch_row`.
 _LINE_BYTES = 64
 
+#: Rows a centre must have on average in a call of :func:`accumulate_rows` for
+#: its sums to be formed in the rows' dtype first: the scratch costs a zeroing
+#: and an addition of one row per centre.
+_PARTIAL_ROWS_PER_CENTRE = 4
+
 
 # --------------------------------------------------------------------------- #
 # Loops around the LLVM-IR intrinsics of _llvm (scalar stand-ins without them)
@@ -751,32 +756,81 @@ def accumulate_rows(X, w, labels, best, sums, counts, ahead):
     on exit. ``w`` of length 0 means unit weights. Returns the weighted sum of
     the squared distances (float64).
 
+    Rows narrower than ``sums`` (float32 into float64) are summed in their own
+    dtype first, into a scratch spanning the labels present, and the scratch is
+    added into ``sums`` once, when every label it spans has rows enough on
+    average (:data:`_PARTIAL_ROWS_PER_CENTRE`) to pay for it: half the vector
+    work of widening every row. The rows' squared norms are then in their
+    dtype too: sums and norms as :mod:`daskmeans.kernels._numpy` forms them.
+
     ``ahead`` (rows to be read next, possibly none): row ``i`` of it is
     prefetched while row ``i`` is added (see :func:`prefetch_row`), so the
     next sub-block streams in from memory while this one is computed.
     """
     n, d = X.shape
+    if n == 0:
+        return 0.0
+    lo = labels[0]
+    hi = labels[0]
+    for i in range(1, n):
+        lo = min(lo, labels[i])
+        hi = max(hi, labels[i])
+    span = hi - lo + 1
+    if X.itemsize < sums.itemsize and _PARTIAL_ROWS_PER_CENTRE * span <= n:
+        part = np.zeros((span, d), dtype=X.dtype)
+        total = _add_rows(X, w, labels, best, part, lo, counts, ahead)
+        for a in range(span):
+            for f in range(d):
+                sums[lo + a, f] += part[a, f]
+        return total
+    return _add_rows(X, w, labels, best, sums, 0, counts, ahead)
+
+
+@numba.njit(nogil=True, fastmath=_FASTMATH)
+def _add_rows(X, w, labels, best, sums, first, counts, ahead):
+    """The loop of :func:`accumulate_rows`: row ``i`` into ``sums[labels[i] - first]``,
+    its weight and squared norm in the dtype of ``sums``."""
+    n_ahead = min(X.shape[0], ahead.shape[0])
+    # two loops, each with or without the hints throughout (a test of the row
+    # index in one loop would keep it from being vectorised as well)
+    # (the running total goes on from one to the other: results do not depend
+    # on the hints)
+    total = _add_row_range(X, w, labels, best, sums, first, counts, ahead, 0, n_ahead, True,
+                           0.0)
+    return _add_row_range(X, w, labels, best, sums, first, counts, ahead, n_ahead, X.shape[0],
+                          False, total)
+
+
+@numba.njit(nogil=True, fastmath=_FASTMATH)
+def _add_row_range(X, w, labels, best, sums, first, counts, ahead, start, stop, hint, total):
+    """Rows ``start:stop`` of :func:`_add_rows`, hinting row ``i`` of ``ahead``
+    into the cache with row ``i`` when ``hint``; returns ``total`` plus their
+    weighted distances."""
+    d = X.shape[1]
     has_w = w.shape[0] > 0
-    n_ahead = min(n, ahead.shape[0])
-    total = 0.0
-    for i in range(n):
-        if i < n_ahead:
+    one = np.ones(1, dtype=sums.dtype)
+    zero = one[0] - one[0]
+    for i in range(start, stop):
+        if hint:
             prefetch_row(ahead, i)
         a = labels[i]
-        xs = 0.0
+        r = a - first
+        xs = zero
         if has_w:
             wi = np.float64(w[i])
+            one[0] = wi
+            ws = one[0]
             for f in range(d):
-                v = np.float64(X[i, f])
+                v = X[i, f]
                 xs += v * v
-                sums[a, f] += wi * v
+                sums[r, f] += ws * v
         else:
             wi = 1.0
             for f in range(d):
-                v = np.float64(X[i, f])
+                v = X[i, f]
                 xs += v * v
-                sums[a, f] += v
-        dist = np.float64(best[i]) + xs
+                sums[r, f] += v
+        dist = np.float64(best[i]) + np.float64(xs)
         if dist < 0.0:
             dist = 0.0
         best[i] = dist
