@@ -789,7 +789,8 @@ def accumulate_rows(X, w, labels, best, sums, counts, ahead):
 @numba.njit(nogil=True, fastmath=_FASTMATH)
 def _add_rows(X, w, labels, best, sums, first, counts, ahead):
     """The loop of :func:`accumulate_rows`: row ``i`` into ``sums[labels[i] - first]``,
-    its weight and squared norm in the dtype of ``sums``."""
+    its weight and the sum of its squares in the dtype of ``sums`` (each square in
+    the rows' dtype)."""
     n_ahead = min(X.shape[0], ahead.shape[0])
     # two loops, each with or without the hints throughout (a test of the row
     # index in one loop would keep it from being vectorised as well)
