@@ -522,11 +522,12 @@ def pruned_block(
     # summed in float32 within one first): same labels, same sums
     best_x = best.astype(X.dtype)
     step = _plain_step(plan, X, k)
+    accumulate_rows = _nb().accumulate_rows
     inertia = 0.0
     for start in range(0, n, step):
         sl = slice(start, start + step)
-        inertia += _nb().accumulate_rows(X[sl], w[sl] if len(w) else w, labels[sl],
-                                         best_x[sl], sums, counts, X[:0])
+        inertia += accumulate_rows(X[sl], w[sl] if len(w) else w, labels[sl], best_x[sl],
+                                   sums, counts, X[:0])
     out = {"sums": sums, "counts": counts, "inertia": np.array([inertia]),
            "n_pruned": n - n_todo}
     return out, (labels.astype(np.int32), lower)
