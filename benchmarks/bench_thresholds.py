@@ -33,6 +33,9 @@ compiled plan, or ``--kernels``):
 - ``column_block_bytes``: 64 KiB to 1 MiB;
 - ``fused_prefetch_row_bytes``: the fused sweep hinting the next sub-block into
   the cache (``0``) against not (``10**9``); the rows' width decides (``--d``).
+- ``quantized``: float32 column tiles screened in int16 against not (the
+  column tiles on for every group); the rows' width sets
+  ``QUANTIZED_MAX_FEATURES`` (``--d``).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ SWEEPS = {
     "column_block_bytes": ([64 * KIB, 128 * KIB, 256 * KIB, 512 * KIB, 1024 * KIB],
                            "16,64,256,1024"),
     "fused_prefetch_row_bytes": ([0, 10**9], "16,32,64"),
+    "quantized": ([True, False], "16,64,256,1024"),
 }
 
 
@@ -93,7 +97,8 @@ def main(argv=None) -> int:
     dtype = np.dtype(args.dtype or ("float64" if wants_f64 else "float32"))
     mode = "numpy" if args.name in ("onehot_max_k", "dist_block_bytes") else args.kernels
     base = choose_plan(dtype, 16, args.d, 10**9, mode=mode)
-    if (args.name == "columns" or args.name.startswith("column_")) and base.compiled:
+    if (args.name in ("columns", "quantized") or args.name.startswith("column_")) \
+            and base.compiled:
         # the column tiles for every group, float64 of any width, whatever this processor's
         # defaults (with AVX-512 they start at 65 centres, float32 only): the swept field
         # alone then differs

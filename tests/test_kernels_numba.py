@@ -24,8 +24,9 @@ brute = brute_force_lloyd
 #: tests of their own), the one with everything this machine offers, and the NumPy one.
 NUMBA = KernelPlan.numba(columns=False)
 # the column tiles for every group and float64 up to 64 features, on any machine
+# (float32 not screened in int16: tests/test_quantized.py compares that with these tiles)
 COLUMNS = KernelPlan.numba(columns=_kernels_numba.COLUMN_TILES, column_min_k=1,
-                           column_max_features_f64=64)
+                           column_max_features_f64=64, quantized=False)
 NUMPY = KernelPlan.numpy()
 #: Compiled plans without the LLVM-IR intrinsics, whole blocks and sub-blocks.
 PLAIN = KernelPlan.numba(plain=True)
@@ -920,8 +921,8 @@ plan = KernelPlan.numba()
 for k, path in ((5, "columns"), (10, "fused-16"), (16, "fused-16"), (17, "columns"),
                 (26, "fused-32"), (32, "fused-32"), (33, "columns")):
     got = plan.path(np.float32, k, n_features=40)
-    assert got == path, (k, got)
-    assert plan.path(np.float32, k, n_features=31) == "columns"
+    assert got.replace("columns-int16", "columns") == path, (k, got)
+    assert plan.path(np.float32, k, n_features=31).startswith("columns")
     C = X[rng.choice(len(X), k, replace=False)].copy()
     labels, _ = _api.nearest(X, C, plan=plan)
     D = ((X[:, None, :].astype(np.float64) - C[None]) ** 2).sum(-1)

@@ -119,12 +119,16 @@ class Distances:
         # fused tiles, or 0 (see fused_operands)
         self.columns = plan.uses_columns(centers.dtype, K, n_groups, n_features)
         self.fused = 0 if screened or n_groups != 1 or self.columns else plan.fused_width(K)
+        self.quantized = plan.quantized_columns(centers.dtype, K, n_groups, n_features)
         if self.columns:
             from ._llvm import column_tile_shape
 
             itemsize = centers.dtype.itemsize
             self.group = column_tile_shape()[1]
             self.chunk = max(1, plan.column_block_bytes // (self.group * n_features * itemsize))
+            # int16 tiles: a centre's pairs of features take one int32 each
+            pairs = (n_features + 1) // 2
+            self.qchunk = max(1, plan.column_block_bytes // (self.group * pairs * 4))
         self.n_redone = 0
         self.buf = None  # scratch of the sub-block loop, allocated by its first block
 
@@ -163,6 +167,16 @@ class Distances:
         c_sq = np.full(Kp, np.inf, dtype=self.c_sq.dtype)
         c_sq[:K] = self.c_sq[lo:hi]
         return C, c_sq
+
+    def quantized_operands(self, lo: int, hi: int) -> tuple | None:
+        """``(Cq, inv_c, l1_c)`` of centres ``lo:hi`` for the int16 tiles (see
+        :func:`daskmeans.kernels._quantized.centre_operands`), or None when
+        they are not used (or a centre is not finite)."""
+        if not self.quantized:
+            return None
+        from ._quantized import centre_operands
+
+        return centre_operands(self.centers[lo:hi], self.group)
 
     def screen_args(self) -> tuple:
         """``(shift, operand, c_sq, coef_x, coef_c)`` of the screened whole-block calls."""
@@ -273,9 +287,16 @@ def sweep(plan, X, centers, weights, bounds, sums, counts, inertia, n_far):
             Xc = np.ascontiguousarray(X)
             for g in range(n_groups):
                 lo, hi = int(bounds[g]), int(bounds[g + 1])
-                nb.sweep_columns(Xc, w, *dists.column_operands(lo, hi), lo, g,
-                                 column_step(plan, X), dists.chunk, sums, counts, inertia,
-                                 *far_args)
+                step = column_step(plan, X)
+                if (q := dists.quantized_operands(lo, hi)) is not None:
+                    from ._quantized import sweep_quantized
+
+                    dists.n_redone += sweep_quantized(
+                        Xc, w, *dists.column_operands(lo, hi), centers, *q, lo, g, step,
+                        dists.chunk, dists.qchunk, sums, counts, inertia, *far_args)
+                    continue
+                nb.sweep_columns(Xc, w, *dists.column_operands(lo, hi), lo, g, step,
+                                 dists.chunk, sums, counts, inertia, *far_args)
         elif screened:
             dists.n_redone += nb.sweep_block_screened(
                 X, w, centers, *dists.screen_args(), bounds, step, dists.rowmajor, sums, counts,
@@ -323,8 +344,16 @@ def nearest(plan, X, centers, bounds, labels, dist):
             Xc = np.ascontiguousarray(X)
             for g in range(len(bounds) - 1):
                 lo, hi = int(bounds[g]), int(bounds[g + 1])
-                nb.nearest_columns(Xc, *dists.column_operands(lo, hi), lo, g,
-                                   column_step(plan, X), dists.chunk, *out)
+                step = column_step(plan, X)
+                if (q := dists.quantized_operands(lo, hi)) is not None:
+                    from ._quantized import nearest_quantized
+
+                    dists.n_redone += nearest_quantized(
+                        Xc, *dists.column_operands(lo, hi), centers, *q, lo, g, step,
+                        dists.chunk, dists.qchunk, *out)
+                    continue
+                nb.nearest_columns(Xc, *dists.column_operands(lo, hi), lo, g, step,
+                                   dists.chunk, *out)
         elif screened:
             dists.n_redone += nb.nearest_block_screened(
                 X, centers, *dists.screen_args(), bounds, step, dists.rowmajor, *out)

@@ -45,6 +45,8 @@ __all__ = [
     "column_tile_shape",
     "column_products_kernel",
     "column_top2_kernel",
+    "column_int_tile_kernel",
+    "int16_madd_native",
     "prefetch_kernel",
     "target_features",
     "tile_rows",
@@ -346,6 +348,90 @@ def _vector_fma(builder, vty):
         f"llvm.fma.v{vty.count}{suffix}")
 
 
+def _fma_mac(builder, vty):
+    """``mac(a, b, acc)``: ``fma(a, b, acc)`` on the float vectors ``vty``."""
+    fma = _vector_fma(builder, vty)
+    return lambda a, b, acc: builder.call(fma, [a, b, acc])
+
+
+#: The running minimum a quantized column tile starts its second best from
+#: (above any score, see :func:`column_int_tile_kernel`).
+_INT_TOP = 2**31 - 1
+
+
+def _int16_madd(builder, vty):
+    """``mac(a, b, acc)`` on vectors ``vty`` of int32 lanes, each holding two
+    int16 (the low half first): ``acc + a.lo * b.lo + a.hi * b.hi`` per lane, in
+    int32 arithmetic. On x86 with AVX2 (or AVX-512BW) one ``vpmaddwd`` per
+    register's worth of lanes (``llvm.x86.avx2.pmadd.wd``,
+    ``llvm.x86.avx512.pmaddw.d.512``; LLVM does not find it in the portable
+    form), elsewhere the even and odd halves widened, multiplied and added."""
+    from llvmlite import ir
+    from numba.core import cgutils
+
+    i16, i32 = ir.IntType(16), ir.IntType(32)
+    n = vty.count
+    wide = ir.VectorType(i16, 2 * n)
+    intrinsic = _x86_madd_intrinsic()
+    if intrinsic is not None:
+        name, lanes = intrinsic  # int32 lanes per call
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VectorType(i32, lanes),
+                                            [ir.VectorType(i16, 2 * lanes)] * 2), name)
+
+        def piece(v, k):
+            return builder.shuffle_vector(v, v, ir.Constant(
+                ir.VectorType(i32, 2 * lanes), list(range(2 * lanes * k, 2 * lanes * (k + 1)))))
+
+        def mac(a, b, acc):
+            a16, b16 = builder.bitcast(a, wide), builder.bitcast(b, wide)
+            parts = [builder.call(fn, [piece(a16, k), piece(b16, k)]) for k in range(n // lanes)]
+            while len(parts) > 1:  # concatenate the halves back into n lanes
+                parts = [builder.shuffle_vector(parts[k], parts[k + 1], ir.Constant(
+                    ir.VectorType(i32, 2 * parts[k].type.count),
+                    list(range(2 * parts[k].type.count)))) for k in range(0, len(parts), 2)]
+            return builder.add(acc, parts[0])
+
+        return mac
+
+    even = ir.Constant(ir.VectorType(i32, n), list(range(0, 2 * n, 2)))
+    odd = ir.Constant(ir.VectorType(i32, n), list(range(1, 2 * n, 2)))
+
+    def mac(a, b, acc):
+        a16, b16 = builder.bitcast(a, wide), builder.bitcast(b, wide)
+        parts = []
+        for sel in (even, odd):
+            x = builder.sext(builder.shuffle_vector(a16, a16, sel), vty)
+            y = builder.sext(builder.shuffle_vector(b16, b16, sel), vty)
+            parts.append(builder.mul(x, y))
+        return builder.add(acc, builder.add(parts[0], parts[1]))
+
+    return mac
+
+
+def int16_madd_native() -> bool:
+    """Whether the int16 column tiles (:func:`column_int_tile_kernel`) get the
+    processor's own multiply-add of int16 pairs (x86 ``vpmaddwd`` with AVX2 or
+    AVX-512BW) from the CPU numba compiles for; elsewhere they are correct but
+    slower than the float32 tiles."""
+    return _x86_madd_intrinsic() is not None
+
+
+def _x86_madd_intrinsic() -> tuple[str, int] | None:
+    """``(name, int32 lanes)`` of the x86 ``vpmaddwd`` intrinsic numba's target
+    has (AVX-512BW: 16 lanes, AVX2: 8), or None."""
+    import platform
+
+    if platform.machine().lower() not in X86_MACHINES:
+        return None
+    feats = target_features()[1]
+    if "avx512bw" in feats:
+        return "llvm.x86.avx512.pmaddw.d.512", 16
+    if "avx2" in feats:
+        return "llvm.x86.avx2.pmadd.wd", 8
+    return None
+
+
 def _emit_feature_loop(builder, d, rows, cols, vty, name, step):
     """LLVM IR of a loop over ``d`` features (``d >= 1``) carrying ``rows x cols``
     vector accumulators that start at zero: ``step(j, acc)`` emits feature ``j``'s
@@ -353,7 +439,7 @@ def _emit_feature_loop(builder, d, rows, cols, vty, name, step):
     from llvmlite import ir
 
     i64 = ir.IntType(64)
-    zero = ir.Constant(vty, [0.0] * vty.count)
+    zero = ir.Constant(vty, [0 if isinstance(vty.element, ir.IntType) else 0.0] * vty.count)
     entry = builder.block
     loop = builder.append_basic_block(f"{name}.loop")
     done = builder.append_basic_block(f"{name}.done")
@@ -594,9 +680,28 @@ def column_top2_kernel():
     return _column_tile(top2=True)
 
 
-def _column_tile(top2: bool):
+def column_int_tile_kernel():
+    """The column tile of :func:`column_top2_kernel` on rows and centres
+    quantized to int16, or None.
+
+    ``tile(XT, i, Cq, n_sq, g0, g1, runv, runi, run2)``: ``XT`` (p, m) int32
+    holds the rows transposed by pairs of features (each int32 two int16, the
+    even feature in the low half), ``Cq`` (K, p) int32 the centres' pairs the
+    same way (negated: ``-q(c)``) and ``n_sq`` (K,) int32 their scaled squared
+    norms; the products are exact int32 sums of int16 products (``vpmaddwd`` on
+    x86) and the score of a row and centre is ``n_sq + x . Cq``. Labels (the
+    first strict minimum), minima and second-best scores follow the same
+    comparisons as the float tiles, with padded centres given a norm of
+    ``2**31 - 1`` (which the group 0 also starts ``run2`` from). The caller
+    keeps every sum inside int32 (:mod:`daskmeans.kernels._quantize`).
+    """
+    return _column_tile(top2=True, quantized=True)
+
+
+def _column_tile(top2: bool, quantized: bool = False):
     """The ``tile`` intrinsic of :func:`column_tile_kernels` (``top2=False``)
-    or of :func:`column_top2_kernel`, or None."""
+    or of :func:`column_top2_kernel`, or None; with ``quantized`` the int16
+    tile of :func:`column_int_tile_kernel`."""
     try:
         import llvmlite.binding as llvm
         from llvmlite import ir
@@ -607,6 +712,8 @@ def _column_tile(top2: bool):
     if llvm.llvm_version_info[0] < 17:  # pragma: no cover - typed pointers
         return None
 
+    dtypes = (types.int32,) if quantized else (types.float32, types.float64)
+
     def typed(XT, C, c_sq, runv, runi, run2):
         arrays = (XT, C, c_sq, runv, runi) + ((run2,) if top2 else ())
         return (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
@@ -614,12 +721,12 @@ def _column_tile(top2: bool):
                 and runi.ndim == 1 and runi.dtype == types.int32
                 and XT.dtype == C.dtype == c_sq.dtype == runv.dtype
                 and (not top2 or (run2.ndim == 1 and run2.dtype == XT.dtype))
-                and XT.dtype in (types.float32, types.float64))
+                and XT.dtype in dtypes)
 
     def codegen(context, builder, signature, args):
         XTty, _, Cty, sty, _, _, vty_a, ity_a = signature.args[:8]
         i32, i64 = ir.IntType(32), ir.IntType(64)
-        lanes = 16 if XTty.dtype == types.float32 else 8
+        lanes = 8 if XTty.dtype == types.float64 else 16
         RV, CG = column_tile_shape()
         elty = context.get_value_type(XTty.dtype)
         vty = ir.VectorType(elty, lanes)
@@ -637,7 +744,7 @@ def _column_tile(top2: bool):
         i0, g0v, g1v = as64(args[1]), as64(args[4]), as64(args[5])
         d = builder.extract_value(XTa.shape, 0)
         mp = builder.extract_value(XTa.shape, 1)
-        fma = _vector_fma(builder, vty)
+        mac = _int16_madd(builder, vty) if quantized else _fma_mac(builder, vty)
         align = XTty.dtype.bitwidth // 8
 
         def ptr(base, offset, ty):
@@ -652,30 +759,35 @@ def _column_tile(top2: bool):
             return ir.Constant(i64, x)
 
         row_off = [builder.add(i0, c64(r * lanes)) for r in range(RV)]
-        inf = ir.Constant(vty, [float("inf")] * lanes)
+        inf = ir.Constant(vty, [_INT_TOP if quantized else float("inf")] * lanes)
         # the running state of a row vector: [minimum, index] (+ [second] with top2)
         width = 3 if top2 else 2
         types_ = [vty, ity, vty][:width]
 
+        def less(a, b):
+            if quantized:
+                return builder.icmp_signed("<", a, b)
+            return builder.fcmp_ordered("<", a, b)
+
         def group(g, run, first):
             """One group's products and running minima, from the current block."""
             new = _emit_column_products(builder, XTa.data, Ca.data, g, d, mp, row_off, RV, CG,
-                                        vty, fma, align)
+                                        vty, mac, align)
             run = [list(s) for s in run]
             for c in range(CG):
                 j = builder.add(builder.mul(g, c64(CG)), c64(c))
                 cs = splat(builder.load(builder.gep(sa.data, [j])), vty)
                 jv = splat(builder.trunc(j, i32), ity)
                 for r in range(RV):
-                    val = builder.fadd(new[c][r], cs)
+                    val = (builder.add if quantized else builder.fadd)(new[c][r], cs)
                     if first and c == 0:
                         run[r] = [val, jv, inf][:width]
                         continue
                     mn, ix = run[r][0], run[r][1]
-                    lt = builder.fcmp_ordered("<", val, mn)
+                    lt = less(val, mn)
                     if top2:
                         cand = builder.select(lt, mn, val)
-                        lt2 = builder.fcmp_ordered("<", cand, run[r][2])
+                        lt2 = less(cand, run[r][2])
                         run[r][2] = builder.select(lt2, cand, run[r][2])
                     run[r][0] = builder.select(lt, val, mn)
                     run[r][1] = builder.select(lt, jv, ix)
@@ -753,7 +865,7 @@ def _column_tile(top2: bool):
     return column_tile
 
 
-def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, fma, align):
+def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, mac, align):
     """LLVM IR of a column tile's products: a loop over the ``d`` features of
     the transposed rows ``xt`` (rows of ``mp`` values) keeping, for each of the
     ``RV`` vectors of rows at ``row_off`` and each centre of group ``g`` (``CG``
@@ -779,7 +891,7 @@ def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, fm
             cv = builder.insert_element(ir.Constant(vty, None), cval, ir.Constant(i32, 0))
             cb = builder.shuffle_vector(cv, cv, ir.Constant(ir.VectorType(i32, lanes),
                                                             [0] * lanes))
-            new.append([builder.call(fma, [xv[r], cb, acc[c][r]]) for r in range(RV)])
+            new.append([mac(xv[r], cb, acc[c][r]) for r in range(RV)])
         return new
 
     return _emit_feature_loop(builder, d, CG, RV, vty, "col", step)
@@ -834,10 +946,9 @@ def column_products_kernel():
             d = builder.extract_value(XTa.shape, 0)
             mp = builder.extract_value(XTa.shape, 1)
             pm = builder.extract_value(Pa.shape, 1)
-            fma = _vector_fma(builder, vty)
             row_off = [builder.add(i0, ir.Constant(i64, r * lanes)) for r in range(RV)]
             new = _emit_column_products(builder, XTa.data, Ca.data, g, d, mp, row_off, RV, CG,
-                                        vty, fma, align)
+                                        vty, _fma_mac(builder, vty), align)
             for c in range(CG):
                 prow = builder.mul(builder.add(builder.mul(g, ir.Constant(i64, CG)),
                                                ir.Constant(i64, c)), pm)
@@ -908,9 +1019,10 @@ def transpose_kernel():
     :data:`TRANSPOSE_LANES` (8): eight rows of eight values are loaded as
     vectors, transposed by three rounds of two-vector shuffles
     (:func:`transpose_rounds`), and stored as eight rows of ``XT``. ``X`` and
-    ``XT`` are C-contiguous arrays of one dtype (float32 or float64); the
-    caller keeps the block inside both. A scalar loop stores one value at a
-    time with the stride of ``XT``'s rows; the shuffles stay in registers.
+    ``XT`` are C-contiguous arrays of one dtype (float32, float64 or int32: the
+    shuffles only move values); the caller keeps the block inside both. A scalar
+    loop stores one value at a time with the stride of ``XT``'s rows; the
+    shuffles stay in registers.
     """
     try:
         import llvmlite.binding as llvm
@@ -928,7 +1040,8 @@ def transpose_kernel():
     def transpose(typingctx, X, r0, q0, XT, c0):
         if not (isinstance(X, types.Array) and isinstance(XT, types.Array)
                 and X.ndim == 2 and XT.ndim == 2 and X.layout == "C" and XT.layout == "C"
-                and X.dtype == XT.dtype and X.dtype in (types.float32, types.float64)):
+                and X.dtype == XT.dtype
+                and X.dtype in (types.float32, types.float64, types.int32)):
             return None
         sig = types.void(X, r0, q0, XT, c0)
 

@@ -59,6 +59,7 @@ __all__ = [
     "COLUMN_TILES",
     "FUSED_ARGMIN",
     "VECTOR_ARGMIN",
+    "accumulate_centred",
     "accumulate_exact",
     "accumulate_rows",
     "argmin_columns",
@@ -767,6 +768,23 @@ def accumulate_rows(X, w, labels, best, sums, counts, ahead):
     prefetched while row ``i`` is added (see :func:`prefetch_row`), so the
     next sub-block streams in from memory while this one is computed.
     """
+    return _accumulate(X, w, labels, best, None, sums, counts, ahead)
+
+
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def accumulate_centred(X, w, labels, centers, sums, counts, best, ahead):
+    """:func:`accumulate_rows` with the squared distances taken from the
+    differences to ``centers[labels]`` (each square in the rows' dtype, summed
+    in float64) into ``best``, which is not read: the same sums and counts,
+    bitwise, for rows labelled without their scores (the int16 tiles of
+    :mod:`daskmeans.kernels._quantized`)."""
+    return _accumulate(X, w, labels, best, centers, sums, counts, ahead)
+
+
+@numba.njit(nogil=True, fastmath=_FASTMATH)
+def _accumulate(X, w, labels, best, centers, sums, counts, ahead):
+    """The body of :func:`accumulate_rows` (``centers`` None) and
+    :func:`accumulate_centred`."""
     n, d = X.shape
     if n == 0:
         return 0.0
@@ -778,35 +796,38 @@ def accumulate_rows(X, w, labels, best, sums, counts, ahead):
     span = hi - lo + 1
     if X.itemsize < sums.itemsize and _PARTIAL_ROWS_PER_CENTRE * span <= n:
         part = np.zeros((span, d), dtype=X.dtype)
-        total = _add_rows(X, w, labels, best, part, lo, counts, ahead)
+        total = _add_rows(X, w, labels, best, centers, part, lo, counts, ahead)
         for a in range(span):
             for f in range(d):
                 sums[lo + a, f] += part[a, f]
         return total
-    return _add_rows(X, w, labels, best, sums, 0, counts, ahead)
+    return _add_rows(X, w, labels, best, centers, sums, 0, counts, ahead)
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH)
-def _add_rows(X, w, labels, best, sums, first, counts, ahead):
+def _add_rows(X, w, labels, best, centers, sums, first, counts, ahead):
     """The loop of :func:`accumulate_rows`: row ``i`` into ``sums[labels[i] - first]``,
-    its weight and the sum of its squares in the dtype of ``sums`` (each square in
-    the rows' dtype)."""
+    its weight and the sum of its squares (or of its squared differences to
+    ``centers[labels[i]]``) in the dtype of ``sums`` (each square in the rows'
+    dtype)."""
     n_ahead = min(X.shape[0], ahead.shape[0])
     # two loops, each with or without the hints throughout (a test of the row
     # index in one loop would keep it from being vectorised as well)
     # (the running total goes on from one to the other: results do not depend
     # on the hints)
-    total = _add_row_range(X, w, labels, best, sums, first, counts, ahead, 0, n_ahead, True,
-                           0.0)
-    return _add_row_range(X, w, labels, best, sums, first, counts, ahead, n_ahead, X.shape[0],
-                          False, total)
+    total = _add_row_range(X, w, labels, best, centers, sums, first, counts, ahead, 0, n_ahead,
+                           True, 0.0)
+    return _add_row_range(X, w, labels, best, centers, sums, first, counts, ahead, n_ahead,
+                          X.shape[0], False, total)
 
 
 @numba.njit(nogil=True, fastmath=_FASTMATH)
-def _add_row_range(X, w, labels, best, sums, first, counts, ahead, start, stop, hint, total):
+def _add_row_range(X, w, labels, best, centers, sums, first, counts, ahead, start, stop, hint,
+                   total):
     """Rows ``start:stop`` of :func:`_add_rows`, hinting row ``i`` of ``ahead``
     into the cache with row ``i`` when ``hint``; returns ``total`` plus their
-    weighted distances."""
+    weighted distances. (numba drops the branches on ``centers is None`` when
+    it compiles, so each kind of call gets a loop of its own.)"""
     d = X.shape[1]
     has_w = w.shape[0] > 0
     one = np.ones(1, dtype=sums.dtype)
@@ -823,15 +844,17 @@ def _add_row_range(X, w, labels, best, sums, first, counts, ahead, start, stop, 
             ws = one[0]
             for f in range(d):
                 v = X[i, f]
-                xs += v * v
+                t = v if centers is None else v - centers[a, f]
+                xs += t * t
                 sums[r, f] += ws * v
         else:
             wi = 1.0
             for f in range(d):
                 v = X[i, f]
-                xs += v * v
+                t = v if centers is None else v - centers[a, f]
+                xs += t * t
                 sums[r, f] += v
-        dist = np.float64(best[i]) + np.float64(xs)
+        dist = np.float64(best[i]) + np.float64(xs) if centers is None else np.float64(xs)
         if dist < 0.0:
             dist = 0.0
         best[i] = dist

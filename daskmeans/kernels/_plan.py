@@ -88,6 +88,17 @@ class KernelPlan:
         screened products are faster).
     column_min_k, column_max_features_f64 : int
         See ``columns``.
+    quantized : bool
+        Compiled, column tiles, float32 with at most ``quantized_max_features``
+        features: label the rows with the centres and rows rounded to int16
+        first (exact int32 sums of products), proving each label against a
+        bound on the rounding or labelling the row again by the float32 tiles
+        (:mod:`daskmeans.kernels._quantized`): the same labels, sums and counts;
+        distances from the differences to the centres. On by default where the
+        processor has an int16 multiply-add (x86 AVX2, AVX-512BW); no effect
+        without ``columns``.
+    quantized_max_features : int
+        See ``quantized``.
     fused_prefetch_row_bytes : int
         Compiled, fused tiles: the sweep prefetches the next sub-block for
         rows of more bytes than this (narrower rows: the processor's own
@@ -139,6 +150,8 @@ class KernelPlan:
     columns: bool = False
     column_min_k: int = _thresholds.COLUMN_MIN_K
     column_max_features_f64: int = _thresholds.COLUMN_MAX_FEATURES_F64
+    quantized: bool = False
+    quantized_max_features: int = _thresholds.QUANTIZED_MAX_FEATURES
     fused_first_max_k: int = 0
     fused_first_max_pad: int = _thresholds.FUSED_FIRST_MAX_PAD
     fused_prefetch_row_bytes: int = _thresholds.FUSED_PREFETCH_ROW_BYTES
@@ -204,7 +217,7 @@ class KernelPlan:
         caps = _capabilities()
         if caps is None:
             raise ImportError("numba is not installed (or DASKMEANS_NUMBA=0 is set).")
-        blas, vector, fused, columns = caps
+        blas, vector, fused, columns, int16 = caps
         whole = blas if whole_block is None else bool(whole_block and blas)
         vector = vector and not plain
         kw = {
@@ -220,6 +233,8 @@ class KernelPlan:
         cols = _thresholds.column_defaults()
         kw.update(cols, columns=cols["columns"] and columns and whole and not plain)
         kw.update(fields)
+        if "quantized" not in fields:  # with the column tiles, where int16 is fast
+            kw["quantized"] = kw["columns"] and int16
         return cls(**kw)
 
     def path(self, dtype, n_centers: int, n_groups: int = 1,
@@ -234,7 +249,8 @@ class KernelPlan:
         if not self.compiled or dtype not in (np.float32, np.float64):
             return "numpy"
         if self.uses_columns(dtype, n_centers, n_groups, n_features):
-            return "columns"
+            return "columns-int16" if self.quantized_columns(
+                dtype, n_centers, n_groups, n_features) else "columns"
         if self.screened(dtype, n_centers, n_groups, n_features):
             lay = "rowmajor" if n_centers <= self.screen_rowmajor_max_k else "transposed"
             name = f"screened-{lay}"
@@ -259,6 +275,14 @@ class KernelPlan:
                         and self.fused_width(n_centers) - n_centers <= self.fused_first_max_pad)
         return (dtype == np.float64 and n_features is not None
                 and n_features <= self.column_max_features_f64)
+
+    def quantized_columns(self, dtype, n_centers: int, n_groups: int = 1,
+                          n_features: int | None = None) -> bool:
+        """Whether the column tiles of such a sweep (see :meth:`uses_columns`)
+        are screened in int16 (``quantized``; float32, features known)."""
+        return (self.quantized and np.dtype(dtype) == np.float32 and n_features is not None
+                and n_features <= self.quantized_max_features
+                and self.uses_columns(dtype, n_centers, n_groups, n_features))
 
     def screened(self, dtype, n_centers: int, n_groups: int = 1,
                  n_features: int | None = None) -> bool:
@@ -294,6 +318,9 @@ class KernelPlan:
             if self.columns:
                 only = " (float32)" if self.column_max_features_f64 <= 0 else ""
                 parts.append(f"column tiles from {self.column_min_k} centres{only} (LLVM IR)")
+            if self.quantized:
+                parts.append("float32 column tiles screened in int16 up to "
+                             f"{self.quantized_max_features} features")
             parts.append(f"row-major products up to {self.rowmajor_max_k} centres")
             if self.screen_min_k is not None:
                 parts.append(f"float64 screened in float32 from {self.screen_min_k} centres")
@@ -320,8 +347,9 @@ def numba_installed() -> bool:
 
 
 @functools.cache
-def _capabilities() -> tuple[bool, bool, bool, bool] | None:
-    """``(blas, vector_argmin, fused, columns)`` of this numba and LLVM, or
+def _capabilities() -> tuple[bool, bool, bool, bool, bool] | None:
+    """``(blas, vector_argmin, fused, columns, int16)`` of this numba and LLVM
+    (``int16``: int16 column tiles with the processor's own multiply-add), or
     None without numba. Imports numba (only plans that pick it call this)."""
     if not numba_installed():
         return None
@@ -329,7 +357,10 @@ def _capabilities() -> tuple[bool, bool, bool, bool] | None:
         from . import _numba_loops as nb
     except ImportError:  # pragma: no cover - a broken numba install
         return None
-    return nb.BLAS_AVAILABLE, nb.VECTOR_ARGMIN, nb.FUSED_ARGMIN, nb.COLUMN_TILES
+    from . import _llvm, _quantized
+
+    int16 = _quantized.INT_TILES and _llvm.int16_madd_native()
+    return nb.BLAS_AVAILABLE, nb.VECTOR_ARGMIN, nb.FUSED_ARGMIN, nb.COLUMN_TILES, int16
 
 
 def _parse(text: str) -> tuple[str, dict]:

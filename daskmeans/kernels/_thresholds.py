@@ -144,6 +144,13 @@ FUSED_FIRST_MAX_PAD = 6
 #: (benchmarks/RESULTS.md). Set by ``bench_thresholds.py fused_prefetch_row_bytes --d D``.
 FUSED_PREFETCH_ROW_BYTES = 256
 
+#: Compiled path, column tiles: float32 data with at most this many features is
+#: screened in int16 (:mod:`daskmeans.kernels._quantized`) where the processor has
+#: an int16 multiply-add (x86 AVX2, AVX-512BW). Wider rows get coarser levels (the
+#: sums of products must stay in int32) and more rows to label again.
+#: Set by ``bench_thresholds.py quantized --d D`` (benchmarks/RESULTS.md).
+QUANTIZED_MAX_FEATURES = 256
+
 #: Compiled path, column tiles: float64 data with more features than this is
 #: screened in float32 instead (its products are half the cost, and above this
 #: width they outweigh the column tiles' saving on the distance matrix).

@@ -134,6 +134,8 @@ def warm_up(dtypes=("float32", "float64"), *, verbose: bool = False) -> dict:
         "numba-plain": KernelPlan.numba(plain=True),
         "numba-subblock": KernelPlan.numba(plain=True, whole_block=False),
     }
+    if full.quantized:  # the float32 column tiles also run where the int16 screen does not
+        plans["numba-float-columns"] = replace(full, quantized=False)
     out["cache"] = cache_location()
     out["target"] = full.target
     for name in dtypes:
