@@ -130,9 +130,9 @@ def test_near_ties_are_labelled_again():
     c_sq = np.full(len(Cq), np.inf, np.float32)
     c_sq[:k] = (C.astype(np.float64) ** 2).sum(1).astype(np.float32)
     scratch = qz._quantized_scratch(n, d, len(Cq))
-    XQ, XTq, n_sq, flags, runv, runi, run2, redo = scratch
+    XQ, XTq, n_sq, flags, runv, runi, run2, redo, hint = scratch
     n_redo = qz.screen_rows(X, Cq, c_sq, k, inv_c, l1_c, qz.levels(d), 100, XQ, XTq, n_sq,
-                            flags, runv, runi, run2, lab, redo)
+                            flags, runv, runi, run2, lab, redo, hint)
     again = set(redo[:n_redo])
     assert set(range(800)) <= again  # every tie
     assert n_redo < 800 + 200  # and few others
@@ -154,9 +154,10 @@ def test_quantize_rows_rounds_on_the_sub_block_scale():
     Q = qz.levels(5)
     XQ = np.full((50, 6), 99, np.int16)
     flags = np.empty(50, np.int32)
-    inv = qz.quantize_rows(X, Q, XQ, flags)
+    inv, top = qz.quantize_rows(X, Q, XQ, flags, np.float32(0))
     finite = np.isfinite(X).all(axis=1)
     np.testing.assert_array_equal(flags, np.where(finite, 0, -1))
+    assert top == np.abs(X[finite]).max()
     assert np.float32(Q / np.abs(X[finite]).max()) == inv
     scaled = X[finite].astype(np.float64) * np.float64(inv)
     assert np.abs(scaled - XQ[finite, :5]).max() <= 0.5 + 1e-6
@@ -230,3 +231,24 @@ def test_plan_screens_float32_column_tiles_where_int16_is_fast(monkeypatch):
     assert not KernelPlan.numba(columns=False).quantized
     assert not _plan.choose_plan(np.float32, 300, 32, 10**7,
                                  mode="numba,quantized=false").quantized
+
+
+@pytest.mark.parametrize("d", [4, 5])  # rows as wide as the int16 ones, or not
+def test_quantize_rows_takes_the_scale_of_the_sub_blocks_before(d):
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(40, d)).astype(np.float32)
+    top = np.abs(X).max()
+    Q = qz.levels(d)
+    width = d + d % 2
+    flags = np.empty(40, np.int32)
+    for hint, scale in ((2 * top, 2 * top), (top / 2, top), (np.float32(0), top)):
+        XQ = np.full((40, width), 99, np.int16)
+        inv, got = qz.quantize_rows(X, Q, XQ, flags, np.float32(hint))
+        assert got == top and (flags == 0).all()
+        expected = scale if d == width else top  # odd widths: the sub-block's own scale
+        assert inv == np.float32(Q / np.float64(np.float32(expected)))
+        np.testing.assert_array_equal(XQ[:, :d], np.rint(X * inv).astype(np.int16))
+    X[7, 1] = np.nan
+    XQ = np.full((40, width), 99, np.int16)
+    inv, got = qz.quantize_rows(X, Q, XQ, flags, np.float32(2 * top))
+    assert flags[7] == -1 and (XQ[7] == 0).all() and (np.delete(flags, 7) == 0).all()

@@ -432,10 +432,11 @@ def _x86_madd_intrinsic() -> tuple[str, int] | None:
     return None
 
 
-def _emit_feature_loop(builder, d, rows, cols, vty, name, step):
+def _emit_feature_loop(builder, d, rows, cols, vty, name, step, init=None):
     """LLVM IR of a loop over ``d`` features (``d >= 1``) carrying ``rows x cols``
-    vector accumulators that start at zero: ``step(j, acc)`` emits feature ``j``'s
-    body and returns the new accumulators. Returns them after the loop."""
+    vector accumulators that start at zero (or at ``init[row][col]``):
+    ``step(j, acc)`` emits feature ``j``'s body and returns the new accumulators.
+    Returns them after the loop."""
     from llvmlite import ir
 
     i64 = ir.IntType(64)
@@ -448,9 +449,9 @@ def _emit_feature_loop(builder, d, rows, cols, vty, name, step):
     j = builder.phi(i64)
     j.add_incoming(ir.Constant(i64, 0), entry)
     acc = [[builder.phi(vty) for _ in range(cols)] for _ in range(rows)]
-    for row in acc:
-        for a in row:
-            a.add_incoming(zero, entry)
+    for r, row in enumerate(acc):
+        for c, a in enumerate(row):
+            a.add_incoming(zero if init is None else init[r][c], entry)
     new = step(j, acc)
     nxt = builder.add(j, ir.Constant(i64, 1))
     tail = builder.block
@@ -771,15 +772,17 @@ def _column_tile(top2: bool, quantized: bool = False):
 
         def group(g, run, first):
             """One group's products and running minima, from the current block."""
+            js = [builder.add(builder.mul(g, c64(CG)), c64(c)) for c in range(CG)]
+            norms = [splat(builder.load(builder.gep(sa.data, [j])), vty) for j in js]
+            # int32 sums are exact in any order: they start from the norms
+            init = [[norms[c]] * RV for c in range(CG)] if quantized else None
             new = _emit_column_products(builder, XTa.data, Ca.data, g, d, mp, row_off, RV, CG,
-                                        vty, mac, align)
+                                        vty, mac, align, init)
             run = [list(s) for s in run]
             for c in range(CG):
-                j = builder.add(builder.mul(g, c64(CG)), c64(c))
-                cs = splat(builder.load(builder.gep(sa.data, [j])), vty)
-                jv = splat(builder.trunc(j, i32), ity)
+                jv = splat(builder.trunc(js[c], i32), ity)
                 for r in range(RV):
-                    val = (builder.add if quantized else builder.fadd)(new[c][r], cs)
+                    val = new[c][r] if quantized else builder.fadd(new[c][r], norms[c])
                     if first and c == 0:
                         run[r] = [val, jv, inf][:width]
                         continue
@@ -865,13 +868,15 @@ def _column_tile(top2: bool, quantized: bool = False):
     return column_tile
 
 
-def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, mac, align):
+def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, mac, align,
+                          init=None):
     """LLVM IR of a column tile's products: a loop over the ``d`` features of
     the transposed rows ``xt`` (rows of ``mp`` values) keeping, for each of the
     ``RV`` vectors of rows at ``row_off`` and each centre of group ``g`` (``CG``
     consecutive rows of ``cdata``, ``d`` values each), the multiply-adds of the
     rows' values with the centre's broadcast value, from zero and in feature
-    order. Returns the ``CG x RV`` accumulators after the loop."""
+    order (from ``init[c][r]`` instead of zero when given). Returns the ``CG x
+    RV`` accumulators after the loop."""
     from llvmlite import ir
 
     i32, i64 = ir.IntType(32), ir.IntType(64)
@@ -894,7 +899,7 @@ def _emit_column_products(builder, xt, cdata, g, d, mp, row_off, RV, CG, vty, ma
             new.append([mac(xv[r], cb, acc[c][r]) for r in range(RV)])
         return new
 
-    return _emit_feature_loop(builder, d, CG, RV, vty, "col", step)
+    return _emit_feature_loop(builder, d, CG, RV, vty, "col", step, init)
 
 def column_products_kernel():
     """A compiled ``products(XT, i, C, g, P)``: the column tile's products, stored, or None.

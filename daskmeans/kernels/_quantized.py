@@ -119,11 +119,7 @@ def _largest_bits(flat):
         imax = v if v > imax else imax
         w = u[i]
         umax = w if w > umax else umax
-    neg = np.int64(umax) - 2**31 if umax >= np.uint32(2**31) else np.int64(0)
-    top = max(np.int64(imax), neg)
-    word = np.empty(1, dtype=np.int32)
-    word[0] = np.int32(min(top, np.int64(0x7F800000)))
-    return top < 0x7F800000, word.view(np.float32)[0]
+    return _bits_top(imax, umax)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -141,14 +137,65 @@ def _finite_rows(Xs, flags):
 
 
 @numba.njit(nogil=True, cache=True)
-def quantize_rows(Xs, Q, XQ, flags):
-    """Round the rows of ``Xs`` (float32, C-contiguous) to int16 on the
-    sub-block's scale: ``XQ[r, f] = rint(Xs[r, f] * inv)`` with ``inv = Q / max
-    |x|`` over the finite rows, zeros for the padding features of ``XQ`` and for
-    the rows holding NaN or infinity, whose ``flags`` are -1 (the others' 0).
-    Returns ``inv`` (float32), 0.0 when no such scale fits float32.
+def _bits_top(imax, umax):
+    """``(finite, largest magnitude)`` from the maxima of float32 bits taken as
+    int32 and as uint32 (see :func:`_largest_bits`)."""
+    neg = np.int64(umax) - 2**31 if umax >= np.uint32(2**31) else np.int64(0)
+    top = max(np.int64(imax), neg)
+    word = np.empty(1, dtype=np.int32)
+    word[0] = np.int32(min(top, np.int64(0x7F800000)))
+    return top < 0x7F800000, word.view(np.float32)[0]
+
+
+@numba.njit(nogil=True, cache=True)
+def _quantize_guessed(Xs, inv, Q, XQ):
+    """One pass: ``XQ = rint(Xs * inv)`` clipped to ``[-Q, Q]`` (NaN to ``-Q``),
+    ``Xs`` and ``XQ[:m]`` of the same width; returns ``(finite, largest
+    magnitude)`` of ``Xs``."""
+    m, d = Xs.shape
+    flat = Xs.reshape(m * d)
+    b = flat.view(np.int32)
+    u = flat.view(np.uint32)
+    out = XQ[:m].reshape(m * d)
+    lo = np.float32(-Q)
+    hi = np.float32(Q)
+    imax = np.int32(0)
+    umax = np.uint32(0)
+    for i in range(m * d):
+        v = b[i]
+        imax = v if v > imax else imax
+        w = u[i]
+        umax = w if w > umax else umax
+        c = flat[i] * inv
+        c = c if c > lo else lo
+        c = c if c < hi else hi
+        out[i] = np.int16(np.int32(np.rint(c)))
+    return _bits_top(imax, umax)
+
+
+@numba.njit(nogil=True, cache=True)
+def quantize_rows(Xs, Q, XQ, flags, hint):
+    """Round the rows of ``Xs`` (float32, C-contiguous) to int16: ``XQ[r, f] =
+    rint(Xs[r, f] * inv)`` with ``inv = Q / top``, zeros for the padding
+    features of ``XQ`` and for the rows holding NaN or infinity, whose
+    ``flags`` are -1 (the others' 0).
+
+    ``top`` is ``hint`` (the largest magnitude of the sub-blocks before, 0.0 for
+    none) when no value of ``Xs`` is larger, which one pass finds out while it
+    rounds (rows as wide as ``XQ``); else the largest magnitude of the finite
+    rows, found first. Returns ``(inv, largest magnitude of the finite rows)``,
+    ``inv`` 0.0 when no such scale fits float32.
     """
     m, d = Xs.shape
+    width = XQ.shape[1]
+    if hint > 0 and d == width:
+        inv = np.float32(Q / np.float64(hint))
+        if inv > 0 and np.float64(hint) * np.float64(inv) <= Q + 0.25:
+            ok, top = _quantize_guessed(Xs, inv, Q, XQ)
+            if ok and top <= hint:
+                for r in range(m):
+                    flags[r] = 0
+                return inv, top
     ok, top = _largest_bits(Xs.reshape(m * d))
     if ok:
         for r in range(m):
@@ -161,8 +208,7 @@ def quantize_rows(Xs, Q, XQ, flags):
         inv = np.float32(Q / np.float64(top))
         # every scaled value must round to at most Q (inv is rounded too)
         if not (np.float64(top) * np.float64(inv) <= Q + 0.25) or inv == 0:
-            return np.float32(0.0)
-    width = XQ.shape[1]
+            return np.float32(0.0), top
     for r in range(m):
         if flags[r] < 0:
             for f in range(width):
@@ -172,7 +218,7 @@ def quantize_rows(Xs, Q, XQ, flags):
             XQ[r, f] = np.int16(np.int32(np.rint(Xs[r, f] * inv)))
         for f in range(d, width):
             XQ[r, f] = 0
-    return inv
+    return inv, top
 
 
 @numba.njit(nogil=True, cache=True)
@@ -203,15 +249,19 @@ def _scaled_norms(c_sq, scale, n_real, out):
 
 @numba.njit(nogil=True, cache=True)
 def screen_rows(Xs, Cq, c_sq, n_real, inv_c, l1_c, Q, chunk, XQ, XTq, n_sq, flags, runv, runi,
-                run2, labels, redo):
+                run2, labels, redo, hint):
     """Int16 labels of the rows of ``Xs`` by the centres ``Cq`` (see
     :func:`centre_operands`); ``c_sq`` (float32) the squared norms the float32
     tiles use. ``labels`` gets every row's label and ``redo`` the rows whose
     label is not proven (near ties, rows not finite); returns how many. All
-    rows are in ``redo`` when the sub-block's scale does not fit.
+    rows are in ``redo`` when the sub-block's scale does not fit. ``hint``
+    (1,) float32 holds the largest magnitude of the rows of the sub-blocks
+    before (0.0 at first), the scale tried first (:func:`quantize_rows`), and
+    is updated.
     """
     m, d = Xs.shape
-    inv = quantize_rows(Xs, Q, XQ, flags)
+    inv, top_x = quantize_rows(Xs, Q, XQ, flags, hint[0])
+    hint[0] = max(hint[0], top_x)
     scale = np.float64(inv) * inv_c * 0.5
     top = _scaled_norms(c_sq, scale, n_real, n_sq) if inv > 0 else -1.0
     # the float32 tiles' scores must not overflow: |score| <= |c|^2 + 2 d max|x| max|c|
@@ -266,13 +316,15 @@ def screen_rows(Xs, Cq, c_sq, n_real, inv_c, l1_c, Q, chunk, XQ, XTq, n_sq, flag
 @numba.njit(nogil=True, cache=True)
 def _quantized_scratch(step, d, K):
     """The int16 scratch of a sub-block of ``step`` rows, ``d`` features and
-    ``K`` (padded) centres: ``(XQ, XTq, n_sq, flags, runv, runi, run2, redo)``."""
+    ``K`` (padded) centres: ``(XQ, XTq, n_sq, flags, runv, runi, run2, redo,
+    hint)`` (see :func:`screen_rows`)."""
     pairs = (d + 1) // 2
     S = column_scratch_width(step, 16, _TILE_LINES)
     return (np.empty((step, 2 * pairs), dtype=np.int16), np.empty((pairs, S), dtype=np.int32),
             np.empty(K, dtype=np.int32), np.empty(step, dtype=np.int32),
             np.empty(S, dtype=np.int32), np.empty(S, dtype=np.int32),
-            np.empty(S, dtype=np.int32), np.empty(step, dtype=np.intp))
+            np.empty(S, dtype=np.int32), np.empty(step, dtype=np.intp),
+            np.zeros(1, dtype=np.float32))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -280,9 +332,9 @@ def _label_rows(Xs, C, c_sq, Cq, n_real, inv_c, l1_c, Q, chunk, qchunk, scratch,
                 labels):
     """Labels of the sub-block ``Xs``: int16 tiles, then the float32 tiles for
     the rows not proven. Returns how many those were."""
-    XQ, XTq, n_sq, flags, runv, runi, run2, redo = scratch
+    XQ, XTq, n_sq, flags, runv, runi, run2, redo, hint = scratch
     k = screen_rows(Xs, Cq, c_sq, n_real, inv_c, l1_c, Q, qchunk, XQ, XTq, n_sq, flags, runv,
-                    runi, run2, labels, redo)
+                    runi, run2, labels, redo, hint)
     if k > 0:
         XT, fv, fi, best, lab = float_scratch
         column_rows_gathered(Xs, redo[:k], C, c_sq, chunk, XT, fv, fi, fv[:0], lab[:k],
@@ -293,9 +345,18 @@ def _label_rows(Xs, C, c_sq, Cq, n_real, inv_c, l1_c, Q, chunk, qchunk, scratch,
 
 
 @numba.njit(nogil=True, cache=True)
-def _float_scratch(step, d, X):
+def _sweep_setup(X, c_sq, Cq, step):
+    """``(n_real, Q, scratch, float_scratch)`` of a sweep: the real centres (the
+    padding has infinite norms), the levels, the int16 tiles' scratch and the
+    float32 tiles' for the rows labelled again."""
+    d = X.shape[1]
+    n_real = c_sq.shape[0]
+    while n_real > 0 and not (c_sq[n_real - 1] < np.inf):
+        n_real -= 1
     XT, runv, runi = _column_scratch(step, d, X)
-    return XT, runv, runi, np.empty(step, dtype=X.dtype), np.empty(step, dtype=np.intp)
+    float_scratch = (XT, runv, runi, np.empty(step, dtype=X.dtype),
+                     np.empty(step, dtype=np.intp))
+    return n_real, levels(d), _quantized_scratch(step, d, Cq.shape[0]), float_scratch
 
 
 @numba.njit(nogil=True, cache=True)
@@ -308,14 +369,9 @@ def sweep_quantized(X, w, C, c_sq, centers, Cq, inv_c, l1_c, lo, g, step, chunk,
     squared distances from the differences to the centres
     (:func:`daskmeans.kernels._numba_loops.accumulate_centred`). Returns the
     rows labelled again by the float32 tiles."""
-    n, d = X.shape
+    n = X.shape[0]
     has_w = w.shape[0] > 0
-    n_real = c_sq.shape[0]
-    while n_real > 0 and not (c_sq[n_real - 1] < np.inf):
-        n_real -= 1
-    Q = levels(d)
-    scratch = _quantized_scratch(step, d, Cq.shape[0])
-    float_scratch = _float_scratch(step, d, X)
+    n_real, Q, scratch, float_scratch = _sweep_setup(X, c_sq, Cq, step)
     lab = np.empty(step, dtype=np.intp)
     dist = np.empty(step, dtype=X.dtype)
     redone = 0
@@ -342,13 +398,8 @@ def nearest_quantized(X, C, c_sq, centers, Cq, inv_c, l1_c, lo, g, step, chunk, 
     """:func:`daskmeans.kernels._numba_loops.nearest_columns` with the rows
     labelled by the int16 tiles (see :func:`sweep_quantized`); the squared
     distances from the differences. Returns the rows labelled again."""
-    n, d = X.shape
-    n_real = c_sq.shape[0]
-    while n_real > 0 and not (c_sq[n_real - 1] < np.inf):
-        n_real -= 1
-    Q = levels(d)
-    scratch = _quantized_scratch(step, d, Cq.shape[0])
-    float_scratch = _float_scratch(step, d, X)
+    n = X.shape[0]
+    n_real, Q, scratch, float_scratch = _sweep_setup(X, c_sq, Cq, step)
     redone = 0
     for start in range(0, n, step):
         stop = min(start + step, n)
