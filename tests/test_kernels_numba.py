@@ -312,6 +312,19 @@ def test_prefetch_row_hints_every_cache_line(dtype, d, offset, monkeypatch):
     assert len(hints) <= 2 * A.nbytes // _kernels_numba._LINE_BYTES + 2
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_values_per_line_is_a_constant_in_compiled_code(dtype):
+    """prefetch_row runs in every row's loop: its step must not cost a division."""
+    import numba
+
+    per_line = numba.njit(lambda A: _kernels_numba.values_per_line(A))
+    A = np.zeros((3, 5), dtype)
+    assert per_line(A) == _kernels_numba.values_per_line(A) == 64 // A.itemsize
+    asm = next(iter(per_line.inspect_asm().values()))
+    # a constant: no division instruction before the function returns
+    assert not any("div" in line.split("#")[0] for line in asm.split("ret")[0].splitlines())
+
+
 def test_prefetch_is_the_llvm_intrinsic():
     # a no-op fallback would silently lose the overlap of reads and compute
     assert _llvm.prefetch_kernel() is not None

@@ -540,12 +540,27 @@ def prefetch_row(A, i):
     row, ``L`` being the line.
     """
     d = A.shape[1]
-    per_line = max(1, _LINE_BYTES // A.itemsize)
+    per_line = values_per_line(A)  # a constant: no division in the caller's loop
     if d >= per_line:
-        for f in range(0, d, per_line):
+        # a while loop: the trip count of a range with this step takes a division
+        f = 0
+        while f < d:
             prefetch(A, i, f)
+            f += per_line
     elif d > 0 and i % (per_line // d) == 0:
         prefetch(A, i, 0)
+
+
+def values_per_line(A):
+    """Values of ``A``'s dtype in a cache line (at least 1), a compile-time
+    constant in compiled code."""
+    return max(1, _LINE_BYTES // A.itemsize)
+
+
+@numba.extending.overload(values_per_line, jit_options={"nogil": True})
+def _values_per_line_impl(A):
+    n = max(1, _LINE_BYTES // (A.dtype.bitwidth // 8))
+    return lambda A: n
 
 
 @numba.njit(nogil=True, cache=True)
