@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(not qz.INT_TILES, reason="LLVM before 17")
 
 #: The column tiles for every group, with and without the int16 screen.
 FLOAT = KernelPlan.numba(column_min_k=1, fused=False, quantized=False)
-INT16 = replace(FLOAT, quantized=True)
+INT16 = replace(FLOAT, quantized=True, quantized_max_features=10**6)
 
 
 def blobs(n, d, k, seed, scale=1.0):
@@ -252,3 +252,26 @@ def test_quantize_rows_takes_the_scale_of_the_sub_blocks_before(d):
     XQ = np.full((40, width), 99, np.int16)
     inv, got = qz.quantize_rows(X, Q, XQ, flags, np.float32(2 * top))
     assert flags[7] == -1 and (XQ[7] == 0).all() and (np.delete(flags, 7) == 0).all()
+
+
+def test_a_sweep_of_near_ties_leaves_the_int16_tiles():
+    """Rows all at near ties would all be labelled twice: past a quarter of them
+    the float32 tiles label the rest directly, with the same results."""
+    rng = np.random.default_rng(11)
+    d, k, n = 8, 6, 20000
+    C = rng.normal(size=(k, d)).astype(np.float32)
+    a, b = C[0].astype(np.float64), C[1].astype(np.float64)
+    X = (0.5 * (a + b) + rng.uniform(-1, 1, size=(n, 1)) * 1e-7 * (b - a)).astype(np.float32)
+    assert_same(X, C)
+    G = _llvm.column_tile_shape()[1]
+    Cq, inv_c, l1_c = qz.centre_operands(C, G)
+    Cp = np.zeros((len(Cq), d), np.float32)
+    Cp[:k] = -2 * C
+    c_sq = np.full(len(Cq), np.inf, np.float32)
+    c_sq[:k] = (C.astype(np.float64) ** 2).sum(1).astype(np.float32)
+    labels = np.zeros((1, n), np.intp)
+    step = 1000
+    redone = qz.nearest_quantized(X, Cp, c_sq, C, Cq, inv_c, l1_c, 0, 0, step, 100, 100, labels,
+                                  np.empty((0, 0)), False)
+    assert qz._MIN_TALLY <= redone <= qz._MIN_TALLY + step  # then the float32 tiles alone
+    assert set(labels[0]) <= {0, 1}

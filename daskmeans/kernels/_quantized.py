@@ -40,6 +40,7 @@ from ._numba_loops import (
     COLUMN_TILES,
     _column_scratch,
     accumulate_centred,
+    column_rows,
     column_rows_gathered,
     column_scratch_width,
     far_push,
@@ -57,6 +58,12 @@ INT_TILES = _INT_TILE is not None
 _SUM_BITS = 29
 #: A padded centre's scaled norm: no score reaches it (and it is the tile's own start).
 _TOP = 2**31 - 1
+#: Share of the rows screened so far that may be labelled again by the float32
+#: tiles before a sweep leaves the int16 tiles (data whose rows are near ties
+#: everywhere: screening them costs more than it saves); measured over at least
+#: :data:`_MIN_TALLY` rows.
+_MAX_REDO = 0.25
+_MIN_TALLY = 4096
 #: Unit roundoff of float32.
 _U32 = 2.0**-24
 #: Bound on the float32 tiles' scores below which none overflows (float32's
@@ -329,26 +336,34 @@ def _quantized_scratch(step, d, K):
 
 @numba.njit(nogil=True, cache=True)
 def _label_rows(Xs, C, c_sq, Cq, n_real, inv_c, l1_c, Q, chunk, qchunk, scratch, float_scratch,
-                labels):
+                tally, labels):
     """Labels of the sub-block ``Xs``: int16 tiles, then the float32 tiles for
-    the rows not proven. Returns how many those were."""
+    the rows not proven; returns how many those were. ``tally`` (rows screened,
+    rows labelled again) over the sweep so far: once more than
+    :data:`_MAX_REDO` of them had to be labelled again (rows near ties
+    everywhere), the float32 tiles label the rest of the sweep directly."""
+    XT, fv, fi, best, lab = float_scratch
+    if tally[0] >= _MIN_TALLY and tally[1] > _MAX_REDO * tally[0]:
+        column_rows(Xs, C, c_sq, chunk, XT, fv, fi, labels, best[: Xs.shape[0]])
+        return 0
     XQ, XTq, n_sq, flags, runv, runi, run2, redo, hint = scratch
     k = screen_rows(Xs, Cq, c_sq, n_real, inv_c, l1_c, Q, qchunk, XQ, XTq, n_sq, flags, runv,
                     runi, run2, labels, redo, hint)
     if k > 0:
-        XT, fv, fi, best, lab = float_scratch
         column_rows_gathered(Xs, redo[:k], C, c_sq, chunk, XT, fv, fi, fv[:0], lab[:k],
                              best[:k], best[:0])
         for r in range(k):
             labels[redo[r]] = lab[r]
+    tally[0] += Xs.shape[0]
+    tally[1] += k
     return k
 
 
 @numba.njit(nogil=True, cache=True)
 def _sweep_setup(X, c_sq, Cq, step):
-    """``(n_real, Q, scratch, float_scratch)`` of a sweep: the real centres (the
-    padding has infinite norms), the levels, the int16 tiles' scratch and the
-    float32 tiles' for the rows labelled again."""
+    """``(n_real, Q, scratch, float_scratch, tally)`` of a sweep: the real
+    centres (the padding has infinite norms), the levels, the int16 tiles'
+    scratch, the float32 tiles' and the tally of :func:`_label_rows`."""
     d = X.shape[1]
     n_real = c_sq.shape[0]
     while n_real > 0 and not (c_sq[n_real - 1] < np.inf):
@@ -356,7 +371,8 @@ def _sweep_setup(X, c_sq, Cq, step):
     XT, runv, runi = _column_scratch(step, d, X)
     float_scratch = (XT, runv, runi, np.empty(step, dtype=X.dtype),
                      np.empty(step, dtype=np.intp))
-    return n_real, levels(d), _quantized_scratch(step, d, Cq.shape[0]), float_scratch
+    tally = np.zeros(2, dtype=np.int64)
+    return n_real, levels(d), _quantized_scratch(step, d, Cq.shape[0]), float_scratch, tally
 
 
 @numba.njit(nogil=True, cache=True)
@@ -371,7 +387,7 @@ def sweep_quantized(X, w, C, c_sq, centers, Cq, inv_c, l1_c, lo, g, step, chunk,
     rows labelled again by the float32 tiles."""
     n = X.shape[0]
     has_w = w.shape[0] > 0
-    n_real, Q, scratch, float_scratch = _sweep_setup(X, c_sq, Cq, step)
+    n_real, Q, scratch, float_scratch, tally = _sweep_setup(X, c_sq, Cq, step)
     lab = np.empty(step, dtype=np.intp)
     dist = np.empty(step, dtype=X.dtype)
     redone = 0
@@ -381,7 +397,7 @@ def sweep_quantized(X, w, C, c_sq, centers, Cq, inv_c, l1_c, lo, g, step, chunk,
         Xs = X[start:stop]
         ws = w[start:stop] if has_w else w
         redone += _label_rows(Xs, C, c_sq, Cq, n_real, inv_c, l1_c, Q, chunk, qchunk, scratch,
-                              float_scratch, lab[:m])
+                              float_scratch, tally, lab[:m])
         for r in range(m):
             lab[r] += lo
         ahead = X[stop : min(stop + step, n)]
@@ -399,13 +415,13 @@ def nearest_quantized(X, C, c_sq, centers, Cq, inv_c, l1_c, lo, g, step, chunk, 
     labelled by the int16 tiles (see :func:`sweep_quantized`); the squared
     distances from the differences. Returns the rows labelled again."""
     n = X.shape[0]
-    n_real, Q, scratch, float_scratch = _sweep_setup(X, c_sq, Cq, step)
+    n_real, Q, scratch, float_scratch, tally = _sweep_setup(X, c_sq, Cq, step)
     redone = 0
     for start in range(0, n, step):
         stop = min(start + step, n)
         lab = labels[g, start:stop]
         redone += _label_rows(X[start:stop], C, c_sq, Cq, n_real, inv_c, l1_c, Q, chunk, qchunk,
-                              scratch, float_scratch, lab)
+                              scratch, float_scratch, tally, lab)
         for r in range(stop - start):
             lab[r] += lo
         if want_dist:

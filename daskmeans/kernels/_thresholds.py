@@ -149,7 +149,7 @@ FUSED_PREFETCH_ROW_BYTES = 256
 #: an int16 multiply-add (x86 AVX2, AVX-512BW). Wider rows get coarser levels (the
 #: sums of products must stay in int32) and more rows to label again.
 #: Set by ``bench_thresholds.py quantized --d D`` (benchmarks/RESULTS.md).
-QUANTIZED_MAX_FEATURES = 256
+QUANTIZED_MAX_FEATURES = 128
 
 #: Compiled path, column tiles: float64 data with more features than this is
 #: screened in float32 instead (its products are half the cost, and above this
