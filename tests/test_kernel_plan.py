@@ -274,6 +274,7 @@ def test_column_tiles_by_the_vector_registers(monkeypatch, registers, min_k, f64
     assert cols["columns"] and cols["column_min_k"] == min_k
     assert (cols["column_max_features_f64"] > 0) is f64
     assert cols["fused_first_max_k"] == fused_first
+    assert cols["quantized"] is (registers != (32, 64))  # int16 screen below AVX-512
     if not _numba_loops.COLUMN_TILES:  # pragma: no cover
         pytest.skip("this LLVM builds no column tiles")
     # the plan a fit chooses follows them

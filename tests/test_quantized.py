@@ -220,7 +220,8 @@ def test_int_tile_scores_are_exact_integer_products():
 def test_plan_screens_float32_column_tiles_where_int16_is_fast(monkeypatch):
     monkeypatch.delenv(_plan.KERNELS_ENV, raising=False)
     plan = KernelPlan.numba()
-    assert plan.quantized == (plan.columns and qz.INT_TILES and _llvm.int16_madd_native())
+    assert plan.quantized == (plan.columns and qz.INT_TILES and _llvm.int16_madd_native()
+                              and _llvm.vector_registers()[1] < 64)  # AVX2, not AVX-512
     q = replace(FLOAT, quantized=True)
     assert q.path(np.float32, 300, 1, 32) == "columns-int16"
     assert q.path(np.float64, 300, 1, 32) != "columns-int16"
@@ -255,8 +256,8 @@ def test_quantize_rows_takes_the_scale_of_the_sub_blocks_before(d):
 
 
 def test_a_sweep_of_near_ties_leaves_the_int16_tiles():
-    """Rows all at near ties would all be labelled twice: past a quarter of them
-    the float32 tiles label the rest directly, with the same results."""
+    """Rows all at near ties would all be labelled twice: past a share of them
+    (``_MAX_REDO``) the float32 tiles label the rest directly, with the same results."""
     rng = np.random.default_rng(11)
     d, k, n = 8, 6, 20000
     C = rng.normal(size=(k, d)).astype(np.float32)
@@ -275,3 +276,48 @@ def test_a_sweep_of_near_ties_leaves_the_int16_tiles():
                                   np.empty((0, 0)), False)
     assert qz._MIN_TALLY <= redone <= qz._MIN_TALLY + step  # then the float32 tiles alone
     assert set(labels[0]) <= {0, 1}
+
+
+_OTHER_TARGET = """
+import numpy as np
+from dataclasses import replace
+from daskmeans.kernels import KernelPlan, _api, _llvm
+rng = np.random.default_rng(12)
+X = rng.normal(size=(3001, 19)).astype(np.float32)
+X[7, 3] = np.nan
+C = X[rng.choice(np.arange(10, 3001), 70, replace=False)].copy()
+flt = KernelPlan.numba(columns=True, column_min_k=1, fused=False, quantized=False)
+q = replace(flt, quantized=True)
+assert q.path(np.float32, 70, 1, 19) == "columns-int16"
+a, b = _api.lloyd_partial(X, C, plan=q), _api.lloyd_partial(X, C, plan=flt)
+assert np.array_equal(a["sums"], b["sums"], equal_nan=True)
+assert np.array_equal(a["counts"], b["counts"])
+la, lb = _api.nearest(X, C, plan=q)[0], _api.nearest(X, C, plan=flt)[0]
+assert (la == lb).all()
+print(_llvm.int16_madd_native(), "ok")
+"""
+
+
+@pytest.mark.parametrize("target", ["generic", "haswell"])
+def test_int16_tiles_on_other_targets(target, tmp_path):
+    """The portable multiply-add (any LLVM target, here generic x86-64 code) and
+    AVX2's ``vpmaddwd``, compiled in a fresh process: the float32 tiles' results."""
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    import llvmlite.binding as llvm
+
+    x86 = platform.machine().lower() in _llvm.X86_MACHINES
+    if target == "haswell" and not (x86 and llvm.get_host_cpu_features().get("avx2")):
+        pytest.skip("needs an x86 processor with AVX2")
+    env = {**os.environ, "NUMBA_CPU_NAME": target, "NUMBA_CACHE_DIR": str(tmp_path)}
+    env.pop("NUMBA_CPU_FEATURES", None)
+    if target == "haswell":
+        env["NUMBA_CPU_FEATURES"] = "+avx2"
+    out = subprocess.run([sys.executable, "-c", _OTHER_TARGET], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # vpmaddwd with AVX2 code; the portable form for generic code
+    assert out.stdout.split() == [str(target == "haswell"), "ok"], out.stdout

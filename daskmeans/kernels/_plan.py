@@ -95,7 +95,8 @@ class KernelPlan:
         bound on the rounding or labelling the row again by the float32 tiles
         (:mod:`daskmeans.kernels._quantized`): the same labels, sums and counts;
         distances from the differences to the centres. On by default where the
-        processor has an int16 multiply-add (x86 AVX2, AVX-512BW); no effect
+        processor has an int16 multiply-add and no AVX-512 (x86 AVX2; see
+        :func:`daskmeans.kernels._thresholds.column_defaults`); no effect
         without ``columns``.
     quantized_max_features : int
         See ``quantized``.
@@ -234,7 +235,7 @@ class KernelPlan:
         kw.update(cols, columns=cols["columns"] and columns and whole and not plain)
         kw.update(fields)
         if "quantized" not in fields:  # with the column tiles, where int16 is fast
-            kw["quantized"] = kw["columns"] and int16
+            kw["quantized"] = cols["quantized"] and kw["columns"] and int16
         return cls(**kw)
 
     def path(self, dtype, n_centers: int, n_groups: int = 1,

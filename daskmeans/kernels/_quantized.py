@@ -62,7 +62,7 @@ _TOP = 2**31 - 1
 #: tiles before a sweep leaves the int16 tiles (data whose rows are near ties
 #: everywhere: screening them costs more than it saves); measured over at least
 #: :data:`_MIN_TALLY` rows.
-_MAX_REDO = 0.25
+_MAX_REDO = 0.15
 _MIN_TALLY = 4096
 #: Unit roundoff of float32.
 _U32 = 2.0**-24

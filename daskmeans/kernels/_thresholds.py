@@ -161,7 +161,7 @@ COLUMN_MAX_FEATURES_F64 = 64
 def column_defaults(registers: tuple[int, int] | None = None) -> dict:
     """The column tiles' plan fields by default, from the vector registers of the CPU
     numba compiles for: ``columns``, ``column_min_k``, ``column_max_features_f64``,
-    ``fused_first_max_k`` and ``fused_first_min_features``.
+    ``fused_first_max_k``, ``fused_first_min_features`` and ``quantized``.
 
     With at most 16 vector registers of 32 bytes or 32 of 16 (AVX2, AVX, NEON,
     SSE) a fused row tile of 48 or 64 centres holds one row, and the column tiles
@@ -174,6 +174,11 @@ def column_defaults(registers: tuple[int, int] | None = None) -> dict:
     ``COLUMN_MIN_K_WIDE`` centres a group, beyond the fused tiles' range, and
     float64 keeps the screened products (``bench_thresholds.py`` and
     ``bench_lloyd.py``, benchmarks/RESULTS.md).
+
+    ``quantized`` (the float32 column tiles screened in int16, where the
+    processor has an int16 multiply-add) is on below AVX-512: with AVX2 code it
+    shortened the mini-batch fold's steps; with AVX-512 it gained nothing on
+    ``bench_lloyd.py``'s blobs and is left off (``quantized=true`` turns it on).
     """
     from ._llvm import vector_registers
 
@@ -183,6 +188,7 @@ def column_defaults(registers: tuple[int, int] | None = None) -> dict:
         return {"columns": True, "column_min_k": COLUMN_MIN_K,
                 "column_max_features_f64": COLUMN_MAX_FEATURES_F64,
                 "fused_first_max_k": FUSED_FIRST_MAX_K if avx2 else 0,
-                "fused_first_min_features": FUSED_FIRST_MIN_FEATURES}
+                "fused_first_min_features": FUSED_FIRST_MIN_FEATURES, "quantized": True}
     return {"columns": True, "column_min_k": COLUMN_MIN_K_WIDE, "column_max_features_f64": 0,
-            "fused_first_max_k": 0, "fused_first_min_features": FUSED_FIRST_MIN_FEATURES}
+            "fused_first_max_k": 0, "fused_first_min_features": FUSED_FIRST_MIN_FEATURES,
+            "quantized": False}
