@@ -285,9 +285,9 @@ def sweep(plan, X, centers, weights, bounds, sums, counts, inertia, n_far):
         far_args = (n_far, far.dist, far.rows, far.labels, far.state, far.tau)
         if dists.columns:
             Xc = np.ascontiguousarray(X)
+            step = column_step(plan, X)
             for g in range(n_groups):
                 lo, hi = int(bounds[g]), int(bounds[g + 1])
-                step = column_step(plan, X)
                 if (q := dists.quantized_operands(lo, hi)) is not None:
                     from ._quantized import sweep_quantized
 
@@ -342,9 +342,9 @@ def nearest(plan, X, centers, bounds, labels, dist):
         out = (labels, np.empty((0, 0)) if dist is None else dist, dist is not None)
         if dists.columns:
             Xc = np.ascontiguousarray(X)
+            step = column_step(plan, X)
             for g in range(len(bounds) - 1):
                 lo, hi = int(bounds[g]), int(bounds[g + 1])
-                step = column_step(plan, X)
                 if (q := dists.quantized_operands(lo, hi)) is not None:
                     from ._quantized import nearest_quantized
 
